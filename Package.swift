@@ -1,0 +1,34 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "multipack",
+    products: [
+        .executable(name: "multipack", targets: ["multipack"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    ],
+    targets: [
+        .systemLibrary(name: "CMultipackZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMultipackLzma", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
+        // libcurl's headers only: the library itself is loaded with dlopen on the first download,
+        // so that detect/release never pay for loading its dependency tree.
+        .systemLibrary(name: "CMultipackCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(
+            name: "MultipackKit",
+            dependencies: ["CMultipackZlib", "CMultipackLzma", "CMultipackCurl"]
+        ),
+        .executableTarget(
+            name: "multipack",
+            dependencies: [
+                "MultipackKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "MultipackTests",
+            dependencies: ["MultipackKit", "multipack"]
+        ),
+    ]
+)

@@ -1,0 +1,2 @@
+import MultipackKit
+print(Masking.url("https://u:p@h/x?y=1"))
