@@ -15,9 +15,11 @@ let package = Package(
         // libcurl's headers only: the library itself is loaded with dlopen on the first download,
         // so that detect/release never pay for loading its dependency tree.
         .systemLibrary(name: "CMultipackCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Declarations Swift's Glibc module hides (posix_spawn's chdir action).
+        .systemLibrary(name: "CMultipackSys"),
         .target(
             name: "MultipackKit",
-            dependencies: ["CMultipackZlib", "CMultipackLzma", "CMultipackCurl"]
+            dependencies: ["CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl"]
         ),
         .executableTarget(
             name: "multipack",

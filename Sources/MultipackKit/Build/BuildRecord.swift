@@ -1,0 +1,88 @@
+import FoundationEssentials
+
+/// The three directories of the Buildpack API, made absolute.
+public struct BuildDirectories: Sendable {
+    public var build: String
+    public var cache: String
+    public var env: String
+
+    public init(build: String, cache: String, env: String) {
+        self.build = Files.absolute(build)
+        self.cache = Files.absolute(cache)
+        self.env = Files.absolute(env)
+    }
+}
+
+/// What compile leaves for `release`, `test` and `report`, in the buildpack's own directory.
+public struct BuildRecord: Codable, Sendable {
+    public struct Child: Codable, Sendable {
+        public var position: Int
+        public var url: String
+        public var name: String
+        public var version: String
+        public var source: String
+        public var directory: String
+        public var fetchSeconds: Double
+        public var detectSeconds: Double
+        public var compileSeconds: Double
+        public var releaseSeconds: Double
+    }
+
+    public var outcome = "running"
+    public var failure: String?
+    public var stage = "compile"
+    public var children: [Child] = []
+    public var hookSeconds: [String: Double] = [:]
+    public var totalSeconds = 0.0
+    /// The environment the children's exports produced, for `test`.
+    public var exported: [String: String] = [:]
+    public var unset: [String] = []
+
+    public init() {}
+
+    static func directory(_ buildpackDir: String) -> String { buildpackDir + "/.multipack" }
+
+    static func load(from buildpackDir: String) -> BuildRecord? {
+        guard let data = FileManager.default.contents(atPath: directory(buildpackDir) + "/last-build.json") else { return nil }
+        return try? JSONDecoder().decode(BuildRecord.self, from: data)
+    }
+
+    func save(to buildpackDir: String) {
+        guard let data = try? JSONEncoder().encode(self) else { return }
+        try? Files.makeDirectory(Self.directory(buildpackDir))
+        try? Files.write(String(decoding: data, as: UTF8.self), to: Self.directory(buildpackDir) + "/last-build.json")
+    }
+
+    /// Flat YAML for `bin/report`.
+    public var reportYAML: String {
+        var lines: [(String, String)] = [
+            ("multipack_version", YAML.quoted(MultipackVersion.current)),
+            ("outcome", YAML.quoted(outcome)),
+            ("stage", YAML.quoted(stage)),
+            ("children", "\(children.count)"),
+            ("total_seconds", seconds(totalSeconds)),
+        ]
+        if let failure { lines.append(("failure", YAML.quoted(failure))) }
+        for (name, value) in hookSeconds.sorted(by: { $0.key < $1.key }) { lines.append(("hook_\(name)_seconds", seconds(value))) }
+        for child in children {
+            let p = "child_\(child.position)_"
+            lines += [
+                (p + "url", YAML.quoted(child.url)), (p + "name", YAML.quoted(child.name)),
+                (p + "version", YAML.quoted(child.version)), (p + "source", YAML.quoted(child.source)),
+                (p + "fetch_seconds", seconds(child.fetchSeconds)), (p + "detect_seconds", seconds(child.detectSeconds)),
+                (p + "compile_seconds", seconds(child.compileSeconds)), (p + "release_seconds", seconds(child.releaseSeconds)),
+            ]
+        }
+        return lines.map { "\($0.0): \($0.1)\n" }.joined()
+    }
+
+    private func seconds(_ value: Double) -> String {
+        let thousandths = Int((value * 1000).rounded())
+        return "\(thousandths / 1000).\(String(thousandths % 1000).leftPadded(to: 3))"
+    }
+}
+
+public enum MultipackVersion {
+    /// Set from buildpack.toml when the binary is packaged; the checkout's value otherwise.
+    public static let current = "0.1.0"
+}

@@ -1,0 +1,176 @@
+import FoundationEssentials
+
+/// How multipack was started: its own directory and environment.
+public struct Invocation: Sendable {
+    /// multipack's buildpack directory: the merged release, the combined export and the record live here.
+    public var buildpackDir: String
+    /// multipack's own environment.
+    public var environment: [String: String]
+    public var log: Log
+
+    public init(buildpackDir: String, environment: [String: String], log: Log = Log()) {
+        self.buildpackDir = buildpackDir
+        self.environment = environment
+        self.log = log
+    }
+
+    /// Relative paths in `.buildpacks` are relative to the app root. A local build compiles a copy
+    /// of the app, and says where the original is.
+    func appDir(for dirs: BuildDirectories) -> String {
+        environment["MULTIPACK_APP_DIR"].map(Files.absolute) ?? dirs.build
+    }
+}
+
+/// `bin/compile` and `bin/test-compile` (SPEC §5–§8): list → fetch → hooks and children → release.
+public struct Compile {
+    public var dirs: BuildDirectories
+    public var invocation: Invocation
+    public var testCompile = false
+
+    public init(dirs: BuildDirectories, invocation: Invocation, testCompile: Bool = false) {
+        self.dirs = dirs
+        self.invocation = invocation
+        self.testCompile = testCompile
+    }
+
+    var log: Log { invocation.log }
+
+    public func run() throws {
+        let start = ContinuousClock.now
+        var record = BuildRecord()
+        record.stage = testCompile ? "test-compile" : "compile"
+        defer {
+            record.totalSeconds = start.duration(to: .now).seconds
+            record.save(to: invocation.buildpackDir)
+        }
+        do {
+            try run(&record)
+            record.outcome = "succeeded"
+        } catch {
+            record.outcome = error is Interrupted ? "interrupted" : "failed"
+            record.failure = ErrorReport.lines(for: error).first
+            throw error
+        }
+        summary(record, seconds: start.duration(to: .now).seconds)
+    }
+
+    private func run(_ record: inout BuildRecord) throws {
+        let configVars = ConfigVars.read(envDir: dirs.env)
+        let settings = try Settings(configVars: configVars, environment: invocation.environment)
+        var base = invocation.environment
+        base["GIT_DIR"] = nil
+        // BUILDPACK_XTRACE passes through to the children when it is on, and only then: "0" is off.
+        base["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
+        let log = self.log
+        let xtrace = settings.xtrace
+        let trace: @Sendable (Command) -> Void = { command in
+            if xtrace { log.detail("+ " + command.traceLine) }
+        }
+
+        let listPath = dirs.build + "/.buildpacks"
+        guard Files.exists(listPath) else {
+            throw UsageError("There is no .buildpacks file in the app.", hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
+        }
+        let entries = try BuildpackList.parse(try Files.read(listPath))
+        guard !entries.isEmpty else {
+            throw UsageError(".buildpacks lists no buildpack.", hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
+        }
+
+        // Fetch every child first, in parallel, into a private directory outside BUILD_DIR.
+        let workDir = try Files.temporaryDirectory(prefix: "multipack-children-")
+        log.step("Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s")")
+        var fetchContext = FetchContext(
+            appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: base, settings: settings)
+        fetchContext.trace = trace
+        let fetched = try Fetcher.fetchAll(entries, context: fetchContext)
+        var children = fetched.enumerated().map { ChildRun(fetched: $0.element, position: $0.offset + 1, total: fetched.count) }
+        for child in children {
+            log.detail("\(child.label) \(child.url) @ \(short(child.fetched.version)) (\(child.fetched.source), \(formatSeconds(child.fetched.seconds)))")
+            for warning in child.fetched.warnings { log.warning(warning) }
+        }
+        record.children = children.map { entry(for: $0) }
+
+        var hooks = AppHooks(dirs: dirs, holdingDir: workDir + "/hooks")
+        if settings.hooks == .multipack { try hooks.holdBack() }
+        defer { hooks.restore() }
+
+        let runner = ChildRunner(dirs: dirs, trace: trace)
+        var environment = base
+        if hooks.has("pre_compile") {
+            let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
+            record.hookSeconds["pre_compile"] = try hooks.run("pre_compile", environment: env, log: log, trace: trace)
+        }
+        for index in children.indices {
+            let child = children[index]
+            log.step("\(child.label) \(child.url) @ \(short(child.fetched.version))")
+            try runner.detect(&children[index], environment: environment)
+            log.detail("Detected: \(children[index].displayName)")
+            try runner.compile(&children[index], environment: environment, testCompile: testCompile)
+            environment = try runner.applyExport(children[index], to: environment).env
+            try runner.release(&children[index], environment: base)
+            record.children[index] = entry(for: children[index])
+            log.detail("\(children[index].label) \(children[index].displayName) done in \(formatSeconds(children[index].ownSeconds))")
+        }
+        if hooks.has("post_compile") {
+            let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
+            record.hookSeconds["post_compile"] = try hooks.run("post_compile", environment: env, log: log, trace: trace)
+        }
+
+        let (release, provenance) = mergeReleases(children.map { ($0.position, $0.release) }, mode: settings.release)
+        try Files.makeDirectory(BuildRecord.directory(invocation.buildpackDir))
+        try Files.write(release.yaml, to: Self.releasePath(invocation.buildpackDir))
+        logRelease(release, provenance, children: children, mode: settings.release)
+
+        try Files.write(
+            BuildEnvironment.exportScript(base: invocation.environment, final: environment),
+            to: invocation.buildpackDir + "/export")
+        record.exported = environment.filter { invocation.environment[$0.key] != $0.value }
+        record.unset = invocation.environment.keys.filter { environment[$0] == nil }.sorted()
+    }
+
+    static func releasePath(_ buildpackDir: String) -> String { BuildRecord.directory(buildpackDir) + "/release.yml" }
+
+    private func entry(for child: ChildRun) -> BuildRecord.Child {
+        BuildRecord.Child(
+            position: child.position, url: child.url, name: child.name, version: child.fetched.version,
+            source: child.fetched.source, directory: child.fetched.directory, fetchSeconds: child.fetched.seconds,
+            detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds, releaseSeconds: child.releaseSeconds)
+    }
+
+    private func logRelease(_ release: Release, _ provenance: ReleaseProvenance, children: [ChildRun], mode: ReleaseMode) {
+        let withRelease = children.filter { $0.release != Release() }.count
+        log.step(mode == .last ? "Release: the last buildpack's only (MULTIPACK_RELEASE=last)" : "Release merged from \(withRelease) of \(children.count) buildpacks")
+        for (type, _) in release.processTypes {
+            let from = provenance.processTypes[type].map { children[$0 - 1] }
+            log.detail("process type \(type) from \(from.map { "\($0.label) \($0.displayName)" } ?? "?")")
+        }
+        for (name, _) in release.configVars {
+            let from = provenance.configVars[name].map { children[$0 - 1] }
+            log.detail("config var \(name) from \(from.map { "\($0.label) \($0.displayName)" } ?? "?")")
+        }
+        if !release.addons.isEmpty { log.detail("addons: \(release.addons.joined(separator: ", "))") }
+    }
+
+    private func summary(_ record: BuildRecord, seconds: Double) {
+        log.step("Summary")
+        let nameWidth = min(32, record.children.map(\.name.count).max() ?? 0)
+        for child in record.children {
+            let time = child.fetchSeconds + child.detectSeconds + child.compileSeconds + child.releaseSeconds
+            log.detail(
+                "[\(child.position)/\(record.children.count)]  \(child.name.padding(to: nameWidth))  "
+                    + "\(formatSeconds(time).leftPadded(to: 7, with: " "))  \(child.url)")
+        }
+        for (name, time) in record.hookSeconds.sorted(by: { $0.key < $1.key }) {
+            log.detail("bin/\(name)".padding(to: nameWidth + 7) + "  \(formatSeconds(time).leftPadded(to: 7, with: " "))")
+        }
+        log.detail("total".padding(to: nameWidth + 7) + "  \(formatSeconds(seconds).leftPadded(to: 7, with: " "))")
+    }
+}
+
+func short(_ version: String) -> String {
+    version.count == 40 && version.allSatisfy(\.isHexDigit) ? String(version.prefix(12)) : version
+}
+
+extension String {
+    func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}

@@ -1,0 +1,78 @@
+/// `bin/detect`: multipack applies when `.buildpacks` lists at least one buildpack.
+public enum Detect {
+    public static func run(buildDir: String) throws -> String {
+        let path = Files.absolute(buildDir) + "/.buildpacks"
+        guard Files.exists(path) else {
+            throw BuildFailure("No .buildpacks file in the app: multipack has nothing to run.")
+        }
+        let entries = try BuildpackList.parse(try Files.read(path))
+        guard !entries.isEmpty else {
+            throw BuildFailure(".buildpacks lists no buildpack: multipack has nothing to run.")
+        }
+        return "Multipack"
+    }
+}
+
+/// `bin/release`: the release compile merged and saved.
+public enum ReleaseVerb {
+    public static func run(buildpackDir: String) -> String {
+        (try? Files.read(Compile.releasePath(buildpackDir))) ?? "--- {}\n"
+    }
+}
+
+/// `bin/report`: flat YAML about the last build. Never fails.
+public enum Report {
+    public static func run(buildpackDir: String) -> String {
+        guard let record = BuildRecord.load(from: buildpackDir) else {
+            return "multipack_version: \(YAML.quoted(MultipackVersion.current))\noutcome: \"none\"\n"
+        }
+        return record.reportYAML
+    }
+}
+
+/// `bin/test` (SPEC §8): each child's `bin/test`, in order, with the environment test-compile made.
+public struct TestVerb {
+    public var buildDir: String
+    public var envDir: String
+    public var invocation: Invocation
+
+    public init(buildDir: String, envDir: String, invocation: Invocation) {
+        self.buildDir = Files.absolute(buildDir)
+        self.envDir = Files.absolute(envDir)
+        self.invocation = invocation
+    }
+
+    public func run() throws {
+        guard let record = BuildRecord.load(from: invocation.buildpackDir), record.outcome == "succeeded" else {
+            throw BuildFailure(
+                "There is no successful test-compile to run the tests of.",
+                hint: "Heroku CI runs bin/test-compile before bin/test; run it first.")
+        }
+        let settings = try Settings(configVars: ConfigVars.read(envDir: envDir), environment: invocation.environment)
+        var environment = invocation.environment
+        environment["GIT_DIR"] = nil
+        environment["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
+        for name in record.unset { environment[name] = nil }
+        environment.merge(record.exported) { $1 }
+        let log = invocation.log
+        for child in record.children {
+            let script = child.directory + "/bin/test"
+            guard Files.exists(script) else { continue }
+            let label = "[\(child.position)/\(record.children.count)] \(child.name.isEmpty ? child.url : child.name)"
+            log.step("Testing with \(label)")
+            if settings.xtrace { log.detail("+ \(script) \(buildDir) \(envDir)") }
+            let result = try Spawner.run(
+                Command(script, [buildDir, envDir], in: child.directory, environment: environment, stdout: .inherit, stderr: .inherit))
+            if SignalForwarding.stopSignal != nil {
+                var interrupted = Interrupted()
+                interrupted.context = "while buildpack \(label) was in test"
+                throw interrupted
+            }
+            guard result.termination.succeeded else {
+                throw BuildFailure(
+                    "Tests failed: buildpack \(label)'s bin/test ended with \(result.termination)",
+                    details: ["URL: \(child.url)", "Stage: test"])
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+/// One child in the build, with what it reported so far.
+public struct ChildRun: Sendable {
+    public var fetched: FetchedChild
+    public var position: Int
+    public var total: Int
+    public var name: String = ""
+    public var detectSeconds = 0.0
+    public var compileSeconds = 0.0
+    public var releaseSeconds = 0.0
+    public var release = Release()
+
+    public var label: String { "[\(position)/\(total)]" }
+    public var url: String { fetched.entry.maskedText }
+    public var displayName: String { name.isEmpty ? url : name }
+    /// The child's own time: its detect, compile and release processes.
+    public var ownSeconds: Double { detectSeconds + compileSeconds + releaseSeconds }
+}
+
+/// Runs one child's entry points (SPEC §7.2).
+struct ChildRunner {
+    var dirs: BuildDirectories
+    var trace: @Sendable (Command) -> Void
+
+    func detect(_ child: inout ChildRun, environment: [String: String]) throws {
+        let script = child.fetched.directory + "/bin/detect"
+        guard Files.exists(script) else {
+            throw failure(child, stage: "detect", "The buildpack has no bin/detect, so it is not a buildpack.")
+        }
+        let result = try run(Command(script, [dirs.build], in: child.fetched.directory, environment: environment), child, "detect")
+        child.detectSeconds = result.seconds
+        guard result.termination.succeeded else {
+            var details = ["URL: \(child.url)", "Stage: detect (\(result.termination))"]
+            let stderr = result.stderrText.trimmingBlanks().trimmingCharacters("\n")
+            if !stderr.isEmpty { details += ["", stderr] }
+            throw BuildFailure(
+                "App not compatible with buildpack: \(child.url)", details: details,
+                hint: "Buildpack \(child.label) did not recognise the app. Check the order in .buildpacks and that the app has the files this buildpack looks for.")
+        }
+        child.name = String(result.stdoutText.split(separator: "\n").first ?? "").trimmingBlanks()
+    }
+
+    func compile(_ child: inout ChildRun, environment: [String: String], testCompile: Bool) throws {
+        var stage = "compile"
+        var script = child.fetched.directory + "/bin/compile"
+        if testCompile, Files.exists(child.fetched.directory + "/bin/test-compile") {
+            stage = "test-compile"
+            script = child.fetched.directory + "/bin/test-compile"
+        }
+        guard Files.exists(script) else {
+            throw failure(child, stage: stage, "The buildpack has no bin/\(stage).")
+        }
+        let command = Command(
+            script, [dirs.build, dirs.cache, dirs.env], in: child.fetched.directory, environment: environment,
+            stdout: .inherit, stderr: .inherit)
+        let result = try run(command, child, stage)
+        child.compileSeconds = result.seconds
+        guard result.termination.succeeded else {
+            throw failure(
+                child, stage: stage, "bin/\(stage) failed with \(result.termination).",
+                hint: "The buildpack's own output above says why; no later buildpack was run.")
+        }
+    }
+
+    /// Sources the child's `export`, if it wrote one, on top of the environment so far.
+    func applyExport(_ child: ChildRun, to environment: [String: String]) throws -> (env: [String: String], change: EnvironmentChange) {
+        let file = child.fetched.directory + "/export"
+        guard Files.exists(file) else { return (environment, EnvironmentChange()) }
+        do {
+            let change = try BuildEnvironment.sourceExport(file, environment: environment, in: child.fetched.directory)
+            return (BuildEnvironment.apply(change, to: environment), change)
+        } catch {
+            if SignalForwarding.stopSignal != nil { throw Interrupted() }
+            let stderr = error.stderr.trimmingBlanks().trimmingCharacters("\n")
+            throw failure(
+                child, stage: "export",
+                "Sourcing the export file it wrote failed with \(error.termination).\(stderr.isEmpty ? "" : "\n\n" + stderr)",
+                hint: "The export file is a bash script the buildpack writes for the buildpacks after it; it must run cleanly under bash.")
+        }
+    }
+
+    func release(_ child: inout ChildRun, environment: [String: String]) throws {
+        let script = child.fetched.directory + "/bin/release"
+        guard Files.exists(script) else { return }
+        let result = try run(
+            Command(script, [dirs.build], in: child.fetched.directory, environment: environment, stderr: .inherit), child, "release")
+        child.releaseSeconds = result.seconds
+        guard result.termination.succeeded else {
+            throw failure(child, stage: "release", "bin/release failed with \(result.termination).")
+        }
+        do {
+            child.release = try Release.parse(result.stdoutText)
+        } catch {
+            let shown = result.stdoutText.split(separator: "\n").prefix(10).map { "    " + $0 }.joined(separator: "\n")
+            throw failure(
+                child, stage: "release", "bin/release must print a YAML mapping, but \(error).\n\nIt printed:\n\(shown)")
+        }
+    }
+
+    private func run(_ command: Command, _ child: ChildRun, _ stage: String) throws -> ProcessResult {
+        trace(command)
+        let result: ProcessResult
+        do {
+            result = try Spawner.run(command)
+        } catch {
+            throw failure(child, stage: stage, "bin/\(stage) could not be started: \(error).")
+        }
+        if SignalForwarding.stopSignal != nil { throw Interrupted(child: child, stage: stage) }
+        return result
+    }
+
+    func failure(_ child: ChildRun, stage: String, _ reason: String, hint: String? = nil) -> BuildFailure {
+        BuildFailure(
+            "Buildpack \(child.label) \(child.displayName) failed during \(stage)",
+            details: ["URL: \(child.url)", "Version: \(child.fetched.version)", "Stage: \(stage)", "", reason],
+            hint: hint)
+    }
+}
+
+extension Interrupted {
+    init(child: ChildRun, stage: String) {
+        self.init()
+        self.context = "while buildpack \(child.label) \(child.displayName) (\(child.url)) was in \(stage)"
+    }
+}

@@ -1,0 +1,76 @@
+/// The app's config vars, as Heroku hands them over: one file per variable in ENV_DIR.
+public enum ConfigVars {
+    public static func read(envDir: String?) -> [String: String] {
+        guard let envDir, Files.isDirectory(envDir) else { return [:] }
+        var vars: [String: String] = [:]
+        for name in Files.list(envDir) where !name.hasPrefix(".") {
+            guard let value = try? Files.read(envDir + "/" + name) else { continue }
+            // As `$(cat file)` would: trailing newlines go.
+            var trimmed = Substring(value)
+            while trimmed.last == "\n" || trimmed.last == "\r\n" { trimmed = trimmed.dropLast() }
+            vars[name] = String(trimmed)
+        }
+        return vars
+    }
+}
+
+/// multipack's own switches (SPEC §10), read from the config vars and then the environment.
+public struct Settings: Sendable {
+    public var release: ReleaseMode = .merge
+    public var hooks: HookMode = .multipack
+    public var fetchTimeout: Int = 300
+    public var registryURL = "https://buildpack-registry.s3.amazonaws.com/buildpacks"
+    public var xtrace = false
+
+    public enum HookMode: String, Sendable { case multipack, children }
+
+    public init() {}
+
+    public init(configVars: [String: String], environment: [String: String]) throws(UsageError) {
+        func value(_ name: String) -> String? { configVars[name] ?? environment[name] }
+        func choice<T: RawRepresentable>(_ name: String, _ fallback: T) throws(UsageError) -> T where T.RawValue == String {
+            guard let raw = value(name), !raw.isEmpty else { return fallback }
+            guard let parsed = T(rawValue: raw.lowercased()) else {
+                throw UsageError(variableProblem: name, value: raw, accepted: "\(T.self)".choices)
+            }
+            return parsed
+        }
+        release = try choice("MULTIPACK_RELEASE", ReleaseMode.merge)
+        hooks = try choice("MULTIPACK_HOOKS", HookMode.multipack)
+        if let raw = value("MULTIPACK_FETCH_TIMEOUT"), !raw.isEmpty {
+            guard let seconds = Int(raw), seconds > 0 else {
+                throw UsageError(variableProblem: "MULTIPACK_FETCH_TIMEOUT", value: raw, accepted: "a whole number of seconds above 0")
+            }
+            fetchTimeout = seconds
+        }
+        if let url = value("MULTIPACK_REGISTRY_URL"), !url.isEmpty {
+            registryURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+        }
+        xtrace = try Self.boolean("BUILDPACK_XTRACE", value("BUILDPACK_XTRACE"))
+    }
+
+    /// 1/true/yes/on and 0/false/no/off/empty, in any case: `0` means off.
+    public static func boolean(_ name: String, _ raw: String?) throws(UsageError) -> Bool {
+        guard let raw else { return false }
+        switch raw.trimmingBlanks().lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off", "": return false
+        default:
+            throw UsageError(variableProblem: name, value: raw, accepted: "1, true, yes, on (on) or 0, false, no, off, empty (off)")
+        }
+    }
+}
+
+extension String {
+    fileprivate var choices: String {
+        switch self {
+        case "ReleaseMode": return "merge or last"
+        case "HookMode": return "multipack or children"
+        default: return self
+        }
+    }
+
+    func trimmingBlanks() -> String {
+        String(Substring(self).trimmingBlanks())
+    }
+}

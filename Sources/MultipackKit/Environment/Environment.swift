@@ -1,0 +1,107 @@
+/// The variables a child's `export` changed or removed.
+public struct EnvironmentChange: Equatable, Sendable {
+    public var set: [String: String] = [:]
+    public var unset: Set<String> = []
+}
+
+public enum BuildEnvironment {
+    /// Path lists that are kept as unions (SPEC §7.3).
+    public static let pathLists: Set<String> = [
+        "PATH", "LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "CPPATH", "C_INCLUDE_PATH",
+        "CPLUS_INCLUDE_PATH", "PKG_CONFIG_PATH", "MANPATH",
+    ]
+
+    /// Variables bash sets for itself, which no export should be credited with.
+    static let shellOwn: Set<String> = ["_", "SHLVL", "PWD", "OLDPWD"]
+
+    /// Applies a child's export: changes and unsets, path lists as unions.
+    public static func apply(_ change: EnvironmentChange, to environment: [String: String]) -> [String: String] {
+        var result = environment
+        for name in change.unset {
+            if pathLists.contains(name) { continue }  // an earlier tool never vanishes
+            result[name] = nil
+        }
+        for (name, value) in change.set {
+            if pathLists.contains(name), let earlier = environment[name] {
+                result[name] = unionPath(value, keeping: earlier)
+            } else {
+                result[name] = value
+            }
+        }
+        return result
+    }
+
+    /// The child's entries first, then every earlier entry it dropped, in their earlier order.
+    public static func unionPath(_ new: String, keeping earlier: String) -> String {
+        var seen = Set<Substring>()
+        var entries: [Substring] = []
+        for entry in new.split(separator: ":") + earlier.split(separator: ":") where !seen.contains(entry) {
+            seen.insert(entry)
+            entries.append(entry)
+        }
+        return entries.joined(separator: ":")
+    }
+
+    /// Sources a child's `export` with bash on top of `environment` and returns what it changed.
+    public static func sourceExport(
+        _ file: String, environment: [String: String], in directory: String
+    ) throws(ExportError) -> EnvironmentChange {
+        // env -0 before and after, in the same shell, so bash's own variables cancel out.
+        let script = "env -0; printf '\\0MULTIPACK-EXPORT\\0'; source \"$1\" >&2 || exit $?; env -0"
+        let result: ProcessResult
+        do {
+            result = try Spawner.run(
+                Command("bash", ["-c", script, "bash", file], in: directory, environment: environment))
+        } catch {
+            throw ExportError(termination: .exited(127), stderr: "\(error)")
+        }
+        guard result.termination.succeeded else {
+            throw ExportError(termination: result.termination, stderr: result.stderrText)
+        }
+        let marker = Array("\0MULTIPACK-EXPORT\0".utf8)
+        guard let split = result.stdout.firstRange(of: marker) else {
+            throw ExportError(termination: result.termination, stderr: "no output from bash")
+        }
+        let before = parseEnv(result.stdout[..<split.lowerBound])
+        let after = parseEnv(result.stdout[split.upperBound...])
+        var change = EnvironmentChange()
+        for (name, value) in after where before[name] != value && !shellOwn.contains(name) {
+            change.set[name] = value
+        }
+        for name in before.keys where after[name] == nil && !shellOwn.contains(name) {
+            change.unset.insert(name)
+        }
+        return change
+    }
+
+    static func parseEnv(_ bytes: ArraySlice<UInt8>) -> [String: String] {
+        var env: [String: String] = [:]
+        for entry in bytes.split(separator: 0) {
+            guard let equals = entry.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            env[String(decoding: entry[..<equals], as: UTF8.self)] =
+                String(decoding: entry[(equals + 1)...], as: UTF8.self)
+        }
+        return env
+    }
+
+    /// A bash script that reproduces the final environment's changes against the base (SPEC §7.6).
+    public static func exportScript(base: [String: String], final: [String: String]) -> String {
+        var lines: [String] = []
+        for name in final.keys.sorted() where base[name] != final[name] {
+            lines.append("export \(name)=\(shellQuoted(final[name]!))")
+        }
+        for name in base.keys.sorted() where final[name] == nil {
+            lines.append("unset \(name)")
+        }
+        return lines.map { $0 + "\n" }.joined()
+    }
+
+    static func shellQuoted(_ value: String) -> String {
+        "'" + value.replacing("'", with: "'\\''") + "'"
+    }
+}
+
+public struct ExportError: Error {
+    public var termination: Termination
+    public var stderr: String
+}

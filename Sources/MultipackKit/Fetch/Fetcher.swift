@@ -1,0 +1,121 @@
+import Glibc
+
+/// A child buildpack on disk, ready to run.
+public struct FetchedChild: Sendable {
+    public var entry: BuildpackEntry
+    /// A private, writable copy outside BUILD_DIR.
+    public var directory: String
+    /// The resolved version: a commit, an archive digest, or "local directory".
+    public var version: String
+    /// How it was obtained: "cloned", "cached", "copied", "cached (network failed)", "downloaded".
+    public var source: String
+    public var seconds: Double
+    public var warnings: [String] = []
+}
+
+/// What fetching needs to know about this build.
+public struct FetchContext: Sendable {
+    /// Relative paths in `.buildpacks` are relative to the app root.
+    public var appDir: String
+    /// CACHE_DIR; multipack keeps its own cache under `.multipack/` only.
+    public var cacheDir: String?
+    /// The build's private directory for the children.
+    public var workDir: String
+    public var environment: [String: String]
+    public var settings: Settings
+    public var trace: @Sendable (Command) -> Void = { _ in }
+
+    public init(appDir: String, cacheDir: String?, workDir: String, environment: [String: String], settings: Settings) {
+        self.appDir = appDir
+        self.cacheDir = cacheDir
+        self.workDir = workDir
+        self.environment = environment
+        self.settings = settings
+    }
+
+    var cacheRoot: String? { cacheDir.map { $0 + "/.multipack" } }
+}
+
+/// Fetches every child before the first one runs (SPEC §5): in parallel, the results in list order.
+public enum Fetcher {
+    public static let parallelism = 4
+
+    public static func fetchAll(_ entries: [BuildpackEntry], context: FetchContext) throws -> [FetchedChild] {
+        let outcomes = parallelMap(entries, width: parallelism) { index, entry in
+            Result { () throws -> FetchedChild in
+                if SignalForwarding.stopSignal != nil { throw Interrupted() }
+                return try fetch(entry, position: index + 1, total: entries.count, context: context)
+            }
+        }
+        // The first failure in list order is the one reported.
+        return try outcomes.map { try $0.get() }
+    }
+
+    static func fetch(_ entry: BuildpackEntry, position: Int, total: Int, context: FetchContext) throws -> FetchedChild {
+        let start = ContinuousClock.now
+        let directory = context.workDir + "/\(position)"
+        var child: FetchedChild
+        do {
+            switch entry.reference {
+            case .git(let url, let ref):
+                let git = GitFetch(url: localOrRemote(url, appDir: context.appDir), ref: ref, context: context)
+                let (version, source, warnings) = try git.fetch(into: directory)
+                child = FetchedChild(entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings)
+            case .directory(let path):
+                let source = Files.join(context.appDir, path)
+                guard Files.isDirectory(source) else {
+                    throw FetchProblem("the directory \(source) does not exist")
+                }
+                try Files.copyTree(source, to: directory)
+                GitFetch.removeGitDirectories(in: directory)
+                child = FetchedChild(entry: entry, directory: directory, version: "local directory", source: "copied", seconds: 0)
+            case .archive, .registry:
+                throw FetchProblem(
+                    "archive URLs and registry names are not fetched by this version of multipack yet",
+                    hint: "Use a git URL or a local directory for this buildpack for now.")
+            }
+        } catch let interrupted as Interrupted {
+            throw interrupted
+        } catch {
+            let problem = error as? FetchProblem ?? FetchProblem("\(error)")
+            throw BuildFailure(
+                "Failed to fetch buildpack [\(position)/\(total)] \(entry.maskedText)",
+                details: ["Stage: fetch", "Reason: \(problem.message)"] + (problem.output.map { ["", $0] } ?? []),
+                hint: problem.hint)
+        }
+        Files.makeExecutable(inDirectory: directory + "/bin")
+        child.seconds = start.duration(to: .now).seconds
+        return child
+    }
+
+    /// Paths in `.buildpacks` are relative to the app root; URLs are left alone.
+    static func localOrRemote(_ url: String, appDir: String) -> String {
+        if url.hasPrefix("/") || url.hasPrefix("./") || url.hasPrefix("../") || url == "." || url == ".." {
+            return Files.join(appDir, url)
+        }
+        return url
+    }
+}
+
+/// Why a fetch failed, before it is turned into the build's failure block.
+struct FetchProblem: Error {
+    var message: String
+    var output: String?
+    var hint: String?
+
+    init(_ message: String, output: String? = nil, hint: String? = nil) {
+        self.message = message
+        self.output = output
+        self.hint = hint
+    }
+}
+
+/// multipack was asked to stop (SIGTERM/SIGINT).
+public struct Interrupted: Error, CustomStringConvertible {
+    public var context = ""
+    public init() {}
+    public var description: String {
+        "The build was stopped by \(signalName(SignalForwarding.received))\(context.isEmpty ? "" : " " + context); "
+            + "its processes were stopped with it."
+    }
+}

@@ -1,0 +1,215 @@
+import Glibc
+
+/// A git child: resolved with `git ls-remote`, cloned once, then served from the cache (SPEC §5).
+///
+/// Cache layout, under CACHE_DIR/.multipack/git/<key of the URL>/:
+///   url          the URL the entry belongs to (a key collision is detected, never trusted)
+///   <commit>/    the checked-out tree of that commit, without .git
+///   ref-<name>   the commit a floating ref resolved to last time (for offline fallback)
+struct GitFetch {
+    var url: String
+    var ref: String?
+    var context: FetchContext
+
+    var isFullSHA: Bool { ref.map { $0.count == 40 && $0.allSatisfy(\.isHexDigit) } ?? false }
+
+    var environment: [String: String] {
+        var env = context.environment
+        env["GIT_DIR"] = nil
+        env["GIT_TERMINAL_PROMPT"] = "0"  // never wait for a password nobody will type
+        env["GIT_ASKPASS"] = "/bin/false"
+        env["SSH_ASKPASS"] = "/bin/false"
+        return env
+    }
+
+    var isLocal: Bool { url.hasPrefix("/") || url.hasPrefix("file://") }
+
+    var masked: String { Masking.url(url) }
+
+    func fetch(into directory: String) throws -> (version: String, source: String, warnings: [String]) {
+        let store = context.cacheRoot.map { "\($0)/git/\(cacheKey(url))" }
+        if let store { try prepare(store) }
+
+        // An immutable reference is used from the cache with no network at all.
+        if isFullSHA, let store, let ref, Files.isDirectory("\(store)/\(ref.lowercased())") {
+            try Files.copyTree("\(store)/\(ref.lowercased())", to: directory)
+            return (ref.lowercased(), "cached", [])
+        }
+
+        var warnings: [String] = []
+        var commit: String?
+        if !isFullSHA {
+            do {
+                commit = try resolveRemote()
+            } catch let problem as FetchProblem {
+                // A flaky network must not fail a build that needs nothing new.
+                if let store, let last = try? Files.read("\(store)/ref-\(refFileName)"), Files.isDirectory("\(store)/\(last)") {
+                    warnings.append("Could not reach \(masked) (\(problem.message)); using the cached commit \(last.prefix(12)).")
+                    try Files.copyTree("\(store)/\(last)", to: directory)
+                    return (last, "cached (network failed)", warnings)
+                }
+                throw problem
+            }
+        } else {
+            commit = ref?.lowercased()
+        }
+
+        if let store, let commit, Files.isDirectory("\(store)/\(commit)") {
+            try Files.copyTree("\(store)/\(commit)", to: directory)
+            try? Files.write(commit, to: "\(store)/ref-\(refFileName)")
+            return (commit, "cached", warnings)
+        }
+
+        // Not cached: clone into a temporary name, then move into place atomically.
+        let staging = try store.map { _ in try Files.temporaryDirectory(prefix: "multipack-clone-") } ?? directory
+        let checkout = store == nil ? directory : staging + "/tree"
+        defer { if store != nil { Files.remove(staging) } }
+        try clone(into: checkout, knownCommit: commit)
+        let resolved = try git(["-C", checkout, "rev-parse", "HEAD"], stage: "reading the cloned commit")
+            .trimmingBlanks().trimmingCharacters("\n")
+        Self.removeGitDirectories(in: checkout)
+        guard let store else { return (resolved, "cloned", warnings) }
+        try CacheLock.withLock(in: context.cacheRoot!) {
+            if !Files.isDirectory("\(store)/\(resolved)") {
+                Files.makeExecutable(inDirectory: checkout + "/bin")
+                try Files.move(checkout, to: "\(store)/\(resolved)")
+            }
+            if !isFullSHA { try Files.write(resolved, to: "\(store)/ref-\(refFileName)") }
+        }
+        try Files.copyTree("\(store)/\(resolved)", to: directory)
+        return (resolved, "cloned", warnings)
+    }
+
+    private func prepare(_ store: String) throws {
+        if Files.isDirectory(store) {
+            let owner = (try? Files.read(store + "/url")) ?? ""
+            if owner == url { return }
+            // Another URL hashed to the same key: start this entry afresh.
+            Files.remove(store)
+        }
+        try Files.makeDirectory(store)
+        try Files.write(url, to: store + "/url")
+    }
+
+    private var refFileName: String {
+        cacheKey(ref ?? "HEAD")
+    }
+
+    /// The commit the ref points at on the remote, or nil when only a clone can tell (short SHA).
+    private func resolveRemote() throws -> String? {
+        let output = try git(["ls-remote", "--", url], stage: "resolving \(ref ?? "the default branch")")
+        var refs: [String: String] = [:]
+        for line in output.split(separator: "\n") {
+            let parts = line.split(separator: "\t", maxSplits: 1)
+            if parts.count == 2 { refs[String(parts[1])] = String(parts[0]) }
+        }
+        guard let ref else {
+            guard let head = refs["HEAD"] else { throw FetchProblem("the repository has no default branch (HEAD)") }
+            return head
+        }
+        for candidate in ["refs/tags/\(ref)^{}", "refs/tags/\(ref)", "refs/heads/\(ref)", ref, "refs/\(ref)"] {
+            if let commit = refs[candidate] { return commit }
+        }
+        if ref.count >= 4, ref.count < 40, ref.allSatisfy(\.isHexDigit) {
+            if let store = context.cacheRoot.map({ "\($0)/git/\(cacheKey(url))" }) {
+                let matches = Files.list(store).filter { $0.count == 40 && $0.hasPrefix(ref.lowercased()) }
+                if matches.count == 1 { return matches[0] }
+            }
+            return nil
+        }
+        throw FetchProblem(
+            "there is no branch, tag or commit named `\(ref)` in the repository",
+            hint: "Check the #ref after the URL in .buildpacks.")
+    }
+
+    private func clone(into checkout: String, knownCommit: String?) throws {
+        let submodules = ["-c", "protocol.file.allow=" + (isLocal ? "always" : "user")]
+        let isBranchOrTag = ref != nil && knownCommit != nil && !(ref!.allSatisfy(\.isHexDigit) && ref!.count >= 4)
+        if ref == nil || isBranchOrTag {
+            var args = submodules + ["clone", "--quiet", "--depth", "1", "--recurse-submodules", "--shallow-submodules"]
+            if let ref { args += ["--branch", ref] }
+            _ = try git(args + ["--", url, checkout], stage: "cloning")
+            return
+        }
+        // A commit: a full clone is the path that works with every server.
+        _ = try git(submodules + ["clone", "--quiet", "--no-checkout", "--", url, checkout], stage: "cloning")
+        let target = knownCommit ?? ref!
+        do {
+            _ = try git(["-C", checkout, "checkout", "--quiet", "--detach", target], stage: "checking out \(target)")
+        } catch {
+            throw FetchProblem(
+                "there is no commit `\(target)` in the repository",
+                hint: "Check the #ref after the URL in .buildpacks.")
+        }
+        _ = try git(
+            submodules + ["-C", checkout, "submodule", "update", "--quiet", "--init", "--recursive"],
+            stage: "initialising submodules")
+    }
+
+    @discardableResult
+    private func git(_ arguments: [String], stage: String) throws -> String {
+        let command = Command("git", arguments, environment: environment)
+        context.trace(command)
+        let result: ProcessResult
+        do {
+            result = try Spawner.run(command)
+        } catch {
+            throw FetchProblem("git could not be started (\(error))", hint: "Install git.")
+        }
+        if SignalForwarding.stopSignal != nil { throw Interrupted() }
+        guard result.termination.succeeded else {
+            let output = result.stderrText.trimmingBlanks().trimmingCharacters("\n")
+            throw FetchProblem(
+                "git failed while \(stage) (\(result.termination))",
+                output: output.isEmpty ? nil : output)
+        }
+        return result.stdoutText
+    }
+
+    /// Drops `.git` (and submodules' `.git` files): a child is a tree of files, nothing more.
+    static func removeGitDirectories(in directory: String) {
+        for name in Files.list(directory) {
+            let path = directory + "/" + name
+            var info = stat()
+            guard lstat(path, &info) == 0 else { continue }
+            if name == ".git" {
+                Files.remove(path)
+            } else if (info.st_mode & S_IFMT) == S_IFDIR {
+                removeGitDirectories(in: path)
+            }
+        }
+    }
+}
+
+/// A short stable name for a cache entry (FNV-1a): it only names a directory, and the entry
+/// records the URL it belongs to, so a collision is detected rather than trusted.
+func cacheKey(_ text: String) -> String {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x100_0000_01b3
+    }
+    return String(hash, radix: 16).leftPadded(to: 16)
+}
+
+extension String {
+    func trimmingCharacters(_ characters: Character...) -> String {
+        var s = Substring(self)
+        while let last = s.last, characters.contains(last) { s = s.dropLast() }
+        while let first = s.first, characters.contains(first) { s = s.dropFirst() }
+        return String(s)
+    }
+}
+
+/// An exclusive lock on CACHE_DIR/.multipack, so builds sharing a cache never see half an entry.
+enum CacheLock {
+    static func withLock<T>(in root: String, _ body: () throws -> T) throws -> T {
+        try Files.makeDirectory(root)
+        let descriptor = open(root + "/lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw FileError(path: root + "/lock", action: "open", errno: errno) }
+        defer { close(descriptor) }
+        while flock(descriptor, LOCK_EX) != 0 && errno == EINTR {}
+        defer { flock(descriptor, LOCK_UN) }
+        return try body()
+    }
+}

@@ -1,0 +1,148 @@
+/// Where a child buildpack comes from (SPEC §4).
+public enum BuildpackReference: Equatable, Sendable {
+    /// A git repository: a URL, `git@host:path`, or a local repository path, with an optional ref.
+    case git(url: String, ref: String?)
+    /// A local directory used as it is (relative paths are relative to the app root).
+    case directory(path: String)
+    /// A tarball over http(s) or file://.
+    case archive(url: String)
+    /// `namespace/name` in the buildpack registry.
+    case registry(namespace: String, name: String)
+}
+
+/// One line of `.buildpacks`.
+public struct BuildpackEntry: Equatable, Sendable {
+    public var line: Int
+    /// The reference as written, for the log (mask it before printing).
+    public var text: String
+    public var reference: BuildpackReference
+    public var sha256: String?
+
+    /// The reference with credentials hidden, fit for any output.
+    public var maskedText: String { Masking.url(text) }
+}
+
+public struct BuildpackListError: Error, Equatable, CustomStringConvertible {
+    public var line: Int
+    /// The offending text, credentials already masked.
+    public var text: String
+    public var reason: String
+
+    public var description: String { ".buildpacks line \(line): \(reason): \(text)" }
+}
+
+public enum BuildpackList {
+    static let archiveSuffixes = [".tgz", ".tar.gz", ".tar.xz", ".txz", ".tar"]
+
+    /// Parses the contents of a `.buildpacks` file.
+    public static func parse(_ contents: String) throws(BuildpackListError) -> [BuildpackEntry] {
+        var text = Substring(contents)
+        if text.unicodeScalars.first == "\u{FEFF}" { text = Substring(text.unicodeScalars.dropFirst()) }
+        var entries: [BuildpackEntry] = []
+        for (offset, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var line = rawLine
+            if line.last == "\r" { line = line.dropLast() }
+            line = line.trimmingBlanks()
+            if line.isEmpty || line.first == "#" { continue }
+            // " #" (a blank, then #) starts a comment; a # inside a URL is the ref separator.
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            var kept: [Substring] = []
+            for word in words {
+                if word.first == "#" { break }
+                kept.append(word)
+            }
+            entries.append(try entry(kept, line: offset + 1))
+        }
+        return entries
+    }
+
+    static func entry(_ words: [Substring], line: Int) throws(BuildpackListError) -> BuildpackEntry {
+        let text = String(words[0])
+        func failure(_ reason: String) -> BuildpackListError {
+            BuildpackListError(line: line, text: Masking.url(words.joined(separator: " ")), reason: reason)
+        }
+        var sha256: String?
+        for option in words.dropFirst() {
+            guard let equals = option.firstIndex(of: "=") else {
+                throw failure("`\(Masking.url(String(option)))` is not an option (options are key=value)")
+            }
+            let key = option[..<equals]
+            let value = option[option.index(after: equals)...]
+            switch key {
+            case "sha256":
+                guard value.count == 64, value.allSatisfy(\.isHexDigit) else {
+                    throw failure("sha256= takes the 64 hex digits of the archive's SHA-256 digest")
+                }
+                sha256 = value.lowercased()
+            default:
+                throw failure("unknown option `\(key)` (the only option is sha256=)")
+            }
+        }
+        guard let reference = reference(text) else {
+            throw failure(
+                "this is not a buildpack reference (expected a git URL, an archive URL ending in .tgz, "
+                    + ".tar.gz, .tar.xz, .txz or .tar, a registry name namespace/name, or a path starting "
+                    + "with /, ./ or ../)")
+        }
+        if sha256 != nil {
+            switch reference {
+            case .archive, .registry: break
+            default: throw failure("sha256= pins archives and registry names only; pin a git URL with #<commit>")
+            }
+        }
+        return BuildpackEntry(line: line, text: text, reference: reference, sha256: sha256)
+    }
+
+    static func reference(_ text: String) -> BuildpackReference? {
+        let (base, ref) = splitRef(text)
+        if let ref, ref.isEmpty { return nil }
+        if let schemeEnd = base.firstRange(of: "://") {
+            let scheme = base[..<schemeEnd.lowerBound].lowercased()
+            let rest = base[schemeEnd.upperBound...]
+            let host = rest.prefix(while: { $0 != "/" && $0 != "?" })
+            switch scheme {
+            case "http", "https", "file":
+                if scheme != "file" && host.split(separator: "@").last.map({ $0.isEmpty }) ?? true { return nil }
+                if scheme == "file" && rest.first != "/" && !host.isEmpty && host != "localhost" { return nil }
+                let path = rest.prefix(while: { $0 != "?" }).lowercased()
+                if archiveSuffixes.contains(where: { path.hasSuffix($0) }) {
+                    return ref == nil ? .archive(url: base) : nil
+                }
+                if rest.contains("?") { return nil }
+                return .git(url: base, ref: ref)
+            case "git", "ssh":
+                return host.isEmpty ? nil : .git(url: base, ref: ref)
+            default:
+                return nil
+            }
+        }
+        if base.hasPrefix("urn:buildpack:") {
+            return ref == nil ? registryName(String(base.dropFirst("urn:buildpack:".count))) : nil
+        }
+        if base.hasPrefix("/") || base.hasPrefix("./") || base.hasPrefix("../") || base == "." || base == ".." {
+            return ref == nil ? .directory(path: base) : .git(url: base, ref: ref)
+        }
+        // scp-like git: user@host:path
+        if let at = base.firstIndex(of: "@"), let colon = base[at...].firstIndex(of: ":"),
+            base.index(after: at) < colon, base.index(after: colon) < base.endIndex,
+            !base[..<at].isEmpty, !base[..<at].contains("/")
+        {
+            return .git(url: base, ref: ref)
+        }
+        return ref == nil ? registryName(base) : nil
+    }
+
+    static func registryName(_ text: String) -> BuildpackReference? {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        let allowed: (Character) -> Bool = { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(allowed) && $0 != "." && $0 != ".." })
+        else { return nil }
+        return .registry(namespace: String(parts[0]), name: String(parts[1]))
+    }
+
+    /// `url#ref` → (url, ref). The ref is what follows the last `#`.
+    static func splitRef(_ text: String) -> (String, String?) {
+        guard let hash = text.lastIndex(of: "#") else { return (text, nil) }
+        return (String(text[..<hash]), String(text[text.index(after: hash)...]))
+    }
+}

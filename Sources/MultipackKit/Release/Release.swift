@@ -1,0 +1,135 @@
+/// What a buildpack's `bin/release` says (the classic Buildpack API).
+public struct Release: Equatable, Sendable {
+    public var addons: [String] = []
+    public var configVars: [(key: String, value: String)] = []
+    public var processTypes: [(key: String, value: String)] = []
+
+    public init() {}
+
+    public static func == (lhs: Release, rhs: Release) -> Bool {
+        lhs.addons == rhs.addons && lhs.configVars.elementsEqual(rhs.configVars, by: ==)
+            && lhs.processTypes.elementsEqual(rhs.processTypes, by: ==)
+    }
+
+    /// Reads `bin/release` output: a YAML mapping, or nothing at all.
+    public static func parse(_ text: String) throws(ReleaseError) -> Release {
+        let node: YAMLNode
+        do {
+            node = try YAML.parse(text)
+        } catch {
+            throw ReleaseError(message: "its output is not valid YAML (\(error))")
+        }
+        var release = Release()
+        switch node {
+        case .null: return release
+        case .mapping(let pairs):
+            for (key, value) in pairs {
+                switch key {
+                case "addons": release.addons = try strings(value, key)
+                case "config_vars": release.configVars = try stringMap(value, key)
+                case "default_process_types": release.processTypes = try stringMap(value, key)
+                default: continue  // Heroku ignores keys it does not know; so do we.
+                }
+            }
+            return release
+        default:
+            throw ReleaseError(message: "its output is not a YAML mapping")
+        }
+    }
+
+    private static func strings(_ node: YAMLNode, _ key: String) throws(ReleaseError) -> [String] {
+        switch node {
+        case .null: return []
+        case .sequence(let items):
+            var out: [String] = []
+            for item in items {
+                guard case .scalar(let text) = item else {
+                    throw ReleaseError(message: "`\(key)` must be a list of names")
+                }
+                out.append(text)
+            }
+            return out
+        default: throw ReleaseError(message: "`\(key)` must be a list of names")
+        }
+    }
+
+    private static func stringMap(_ node: YAMLNode, _ key: String) throws(ReleaseError) -> [(key: String, value: String)] {
+        switch node {
+        case .null: return []
+        case .mapping(let pairs):
+            var out: [(key: String, value: String)] = []
+            for (name, value) in pairs {
+                switch value {
+                case .scalar(let text): out.append((name, text))
+                case .null: out.append((name, ""))
+                default: throw ReleaseError(message: "`\(key).\(name)` must be a string")
+                }
+            }
+            return out
+        default: throw ReleaseError(message: "`\(key)` must be a mapping")
+        }
+    }
+
+    /// The YAML `bin/release` prints.
+    public var yaml: String {
+        if addons.isEmpty && configVars.isEmpty && processTypes.isEmpty { return "--- {}\n" }
+        var out = "---\n"
+        if !addons.isEmpty {
+            out += "addons:\n" + addons.map { "  - \(YAML.quoted($0))\n" }.joined()
+        }
+        if !configVars.isEmpty {
+            out += "config_vars:\n" + configVars.map { "  \(YAML.quoted($0.key)): \(YAML.quoted($0.value))\n" }.joined()
+        }
+        if !processTypes.isEmpty {
+            out += "default_process_types:\n"
+                + processTypes.map { "  \(YAML.quoted($0.key)): \(YAML.quoted($0.value))\n" }.joined()
+        }
+        return out
+    }
+}
+
+public struct ReleaseError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// Where a merged process type or config var came from, for the log.
+public struct ReleaseProvenance: Equatable, Sendable {
+    public var processTypes: [String: Int] = [:]
+    public var configVars: [String: Int] = [:]
+}
+
+public enum ReleaseMode: String, Sendable { case merge, last }
+
+/// Merges the children's releases (SPEC §7.5): key by key, a later child winning a key; addons
+/// united in first-appearance order. `.last` keeps only the last child's release.
+public func mergeReleases(_ releases: [(position: Int, release: Release)], mode: ReleaseMode)
+    -> (Release, ReleaseProvenance)
+{
+    var merged = Release()
+    var provenance = ReleaseProvenance()
+    let considered = mode == .last ? Array(releases.suffix(1)) : releases
+    for (position, release) in considered {
+        for addon in release.addons where !merged.addons.contains(addon) { merged.addons.append(addon) }
+        for (key, value) in release.configVars {
+            merged.configVars.upsert(key, value)
+            provenance.configVars[key] = position
+        }
+        for (key, value) in release.processTypes {
+            merged.processTypes.upsert(key, value)
+            provenance.processTypes[key] = position
+        }
+    }
+    return (merged, provenance)
+}
+
+extension Array where Element == (key: String, value: String) {
+    /// Replaces the value in place (keeping the first position) or appends.
+    mutating func upsert(_ key: String, _ value: String) {
+        if let index = firstIndex(where: { $0.key == key }) {
+            self[index].value = value
+        } else {
+            append((key, value))
+        }
+    }
+}

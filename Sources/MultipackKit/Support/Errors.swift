@@ -1,0 +1,57 @@
+/// Bad input or usage: exit code 2.
+public struct UsageError: Error, CustomStringConvertible {
+    public var message: String
+    public var hint: String?
+
+    public init(_ message: String, hint: String? = nil) {
+        self.message = message
+        self.hint = hint
+    }
+
+    init(variableProblem name: String, value: String, accepted: String) {
+        self.init("\(name) has the value `\(value)`, which multipack does not know", hint: "Set \(name) to \(accepted).")
+    }
+
+    public var description: String { message }
+}
+
+/// A failed build: exit code 1. Says what failed (child, stage, url), why, and what to do.
+public struct BuildFailure: Error, CustomStringConvertible {
+    public var headline: String
+    public var details: [String]
+    public var hint: String?
+
+    public init(_ headline: String, details: [String] = [], hint: String? = nil) {
+        self.headline = headline
+        self.details = details
+        self.hint = hint
+    }
+
+    public var description: String { ([headline] + details).joined(separator: "\n") }
+}
+
+/// The exit code and the ` !     ` block for any error that reaches the top.
+public enum ErrorReport {
+    public static func exitCode(for error: any Error) -> Int32 {
+        error is UsageError || error is BuildpackListError ? 2 : 1
+    }
+
+    public static func lines(for error: any Error) -> [String] {
+        var lines: [String]
+        switch error {
+        case let failure as BuildFailure:
+            lines = [failure.headline] + failure.details + (failure.hint.map { ["", $0] } ?? [])
+        case let usage as UsageError:
+            lines = [usage.message] + (usage.hint.map { [$0] } ?? [])
+        case let list as BuildpackListError:
+            lines = [
+                "Your .buildpacks file has an entry multipack cannot read.",
+                "Line \(list.line): \(list.text)",
+                list.reason.prefix(1).uppercased() + list.reason.dropFirst() + ".",
+            ]
+        default:
+            lines = ["\(error)"]
+        }
+        return lines.flatMap { $0.split(separator: "\n", omittingEmptySubsequences: false).map { Masking.text(String($0)) } }
+    }
+}

@@ -1,0 +1,109 @@
+import FoundationEssentials
+import Glibc
+
+/// Small file-system helpers over FileManager and POSIX calls.
+enum Files {
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
+
+    static func read(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FileError(path: path, action: "read", errno: errno)
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func write(_ text: String, to path: String, mode: Int = 0o644) throws {
+        // Atomic: a reader never sees half a file.
+        let temporary = path + ".tmp-\(getpid())"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)) else {
+            throw FileError(path: path, action: "write", errno: errno)
+        }
+        chmod(temporary, mode_t(mode))
+        guard rename(temporary, path) == 0 else { throw FileError(path: path, action: "write", errno: errno) }
+    }
+
+    static func makeDirectory(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw FileError(path: path, action: "create the directory", errno: errno)
+        }
+    }
+
+    static func remove(_ path: String) {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    static func move(_ from: String, to: String) throws {
+        guard rename(from, to) == 0 else { throw FileError(path: from, action: "move", errno: errno) }
+    }
+
+    static func copyTree(_ from: String, to: String) throws {
+        do {
+            try FileManager.default.copyItem(atPath: from, toPath: to)
+        } catch {
+            throw FileError(path: from, action: "copy", errno: EIO)
+        }
+    }
+
+    static func list(_ path: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
+    }
+
+    /// A fresh private directory under the temporary directory.
+    static func temporaryDirectory(prefix: String) throws -> String {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array("\(base)/\(prefix)XXXXXX".utf8CString)
+        guard let result = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw FileError(path: base, action: "create a temporary directory in", errno: errno)
+        }
+        return String(cString: result)
+    }
+
+    /// An absolute, normalised path (relative ones against the working directory).
+    static func absolute(_ path: String) -> String {
+        var full = path
+        if !path.hasPrefix("/") {
+            full = FileManager.default.currentDirectoryPath + "/" + path
+        }
+        var parts: [Substring] = []
+        for part in full.split(separator: "/") {
+            if part == "." { continue }
+            if part == ".." {
+                _ = parts.popLast()
+                continue
+            }
+            parts.append(part)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    static func join(_ base: String, _ path: String) -> String {
+        path.hasPrefix("/") ? absolute(path) : absolute(base + "/" + path)
+    }
+
+    /// Sets the executable bits (for whoever may read) on every file in `directory`.
+    static func makeExecutable(inDirectory directory: String) {
+        for name in list(directory) {
+            let path = directory + "/" + name
+            var info = stat()
+            guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            let readBits = info.st_mode & 0o444
+            chmod(path, (info.st_mode & 0o7777) | (readBits >> 2))
+        }
+    }
+}
+
+public struct FileError: Error, CustomStringConvertible {
+    public var path: String
+    public var action: String
+    public var errno: Int32
+    public var description: String { "could not \(action) \(path): \(String(cString: strerror(errno)))" }
+}

@@ -1,0 +1,48 @@
+import Glibc
+
+/// Heroku-style build output (SPEC §9), written straight to the file descriptors with no buffer,
+/// so that it interleaves correctly with the children's own output on the same descriptors.
+public struct Log: Sendable {
+    public var write: @Sendable (String, Int32) -> Void
+
+    public init(write: @escaping @Sendable (String, Int32) -> Void = Log.writeToDescriptor) {
+        self.write = write
+    }
+
+    /// One of multipack's own steps: `=====> …`.
+    public func step(_ text: String) { write("=====> \(Masking.text(text))\n", 1) }
+
+    /// A detail under a step, indented by 7 spaces.
+    public func detail(_ text: String) { write("       \(Masking.text(text))\n", 1) }
+
+    /// A warning: ` !     …`.
+    public func warning(_ text: String) {
+        for line in text.split(separator: "\n") { write(" !     \(Masking.text(String(line)))\n", 1) }
+    }
+
+    /// The error block every failure ends with, on stderr.
+    public func failure(_ error: any Error) {
+        write("\n" + ErrorReport.lines(for: error).map { " !     \($0)\n" }.joined() + "\n", 2)
+    }
+
+    public static let writeToDescriptor: @Sendable (String, Int32) -> Void = { text, descriptor in
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeMutableBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { return }
+            offset += written
+        }
+    }
+}
+
+func formatSeconds(_ seconds: Double) -> String {
+    if seconds < 10 {
+        let hundredths = Int((seconds * 100).rounded())
+        return "\(hundredths / 100).\(String(hundredths % 100).leftPadded(to: 2))s"
+    }
+    if seconds < 60 { return "\(Int(seconds.rounded()))s" }
+    let whole = Int(seconds.rounded())
+    return "\(whole / 60)m\(String(whole % 60).leftPadded(to: 2))s"
+}

@@ -1,0 +1,51 @@
+import Glibc
+import Synchronization
+
+/// Runs `body` for every item on at most `width` threads and returns the results in input order.
+/// The work is blocking (git, HTTP), so it gets threads of its own rather than the cooperative pool.
+func parallelMap<T: Sendable, R: Sendable>(
+    _ items: [T], width: Int, _ body: @escaping @Sendable (Int, T) -> R
+) -> [R] {
+    guard items.count > 1, width > 1 else { return items.enumerated().map { body($0.offset, $0.element) } }
+    let next = Mutex(0)
+    let results = Mutex<[R?]>(Array(repeating: nil, count: items.count))
+    runOnThreads(min(width, items.count)) {
+        while true {
+            let index = next.withLock { value -> Int in
+                defer { value += 1 }
+                return value
+            }
+            guard index < items.count else { return }
+            let result = body(index, items[index])
+            results.withLock { $0[index] = result }
+        }
+    }
+    return results.withLock { $0.map { $0! } }
+}
+
+private final class ThreadWork: Sendable {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+}
+
+/// Runs `body` on `count` threads at once and waits for all of them.
+private func runOnThreads(_ count: Int, _ body: @escaping @Sendable () -> Void) {
+    var threads: [pthread_t] = []
+    for _ in 0..<count {
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(ThreadWork(body)).toOpaque()
+        let created = pthread_create(
+            &thread, nil,
+            { context in
+                Unmanaged<ThreadWork>.fromOpaque(context!).takeRetainedValue().body()
+                return nil
+            }, context)
+        if created == 0 {
+            threads.append(thread)
+        } else {
+            Unmanaged<ThreadWork>.fromOpaque(context).release()
+        }
+    }
+    if threads.isEmpty { body() }
+    for thread in threads { pthread_join(thread, nil) }
+}

@@ -1,2 +1,0 @@
-import MultipackKit
-print(Masking.url("https://u:p@h/x?y=1"))
