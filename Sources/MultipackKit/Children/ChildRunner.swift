@@ -36,7 +36,7 @@ struct ChildRunner {
                 "App not compatible with buildpack: \(child.url)", details: details,
                 hint: "Buildpack \(child.label) did not recognise the app. Check the order in .buildpacks and that the app has the files this buildpack looks for.")
         }
-        child.name = String(result.stdoutText.split(separator: "\n").first ?? "").trimmingBlanks()
+        child.name = String(result.stdoutText.lines.first ?? "").trimmingBlanks()
     }
 
     func compile(_ child: inout ChildRun, environment: [String: String], testCompile: Bool) throws {
@@ -90,7 +90,7 @@ struct ChildRunner {
         do {
             child.release = try Release.parse(result.stdoutText)
         } catch {
-            let shown = result.stdoutText.split(separator: "\n").prefix(10).map { "    " + $0 }.joined(separator: "\n")
+            let shown = result.stdoutText.lines.prefix(10).map { "    " + $0 }.joined(separator: "\n")
             throw failure(
                 child, stage: "release", "bin/release must print a YAML mapping, but \(error).\n\nIt printed:\n\(shown)")
         }

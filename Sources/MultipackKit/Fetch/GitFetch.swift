@@ -28,7 +28,7 @@ struct GitFetch {
 
     func fetch(into directory: String) throws -> (version: String, source: String, warnings: [String]) {
         let store = context.cacheRoot.map { "\($0)/git/\(cacheKey(url))" }
-        if let store { try prepare(store) }
+        if let store { try CacheLock.withLock(in: context.cacheRoot!) { try prepare(store) } }
 
         // An immutable reference is used from the cache with no network at all.
         if isFullSHA, let store, let ref, Files.isDirectory("\(store)/\(ref.lowercased())") {
@@ -99,7 +99,7 @@ struct GitFetch {
     private func resolveRemote() throws -> String? {
         let output = try git(["ls-remote", "--", url], stage: "resolving \(ref ?? "the default branch")")
         var refs: [String: String] = [:]
-        for line in output.split(separator: "\n") {
+        for line in output.lines {
             let parts = line.split(separator: "\t", maxSplits: 1)
             if parts.count == 2 { refs[String(parts[1])] = String(parts[0]) }
         }

@@ -39,7 +39,7 @@ public enum BuildpackList {
         var text = Substring(contents)
         if text.unicodeScalars.first == "\u{FEFF}" { text = Substring(text.unicodeScalars.dropFirst()) }
         var entries: [BuildpackEntry] = []
-        for (offset, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (offset, rawLine) in text.lines.enumerated() {
             var line = rawLine
             if line.last == "\r" { line = line.dropLast() }
             line = line.trimmingBlanks()

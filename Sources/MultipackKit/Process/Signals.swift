@@ -43,6 +43,12 @@ public enum SignalForwarding {
     public static var stopSignal: Int32? { received == 0 ? nil : received }
 
     public static func install() {
+        // A parent may have started us with these blocked; they must reach the handler.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGTERM)
+        sigaddset(&unblock, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         for signal in [SIGTERM, SIGINT] {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { signal in

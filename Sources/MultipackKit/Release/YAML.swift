@@ -75,7 +75,7 @@ private struct Line {
 
     static func split(_ text: String) -> [Line] {
         var lines: [Line] = []
-        for (offset, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (offset, rawLine) in text.lines.enumerated() {
             var raw = rawLine
             if raw.last == "\r" { raw = raw.dropLast() }
             let indent = raw.prefix(while: { $0 == " " }).count
@@ -96,10 +96,17 @@ private struct Line {
     static func stripComment(_ text: Substring) -> Substring {
         var quote: Character?
         var previous: Character = " "
+        var escaped = false
         for index in text.indices {
             let c = text[index]
             if let open = quote {
-                if c == open { quote = nil }
+                if escaped {
+                    escaped = false
+                } else if c == "\\" && open == "\"" {
+                    escaped = true
+                } else if c == open {
+                    quote = nil
+                }
             } else if c == "\"" || c == "'" {
                 if previous == " " || previous == "\t" || previous == ":" || previous == "[" || previous == "{"
                     || previous == "," || previous == "-"

@@ -52,6 +52,14 @@ public enum ErrorReport {
         default:
             lines = ["\(error)"]
         }
-        return lines.flatMap { $0.split(separator: "\n", omittingEmptySubsequences: false).map { Masking.text(String($0)) } }
+        return lines.flatMap { $0.lines.map { Masking.text(String($0)) } }
+    }
+}
+
+extension StringProtocol {
+    /// The lines, split at LF or CRLF (Swift sees "\r\n" as one Character, so splitting at "\n"
+    /// alone would leave CRLF text whole). Empty lines are kept, so indices are line numbers - 1.
+    var lines: [SubSequence] {
+        split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
     }
 }

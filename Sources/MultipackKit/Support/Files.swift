@@ -21,7 +21,7 @@ enum Files {
 
     static func write(_ text: String, to path: String, mode: Int = 0o644) throws {
         // Atomic: a reader never sees half a file.
-        let temporary = path + ".tmp-\(getpid())"
+        let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)) else {
             throw FileError(path: path, action: "write", errno: errno)
         }

@@ -17,7 +17,7 @@ public struct Log: Sendable {
 
     /// A warning: ` !     …`.
     public func warning(_ text: String) {
-        for line in text.split(separator: "\n") { write(" !     \(Masking.text(String(line)))\n", 1) }
+        for line in text.lines { write(" !     \(Masking.text(String(line)))\n", 1) }
     }
 
     /// The error block every failure ends with, on stderr.
