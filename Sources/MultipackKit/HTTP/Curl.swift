@@ -228,7 +228,8 @@ final class CurlTransfer {
             }
             return .failure(TransferFailure(kind: .timeout, detail: detail))
         case CURLE_WRITE_ERROR where writeErrno != 0:
-            return .failure(TransferFailure(kind: .fileSystem("writing \(path) failed: \(Self.describe(errno: writeErrno))")))
+            return .failure(
+                TransferFailure(kind: .fileSystem("writing \(path) failed: \(Self.describe(errno: writeErrno))")))
         default:
             let text = message.isEmpty ? String(cString: multipack_curl_easy_strerror(api, code)) : message
             return .failure(TransferFailure(kind: .network(code: Int(code.rawValue), message: Masking.text(text))))
@@ -278,7 +279,9 @@ final class CurlTransfer {
         let rate = seconds > 0 ? Double(received - receivedAtLastReport) / seconds : 0
         lastReport = now
         receivedAtLastReport = received
-        progress(DownloadProgress(url: request.url, bytes: received, total: total > 0 ? Int64(total) : nil, bytesPerSecond: rate))
+        progress(
+            DownloadProgress(
+                url: request.url, bytes: received, total: total > 0 ? Int64(total) : nil, bytesPerSecond: rate))
     }
 
     private static func milliseconds(_ duration: Duration) -> Int {

@@ -64,7 +64,11 @@ import Testing
 
         let result = try client.download(DownloadRequest(url: server.url("/flaky.tgz")), to: path, progress: nil)
 
-        #expect(result == .downloaded(bytes: Int64(Self.body.count), etag: nil, lastModified: nil, effectiveURL: server.url("/flaky.tgz")))
+        #expect(
+            result
+                == .downloaded(
+                    bytes: Int64(Self.body.count), etag: nil, lastModified: nil, effectiveURL: server.url("/flaky.tgz"))
+        )
         #expect(server.requestCount("/flaky.tgz") == 2)
         #expect(sleeps.delays == [.milliseconds(100)])
         #expect(Scratch.contents(path) == Self.body)
@@ -96,7 +100,10 @@ import Testing
 
         let result = try client.download(DownloadRequest(url: server.url("/drop.tgz")), to: path, progress: nil)
 
-        #expect(result == .downloaded(bytes: Int64(Self.body.count), etag: nil, lastModified: nil, effectiveURL: server.url("/drop.tgz")))
+        #expect(
+            result
+                == .downloaded(
+                    bytes: Int64(Self.body.count), etag: nil, lastModified: nil, effectiveURL: server.url("/drop.tgz")))
         #expect(server.requestCount("/drop.tgz") == 2)
         #expect(Scratch.contents(path) == Self.body)
     }
@@ -121,7 +128,8 @@ import Testing
         let server = try LoopbackHTTPServer(routes: ["/stall.tgz": .stall(body: Self.body, after: 1000)])
         defer { server.stop() }
         let path = scratch.path("stall.part")
-        let request = DownloadRequest(url: server.url("/stall.tgz"), timeout: .seconds(1), maxRetries: 0, lowSpeedLimit: 0)
+        let request = DownloadRequest(
+            url: server.url("/stall.tgz"), timeout: .seconds(1), maxRetries: 0, lowSpeedLimit: 0)
         let clock = ContinuousClock()
         let started = clock.now
 
@@ -171,7 +179,11 @@ import Testing
 
         let result = try client.download(DownloadRequest(url: server.url("/first")), to: path, progress: nil)
 
-        #expect(result == .downloaded(bytes: Int64(Self.body.count), etag: nil, lastModified: nil, effectiveURL: server.url("/final.tgz")))
+        #expect(
+            result
+                == .downloaded(
+                    bytes: Int64(Self.body.count), etag: nil, lastModified: nil, effectiveURL: server.url("/final.tgz"))
+        )
         for step in ["/first", "/second", "/third", "/final.tgz"] {
             #expect(server.requestCount(step) == 1)
         }
@@ -210,7 +222,11 @@ import Testing
 
         #expect(byETag == .notModified)
         #expect(byDate == .notModified)
-        #expect(stale == .downloaded(bytes: Int64(Self.body.count), etag: "\"v2\"", lastModified: lastModified, effectiveURL: server.url("/bp.tgz")))
+        #expect(
+            stale
+                == .downloaded(
+                    bytes: Int64(Self.body.count), etag: "\"v2\"", lastModified: lastModified,
+                    effectiveURL: server.url("/bp.tgz")))
         let requests = server.requests("/bp.tgz")
         #expect(requests.map { $0.headers["if-none-match"] } == ["\"v2\"", nil, "\"v1\""])
         #expect(requests.map { $0.headers["if-modified-since"] } == [nil, lastModified, nil])
@@ -242,7 +258,9 @@ import Testing
             #expect(!description.contains(secret))
             #expect(!String(describing: error).contains(secret))
         }
-        #expect(description.contains("HTTP 403 (Forbidden) from http://***@127.0.0.1:\(server.port)/private.tgz?token=***&sig=***"))
+        #expect(
+            description.contains(
+                "HTTP 403 (Forbidden) from http://***@127.0.0.1:\(server.port)/private.tgz?token=***&sig=***"))
         // Basic auth for deploy:s3cr3t-pass: the credentials were sent, only hidden from the output.
         #expect(server.requests("/private.tgz").first?.headers["authorization"] == "Basic ZGVwbG95OnMzY3IzdC1wYXNz")
     }
@@ -251,7 +269,8 @@ import Testing
         let port = try Scratch.unusedPort()
         let error = #expect(throws: HTTPError.self) {
             try client.download(
-                DownloadRequest(url: "http://127.0.0.1:\(port)/bp.tgz", maxRetries: 1), to: scratch.path("refused.part"),
+                DownloadRequest(url: "http://127.0.0.1:\(port)/bp.tgz", maxRetries: 1),
+                to: scratch.path("refused.part"),
                 progress: nil)
         }
 
@@ -314,7 +333,8 @@ import Testing
         let reports = Mutex<[DownloadProgress]>([])
         let client = HTTPClient(progressInterval: .milliseconds(100), sleep: sleeps.record)
 
-        _ = try client.download(DownloadRequest(url: server.url("/slow.tgz")), to: scratch.path("slow.part")) { report in
+        _ = try client.download(DownloadRequest(url: server.url("/slow.tgz")), to: scratch.path("slow.part")) {
+            report in
             reports.withLock { $0.append(report) }
         }
 
@@ -322,13 +342,19 @@ import Testing
         #expect(!seen.isEmpty)
         #expect(seen.map(\.bytes) == seen.map(\.bytes).sorted())
         #expect(seen.allSatisfy { $0.total == Int64(Self.body.count) && $0.url == server.url("/slow.tgz") })
-        #expect(seen.allSatisfy { $0.line.hasPrefix("       Downloading \(server.url("/slow.tgz")) ") && !$0.line.contains("\r") })
+        #expect(
+            seen.allSatisfy {
+                $0.line.hasPrefix("       Downloading \(server.url("/slow.tgz")) ") && !$0.line.contains("\r")
+            })
     }
 
     @Test func progressLineIsHerokuStyleAndMasked() {
         let progress = DownloadProgress(
-            url: "https://u:pw@example.com/bp.tgz?token=abc", bytes: 12_345_678, total: 40_000_000, bytesPerSecond: 8_120_000)
-        #expect(progress.line == "       Downloading https://***@example.com/bp.tgz?token=*** 12.3 MB of 40.0 MB (8.1 MB/s)")
+            url: "https://u:pw@example.com/bp.tgz?token=abc", bytes: 12_345_678, total: 40_000_000,
+            bytesPerSecond: 8_120_000)
+        #expect(
+            progress.line == "       Downloading https://***@example.com/bp.tgz?token=*** 12.3 MB of 40.0 MB (8.1 MB/s)"
+        )
         let unknownTotal = DownloadProgress(url: "http://h/x.tgz", bytes: 512, total: nil, bytesPerSecond: 0)
         #expect(unknownTotal.line == "       Downloading http://h/x.tgz 512 B (0 B/s)")
         #expect(DownloadProgress.format(bytes: 999) == "999 B")
@@ -339,12 +365,16 @@ import Testing
 
     @Test func backoffDoublesUpToTheCap() {
         let client = HTTPClient(backoffBase: .seconds(1), maxBackoff: .seconds(5))
-        #expect((1...5).map(client.backoff(beforeRetry:)) == [.seconds(1), .seconds(2), .seconds(4), .seconds(5), .seconds(5)])
+        #expect(
+            (1...5).map(client.backoff(beforeRetry:)) == [
+                .seconds(1), .seconds(2), .seconds(4), .seconds(5), .seconds(5),
+            ])
     }
 
     @Test func missingLibcurlIsExplained() throws {
         let failure = try #require(CurlLibrary.open(soname: "libmultipack-absent.so.9").failure)
-        let error = HTTPError(kind: .libraryUnavailable, url: "https://u:p@h/bp.tgz", detail: failure.message, attempts: 0)
+        let error = HTTPError(
+            kind: .libraryUnavailable, url: "https://u:p@h/bp.tgz", detail: failure.message, attempts: 0)
         #expect(error.description.hasPrefix("libcurl could not be loaded: libmultipack-absent.so.9"))
         #expect(error.description.contains("install libcurl4"))
         #expect(error.description.contains("https://***@h/bp.tgz"))
@@ -380,7 +410,9 @@ private final class Scratch {
     deinit {
         if let stream = opendir(directory) {
             while let entry = readdir(stream) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
                 if name != "." && name != ".." { unlink(path(name)) }
             }
             closedir(stream)
