@@ -1,0 +1,310 @@
+import CMultipackCurl
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Why libcurl could not be loaded.
+struct CurlLoadFailure: Error, Sendable {
+    let message: String
+}
+
+/// libcurl's entry points, loaded with dlopen on the first download.
+struct CurlLibrary: @unchecked Sendable {
+    // Filled once by the loader and never changed, so sharing it between threads is safe.
+    fileprivate let api: UnsafePointer<multipack_curl>
+
+    /// The process-wide library. A static `let` is initialised once, thread-safely, on first use:
+    /// that is where libcurl is loaded and `curl_global_init` (not thread-safe) runs.
+    static let shared: Result<CurlLibrary, CurlLoadFailure> = {
+        open(soname: "libcurl.so.4").flatMap { library in
+            let code = multipack_curl_global_init(library.api)
+            guard code == CURLE_OK else {
+                return .failure(CurlLoadFailure(message: "curl_global_init failed with code \(code.rawValue)"))
+            }
+            return .success(library)
+        }
+    }()
+
+    /// Loads a libcurl without initialising it.
+    static func open(soname: String) -> Result<CurlLibrary, CurlLoadFailure> {
+        let capacity = 512
+        let error = UnsafeMutablePointer<CChar>.allocate(capacity: capacity)
+        defer { error.deallocate() }
+        error.initialize(repeating: 0, count: capacity)
+        guard let api = multipack_curl_load(soname, error, capacity) else {
+            return .failure(CurlLoadFailure(message: String(cString: error)))
+        }
+        return .success(CurlLibrary(api: api))
+    }
+}
+
+/// Why one attempt failed, before the URL and the attempt count are added.
+struct TransferFailure: Error {
+    let kind: HTTPError.Kind
+    var detail: String? = nil
+}
+
+/// One attempt at one download: an easy handle, the destination file, and the state the libcurl
+/// callbacks update. The callbacks find this object through `Unmanaged`.
+final class CurlTransfer {
+    private let api: UnsafePointer<multipack_curl>
+    private let request: DownloadRequest
+    private let path: String
+    private let progressInterval: Duration
+    private let progress: (@Sendable (DownloadProgress) -> Void)?
+
+    private var file: Int32 = -1
+    private var received: Int64 = 0
+    private var writeErrno: Int32 = 0
+    private var etag: String?
+    private var lastModified: String?
+    private let clock = ContinuousClock()
+    private var lastReport: ContinuousClock.Instant
+    private var receivedAtLastReport: Int64 = 0
+
+    init(
+        library: CurlLibrary,
+        request: DownloadRequest,
+        path: String,
+        progressInterval: Duration,
+        progress: (@Sendable (DownloadProgress) -> Void)?
+    ) {
+        self.api = library.api
+        self.request = request
+        self.path = path
+        self.progressInterval = progressInterval
+        self.progress = progress
+        self.lastReport = clock.now
+    }
+
+    func run() -> Result<DownloadResult, TransferFailure> {
+        file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard file >= 0 else {
+            return .failure(TransferFailure(kind: .fileSystem("cannot create \(path): \(Self.describe(errno: errno))")))
+        }
+        defer { close(file) }
+        guard let handle = multipack_curl_easy_init(api) else {
+            return .failure(TransferFailure(kind: .network(code: Int(CURLE_FAILED_INIT.rawValue), message: "")))
+        }
+        defer { multipack_curl_easy_cleanup(api, handle) }
+        var headers: UnsafeMutablePointer<curl_slist>?
+        defer { multipack_curl_slist_free_all(api, headers) }
+        if let etag = request.ifNoneMatch {
+            headers = multipack_curl_slist_append(api, headers, "If-None-Match: \(etag)")
+        }
+        if let date = request.ifModifiedSince {
+            headers = multipack_curl_slist_append(api, headers, "If-Modified-Since: \(date)")
+        }
+        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+        defer { errorBuffer.deallocate() }
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+
+        return withExtendedLifetime(self) {
+            do throws(TransferFailure) {
+                try configure(handle, headers: headers, errorBuffer: errorBuffer)
+            } catch {
+                return .failure(error)
+            }
+            let started = clock.now
+            let code = multipack_curl_easy_perform(api, handle)
+            let elapsed = clock.now - started
+            let message = errorBuffer[0] != 0 ? String(cString: errorBuffer) : ""
+            return outcome(of: code, handle: handle, message: message, elapsed: elapsed)
+        }
+    }
+
+    private func configure(
+        _ handle: UnsafeMutableRawPointer,
+        headers: UnsafeMutablePointer<curl_slist>?,
+        errorBuffer: UnsafeMutablePointer<CChar>
+    ) throws(TransferFailure) {
+        let owner = Unmanaged.passUnretained(self).toOpaque()
+        func check(_ code: CURLcode) throws(TransferFailure) {
+            guard code == CURLE_OK else {
+                let message = String(cString: multipack_curl_easy_strerror(api, code))
+                throw TransferFailure(kind: .network(code: Int(code.rawValue), message: message))
+            }
+        }
+        try check(multipack_curl_setopt_pointer(api, handle, CURLOPT_ERRORBUFFER, errorBuffer))
+        try check(multipack_curl_setopt_string(api, handle, CURLOPT_URL, request.url))
+        try check(multipack_curl_restrict_protocols(api, handle))
+        // Timeouts must not use SIGALRM: downloads run on several threads at once.
+        try check(multipack_curl_setopt_long(api, handle, CURLOPT_NOSIGNAL, 1))
+        try check(multipack_curl_setopt_long(api, handle, CURLOPT_FOLLOWLOCATION, 1))
+        try check(multipack_curl_setopt_long(api, handle, CURLOPT_MAXREDIRS, 10))
+        try check(multipack_curl_setopt_long(api, handle, CURLOPT_FAILONERROR, 1))
+        try check(multipack_curl_setopt_string(api, handle, CURLOPT_USERAGENT, "multipack"))
+        try check(multipack_curl_setopt_long(api, handle, CURLOPT_BUFFERSIZE, 128 * 1024))
+        try check(multipack_curl_setopt_long(api, handle, CURLOPT_TIMEOUT_MS, Self.milliseconds(request.timeout)))
+        try check(
+            multipack_curl_setopt_long(
+                api, handle, CURLOPT_CONNECTTIMEOUT_MS, max(1, Self.milliseconds(request.connectTimeout))))
+        if request.lowSpeedLimit > 0 {
+            let seconds = max(1, (Self.milliseconds(request.lowSpeedTime) + 999) / 1000)
+            try check(multipack_curl_setopt_long(api, handle, CURLOPT_LOW_SPEED_LIMIT, request.lowSpeedLimit))
+            try check(multipack_curl_setopt_long(api, handle, CURLOPT_LOW_SPEED_TIME, seconds))
+        }
+        if let headers {
+            try check(multipack_curl_setopt_pointer(api, handle, CURLOPT_HTTPHEADER, headers))
+        }
+        try check(
+            multipack_curl_setopt_data_callback(api, handle, CURLOPT_WRITEFUNCTION) { data, size, count, owner in
+                guard let data, let owner else { return 0 }
+                let transfer = Unmanaged<CurlTransfer>.fromOpaque(owner).takeUnretainedValue()
+                return transfer.write(UnsafeRawBufferPointer(start: data, count: size * count))
+            })
+        try check(multipack_curl_setopt_pointer(api, handle, CURLOPT_WRITEDATA, owner))
+        try check(
+            multipack_curl_setopt_data_callback(api, handle, CURLOPT_HEADERFUNCTION) { data, size, count, owner in
+                guard let data, let owner else { return 0 }
+                let transfer = Unmanaged<CurlTransfer>.fromOpaque(owner).takeUnretainedValue()
+                transfer.header(UnsafeRawBufferPointer(start: data, count: size * count))
+                return size * count
+            })
+        try check(multipack_curl_setopt_pointer(api, handle, CURLOPT_HEADERDATA, owner))
+        if progress != nil {
+            try check(
+                multipack_curl_setopt_xferinfo_callback(api, handle) { owner, total, _, _, _ in
+                    guard let owner else { return 0 }
+                    Unmanaged<CurlTransfer>.fromOpaque(owner).takeUnretainedValue().report(total: total)
+                    return 0
+                })
+            try check(multipack_curl_setopt_pointer(api, handle, CURLOPT_XFERINFODATA, owner))
+            try check(multipack_curl_setopt_long(api, handle, CURLOPT_NOPROGRESS, 0))
+        }
+    }
+
+    private func outcome(
+        of code: CURLcode,
+        handle: UnsafeMutableRawPointer,
+        message: String,
+        elapsed: Duration
+    ) -> Result<DownloadResult, TransferFailure> {
+        var status = 0
+        _ = multipack_curl_getinfo_long(api, handle, CURLINFO_RESPONSE_CODE, &status)
+        var length: curl_off_t = -1
+        _ = multipack_curl_getinfo_offset(api, handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length)
+        let announced = Int64(length)
+        let sizes = announced >= 0 ? "received \(received) of \(announced) bytes" : "received \(received) bytes"
+
+        switch code {
+        case CURLE_OK:
+            if status == 304 {
+                return .success(.notModified)
+            }
+            // file:// transfers have no status.
+            guard status == 0 || (200..<300).contains(status) else {
+                return .failure(TransferFailure(kind: .status(status)))
+            }
+            if announced >= 0 && announced != received {
+                return .failure(TransferFailure(kind: .truncated, detail: sizes))
+            }
+            var effective: UnsafePointer<CChar>?
+            _ = multipack_curl_getinfo_string(api, handle, CURLINFO_EFFECTIVE_URL, &effective)
+            return .success(
+                .downloaded(
+                    bytes: received,
+                    etag: etag,
+                    lastModified: lastModified,
+                    effectiveURL: effective.map { String(cString: $0) } ?? request.url
+                ))
+        case CURLE_HTTP_RETURNED_ERROR:
+            return .failure(TransferFailure(kind: .status(status)))
+        case CURLE_PARTIAL_FILE:
+            return .failure(TransferFailure(kind: .truncated, detail: sizes))
+        case CURLE_OPERATION_TIMEDOUT:
+            var connectTime: curl_off_t = 0
+            _ = multipack_curl_getinfo_offset(api, handle, CURLINFO_CONNECT_TIME_T, &connectTime)
+            let detail: String
+            if connectTime == 0 && status == 0 {
+                detail = "no connection within \(Self.describe(request.connectTimeout))"
+            } else if elapsed >= request.timeout - .milliseconds(100) {
+                detail = "the download did not finish within \(Self.describe(request.timeout)) (\(sizes))"
+            } else {
+                detail =
+                    "the server sent less than \(request.lowSpeedLimit) byte(s) per second for "
+                    + "\(Self.describe(request.lowSpeedTime)) (\(sizes))"
+            }
+            return .failure(TransferFailure(kind: .timeout, detail: detail))
+        case CURLE_WRITE_ERROR where writeErrno != 0:
+            return .failure(
+                TransferFailure(kind: .fileSystem("writing \(path) failed: \(Self.describe(errno: writeErrno))")))
+        default:
+            let text = message.isEmpty ? String(cString: multipack_curl_easy_strerror(api, code)) : message
+            return .failure(TransferFailure(kind: .network(code: Int(code.rawValue), message: Masking.text(text))))
+        }
+    }
+
+    private func write(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var rest = bytes
+        while let base = rest.baseAddress, !rest.isEmpty {
+            let written = Glibc.write(file, base, rest.count)
+            if written < 0 {
+                if errno == EINTR { continue }
+                writeErrno = errno
+                return 0
+            }
+            rest = UnsafeRawBufferPointer(rebasing: rest[written...])
+        }
+        received += Int64(bytes.count)
+        return bytes.count
+    }
+
+    /// Keeps ETag and Last-Modified of the final response: a status line starts a new response
+    /// (a redirect, a 100 Continue), so it forgets those of the previous one.
+    private func header(_ bytes: UnsafeRawBufferPointer) {
+        let line = String(decoding: bytes, as: UTF8.self)
+        if line.hasPrefix("HTTP/") {
+            etag = nil
+            lastModified = nil
+            return
+        }
+        guard let colon = line.firstIndex(of: ":") else { return }
+        let name = line[..<colon].lowercased()
+        let value = String(line[line.index(after: colon)...].trimming(while: \.isWhitespace))
+        switch name {
+        case "etag": etag = value
+        case "last-modified": lastModified = value
+        default: break
+        }
+    }
+
+    private func report(total: curl_off_t) {
+        guard let progress else { return }
+        let now = clock.now
+        let interval = now - lastReport
+        guard interval >= progressInterval else { return }
+        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+        let rate = seconds > 0 ? Double(received - receivedAtLastReport) / seconds : 0
+        lastReport = now
+        receivedAtLastReport = received
+        progress(
+            DownloadProgress(
+                url: request.url, bytes: received, total: total > 0 ? Int64(total) : nil, bytesPerSecond: rate))
+    }
+
+    private static func milliseconds(_ duration: Duration) -> Int {
+        let (seconds, attoseconds) = duration.components
+        return Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000)
+    }
+
+    private static func describe(_ duration: Duration) -> String {
+        let ms = milliseconds(duration)
+        if ms % 1000 != 0 { return "\(ms) ms" }
+        return ms == 1000 ? "1 second" : "\(ms / 1000) seconds"
+    }
+
+    private static func describe(errno code: Int32) -> String {
+        strerror(code).map { String(cString: $0) } ?? "error \(code)"
+    }
+}
+
+extension Substring {
+    fileprivate func trimming(while predicate: (Character) -> Bool) -> Substring {
+        var result = self
+        while let first = result.first, predicate(first) { result = result.dropFirst() }
+        while let last = result.last, predicate(last) { result = result.dropLast() }
+        return result
+    }
+}
