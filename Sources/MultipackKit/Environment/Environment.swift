@@ -46,8 +46,20 @@ public enum BuildEnvironment {
     public static func sourceExport(
         _ file: String, environment: [String: String], in directory: String
     ) throws(ExportError) -> EnvironmentChange {
-        // env -0 before and after, in the same shell, so bash's own variables cancel out.
-        let script = "env -0; printf '\\0MULTIPACK-EXPORT\\0'; source \"$1\" >&2 || exit $?; env -0"
+        // The exported variables before and after, from the same shell, so bash's own cancel out.
+        // Builtins only (every name by its first letter, ${!n@a} for the export flag): no fork per dump.
+        let script = """
+            __multipack_dump() {
+              local n
+              for n in ${!A@} ${!B@} ${!C@} ${!D@} ${!E@} ${!F@} ${!G@} ${!H@} ${!I@} ${!J@} ${!K@} ${!L@} ${!M@} \\
+                ${!N@} ${!O@} ${!P@} ${!Q@} ${!R@} ${!S@} ${!T@} ${!U@} ${!V@} ${!W@} ${!X@} ${!Y@} ${!Z@} ${!_@} \\
+                ${!a@} ${!b@} ${!c@} ${!d@} ${!e@} ${!f@} ${!g@} ${!h@} ${!i@} ${!j@} ${!k@} ${!l@} ${!m@} \\
+                ${!n@} ${!o@} ${!p@} ${!q@} ${!r@} ${!s@} ${!t@} ${!u@} ${!v@} ${!w@} ${!x@} ${!y@} ${!z@}; do
+                if [[ ${!n@a} == *x* ]]; then printf '%s=%s\\0' "$n" "${!n}"; fi
+              done
+            }
+            __multipack_dump; printf '\\0MULTIPACK-EXPORT\\0'; source "$1" >&2 || exit $?; __multipack_dump
+            """
         let result: ProcessResult
         do {
             result = try Spawner.run(

@@ -56,7 +56,9 @@ struct GitFetch {
 
         if let store, let commit, Files.isDirectory("\(store)/\(commit)") {
             try Files.copyTree("\(store)/\(commit)", to: directory)
-            try? Files.write(commit, to: "\(store)/ref-\(refFileName)")
+            if !isFullSHA, (try? Files.read("\(store)/ref-\(refFileName)")) != commit {
+                try? Files.write(commit, to: "\(store)/ref-\(refFileName)")
+            }
             return (commit, "cached", warnings)
         }
 
@@ -97,6 +99,7 @@ struct GitFetch {
 
     /// The commit the ref points at on the remote, or nil when only a clone can tell (short SHA).
     private func resolveRemote() throws -> String? {
+        if isLocal { return try resolveLocal() }
         let output = try git(["ls-remote", "--", url], stage: "resolving \(ref ?? "the default branch")")
         var refs: [String: String] = [:]
         for line in output.lines {
@@ -120,6 +123,21 @@ struct GitFetch {
         throw FetchProblem(
             "there is no branch, tag or commit named `\(ref)` in the repository",
             hint: "Check the #ref after the URL in .buildpacks.")
+    }
+
+    /// A repository on this machine is read directly: one git process instead of ls-remote's two.
+    private func resolveLocal() throws -> String? {
+        let path = url.hasPrefix("file://") ? String(url.dropFirst("file://".count)) : url
+        guard Files.isDirectory(path) else { throw FetchProblem("the repository \(path) does not exist") }
+        let name = ref ?? "HEAD"
+        let command = Command("git", ["-C", path, "rev-parse", "--verify", "--quiet", "--end-of-options", name + "^{commit}"], environment: environment)
+        context.trace(command)
+        guard let result = try? Spawner.run(command), result.termination.succeeded else {
+            throw FetchProblem(
+                ref == nil ? "the repository has no default branch (HEAD)" : "there is no branch, tag or commit named `\(name)` in the repository",
+                hint: "Check the #ref after the URL in .buildpacks.")
+        }
+        return result.stdoutText.trimmingCharacters("\n")
     }
 
     private func clone(into checkout: String, knownCommit: String?) throws {

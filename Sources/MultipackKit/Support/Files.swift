@@ -22,9 +22,22 @@ enum Files {
     static func write(_ text: String, to path: String, mode: Int = 0o644) throws {
         // Atomic: a reader never sees half a file.
         let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)) else {
-            throw FileError(path: path, action: "write", errno: errno)
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(mode))
+        guard descriptor >= 0 else { throw FileError(path: path, action: "write", errno: errno) }
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else {
+                let error = errno
+                close(descriptor)
+                unlink(temporary)
+                throw FileError(path: path, action: "write", errno: error)
+            }
+            offset += written
         }
+        close(descriptor)
         chmod(temporary, mode_t(mode))
         guard rename(temporary, path) == 0 else { throw FileError(path: path, action: "write", errno: errno) }
     }

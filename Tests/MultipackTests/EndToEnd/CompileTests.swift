@@ -214,7 +214,7 @@ import Testing
         let mp = try Multipack(in: temp)
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(compile.status == 0, "\(compile.all)")
-        #expect(compile.stdout.contains("+ git ls-remote -- file://\(probe)"))
+        #expect(compile.stdout.contains("+ git -C \(probe) rev-parse --verify --quiet --end-of-options 'HEAD^{commit}'"))
         #expect(compile.stdout.contains("+ \(app.cache)/") || compile.stdout.contains("/bin/compile \(app.build) \(app.cache) \(app.env)"))
         #expect(app.read("env-probe.txt")?.contains("BUILDPACK_XTRACE=1") == true)
     }

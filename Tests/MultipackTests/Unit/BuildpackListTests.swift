@@ -171,3 +171,34 @@ import Testing
         #expect(throws: UsageError.self) { try Settings(configVars: ["MULTIPACK_FETCH_TIMEOUT": "soon"], environment: [:]) }
     }
 }
+
+@Suite struct SimpleExportTests {
+    static let base = ["PATH": "/usr/bin:/bin", "HOME": "/app", "OLD": "x", "BUILD": "/tmp/build_1"]
+
+    /// Export files the fast path reads: it must agree with bash on every one.
+    static let simple = [
+        "export PATH=\"/tmp/build_1/.heroku/node/bin:$PATH\"\nexport NODE_HOME=\"/tmp/build_1/.heroku/node\"\n",
+        "export PATH=\"$BUILD/.heroku/python/bin\":$PATH\n# comment\n\nexport A='single $PATH'\n",
+        "export X=${HOME}/bin:${PATH}\nexport Y=$X\nunset OLD\n",
+        "export EMPTY=\nexport OLD=x\n",
+    ]
+
+    /// Files it must leave to bash.
+    static let complex = [
+        "export PATH=$(pwd)/bin:$PATH\n", "export A=${UNSET:-default}\n", "[ -d /x ] && export A=1\n",
+        "export A=\"`date`\"\n", "export A=~/bin\n", "export A=\"a\\\"b\"\n", "export A=$NOT_SET\n", "A=1\n",
+        "export A=1; export B=2\n", "export LANG=en_US.UTF-8\r\n", "export A=\"unclosed\n", "source /etc/profile\n",
+    ]
+
+    @Test(arguments: simple) func agreesWithBash(_ text: String) throws {
+        let fast = try #require(SimpleExport.parse(text, environment: Self.base))
+        let temp = try TempDir("simple-export")
+        try temp.write("export", text)
+        let bash = try BuildEnvironment.sourceExport(temp.path + "/export", environment: Self.base, in: temp.path)
+        #expect(fast == bash)
+    }
+
+    @Test(arguments: complex) func leavesTheRestToBash(_ text: String) {
+        #expect(SimpleExport.parse(text, environment: Self.base) == nil)
+    }
+}

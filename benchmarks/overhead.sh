@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# multipack's own overhead per child: an app with 10 trivial git children, built cold then warm.
+# Overhead = compile's wall time minus the children's own time (their detect, compile and
+# release processes, as `report` records them), divided by the number of children.
+# Usage: benchmarks/overhead.sh [children=10] [warm runs=5]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+children=${1:-10}
+runs=${2:-5}
+# The binary as it ships: release, Swift's standard library linked statically.
+swift build -c release --product multipack --static-swift-stdlib --package-path "$root" --scratch-path "$root/.build-static" >&2
+binary="$root/.build-static/release/multipack"
+
+work=$(mktemp -d /tmp/multipack-bench-XXXXXX)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+export GIT_CONFIG_GLOBAL=/dev/null GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=b@example.com \
+  GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=b@example.com
+
+# multipack laid out as a buildpack, as Heroku would have it.
+mkdir -p "$work/multipack/vendor"
+cp -R "$root/bin" "$root/lib" "$root/buildpack.toml" "$work/multipack/"
+cp "$binary" "$work/multipack/vendor/multipack-$(uname -m)"
+
+mkdir -p "$work/build" "$work/env"
+for i in $(seq 1 "$children"); do
+  repo="$work/children/c$i"
+  mkdir -p "$repo/bin"
+  printf '#!/usr/bin/env bash\necho "Trivial %s"\n' "$i" > "$repo/bin/detect"
+  printf '#!/usr/bin/env bash\necho "export TRIVIAL_%s=1" > "$(dirname "$0")/../export"\n' "$i" > "$repo/bin/compile"
+  printf '#!/usr/bin/env bash\necho "default_process_types: {web%s: run}"\n' "$i" > "$repo/bin/release"
+  chmod +x "$repo/bin/"*
+  git -C "$repo" init -q --initial-branch=main && git -C "$repo" add -A && git -C "$repo" commit -qm trivial
+  echo "file://$repo" >> "$work/build/.buildpacks"
+done
+
+now() { date +%s%N; }
+# Prints "wall own" in seconds for one compile.
+build_once() {
+  local start end
+  start=$(now)
+  "$work/multipack/bin/compile" "$work/build" "$work/cache" "$work/env" > "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
+  end=$(now)
+  local own
+  own=$("$work/multipack/bin/report" "$work/build" "$work/cache" "$work/env" |
+    awk -F': ' '/^child_[0-9]+_(detect|compile|release)_seconds/ {s += $2} END {printf "%.6f", s}')
+  awk -v s="$start" -v e="$end" -v o="$own" 'BEGIN {printf "%.6f %.6f\n", (e - s) / 1e9, o}'
+}
+
+rm -rf "$work/cache"
+build_once > "$work/cold"
+read -r cold_wall cold_own < "$work/cold"
+warm_walls=()
+warm_owns=()
+for _ in $(seq 1 "$runs"); do
+  build_once > "$work/warm"
+  read -r w o < "$work/warm"
+  warm_walls+=("$w")
+  warm_owns+=("$o")
+done
+# The median warm run.
+median_index=$((runs / 2))
+read -r warm_wall warm_own < <(
+  for i in $(seq 0 $((runs - 1))); do echo "${warm_walls[$i]} ${warm_owns[$i]}"; done | sort -n | sed -n "$((median_index + 1))p"
+)
+
+awk -v n="$children" -v cw="$cold_wall" -v co="$cold_own" -v ww="$warm_wall" -v wo="$warm_own" -v runs="$runs" 'BEGIN {
+  printf "children: %d (trivial git repos over file://), warm runs: %d (median shown)\n", n, runs
+  printf "%-6s %10s %14s %18s\n", "build", "wall (ms)", "children (ms)", "overhead/child (ms)"
+  printf "%-6s %10.1f %14.1f %18.2f\n", "cold", cw * 1000, co * 1000, (cw - co) * 1000 / n
+  printf "%-6s %10.1f %14.1f %18.2f\n", "warm", ww * 1000, wo * 1000, (ww - wo) * 1000 / n
+  printf "warm/cold wall ratio: %.3f\n", ww / cw
+  printf "budget: <= 10 ms overhead per child on a warm build: %s\n", ((ww - wo) * 1000 / n <= 10) ? "met" : "NOT met"
+}'
