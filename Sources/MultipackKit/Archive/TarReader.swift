@@ -216,7 +216,14 @@ struct TarReader<Source: ByteSource> {
 
     private mutating func refill() throws -> Bool {
         if sourceEnded { return false }
-        let n = try source.read(into: &buffer, at: end, max: buffer.count - end)
+        let n: Int
+        do {
+            n = try source.read(into: &buffer, at: end, max: buffer.count - end)
+        } catch let error as ArchiveError where error.member == nil && !current.isEmpty {
+            // The decompressor cannot know the member; say where in the archive it happened.
+            let message = error.message.dropLast(error.message.hasSuffix(".") ? 1 : 0)
+            throw ArchiveError(error.kind, member: current, "\(message), in member '\(current)'.")
+        }
         if n == 0 { sourceEnded = true }
         end += n
         return n > 0
