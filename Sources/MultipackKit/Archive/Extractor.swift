@@ -32,13 +32,13 @@ public func extractArchive(
     var extractor = Extractor(root: root, limits: limits)
     switch CompressionFormat(magic: magic) {
     case .gzip:
-        var reader = TarReader(try GzipSource(FileSource(handle: file)))
+        var reader = extractor.reader(try GzipSource(FileSource(handle: file)))
         try extractor.run(&reader)
     case .xz:
-        var reader = TarReader(try XzSource(FileSource(handle: file)))
+        var reader = extractor.reader(try XzSource(FileSource(handle: file)))
         try extractor.run(&reader)
     case .none:
-        var reader = TarReader(FileSource(handle: file))
+        var reader = extractor.reader(FileSource(handle: file))
         try extractor.run(&reader)
     }
     return extractor.summary
@@ -76,6 +76,10 @@ struct Extractor {
         self.limits = limits
     }
 
+    func reader<S: ByteSource>(_ source: S) -> TarReader<S> {
+        TarReader(source, maxHeaders: 2 * limits.maxEntries, maxMetadataBytes: limits.maxTotalBytes)
+    }
+
     mutating func run<S: ByteSource>(_ reader: inout TarReader<S>) throws {
         while let entry = try reader.next() {
             try extract(entry, from: &reader)
@@ -93,7 +97,7 @@ struct Extractor {
     private mutating func extract<S: ByteSource>(_ entry: TarEntry, from reader: inout TarReader<S>) throws {
         let member = entry.path
         summary.entries += 1
-        guard summary.entries <= limits.maxEntries, reader.headerCount <= 2 * limits.maxEntries else {
+        guard summary.entries <= limits.maxEntries else {
             throw ArchiveError(
                 .limitExceeded, member: member,
                 "The archive has more than \(limits.maxEntries) members; refused at member '\(member)'.")

@@ -57,8 +57,8 @@ public struct TarGzWriter {
     }
 
     /// Adds the tree below `directory` with every name starting with `prefix` (e.g. `./app/`),
-    /// the prefix's own directory entry first. Symlinks are stored as symlinks; sockets and
-    /// fifos are left out.
+    /// the prefix's own directory entry first. Symlinks are stored as symlinks, hard links as
+    /// separate copies; sockets and fifos are left out.
     public mutating func addTree(_ directory: String, prefix: String) throws {
         var prefix = prefix
         if !prefix.isEmpty && !prefix.hasSuffix("/") { prefix += "/" }

@@ -36,8 +36,17 @@ struct TarReader<Source: ByteSource> {
     /// Headers read, metadata headers included.
     private(set) var headerCount = 0
 
-    init(_ source: Source, chunkSize: Int = archiveChunkSize) {
+    /// Caps on what `next()` reads before it returns a member, so a stream of metadata headers
+    /// cannot run on for ever.
+    private let maxHeaders: Int
+    private let maxMetadataBytes: Int64
+
+    init(
+        _ source: Source, chunkSize: Int = archiveChunkSize, maxHeaders: Int = .max, maxMetadataBytes: Int64 = .max
+    ) {
         self.source = source
+        self.maxHeaders = maxHeaders
+        self.maxMetadataBytes = maxMetadataBytes
         self.buffer = [UInt8](repeating: 0, count: max(chunkSize, 4 * Self.blockSize))
     }
 
@@ -65,7 +74,7 @@ struct TarReader<Source: ByteSource> {
             }
             headerCount += 1
             let rawName = Self.string(header, 0, 100)
-            try Self.verifyChecksum(header, name: rawName)
+            try Self.verifyChecksum(header, name: rawName, first: headerCount == 1)
             let flag = header[header.startIndex + 156]
             let size = try Self.number(header, 124, 12, field: "size", name: rawName)
             switch flag {
@@ -76,6 +85,11 @@ struct TarReader<Source: ByteSource> {
                         "The archive is corrupt: the extended header '\(rawName)' claims \(size) bytes.")
                 }
                 metadataBytes += size
+                guard headerCount <= maxHeaders, metadataBytes <= maxMetadataBytes else {
+                    throw ArchiveError(
+                        .limitExceeded, member: rawName,
+                        "The archive holds more extended headers than its limits allow; refused at '\(rawName)'.")
+                }
                 let data = try readSmallContent(Int(size), name: rawName)
                 if flag == UInt8(ascii: "L") {
                     longName = Self.string(data[...], 0, data.count)
@@ -235,8 +249,14 @@ struct TarReader<Source: ByteSource> {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    private static func verifyChecksum(_ header: ArraySlice<UInt8>, name: String) throws {
-        let stored = try number(header, 148, 8, field: "checksum", name: name)
+    private static func verifyChecksum(_ header: ArraySlice<UInt8>, name: String, first: Bool) throws {
+        guard let stored = try? number(header, 148, 8, field: "checksum", name: name) else {
+            throw ArchiveError(
+                .corrupt, member: first ? nil : name,
+                first
+                    ? "The archive is corrupt: it is not a tar archive, compressed or not (its first header is invalid)."
+                    : "The archive is corrupt: the tar header of member '\(name)' has a bad checksum.")
+        }
         var unsigned: Int64 = 0
         var signed: Int64 = 0
         for (i, byte) in header.enumerated() {
@@ -245,6 +265,10 @@ struct TarReader<Source: ByteSource> {
             signed += Int64(Int8(bitPattern: value))
         }
         guard stored == unsigned || stored == signed else {
+            if first {
+                throw ArchiveError(
+                    .corrupt, "The archive is corrupt: it is not a tar archive, compressed or not (its first header is invalid).")
+            }
             throw ArchiveError(
                 .corrupt, member: name, "The archive is corrupt: the tar header of member '\(name)' has a bad checksum.")
         }
@@ -258,8 +282,11 @@ struct TarReader<Source: ByteSource> {
         let bad = ArchiveError(
             .corrupt, member: name, "The archive is corrupt: the \(field) field of member '\(name)' is not a number.")
         if let first = bytes.first, first & 0x80 != 0 {
-            guard first == 0x80, bytes.dropFirst().prefix(length - 9).allSatisfy({ $0 == 0 }) else { throw bad }
-            return bytes.suffix(8).reduce(Int64(0)) { ($0 << 8) | Int64($1) } & Int64.max
+            let rest = bytes.dropFirst()
+            guard first == 0x80, rest.dropLast(min(rest.count, 8)).allSatisfy({ $0 == 0 }) else { throw bad }
+            let value = rest.suffix(8).reduce(Int64(0)) { ($0 << 8) | Int64($1) }
+            guard value >= 0 else { throw bad }
+            return value
         }
         var value: Int64 = 0
         var digits = bytes.drop { $0 == 0x20 || $0 == 0 }
