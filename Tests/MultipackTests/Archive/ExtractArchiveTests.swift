@@ -298,8 +298,37 @@ private func sampleTar() -> [UInt8] {
 
     @Test func notAnArchive() throws {
         let box = try Sandbox()
-        let error = try box.refusal(Array("<html>Not Found</html>\n".utf8))
-        #expect(error != nil)
+        let html = Array("<html>Not Found</html>\n".utf8) + [UInt8](repeating: 0x20, count: 600)
+        let error = try box.refusal(html)
+        #expect(error?.kind == .corrupt)
+        #expect(error?.description.contains("not a tar archive") == true)
+    }
+
+    @Test func endlessExtendedHeaders() throws {
+        let box = try Sandbox()
+        var tar = RawTar()
+        for _ in 0..<10 { tar.pax([("comment", String(repeating: "c", count: 400))], global: true) }
+        tar.file("late", "x")
+        tar.end()
+        let error = try box.refusal(tar.bytes, limits: ArchiveLimits(maxTotalBytes: 1 << 20, maxEntries: 3))
+        #expect(error?.kind == .limitExceeded)
+        #expect(!FileManager.default.fileExists(atPath: box.dest + "/late"))
+    }
+
+    /// A GNU base-256 number in an 8-byte field is read, not trapped on.
+    @Test func base256ModeField() throws {
+        var tar = RawTar()
+        tar.file("f", "x")
+        tar.end()
+        var bytes = tar.bytes
+        bytes[100] = 0x80
+        for i in 148..<156 { bytes[i] = 0x20 }
+        let sum = String(bytes[0..<512].reduce(0) { $0 + Int($1) }, radix: 8)
+        for (i, digit) in (String(repeating: "0", count: 6 - sum.count) + sum + "\0").utf8.enumerated() {
+            bytes[148 + i] = digit
+        }
+        var reader = TarReader(MemorySource(bytes))
+        #expect(try reader.next()?.path == "f")
     }
 
     @Test func symlinkResolution() {
