@@ -133,7 +133,7 @@ struct Extractor {
                 files.insert(path)
                 summary.bytes += entry.size
             case .symlink:
-                guard !entry.linkTarget.isEmpty,
+                guard !entry.linkTarget.isEmpty, !entry.linkTarget.utf8.contains(0),
                     Self.resolve(entry.linkTarget, from: Array(components.dropLast()), symlinks: symlinks) != nil
                 else {
                     throw ArchiveError.unsafe(
@@ -162,6 +162,10 @@ struct Extractor {
     static func components(of path: String, member: String) throws -> [String] {
         if path.hasPrefix("/") {
             throw ArchiveError.unsafe(member, "its path '\(path)' is absolute")
+        }
+        // A pax value can hold a NUL; the C calls would cut the name there, behind our checks.
+        if path.utf8.contains(0) {
+            throw ArchiveError.unsafe(member, "its path contains a NUL byte")
         }
         var result: [String] = []
         for part in path.split(separator: "/", omittingEmptySubsequences: true) where part != "." {

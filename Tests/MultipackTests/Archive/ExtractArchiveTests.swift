@@ -176,6 +176,17 @@ private func sampleTar() -> [UInt8] {
         #expect(error?.description.contains("'up'") == true)
     }
 
+    @Test func nulInPaxPath() throws {
+        let box = try Sandbox()
+        var tar = RawTar()
+        tar.pax([("path", "bin\u{0}../../sentinel/pwned")])
+        tar.file("placeholder", "x")
+        tar.end()
+        let error = try box.refusal(tar.bytes)
+        #expect(error?.kind == .unsafeMember)
+        #expect(error?.description.contains("NUL") == true)
+    }
+
     @Test func hardLinkOutside() throws {
         let box = try Sandbox()
         _ = FileManager.default.createFile(atPath: box.base + "/secret", contents: Data("s".utf8))
