@@ -216,9 +216,9 @@ struct TarReader<Source: ByteSource> {
     private mutating func fill(_ count: Int) throws -> Bool {
         if end - start >= count { return true }
         if start > 0 {
-            buffer.withUnsafeMutableBytes { bytes in
-                bytes.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
-            }
+            // Less than a block is left here: copying it out first keeps `buffer` unshared.
+            let tail = Array(buffer[start..<end])
+            buffer.replaceSubrange(0..<tail.count, with: tail)
             end -= start
             start = 0
         }
