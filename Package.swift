@@ -7,7 +7,10 @@ let package = Package(
         .executable(name: "multipack", targets: ["multipack"])
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // SHA-256 for sha256= pins and release binaries. 4.x builds on FoundationEssentials, so it
+        // does not drag the whole of Foundation (and ICU) into the static binary as 3.x does.
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         .systemLibrary(name: "CMultipackZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -19,7 +22,10 @@ let package = Package(
         .systemLibrary(name: "CMultipackSys"),
         .target(
             name: "MultipackKit",
-            dependencies: ["CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl"]
+            dependencies: [
+                "CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .executableTarget(
             name: "multipack",

@@ -82,6 +82,7 @@ public struct Compile {
         var fetchContext = FetchContext(
             appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: base, settings: settings)
         fetchContext.trace = trace
+        fetchContext.progress = { line in log.write(line + "\n", 1) }
         let fetched = try Fetcher.fetchAll(entries, context: fetchContext)
         var children = fetched.enumerated().map { ChildRun(fetched: $0.element, position: $0.offset + 1, total: fetched.count) }
         for child in children {
@@ -168,7 +169,8 @@ public struct Compile {
 }
 
 func short(_ version: String) -> String {
-    version.count == 40 && version.allSatisfy(\.isHexDigit) ? String(version.prefix(12)) : version
+    if version.hasPrefix("sha256:") { return String(version.prefix(19)) }
+    return version.count == 40 && version.allSatisfy(\.isHexDigit) ? String(version.prefix(12)) : version
 }
 
 extension String {

@@ -24,6 +24,9 @@ public struct FetchContext: Sendable {
     public var environment: [String: String]
     public var settings: Settings
     public var trace: @Sendable (Command) -> Void = { _ in }
+    /// Progress lines of long downloads.
+    public var progress: @Sendable (String) -> Void = { _ in }
+    public var http = HTTPClient()
 
     public init(appDir: String, cacheDir: String?, workDir: String, environment: [String: String], settings: Settings) {
         self.appDir = appDir
@@ -69,10 +72,15 @@ public enum Fetcher {
                 try Files.copyTree(source, to: directory)
                 GitFetch.removeGitDirectories(in: directory)
                 child = FetchedChild(entry: entry, directory: directory, version: "local directory", source: "copied", seconds: 0)
-            case .archive, .registry:
-                throw FetchProblem(
-                    "archive URLs and registry names are not fetched by this version of multipack yet",
-                    hint: "Use a git URL or a local directory for this buildpack for now.")
+            case .archive(let url):
+                let archive = ArchiveFetch(url: url, pin: entry.sha256, context: context)
+                let (version, source, warnings) = try archive.fetch(into: directory)
+                child = FetchedChild(entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings)
+            case .registry(let namespace, let name):
+                let url = "\(context.settings.registryURL)/\(namespace)/\(name).tgz"
+                let archive = ArchiveFetch(url: url, pin: entry.sha256, context: context)
+                let (version, source, warnings) = try archive.fetch(into: directory)
+                child = FetchedChild(entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings)
             }
         } catch let interrupted as Interrupted {
             throw interrupted
