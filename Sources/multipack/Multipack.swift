@@ -9,7 +9,7 @@ struct Multipack: ParsableCommand {
         version: MultipackVersion.current,
         subcommands: [
             DetectCommand.self, CompileCommand.self, ReleaseCommand.self, TestCompileCommand.self,
-            TestCommand.self, ReportCommand.self, BuildCommand.self,
+            TestCommand.self, ReportCommand.self, BuildCommand.self, ExtractCommand.self,
         ])
 }
 
@@ -127,5 +127,19 @@ struct BuildCommand: ParsableCommand {
             code = try build.run()
         }
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// For benchmarks and debugging: the in-process extraction a fetch uses, on one archive.
+struct ExtractCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "extract", abstract: "Extracts a .tar, .tar.gz or .tar.xz safely.", shouldDisplay: false)
+    @Argument var archive: String
+    @Argument var destination: String
+
+    func run() throws {
+        try perform { _ in
+            try extractArchive(atPath: archive, into: destination)
+        }
     }
 }

@@ -82,6 +82,9 @@ public struct Compile {
         var fetchContext = FetchContext(
             appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: base, settings: settings)
         fetchContext.trace = trace
+        if let width = invocation.environment["MULTIPACK_FETCH_PARALLELISM"].flatMap(Int.init), width > 0 {
+            fetchContext.parallelism = width
+        }
         fetchContext.progress = { line in log.write(line + "\n", 1) }
         let fetched = try Fetcher.fetchAll(entries, context: fetchContext)
         var children = fetched.enumerated().map { ChildRun(fetched: $0.element, position: $0.offset + 1, total: fetched.count) }

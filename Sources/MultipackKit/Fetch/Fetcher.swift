@@ -27,6 +27,8 @@ public struct FetchContext: Sendable {
     /// Progress lines of long downloads.
     public var progress: @Sendable (String) -> Void = { _ in }
     public var http = HTTPClient()
+    /// How many children are fetched at once (`MULTIPACK_FETCH_PARALLELISM`, for benchmarks).
+    public var parallelism = 4
 
     public init(appDir: String, cacheDir: String?, workDir: String, environment: [String: String], settings: Settings) {
         self.appDir = appDir
@@ -41,10 +43,8 @@ public struct FetchContext: Sendable {
 
 /// Fetches every child before the first one runs (SPEC §5): in parallel, the results in list order.
 public enum Fetcher {
-    public static let parallelism = 4
-
     public static func fetchAll(_ entries: [BuildpackEntry], context: FetchContext) throws -> [FetchedChild] {
-        let outcomes = parallelMap(entries, width: parallelism) { index, entry in
+        let outcomes = parallelMap(entries, width: context.parallelism) { index, entry in
             Result { () throws -> FetchedChild in
                 if SignalForwarding.stopSignal != nil { throw Interrupted() }
                 return try fetch(entry, position: index + 1, total: entries.count, context: context)

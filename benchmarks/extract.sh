@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Times `multipack extract` against GNU tar on a ~200 MB mixed tree, as .tar.gz and .tar.xz.
-# Usage: scripts/bench-extract.sh [MULTIPACK_BINARY] [WORK_DIR]
+# Usage: benchmarks/extract.sh [MULTIPACK_BINARY] [WORK_DIR]
 # The binary needs the hidden verb `multipack extract ARCHIVE DEST`.
 set -euo pipefail
 
