@@ -311,51 +311,61 @@ private struct FlowCursor {
         }
     }
 
+    /// A quoted scalar, read scalar by scalar: a combining mark after an escape's hex digit
+    /// must not merge with it into one Character.
     mutating func quoted() throws(YAMLError) -> String {
-        guard let open = current else { throw fail("expected a quoted string") }
-        advance()
-        var out = ""
-        while let c = current {
-            advance()
+        let scalars = text.unicodeScalars
+        var index = position
+        guard index < scalars.endIndex else { throw fail("expected a quoted string") }
+        let open = scalars[index]
+        index = scalars.index(after: index)
+        var out = String.UnicodeScalarView()
+        func next() -> Unicode.Scalar? {
+            guard index < scalars.endIndex else { return nil }
+            defer { index = scalars.index(after: index) }
+            return scalars[index]
+        }
+        while let c = next() {
             if open == "'" {
                 if c == "'" {
-                    if current == "'" {
-                        advance()
+                    if index < scalars.endIndex, scalars[index] == "'" {
+                        index = scalars.index(after: index)
                         out.append("'")
                         continue
                     }
-                    return out
+                    position = index
+                    return String(out)
                 }
                 out.append(c)
                 continue
             }
-            if c == "\"" { return out }
-            if c == "\\" {
-                guard let escaped = current else { break }
-                advance()
-                switch escaped {
-                case "n": out.append("\n")
-                case "t": out.append("\t")
-                case "r": out.append("\r")
-                case "0": out.append("\0")
-                case "\"", "\\", "/", " ": out.append(escaped)
-                case "x", "u", "U":
-                    let width = escaped == "x" ? 2 : escaped == "u" ? 4 : 8
-                    var hex = ""
-                    for _ in 0..<width {
-                        guard let h = current, h.isHexDigit else { throw fail("bad escape in a quoted string") }
-                        hex.append(h)
-                        advance()
-                    }
-                    guard let value = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(value) else {
-                        throw fail("bad escape in a quoted string")
-                    }
-                    out.unicodeScalars.append(scalar)
-                default: throw fail("unknown escape `\\\(escaped)` in a quoted string")
-                }
+            if c == "\"" {
+                position = index
+                return String(out)
+            }
+            guard c == "\\" else {
+                out.append(c)
                 continue
             }
-            out.append(c)
+            guard let escaped = next() else { break }
+            switch escaped {
+            case "n": out.append("\n")
+            case "t": out.append("\t")
+            case "r": out.append("\r")
+            case "0": out.append("\0")
+            case "\"", "\\", "/", " ": out.append(escaped)
+            case "x", "u", "U":
+                let width = escaped == "x" ? 2 : escaped == "u" ? 4 : 8
+                var value: UInt32 = 0
+                for _ in 0..<width {
+                    guard let h = next(), let digit = h.isASCII ? Int(String(h), radix: 16) : nil
+                    else { throw fail("bad escape in a quoted string") }
+                    value = value * 16 + UInt32(digit)
+                }
+                guard let scalar = Unicode.Scalar(value) else { throw fail("bad escape in a quoted string") }
+                out.append(scalar)
+            default: throw fail("unknown escape `\\\(escaped)` in a quoted string")
+            }
         }
         throw fail("a quoted string is not closed")
     }
@@ -394,6 +404,7 @@ private struct FlowCursor {
             advance()
             skipBlanks()
             let node: YAMLNode = (current == "," || current == "}") ? .null : try value(inFlow: true)
+            if pairs.contains(where: { $0.key == key }) { throw fail("duplicate key `\(key)`") }
             pairs.append((key, node))
             skipBlanks()
             if current == "," {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the text-parser fuzzer (.buildpacks, release YAML, masking) with libFuzzer + ASan and runs it.
+# Usage: scripts/fuzz/run-text.sh [libFuzzer options...], e.g. -max_total_time=600
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=.build-fuzz
+mkdir -p "$out/corpus-text"
+swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name MultipackKit \
+    Sources/MultipackKit/List/BuildpackList.swift Sources/MultipackKit/Log/Masking.swift \
+    Sources/MultipackKit/Release/YAML.swift Sources/MultipackKit/Release/Release.swift \
+    Sources/MultipackKit/Support/Errors.swift scripts/fuzz/FuzzTextParsers.swift \
+    -o "$out/fuzz-text"
+if [[ -z $(ls -A "$out/corpus-text") ]]; then
+    cp fixtures/apps/python-node/.buildpacks "$out/corpus-text/buildpacks"
+    printf '\xef\xbb\xbf# c\r\nhttps://u:p@h/x.git#main # c\r\nheroku/python\nhttps://h/a.tgz?t=1 sha256=%064d\n' 0 >"$out/corpus-text/crlf"
+    for bp in fixtures/buildpacks/*/bin/release; do bash "$bp" >"$out/corpus-text/release-$(basename "$(dirname "$(dirname "$bp")")")" || true; done
+    printf -- '---\naddons: [a, "b"]\nconfig_vars: {A: "1", B: x}\ndefault_process_types:\n  web: >\n    a\n    b\n' >"$out/corpus-text/flow"
+fi
+export SWIFT_BACKTRACE=enable=no
+exec "$out/fuzz-text" -max_len=4096 "$@" "$out/corpus-text"
