@@ -13,16 +13,24 @@ public enum DotEnv {
             func bad(_ reason: String) -> UsageError {
                 UsageError(
                     "\(file) line \(index + 1) is not a dotenv line: \(reason).",
-                    hint: "Write KEY=VALUE (optionally `export KEY=VALUE`, the value in quotes when it has blanks or #); fix or remove line \(index + 1).")
+                    hint:
+                        "Write KEY=VALUE (optionally `export KEY=VALUE`, the value in quotes when it has blanks or #); fix or remove line \(index + 1)."
+                )
             }
-            guard let equals = line.firstIndex(of: "=") else { throw bad("there is no `=` in `\(Masking.text(String(line)))`") }
+            guard let equals = line.firstIndex(of: "=") else {
+                throw bad("there is no `=` in `\(Masking.text(String(line)))`")
+            }
             let key = line[..<equals].trimmingBlanks()
-            guard SimpleExport.isName(key) else { throw bad("`\(key)` is not a variable name (letters, digits and _, not starting with a digit)") }
+            guard SimpleExport.isName(key) else {
+                throw bad("`\(key)` is not a variable name (letters, digits and _, not starting with a digit)")
+            }
             let rest = line[line.index(after: equals)...].trimmingBlanks()
             let value: String
             switch rest.first {
             case "'":
-                guard let close = rest.dropFirst().firstIndex(of: "'") else { throw bad("the single quote is never closed") }
+                guard let close = rest.dropFirst().firstIndex(of: "'") else {
+                    throw bad("the single quote is never closed")
+                }
                 value = String(rest[rest.index(after: rest.startIndex)..<close])
                 try trailing(rest[rest.index(after: close)...], bad)
             case "\"":
@@ -53,7 +61,9 @@ public enum DotEnv {
             default:
                 // A bare value ends at ` #` (a comment), as in most dotenv readers.
                 var bare = rest
-                if let hash = bare.firstRange(of: " #") ?? bare.firstRange(of: "\t#") { bare = bare[..<hash.lowerBound] }
+                if let hash = bare.firstRange(of: " #") ?? bare.firstRange(of: "\t#") {
+                    bare = bare[..<hash.lowerBound]
+                }
                 value = String(bare.trimmingBlanks())
             }
             pairs.upsert(String(key), value)
@@ -84,7 +94,9 @@ public struct ConfigVarArguments: Sendable {
             do {
                 text = try Files.read(Files.absolute(envFile))
             } catch {
-                throw UsageError("Could not read the --env-file \(envFile): \(error)", hint: "Check the path; it is relative to the current directory.")
+                throw UsageError(
+                    "Could not read the --env-file \(envFile): \(error)",
+                    hint: "Check the path; it is relative to the current directory.")
             }
             vars = try DotEnv.parse(text, file: envFile)
         }

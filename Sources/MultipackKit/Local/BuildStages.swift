@@ -34,9 +34,15 @@ struct SelfStages: BuildStages {
         self.environment = environment
     }
 
-    private func verb(_ arguments: [String], stdout: Command.Output, stderr: Command.Output = .inherit) throws -> ProcessResult {
-        let result = try Spawner.run(
-            Command(LocalBuild.executablePath(), arguments, environment: environment, stdout: stdout, stderr: stderr))
+    private func verb(_ arguments: [String], stdout: Command.Output, stderr: Command.Output = .inherit) throws
+        -> ProcessResult
+    {
+        let command = Command(
+            LocalBuild.executablePath(), arguments, environment: environment, stdout: stdout, stderr: stderr)
+        if (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true {
+            log.detail("+ " + command.traceLine)
+        }
+        let result = try Spawner.run(command)
         if SignalForwarding.stopSignal != nil { throw ReportedFailure(code: 1) }
         return result
     }
@@ -54,14 +60,16 @@ struct SelfStages: BuildStages {
                 hint: "List the app's buildpacks in .buildpacks at its root, or name them with --buildpack URL.")
         }
         log.step("\(detect.stdoutText.trimmingCharacters("\n")) app detected")
-        let compile = try verb([testCompile ? "test-compile" : "compile", dirs.build, dirs.cache, dirs.env], stdout: .inherit)
+        let compile = try verb(
+            [testCompile ? "test-compile" : "compile", dirs.build, dirs.cache, dirs.env], stdout: .inherit)
         guard compile.termination.succeeded else { throw ReportedFailure(code: compile.termination.exitCode) }
     }
 
     func release() throws -> Release {
         let result = try verb(["release", dirs.build], stdout: .capture)
         guard result.termination.succeeded else {
-            throw BuildFailure("multipack's release failed with \(result.termination).", hint: "Its output above says why.")
+            throw BuildFailure(
+                "multipack's release failed with \(result.termination).", hint: "Its output above says why.")
         }
         return try Release.parse(result.stdoutText)
     }
@@ -127,14 +135,19 @@ struct ListStages: BuildStages {
         }
         // Paths given on the command line are relative to where multipack was started.
         let context = FetchContext(
-            appDir: Files.absolute("."), cacheDir: dirs.cache, workDir: workDir, environment: environment, settings: settings)
+            appDir: Files.absolute("."), cacheDir: dirs.cache, workDir: workDir, environment: environment,
+            settings: settings)
         var fetchContext = context
         fetchContext.trace = trace
         log.step("Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)")
         let fetched = try Fetcher.fetchAll(entries, context: fetchContext)
-        children = fetched.enumerated().map { ChildRun(fetched: $0.element, position: $0.offset + 1, total: fetched.count) }
+        children = fetched.enumerated().map {
+            ChildRun(fetched: $0.element, position: $0.offset + 1, total: fetched.count)
+        }
         for child in children {
-            log.detail("\(child.label) \(child.url) @ \(short(child.fetched.version)) (\(child.fetched.source), \(formatSeconds(child.fetched.seconds)))")
+            log.detail(
+                "\(child.label) \(child.url) @ \(short(child.fetched.version)) (\(child.fetched.source), \(formatSeconds(child.fetched.seconds)))"
+            )
             for warning in child.fetched.warnings { log.warning(warning) }
         }
         record?.children = children.map(Self.entry)
@@ -157,13 +170,15 @@ struct ListStages: BuildStages {
         BuildRecord.Child(
             position: child.position, url: child.url, name: child.name, version: child.fetched.version,
             source: child.fetched.source, directory: child.fetched.directory, fetchSeconds: child.fetched.seconds,
-            detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds, releaseSeconds: child.releaseSeconds)
+            detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds,
+            releaseSeconds: child.releaseSeconds)
     }
 
     func release() throws -> Release {
         guard let last = children.last else { return Release() }
         if last.release == Release(), children.count > 1 {
-            log.detail("The last buildpack, \(last.label) \(last.displayName), has no release: no default process types.")
+            log.detail(
+                "The last buildpack, \(last.label) \(last.displayName), has no release: no default process types.")
         }
         return last.release
     }

@@ -99,11 +99,15 @@ public struct LocalBuild {
 
         var stages: any BuildStages =
             entries.isEmpty
-            ? SelfStages(dirs: dirs, buildpackDir: scratch + "/buildpack", appDir: appDir, environment: environment, log: log)
+            ? SelfStages(
+                dirs: dirs, buildpackDir: scratch + "/buildpack", appDir: appDir, environment: environment, log: log)
             : ListStages(
                 entries: entries, dirs: dirs, workDir: scratch + "/children", environment: environment,
                 configVars: Dictionary(configVars, uniquingKeysWith: { $1 }), log: log)
-        defer { summary.children = stages.record?.children.map(LocalBuildSummary.Child.init) ?? [] }
+        defer {
+            summary.children = stages.record?.children.map(LocalBuildSummary.Child.init) ?? []
+            summary.hookSeconds = stages.record?.hookSeconds ?? [:]
+        }
         do {
             try stages.compile(testCompile: mode == .ci)
         } catch let reported as ReportedFailure {
@@ -144,7 +148,8 @@ public struct LocalBuild {
         let limit = Int64(options.slugLimitMB) << 20
         summary.slug = LocalBuildSummary.SlugInfo(path: slugPath, bytes: bytes, limitBytes: limit)
         log.detail("Done: \(Slug.formatSize(bytes))")
-        log.detail("Slug: \(slugPath) (\(bytes) bytes; Heroku warns above 300M and refuses above \(options.slugLimitMB)M)")
+        log.detail(
+            "Slug: \(slugPath) (\(bytes) bytes; Heroku warns above 300M and refuses above \(options.slugLimitMB)M)")
         if bytes > limit {
             throw BuildFailure(
                 "Compiled slug size: \(Slug.formatSize(bytes)) is too large (max is \(options.slugLimitMB)M).",
@@ -154,7 +159,9 @@ public struct LocalBuild {
                     + "shows the biggest files. --slug-limit MB changes the limit for local builds.")
         }
         if bytes > Slug.softLimitBytes {
-            log.warning("Warning: Your slug size (\(Slug.formatSize(bytes))) exceeds Heroku's soft limit (300M), which may affect boot time.")
+            log.warning(
+                "Warning: Your slug size (\(Slug.formatSize(bytes))) exceeds Heroku's soft limit (300M), which may affect boot time."
+            )
         }
         log.step("Build directory: \(buildDir)")
         log.detail("Release (for multipack run): \(releasePath)")
@@ -170,13 +177,17 @@ public struct LocalBuild {
         for (index, text) in options.buildpacks.enumerated() {
             do {
                 let parsed = try BuildpackList.parse(text)
-                guard parsed.count == 1, var entry = parsed.first else { throw BuildpackListError(line: 1, text: text, reason: "it is empty") }
+                guard parsed.count == 1, var entry = parsed.first else {
+                    throw BuildpackListError(line: 1, text: text, reason: "it is empty")
+                }
                 entry.line = index + 1
                 entries.append(entry)
             } catch {
                 throw UsageError(
                     "--buildpack `\(Masking.url(text))` is not a buildpack reference: \((error as? BuildpackListError)?.reason ?? "\(error)").",
-                    hint: "Give a git URL (optionally with #ref), an archive URL, a registry name (namespace/name) or a local directory.")
+                    hint:
+                        "Give a git URL (optionally with #ref), an archive URL, a registry name (namespace/name) or a local directory."
+                )
             }
         }
         return entries
@@ -245,7 +256,9 @@ public struct LocalBuild {
         var env = environment
         env["GIT_DIR"] = nil
         env["GIT_WORK_TREE"] = nil
-        guard let result = try? Spawner.run(Command("git", ["rev-parse", "--verify", "-q", "HEAD"], in: appDir, environment: env)),
+        guard
+            let result = try? Spawner.run(
+                Command("git", ["rev-parse", "--verify", "-q", "HEAD"], in: appDir, environment: env)),
             result.termination.succeeded
         else { return nil }
         let commit = result.stdoutText.trimmingCharacters("\n")
@@ -254,9 +267,13 @@ public struct LocalBuild {
 
     private func logProcessTypes(_ types: [(key: String, value: String)], procfile: [(key: String, value: String)]) {
         log.step("Discovering process types")
-        log.detail("Procfile declares types     -> \(procfile.isEmpty ? "(none)" : procfile.map(\.key).joined(separator: ", "))")
+        log.detail(
+            "Procfile declares types     -> \(procfile.isEmpty ? "(none)" : procfile.map(\.key).joined(separator: ", "))"
+        )
         let defaults = types.filter { type in !procfile.contains { $0.key == type.key } }
-        log.detail("Default types for buildpack -> \(defaults.isEmpty ? "(none)" : defaults.map(\.key).joined(separator: ", "))")
+        log.detail(
+            "Default types for buildpack -> \(defaults.isEmpty ? "(none)" : defaults.map(\.key).joined(separator: ", "))"
+        )
         for (key, value) in types { log.detail("\(key): \(value)") }
     }
 

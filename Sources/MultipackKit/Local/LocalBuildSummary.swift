@@ -44,6 +44,8 @@ struct LocalBuildSummary: Encodable {
     /// nil with `--no-cache`.
     var cache: String?
     var children: [Child] = []
+    /// The app's own hooks (`pre_compile`, `post_compile`) when multipack ran them.
+    var hookSeconds: [String: Double] = [:]
     var processTypes: [String: String] = [:]
     var release: String?
     var report: String?

@@ -40,21 +40,28 @@ public struct LocalRun {
             do {
                 try extractArchive(atPath: target, into: dir, limits: Self.slugLimits)
             } catch {
-                throw UsageError("\(target) is not a slug multipack can extract: \(error)", hint: "Give multipack run a slug that multipack build wrote, or a build directory.")
+                throw UsageError(
+                    "\(target) is not a slug multipack can extract: \(error)",
+                    hint: "Give multipack run a slug that multipack build wrote, or a build directory.")
             }
             home = dir + "/app"
             guard Files.isDirectory(home) else {
-                throw UsageError("\(target) is not a slug: it has no ./app/ directory.", hint: "Give multipack run a slug that multipack build wrote, or a build directory.")
+                throw UsageError(
+                    "\(target) is not a slug: it has no ./app/ directory.",
+                    hint: "Give multipack run a slug that multipack build wrote, or a build directory.")
             }
             releasePath = LocalState.releaseSidecar(for: target)
         } else if Files.isDirectory(target) {
             home = try buildDirectory(for: target)
             releasePath = LocalState.releaseSidecar(for: home)
         } else {
-            throw UsageError("\(target) does not exist.", hint: "Give multipack run the slug or the build directory that multipack build printed.")
+            throw UsageError(
+                "\(target) does not exist.",
+                hint: "Give multipack run the slug or the build directory that multipack build printed.")
         }
 
-        let release = Files.exists(releasePath) ? (try? Release.parse(try Files.read(releasePath))) ?? Release() : Release()
+        let release =
+            Files.exists(releasePath) ? (try? Release.parse(try Files.read(releasePath))) ?? Release() : Release()
         let types = Procfile.processTypes(release: release, procfile: Procfile.read(home + "/Procfile"))
         guard let command = types.first(where: { $0.key == process })?.value else {
             throw UsageError(
@@ -70,7 +77,8 @@ public struct LocalRun {
         log.step("Starting \(process): \(command)")
         log.detail("HOME=\(home) PORT=\(port) DYNO=\(process).1")
         let result = try Spawner.run(
-            Command("bash", ["-c", Self.launchScript(home: home, command: command)], in: home, environment: environment,
+            Command(
+                "bash", ["-c", Self.launchScript(home: home, command: command)], in: home, environment: environment,
                 stdout: .inherit, stderr: .inherit))
         log.step("\(process) ended with \(result.termination)")
         return result.termination.exitCode
@@ -79,7 +87,8 @@ public struct LocalRun {
     /// A build directory (it has a release next to it), or an app whose last build is known.
     private func buildDirectory(for directory: String) throws -> String {
         if Files.exists(LocalState.releaseSidecar(for: directory)) { return directory }
-        let pointer = LocalState.lastBuildPointer(LocalState.appDirectory(for: directory, environment: invocation.environment))
+        let pointer = LocalState.lastBuildPointer(
+            LocalState.appDirectory(for: directory, environment: invocation.environment))
         if let last = try? Files.read(pointer).trimmingCharacters("\n"), Files.isDirectory(last) {
             log.step("Using the last build of \(directory): \(last)")
             return last
@@ -106,7 +115,8 @@ public struct LocalRun {
     static func launchScript(home: String, command: String) -> String {
         var lines: [String] = []
         let profileD = home + "/.profile.d"
-        for name in Files.list(profileD).sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) where name.hasSuffix(".sh") {
+        for name in Files.list(profileD).sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+        where name.hasSuffix(".sh") {
             lines.append(". \(BuildEnvironment.shellQuoted(profileD + "/" + name))")
         }
         lines.append("if [ -f \"$HOME/.profile\" ]; then . \"$HOME/.profile\"; fi")

@@ -6,7 +6,9 @@ import Glibc
 public enum LocalState {
     /// `$XDG_CACHE_HOME/multipack/apps`, or `~/.cache/multipack/apps`.
     public static func appsRoot(_ environment: [String: String]) -> String {
-        let base = environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ((environment["HOME"] ?? "/tmp") + "/.cache")
+        let base =
+            environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? ((environment["HOME"] ?? "/tmp") + "/.cache")
         return base + "/multipack/apps"
     }
 

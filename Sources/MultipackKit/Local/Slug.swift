@@ -22,7 +22,9 @@ public enum Slug {
             Files.remove(temporary)
             throw BuildFailure(
                 "Could not write the slug \(path)", details: ["\(error)"],
-                hint: "Check that its directory exists and is writable and that the disk has room, or choose another path with --slug FILE.")
+                hint:
+                    "Check that its directory exists and is writable and that the disk has room, or choose another path with --slug FILE."
+            )
         }
         return Files.size(path) ?? 0
     }

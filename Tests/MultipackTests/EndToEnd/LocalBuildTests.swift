@@ -23,7 +23,9 @@ struct LocalWorld {
     }
 
     /// A fixture app copied into the temp dir; its `.buildpacks` names fixture children by path.
-    func app(_ fixture: String = "python-node", buildpacks: [String]? = ["node", "python"], name: String = "app") throws -> String {
+    func app(_ fixture: String = "python-node", buildpacks: [String]? = ["node", "python"], name: String = "app") throws
+        -> String
+    {
         let dir = temp.path + "/" + name
         try FileManager.default.copyItem(atPath: Repo.fixtures + "/apps/" + fixture, toPath: dir)
         if let buildpacks {
@@ -133,7 +135,9 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
         #expect(output.status == 0, "\(output.all)")
         #expect(output.stderr.contains("Deleting 8 files matching .slugignore patterns."), "\(output.stderr)")
         let members = Set(try world.slugMembers(try #require((json["slug"] as? [String: Any])?["path"] as? String)))
-        for gone in ["a.log", "sub/deep/b.log", "docs/x.md", "spec/", "lib/spec/", "tmp/cache/", "data/v1.csv", "data/v?.csv"] {
+        for gone in [
+            "a.log", "sub/deep/b.log", "docs/x.md", "spec/", "lib/spec/", "tmp/cache/", "data/v1.csv", "data/v?.csv",
+        ] {
             #expect(!members.contains("./app/" + gone), "\(gone) should be ignored")
         }
         #expect(!members.contains { $0.hasPrefix("./app/spec/") || $0.hasPrefix("./app/lib/spec/") })
@@ -168,7 +172,8 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
             """)
         let dump = try dumpBuildpack(in: world.temp)
         let (json, output) = try world.buildJSON([
-            app, "--buildpack", dump, "--env-file", "config.env", "--env", "OVERRIDDEN=from-flag", "--stack", "heroku-22",
+            app, "--buildpack", dump, "--env-file", "config.env", "--env", "OVERRIDDEN=from-flag", "--stack",
+            "heroku-22",
         ])
         #expect(output.status == 0, "\(output.all)")
         let buildDir = try #require(json["build_directory"] as? String)
@@ -184,7 +189,8 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
         let names = Set(env.split(separator: "\n").compactMap { $0.split(separator: "=").first.map(String.init) })
         #expect(env.contains("STACK=heroku-22\n"))
         #expect(env.contains("SOURCE_VERSION=\(commit)\n"))
-        #expect(names.contains("REQUEST_ID") && names.contains("HOME") && names.contains("PATH") && names.contains("LANG"))
+        #expect(
+            names.contains("REQUEST_ID") && names.contains("HOME") && names.contains("PATH") && names.contains("LANG"))
         // Nothing else from the shell multipack was started from (bash adds PWD, SHLVL, _).
         let allowed: Set<String> = [
             "HOME", "LANG", "PATH", "STACK", "SOURCE_VERSION", "REQUEST_ID", "TMPDIR", "PWD", "SHLVL", "_", "OLDPWD",
@@ -197,11 +203,15 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
         let world = try LocalWorld("envfile-bad")
         let app = try world.app(buildpacks: nil)
         try world.temp.write("bad.env", "GOOD=1\n# fine\nthis line is wrong\n")
-        let build = try world.multipack(["build", app, "--buildpack", world.buildpack("env-probe"), "--env-file", "bad.env"])
+        let build = try world.multipack([
+            "build", app, "--buildpack", world.buildpack("env-probe"), "--env-file", "bad.env",
+        ])
         #expect(build.status == 2)
         #expect(build.stderr.contains(" !     bad.env line 3 is not a dotenv line: there is no `=`"), "\(build.stderr)")
         try world.temp.write("quote.env", "A='open\n")
-        let quote = try world.multipack(["build", app, "--buildpack", world.buildpack("env-probe"), "--env-file", "quote.env"])
+        let quote = try world.multipack([
+            "build", app, "--buildpack", world.buildpack("env-probe"), "--env-file", "quote.env",
+        ])
         #expect(quote.status == 2)
         #expect(quote.stderr.contains("quote.env line 1 is not a dotenv line: the single quote is never closed"))
         let flag = try world.multipack(["build", app, "--buildpack", world.buildpack("env-probe"), "--env", "1X=2"])
@@ -215,7 +225,9 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
         let world = try LocalWorld("list")
         let app = try world.app(buildpacks: nil)
         let node = try gitChild("node", in: world.temp)
-        let (json, output) = try world.buildJSON([app, "--buildpack", "file://" + node, "--buildpack", world.buildpack("python")])
+        let (json, output) = try world.buildJSON([
+            app, "--buildpack", "file://" + node, "--buildpack", world.buildpack("python"),
+        ])
         #expect(output.status == 0, "\(output.all)")
         // The node child's export reached the python child.
         #expect(output.stderr.contains("found v20.0.0-fixture at "))
@@ -228,7 +240,9 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
         // Without multipack in the list, the hooks are the children's: the Python child ran them.
         #expect(output.stderr.contains("running bin/post_compile"))
 
-        let failing = try world.multipack(["build", app, "--buildpack", world.buildpack("fail-detect"), "--buildpack", world.buildpack("python")])
+        let failing = try world.multipack([
+            "build", app, "--buildpack", world.buildpack("fail-detect"), "--buildpack", world.buildpack("python"),
+        ])
         #expect(failing.status == 1)
         #expect(failing.stderr.contains(" !     App not compatible with buildpack: \(world.buildpack("fail-detect"))"))
         #expect(failing.stderr.contains("this app has no Gemfile"))
@@ -366,13 +380,16 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
         #expect(httpGet(port: port, path: "/") == nil, "the web process outlived multipack run")
         #expect(output().contains("=====> Starting web: echo"))
         // The extracted slug is gone.
-        #expect(try FileManager.default.contentsOfDirectory(atPath: world.tmp).filter { $0.hasPrefix("multipack-run-") }.isEmpty)
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: world.tmp).filter { $0.hasPrefix("multipack-run-") }
+                .isEmpty)
     }
 
     @Test func runUsesABuildDirectoryOrTheAppsLastBuildAndReturnsTheExitCode() throws {
         let world = try LocalWorld("run-dir")
         let app = try world.app()
-        try "web: node server.js\nfails: exit 7\nnode: node --version\n".write(toFile: app + "/Procfile", atomically: true, encoding: .utf8)
+        try "web: node server.js\nfails: exit 7\nnode: node --version\n".write(
+            toFile: app + "/Procfile", atomically: true, encoding: .utf8)
         let (json, output) = try world.buildJSON([app])
         #expect(output.status == 0, "\(output.all)")
         let buildDir = try #require(json["build_directory"] as? String)
@@ -417,7 +434,8 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
         #expect(ci.stderr.contains("Tests failed: buildpack [1/1] Tester (fixture)'s bin/test ended with exit code 1"))
         let list = try world.multipack(["ci", app, "--buildpack", world.buildpack("tester"), "--json"])
         #expect(list.status == 1)
-        #expect(list.stderr.contains("Tests failed: buildpack [1/1] Tester (fixture)'s bin/test ended with exit code 1"))
+        #expect(
+            list.stderr.contains("Tests failed: buildpack [1/1] Tester (fixture)'s bin/test ended with exit code 1"))
         #expect(list.stdout.contains("\"outcome\" : \"failed\""))
     }
 }
@@ -452,7 +470,9 @@ func httpGet(port: Int, path: String) -> (status: Int, body: String)? {
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = UInt16(port).bigEndian
     let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+        }
     }
     guard connected else { return nil }
     let request = Array("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".utf8)
