@@ -120,3 +120,26 @@ public struct FileError: Error, CustomStringConvertible {
     public var errno: Int32
     public var description: String { "could not \(action) \(path): \(String(cString: strerror(errno)))" }
 }
+
+extension Files {
+    /// Removes a file or a whole tree, saying why it could not.
+    static func removeTree(_ path: String) throws {
+        do {
+            try FileManager.default.removeItem(atPath: path)
+        } catch {
+            throw BuildFailure(
+                "Could not remove \(path): \(error)", hint: "Check its permissions, or remove it by hand (rm -rf \(path)).")
+        }
+    }
+
+    /// The size of a file in bytes, or nil when there is none.
+    static func size(_ path: String) -> Int64? {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int64(info.st_size) : nil
+    }
+
+    static func isRegularFile(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+    }
+}

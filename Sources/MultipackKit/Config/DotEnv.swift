@@ -1,0 +1,113 @@
+/// Reads a dotenv file (`--env-file`): `KEY=VALUE` lines, an optional `export ` prefix, `#`
+/// comments and blank lines, values bare, 'single-quoted' (literal) or "double-quoted" (with
+/// `\n`, `\t`, `\"`, `\\` escapes). A line that is none of these is an error with its number.
+public enum DotEnv {
+    public static func parse(_ text: String, file: String) throws(UsageError) -> [(key: String, value: String)] {
+        var pairs: [(key: String, value: String)] = []
+        var body = Substring(text)
+        if body.hasPrefix("\u{FEFF}") { body = body.dropFirst() }
+        for (index, rawLine) in body.lines.enumerated() {
+            var line = rawLine.trimmingBlanks()
+            if line.isEmpty || line.first == "#" { continue }
+            if line.hasPrefix("export ") || line.hasPrefix("export\t") { line = line.dropFirst(7).trimmingBlanks() }
+            func bad(_ reason: String) -> UsageError {
+                UsageError(
+                    "\(file) line \(index + 1) is not a dotenv line: \(reason).",
+                    hint:
+                        "Write KEY=VALUE (optionally `export KEY=VALUE`, the value in quotes when it has blanks or #); fix or remove line \(index + 1)."
+                )
+            }
+            guard let equals = line.firstIndex(of: "=") else {
+                throw bad("there is no `=` in `\(Masking.text(String(line)))`")
+            }
+            let key = line[..<equals].trimmingBlanks()
+            guard SimpleExport.isName(key) else {
+                throw bad("`\(key)` is not a variable name (letters, digits and _, not starting with a digit)")
+            }
+            let rest = line[line.index(after: equals)...].trimmingBlanks()
+            let value: String
+            switch rest.first {
+            case "'":
+                guard let close = rest.dropFirst().firstIndex(of: "'") else {
+                    throw bad("the single quote is never closed")
+                }
+                value = String(rest[rest.index(after: rest.startIndex)..<close])
+                try trailing(rest[rest.index(after: close)...], bad)
+            case "\"":
+                var out = ""
+                var scan = rest.dropFirst()
+                var closed = false
+                while let c = scan.first {
+                    scan = scan.dropFirst()
+                    if c == "\"" {
+                        closed = true
+                        break
+                    }
+                    if c == "\\", let next = scan.first {
+                        scan = scan.dropFirst()
+                        switch next {
+                        case "n": out.append("\n")
+                        case "t": out.append("\t")
+                        case "r": out.append("\r")
+                        default: out.append(next)
+                        }
+                        continue
+                    }
+                    out.append(c)
+                }
+                guard closed else { throw bad("the double quote is never closed") }
+                value = out
+                try trailing(scan, bad)
+            default:
+                // A bare value ends at ` #` (a comment), as in most dotenv readers.
+                var bare = rest
+                if let hash = bare.firstRange(of: " #") ?? bare.firstRange(of: "\t#") {
+                    bare = bare[..<hash.lowerBound]
+                }
+                value = String(bare.trimmingBlanks())
+            }
+            pairs.upsert(String(key), value)
+        }
+        return pairs
+    }
+
+    private static func trailing(_ rest: Substring, _ bad: (String) -> UsageError) throws(UsageError) {
+        let after = rest.trimmingBlanks()
+        if !after.isEmpty && after.first != "#" { throw bad("there is text after the closing quote") }
+    }
+}
+
+/// Config vars given on the command line: `--env-file FILE` first, then each `--env K=V` on top.
+public struct ConfigVarArguments: Sendable {
+    public var pairs: [String] = []
+    public var envFile: String?
+
+    public init(pairs: [String] = [], envFile: String? = nil) {
+        self.pairs = pairs
+        self.envFile = envFile
+    }
+
+    public func resolve() throws -> [(key: String, value: String)] {
+        var vars: [(key: String, value: String)] = []
+        if let envFile {
+            let text: String
+            do {
+                text = try Files.read(Files.absolute(envFile))
+            } catch {
+                throw UsageError(
+                    "Could not read the --env-file \(envFile): \(error)",
+                    hint: "Check the path; it is relative to the current directory.")
+            }
+            vars = try DotEnv.parse(text, file: envFile)
+        }
+        for pair in pairs {
+            guard let equals = pair.firstIndex(of: "="), SimpleExport.isName(pair[..<equals]) else {
+                throw UsageError(
+                    "--env takes NAME=VALUE, but got `\(Masking.text(pair))`.",
+                    hint: "Write it as --env NAME=VALUE (NAME: letters, digits and _, not starting with a digit).")
+            }
+            vars.upsert(String(pair[..<equals]), String(pair[pair.index(after: equals)...]))
+        }
+        return vars
+    }
+}

@@ -1,0 +1,216 @@
+import FoundationEssentials
+
+/// The buildpack side of a local build: compile (or test-compile), release, test, report.
+protocol BuildStages {
+    /// Detects and compiles; a failure is thrown (or, when a child process printed it already,
+    /// thrown as `ReportedFailure`).
+    mutating func compile(testCompile: Bool) throws
+    func release() throws -> Release
+    func test() throws
+    /// `bin/report`'s output.
+    func report() -> String
+    /// What compile recorded about each child.
+    var record: BuildRecord? { get }
+}
+
+/// multipack as the app's one buildpack, over its `.buildpacks`: its own binary run as
+/// `bin/detect`, `bin/compile`, `bin/release`, `bin/report` would be on Heroku, one process each.
+struct SelfStages: BuildStages {
+    var dirs: BuildDirectories
+    var buildpackDir: String
+    var appDir: String
+    var environment: [String: String]
+    var log: Log
+
+    init(dirs: BuildDirectories, buildpackDir: String, appDir: String, environment: [String: String], log: Log) {
+        self.dirs = dirs
+        self.buildpackDir = buildpackDir
+        self.appDir = appDir
+        self.log = log
+        var environment = environment
+        environment["MULTIPACK_BUILDPACK_DIR"] = buildpackDir
+        // `.buildpacks` paths are relative to the app, not to its copy.
+        environment["MULTIPACK_APP_DIR"] = appDir
+        self.environment = environment
+    }
+
+    private func verb(_ arguments: [String], stdout: Command.Output, stderr: Command.Output = .inherit) throws
+        -> ProcessResult
+    {
+        let command = Command(
+            LocalBuild.executablePath(), arguments, environment: environment, stdout: stdout, stderr: stderr)
+        if (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true {
+            log.detail("+ " + command.traceLine)
+        }
+        let result = try Spawner.run(command)
+        if SignalForwarding.stopSignal != nil { throw ReportedFailure(code: 1) }
+        return result
+    }
+
+    mutating func compile(testCompile: Bool) throws {
+        let detect = try verb(["detect", dirs.build], stdout: .capture, stderr: .capture)
+        guard detect.termination.succeeded else {
+            let reason = detect.stderrText.lines.map { line -> String in
+                var text = Substring(line)
+                if text.hasPrefix(" !     ") { text = text.dropFirst(7) }
+                return String(text)
+            }.filter { !$0.isEmpty }
+            throw BuildFailure(
+                "App not compatible with multipack: its detect failed.", details: reason,
+                hint: "List the app's buildpacks in .buildpacks at its root, or name them with --buildpack URL.")
+        }
+        log.step("\(detect.stdoutText.trimmingCharacters("\n")) app detected")
+        let compile = try verb(
+            [testCompile ? "test-compile" : "compile", dirs.build, dirs.cache, dirs.env], stdout: .inherit)
+        guard compile.termination.succeeded else { throw ReportedFailure(code: compile.termination.exitCode) }
+    }
+
+    func release() throws -> Release {
+        let result = try verb(["release", dirs.build], stdout: .capture)
+        guard result.termination.succeeded else {
+            throw BuildFailure(
+                "multipack's release failed with \(result.termination).", hint: "Its output above says why.")
+        }
+        return try Release.parse(result.stdoutText)
+    }
+
+    func test() throws {
+        let result = try verb(["test", dirs.build, dirs.env], stdout: .inherit)
+        guard result.termination.succeeded else { throw ReportedFailure(code: result.termination.exitCode) }
+    }
+
+    func report() -> String {
+        (try? verb(["report", dirs.build, dirs.cache, dirs.env], stdout: .capture))?.stdoutText ?? ""
+    }
+
+    var record: BuildRecord? { BuildRecord.load(from: buildpackDir) }
+}
+
+/// `--buildpack URL …`: Heroku's own multi-buildpack list. Each buildpack runs as a top-level one
+/// (detect must pass, its `export` flows on to the later ones) and the last one's release wins.
+/// The app's hooks are left to the buildpacks, as on Heroku.
+struct ListStages: BuildStages {
+    var entries: [BuildpackEntry]
+    var dirs: BuildDirectories
+    var workDir: String
+    var environment: [String: String]
+    var configVars: [String: String]
+    var log: Log
+    private var children: [ChildRun] = []
+    private var finalEnvironment: [String: String] = [:]
+    private(set) var record: BuildRecord? = BuildRecord()
+
+    init(
+        entries: [BuildpackEntry], dirs: BuildDirectories, workDir: String, environment: [String: String],
+        configVars: [String: String], log: Log
+    ) {
+        self.entries = entries
+        self.dirs = dirs
+        self.workDir = workDir
+        self.environment = environment
+        self.configVars = configVars
+        self.log = log
+    }
+
+    mutating func compile(testCompile: Bool) throws {
+        let start = ContinuousClock.now
+        record?.stage = testCompile ? "test-compile" : "compile"
+        defer { record?.totalSeconds = start.duration(to: .now).seconds }
+        do {
+            try run(testCompile: testCompile)
+            record?.outcome = "succeeded"
+        } catch {
+            record?.outcome = error is Interrupted ? "interrupted" : "failed"
+            record?.failure = ErrorReport.lines(for: error).first
+            throw error
+        }
+    }
+
+    private mutating func run(testCompile: Bool) throws {
+        let settings = try Settings(configVars: configVars, environment: environment)
+        let log = self.log
+        let xtrace = settings.xtrace
+        let trace: @Sendable (Command) -> Void = { command in
+            if xtrace { log.detail("+ " + command.traceLine) }
+        }
+        // Paths given on the command line are relative to where multipack was started.
+        let context = FetchContext(
+            appDir: Files.absolute("."), cacheDir: dirs.cache, workDir: workDir, environment: environment,
+            settings: settings)
+        var fetchContext = context
+        fetchContext.trace = trace
+        log.step("Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)")
+        let fetched = try Fetcher.fetchAll(entries, context: fetchContext)
+        children = fetched.enumerated().map {
+            ChildRun(fetched: $0.element, position: $0.offset + 1, total: fetched.count)
+        }
+        for child in children {
+            log.detail(
+                "\(child.label) \(child.url) @ \(short(child.fetched.version)) (\(child.fetched.source), \(formatSeconds(child.fetched.seconds)))"
+            )
+            for warning in child.fetched.warnings { log.warning(warning) }
+        }
+        record?.children = children.map(Self.entry)
+        let runner = ChildRunner(dirs: dirs, trace: trace)
+        var env = environment
+        for index in children.indices {
+            log.step("\(children[index].label) \(children[index].url) @ \(short(children[index].fetched.version))")
+            try runner.detect(&children[index], environment: env)
+            log.detail("\(children[index].displayName) app detected")
+            try runner.compile(&children[index], environment: env, testCompile: testCompile)
+            env = try runner.applyExport(children[index], to: env).env
+            // As on Heroku, bin/release sees the build's environment without the exports.
+            try runner.release(&children[index], environment: environment)
+            record?.children[index] = Self.entry(children[index])
+        }
+        finalEnvironment = env
+    }
+
+    private static func entry(_ child: ChildRun) -> BuildRecord.Child {
+        BuildRecord.Child(
+            position: child.position, url: child.url, name: child.name, version: child.fetched.version,
+            source: child.fetched.source, directory: child.fetched.directory, fetchSeconds: child.fetched.seconds,
+            detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds,
+            releaseSeconds: child.releaseSeconds)
+    }
+
+    func release() throws -> Release {
+        guard let last = children.last else { return Release() }
+        if last.release == Release(), children.count > 1 {
+            log.detail(
+                "The last buildpack, \(last.label) \(last.displayName), has no release: no default process types.")
+        }
+        return last.release
+    }
+
+    func test() throws {
+        for child in children {
+            let script = child.fetched.directory + "/bin/test"
+            guard Files.exists(script) else { continue }
+            log.step("Testing with \(child.label) \(child.displayName)")
+            let result = try Spawner.run(
+                Command(
+                    script, [dirs.build, dirs.env], in: child.fetched.directory, environment: finalEnvironment,
+                    stdout: .inherit, stderr: .inherit))
+            if SignalForwarding.stopSignal != nil { throw Interrupted(child: child, stage: "test") }
+            guard result.termination.succeeded else {
+                throw BuildFailure(
+                    "Tests failed: buildpack \(child.label) \(child.displayName)'s bin/test ended with \(result.termination)",
+                    details: ["URL: \(child.url)", "Stage: test"],
+                    hint: "The test output above says which tests failed.")
+            }
+        }
+    }
+
+    func report() -> String { record?.reportYAML ?? "" }
+}
+
+extension Termination {
+    /// As a shell reports it: the exit code, or 128 + the signal.
+    public var exitCode: Int32 {
+        switch self {
+        case .exited(let code): return code
+        case .signaled(let signal): return 128 + signal
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import FoundationEssentials
+
+/// What `multipack build --json` prints: one object, snake_case keys.
+struct LocalBuildSummary: Encodable {
+    struct Child: Encodable {
+        var position: Int
+        var name: String
+        /// Masked: credentials never reach the output.
+        var url: String
+        var version: String
+        var source: String
+        var fetchSeconds: Double
+        var detectSeconds: Double
+        var compileSeconds: Double
+        var releaseSeconds: Double
+
+        init(_ child: BuildRecord.Child) {
+            position = child.position
+            name = child.name
+            url = Masking.url(child.url)
+            version = child.version
+            source = child.source
+            fetchSeconds = child.fetchSeconds
+            detectSeconds = child.detectSeconds
+            compileSeconds = child.compileSeconds
+            releaseSeconds = child.releaseSeconds
+        }
+    }
+
+    struct SlugInfo: Encodable {
+        var path: String
+        var bytes: Int64
+        var limitBytes: Int64
+    }
+
+    var command: String
+    var outcome = "failed"
+    var exitCode: Int32 = 1
+    var failure: String?
+    var app: String
+    var stack: String
+    var sourceVersion: String?
+    var buildDirectory: String?
+    /// nil with `--no-cache`.
+    var cache: String?
+    var children: [Child] = []
+    /// The app's own hooks (`pre_compile`, `post_compile`) when multipack ran them.
+    var hookSeconds: [String: Double] = [:]
+    var processTypes: [String: String] = [:]
+    var release: String?
+    var report: String?
+    var slug: SlugInfo?
+    var seconds = 0.0
+
+    init(command: String, app: String, stack: String) {
+        self.command = command
+        self.app = app
+        self.stack = stack
+    }
+
+    var json: String {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(self) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+}

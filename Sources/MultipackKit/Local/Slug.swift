@@ -1,0 +1,45 @@
+import Glibc
+
+/// The slug: a `tar.gz` of the build directory with every member under `./app/`, as Heroku's
+/// slug compiler makes it, and its size checked against Heroku's limits.
+public enum Slug {
+    /// Heroku warns above this compressed size (boot time suffers). Sizes are in MiB, as `du -h`
+    /// and Heroku's messages count them.
+    public static let softLimitBytes: Int64 = 300 << 20
+    public static let defaultLimitMB = 500
+
+    /// Packs `directory` into `path` under `./app/`. Written to a temporary name next to `path`
+    /// and renamed, so an interrupted pack never leaves a slug that looks whole.
+    public static func pack(_ directory: String, to path: String) throws -> Int64 {
+        let path = Files.absolute(path)
+        let temporary = path + ".partial-\(getpid())"
+        do {
+            var writer = try TarGzWriter(path: temporary, options: TarGzWriter.Options(uid: 0, gid: 0))
+            try writer.addTree(Files.absolute(directory), prefix: "./app/")
+            try writer.finish()
+            try Files.move(temporary, to: path)
+        } catch {
+            Files.remove(temporary)
+            throw BuildFailure(
+                "Could not write the slug \(path)", details: ["\(error)"],
+                hint:
+                    "Check that its directory exists and is writable and that the disk has room, or choose another path with --slug FILE."
+            )
+        }
+        return Files.size(path) ?? 0
+    }
+
+    /// Heroku-style size, as `du -h` prints it: `512B`, `3.4K`, `45.2M`, `1.1G` (powers of 1024).
+    public static func formatSize(_ bytes: Int64) -> String {
+        let units = ["K", "M", "G", "T"]
+        guard bytes >= 1024 else { return "\(bytes)B" }
+        var value = Double(bytes) / 1024
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)\(units[unit])"
+    }
+}

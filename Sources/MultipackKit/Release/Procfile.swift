@@ -1,0 +1,25 @@
+/// The app's Procfile: `type: command` per line. Its entries override the release's defaults.
+enum Procfile {
+    static func read(_ path: String) -> [(key: String, value: String)] {
+        guard let text = try? Files.read(path) else { return [] }
+        var entries: [(key: String, value: String)] = []
+        for line in text.lines {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let key = line[..<colon].trimmingBlanks()
+            guard !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) else {
+                continue
+            }
+            entries.upsert(String(key), String(line[line.index(after: colon)...].trimmingBlanks()))
+        }
+        return entries
+    }
+
+    /// The process types of a build: the release's defaults, then the Procfile's entries on top.
+    static func processTypes(release: Release, procfile: [(key: String, value: String)]) -> [(
+        key: String, value: String
+    )] {
+        var types = release.processTypes
+        for (key, value) in procfile { types.upsert(key, value) }
+        return types
+    }
+}
