@@ -7,7 +7,10 @@ let package = Package(
         .executable(name: "multipack", targets: ["multipack"])
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // 4.x, not 3.x: 3.x imports the whole of Foundation on Linux (ICU included, tens of MB in a
+        // static binary); 4.x needs only FoundationEssentials. SHA-256 only.
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CMultipackZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -17,9 +20,16 @@ let package = Package(
         .systemLibrary(name: "CMultipackCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // Declarations Swift's Glibc module hides (posix_spawn's chdir action).
         .systemLibrary(name: "CMultipackSys"),
+        // The version and commit `multipack package` links into the release binary (a weak default
+        // here, a strong definition in an object file given to the linker), so that packaging a new
+        // commit only relinks.
+        .target(name: "CMultipackStamp"),
         .target(
             name: "MultipackKit",
-            dependencies: ["CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl"]
+            dependencies: [
+                "CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl", "CMultipackStamp",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .executableTarget(
             name: "multipack",
