@@ -8,9 +8,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        // 4.x, not 3.x: 3.x imports the whole of Foundation on Linux (ICU included, tens of MB in a
-        // static binary); 4.x needs only FoundationEssentials. SHA-256 only.
-        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CMultipackZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -18,6 +15,8 @@ let package = Package(
         // libcurl's headers only: the library itself is loaded with dlopen on the first download,
         // so that detect/release never pay for loading its dependency tree.
         .systemLibrary(name: "CMultipackCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // SHA-256 from libcrypto, also loaded with dlopen (no headers needed; see its shim.h).
+        .systemLibrary(name: "CMultipackCrypto"),
         // Declarations Swift's Glibc module hides (posix_spawn's chdir action).
         .systemLibrary(name: "CMultipackSys"),
         // The version and commit `multipack package` links into the release binary (a weak default
@@ -27,8 +26,8 @@ let package = Package(
         .target(
             name: "MultipackKit",
             dependencies: [
-                "CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl", "CMultipackStamp",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl", "CMultipackCrypto",
+                "CMultipackStamp",
             ]
         ),
         .executableTarget(

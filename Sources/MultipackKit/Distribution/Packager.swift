@@ -111,18 +111,25 @@ public struct Packager {
     private func buildBinary(version: MultipackVersion) throws -> String {
         let scratchPath = Files.absolute(scratchPath)
         let stampDir = scratchPath + "/multipack-stamp"
-        try Files.makeDirectory(stampDir)
-        try Files.write(Self.stampSource(version), to: stampDir + "/stamp.c")
-        try tool(["clang", "cc"], ["-c", "-O2", "-fPIC", "-o", stampDir + "/stamp.o", stampDir + "/stamp.c"], what: "compile the version stamp")
         let arguments = [
             "build", "-c", "release", "--product", "multipack", "--static-swift-stdlib",
             "--package-path", sourceDir, "--scratch-path", scratchPath, "-Xlinker", stampDir + "/stamp.o",
         ]
+        let binary = try tool(["swift"], arguments + ["--show-bin-path"], what: "find the release binary")
+            .trimmingCharacters(" ", "\n") + "/multipack"
+        try Files.makeDirectory(stampDir)
+        let source = Self.stampSource(version)
+        if (try? Files.read(stampDir + "/stamp.c")) != source || !Files.exists(stampDir + "/stamp.o") {
+            try Files.write(source, to: stampDir + "/stamp.c")
+            try tool(
+                ["clang", "cc"], ["-c", "-O2", "-fPIC", "-o", stampDir + "/stamp.o", stampDir + "/stamp.c"],
+                what: "compile the version stamp")
+            // SwiftPM does not see a linker input change: without its output it has to link again.
+            Files.remove(binary)
+        }
         log.step("Building the release binary: swift \(arguments.joined(separator: " "))")
         try tool(["swift"], arguments, what: "build the release binary", quiet: false)
-        let binPath = try tool(["swift"], arguments + ["--show-bin-path"], what: "find the release binary")
-            .trimmingCharacters(" ", "\n")
-        return binPath + "/multipack"
+        return binary
     }
 
     /// The full commit, `-dirty` when tracked files differ from it.
