@@ -4,6 +4,7 @@
 # Logs go to stderr: detect's and release's stdout belong to Heroku.
 MULTIPACK_BUILDPACK_DIR="${BASH_SOURCE[0]%/lib/*}"
 [ "$MULTIPACK_BUILDPACK_DIR" = "${BASH_SOURCE[0]}" ] && MULTIPACK_BUILDPACK_DIR=.
+MULTIPACK_BUILDPACK_DIR="${MULTIPACK_BUILDPACK_DIR%/bin/..}"  # the shims source it as bin/../lib/…
 export MULTIPACK_BUILDPACK_DIR
 MULTIPACK="$MULTIPACK_BUILDPACK_DIR/vendor/multipack-$HOSTTYPE"
 if [ ! -x "$MULTIPACK" ]; then
