@@ -30,7 +30,7 @@ if [ -z "$archive" ]; then
   .build/debug/multipack package --output "$archive" >&2
 fi
 
-echo "=====> The root: $(du -sh "$root" | cut -f1); Swift in it: $(chroot "$root" /bin/bash -c 'compgen -c swift | head -1; ls /usr/lib/swift 2>/dev/null' || true)none"
+echo "=====> The root: $(du -sh "$root" | cut -f1), without Swift: $(chroot "$root" /bin/bash -c 'compgen -c swift; ls -d /usr/lib/swift 2>/dev/null' | tr "\n" " ")(nothing found)"
 work=/work-multipack
 rm -rf "$root$work"
 mkdir -p "$root$work/buildpack" "$root$work/remotes" "$root$work/cache" "$root$work/env"
