@@ -8,9 +8,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        // SHA-256 for sha256= pins and release binaries. 4.x builds on FoundationEssentials, so it
-        // does not drag the whole of Foundation (and ICU) into the static binary as 3.x does.
-        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         .systemLibrary(name: "CMultipackZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -18,13 +15,19 @@ let package = Package(
         // libcurl's headers only: the library itself is loaded with dlopen on the first download,
         // so that detect/release never pay for loading its dependency tree.
         .systemLibrary(name: "CMultipackCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // SHA-256 from libcrypto, also loaded with dlopen (no headers needed; see its shim.h).
+        .systemLibrary(name: "CMultipackCrypto"),
         // Declarations Swift's Glibc module hides (posix_spawn's chdir action).
         .systemLibrary(name: "CMultipackSys"),
+        // The version and commit `multipack package` links into the release binary (a weak default
+        // here, a strong definition in an object file given to the linker), so that packaging a new
+        // commit only relinks.
+        .target(name: "CMultipackStamp"),
         .target(
             name: "MultipackKit",
             dependencies: [
-                "CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl", "CMultipackCrypto",
+                "CMultipackStamp",
             ]
         ),
         .executableTarget(

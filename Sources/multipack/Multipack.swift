@@ -6,11 +6,11 @@ struct Multipack: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "multipack",
         abstract: "Runs the buildpacks listed in an app's .buildpacks, one after another, as one Heroku buildpack.",
-        version: MultipackVersion.current,
+        version: "multipack \(MultipackVersion.current)",
         subcommands: [
             DetectCommand.self, CompileCommand.self, ReleaseCommand.self, TestCompileCommand.self,
             TestCommand.self, ReportCommand.self, BuildCommand.self, RunCommand.self, CICommand.self,
-            CacheCommand.self, PackCommand.self, ExtractCommand.self,
+            CacheCommand.self, PackageCommand.self, PackCommand.self, ExtractCommand.self,
         ])
 }
 
@@ -229,5 +229,26 @@ struct PackCommand: ParsableCommand {
 
     func run() throws {
         try perform { _ in _ = try Slug.pack(directory, to: output) }
+    }
+}
+
+struct PackageCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "package",
+        abstract: "Writes the buildpack archive: the shims, buildpack.toml and a static release binary under vendor/.")
+    @Option(help: "The archive to write (.tgz).") var output: String
+    @Option(help: "Also write the stripped binary here (the release asset the shims download).") var binary: String?
+    @Option(help: "The multipack checkout to package.") var source: String = "."
+    @Option(help: "SwiftPM's build directory for the release build (default: SOURCE/.build-package).")
+    var scratchPath: String?
+
+    func run() throws {
+        try perform { invocation in
+            var packager = Packager(sourceDir: source, output: output, invocation: invocation)
+            packager.binaryOutput = binary
+            if let scratchPath { packager.scratchPath = scratchPath }
+            let result = try packager.run()
+            print("sha256_\(result.architecture) = \"\(result.binarySHA256)\"")
+        }
     }
 }

@@ -56,7 +56,8 @@ public struct BuildRecord: Codable, Sendable {
     /// Flat YAML for `bin/report`.
     public var reportYAML: String {
         var lines: [(String, String)] = [
-            ("multipack_version", YAML.quoted(MultipackVersion.current)),
+            ("multipack_version", YAML.quoted(MultipackVersion.current.version)),
+            ("multipack_commit", YAML.quoted(MultipackVersion.current.commit ?? "unknown")),
             ("outcome", YAML.quoted(outcome)),
             ("stage", YAML.quoted(stage)),
             ("children", "\(children.count)"),
@@ -80,9 +81,4 @@ public struct BuildRecord: Codable, Sendable {
         let thousandths = Int((value * 1000).rounded())
         return "\(thousandths / 1000).\(String(thousandths % 1000).leftPadded(to: 3))"
     }
-}
-
-public enum MultipackVersion {
-    /// Set from buildpack.toml when the binary is packaged; the checkout's value otherwise.
-    public static let current = "0.1.0"
 }

@@ -24,7 +24,9 @@ public enum ReleaseVerb {
 public enum Report {
     public static func run(buildpackDir: String) -> String {
         guard let record = BuildRecord.load(from: buildpackDir) else {
-            return "multipack_version: \(YAML.quoted(MultipackVersion.current))\noutcome: \"none\"\n"
+            let current = MultipackVersion.current
+            return "multipack_version: \(YAML.quoted(current.version))\n"
+                + "multipack_commit: \(YAML.quoted(current.commit ?? "unknown"))\noutcome: \"none\"\n"
         }
         return record.reportYAML
     }

@@ -66,6 +66,25 @@ enum Files {
         }
     }
 
+    /// Copies one regular file's contents, giving the copy `mode` (a temporary name, then rename).
+    static func copyFile(_ from: String, to: String, mode: mode_t) throws {
+        let temporary = to + ".tmp-\(getpid())"
+        Files.remove(temporary)
+        do {
+            try FileManager.default.copyItem(atPath: from, toPath: temporary)
+        } catch {
+            throw FileError(path: from, action: "copy", errno: EIO)
+        }
+        chmod(temporary, mode)
+        try move(temporary, to: to)
+    }
+
+    /// A file's size in bytes (0 if it cannot be read).
+    static func size(_ path: String) -> Int64 {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int64(info.st_size) : 0
+    }
+
     static func list(_ path: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
     }

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Proves the packaged buildpack is self-contained (SPEC §12), for real: a minimal Debian root made
+# with debootstrap (minbase, plus only bash, curl, git and the libraries Heroku's stacks ship), the
+# buildpack archive unpacked into it, and a full multi-child build of fixtures/apps/python-node
+# (two git children, both app hooks) run inside it with chroot: detect, compile, release, report.
+# No Swift toolchain or runtime exists in the root. Slow the first time (the root is kept in
+# $MULTIPACK_CHROOT and reused); needs root and Debian's mirror. Not part of CI.
+#   scripts/verify-chroot.sh [ARCHIVE.tgz]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="${MULTIPACK_CHROOT:-/var/tmp/multipack-chroot}"
+mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+mirror="${mirror:-http://deb.debian.org/debian}"
+suite=bookworm
+libraries=libcurl4,liblzma5,zlib1g,libstdc++6,libgcc-s1,libssl3,ca-certificates
+
+if [ ! -x "$root/usr/bin/git" ]; then
+  echo "=====> debootstrap --variant=minbase $suite $root $mirror (+ curl git $libraries)"
+  rm -rf "$root"
+  debootstrap --variant=minbase --include="curl,git,$libraries" "$suite" "$root" "$mirror" > /tmp/multipack-debootstrap.log 2>&1 || {
+    tail -20 /tmp/multipack-debootstrap.log
+    exit 1
+  }
+fi
+
+archive="${1:-}"
+if [ -z "$archive" ]; then
+  archive=/tmp/multipack-verify.tgz
+  swift build --product multipack >&2
+  .build/debug/multipack package --output "$archive" >&2
+fi
+
+echo "=====> The root: $(du -sh "$root" | cut -f1), without Swift: $(chroot "$root" /bin/bash -c 'compgen -c swift; ls -d /usr/lib/swift 2>/dev/null' | tr "\n" " ")(nothing found)"
+work=/work-multipack
+rm -rf "$root$work"
+mkdir -p "$root$work/buildpack" "$root$work/remotes" "$root$work/cache" "$root$work/env"
+tar xzf "$archive" -C "$root$work/buildpack"
+cp -R fixtures/apps/python-node "$root$work/app"
+for child in node python; do
+  cp -R "fixtures/buildpacks/$child" "$root$work/remotes/$child"
+done
+printf '# two git children, as a Heroku app would list them\nfile://%s/remotes/node\nfile://%s/remotes/python#main\n' "$work" "$work" \
+  > "$root$work/app/.buildpacks"
+
+mounted=()
+cleanup() { for m in "${mounted[@]}"; do umount "$m" 2>/dev/null || true; done; }
+trap cleanup EXIT
+for fs in proc dev; do
+  mount --bind "/$fs" "$root/$fs" && mounted+=("$root/$fs")
+done
+
+# Inside: a clean environment with Heroku's PATH; the children become git repositories there.
+chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin STACK=heroku-22 /bin/bash -euo pipefail -c '
+  cd '"$work"'
+  export GIT_CONFIG_GLOBAL=/dev/null GIT_AUTHOR_NAME=f GIT_AUTHOR_EMAIL=f@example.com GIT_COMMITTER_NAME=f GIT_COMMITTER_EMAIL=f@example.com
+  for child in remotes/*; do
+    (cd "$child" && git init -q --initial-branch=main && git add -A && git commit -qm fixture)
+  done
+  echo "=====> Inside the chroot: $(. /etc/os-release; echo "$PRETTY_NAME"), glibc $(ldd --version | head -1 | grep -o "[0-9.]*$")"
+  echo "=====> ldd vendor/multipack-$(uname -m):"
+  ldd buildpack/vendor/multipack-$(uname -m) | sed "s/^/       /"
+  command -v swift && { echo " !     swift is in the root"; exit 1; } || true
+  buildpack/vendor/multipack-$(uname -m) --version
+  echo "=====> bin/detect";  buildpack/bin/detect app
+  echo "=====> bin/compile"; buildpack/bin/compile app cache env
+  echo "=====> bin/release"; buildpack/bin/release app
+  echo "=====> bin/report";  buildpack/bin/report app cache env
+  echo "=====> A second build (warm cache)"; buildpack/bin/compile app cache env | tail -4
+'
+echo "=====> verify-chroot: the packaged buildpack built the app inside the minimal root"
