@@ -30,7 +30,8 @@ func perform(_ body: (Invocation) throws -> Void) throws {
 }
 
 struct DetectCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "detect", abstract: "Prints Multipack when the app has a .buildpacks list.")
+    static let configuration = CommandConfiguration(
+        commandName: "detect", abstract: "Prints Multipack when the app has a .buildpacks list.")
     @Argument var buildDir: String
 
     func run() throws {
@@ -45,14 +46,16 @@ struct DetectCommand: ParsableCommand {
 }
 
 struct CompileCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "compile", abstract: "Fetches and runs every child buildpack.")
+    static let configuration = CommandConfiguration(
+        commandName: "compile", abstract: "Fetches and runs every child buildpack.")
     @Argument var buildDir: String
     @Argument var cacheDir: String
     @Argument var envDir: String
 
     func run() throws {
         try perform { invocation in
-            try Compile(dirs: BuildDirectories(build: buildDir, cache: cacheDir, env: envDir), invocation: invocation).run()
+            try Compile(dirs: BuildDirectories(build: buildDir, cache: cacheDir, env: envDir), invocation: invocation)
+                .run()
         }
     }
 }
@@ -66,7 +69,10 @@ struct TestCompileCommand: ParsableCommand {
 
     func run() throws {
         try perform { invocation in
-            try Compile(dirs: BuildDirectories(build: buildDir, cache: cacheDir, env: envDir), invocation: invocation, testCompile: true).run()
+            try Compile(
+                dirs: BuildDirectories(build: buildDir, cache: cacheDir, env: envDir), invocation: invocation,
+                testCompile: true
+            ).run()
         }
     }
 }
@@ -81,7 +87,8 @@ struct ReleaseCommand: ParsableCommand {
 }
 
 struct TestCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "test", abstract: "Runs each child's bin/test, in order.")
+    static let configuration = CommandConfiguration(
+        commandName: "test", abstract: "Runs each child's bin/test, in order.")
     @Argument var buildDir: String
     @Argument var envDir: String
 
@@ -93,7 +100,8 @@ struct TestCommand: ParsableCommand {
 }
 
 struct ReportCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "report", abstract: "Prints flat YAML about the last build.")
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Prints flat YAML about the last build.")
     @Argument var buildDir: String
     @Argument var cacheDir: String?
     @Argument var envDir: String?
@@ -108,11 +116,15 @@ struct LocalBuildArguments: ParsableArguments {
     @Argument(help: "The app's directory.") var appDir: String
     @Option(
         name: .customLong("buildpack"),
-        help: "A buildpack to run as Heroku's own list would (repeatable, in order). Without it, multipack runs the app's .buildpacks.")
+        help:
+            "A buildpack to run as Heroku's own list would (repeatable, in order). Without it, multipack runs the app's .buildpacks."
+    )
     var buildpacks: [String] = []
     @Option(name: .customLong("env"), help: "A config var, NAME=VALUE (repeatable).") var env: [String] = []
-    @Option(name: .customLong("env-file"), help: "Config vars from a dotenv file (--env wins over it).") var envFile: String?
-    @Option(help: "The cache directory (default: a per-app directory under ~/.cache/multipack/apps).") var cache: String?
+    @Option(name: .customLong("env-file"), help: "Config vars from a dotenv file (--env wins over it).") var envFile:
+        String?
+    @Option(help: "The cache directory (default: a per-app directory under ~/.cache/multipack/apps).") var cache:
+        String?
     @Flag(name: .customLong("no-cache"), help: "Build with a throwaway cache.") var noCache = false
     @Option(help: "The stack the build is told it runs on (STACK).") var stack = "heroku-24"
     @Flag(help: "Print one JSON summary on stdout; the log goes to stderr.") var json = false

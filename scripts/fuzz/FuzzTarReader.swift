@@ -29,7 +29,9 @@ private func readAll<S: ByteSource>(_ reader: TarReader<S>) throws {
         if entry.kind == .file { precondition(total == entry.size, "content length differs from the size") }
         let parts = try Extractor.components(of: entry.path, member: entry.path)
         precondition(!parts.contains("..") && !parts.contains(".") && !parts.contains(""))
-        if entry.kind == .symlink, let resolved = Extractor.resolve(entry.linkTarget, from: Array(parts.dropLast()), symlinks: symlinks) {
+        if entry.kind == .symlink,
+            let resolved = Extractor.resolve(entry.linkTarget, from: Array(parts.dropLast()), symlinks: symlinks)
+        {
             precondition(!resolved.contains(".."))
             symlinks[parts.joined(separator: "/")] = entry.linkTarget
         }

@@ -27,7 +27,8 @@ public func extractArchive(
     do {
         root = try ArchiveDirectory.open(destination)
     } catch {
-        throw ArchiveError(.system, "Could not open the extraction directory '\(destination)': \(ArchiveIOError.text(error)).")
+        throw ArchiveError(
+            .system, "Could not open the extraction directory '\(destination)': \(ArchiveIOError.text(error)).")
     }
     var extractor = Extractor(root: root, limits: limits)
     switch CompressionFormat(magic: magic) {

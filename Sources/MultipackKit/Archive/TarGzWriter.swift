@@ -118,7 +118,8 @@ public struct TarGzWriter {
                 } catch {
                     throw ArchiveError(
                         .system, member: member,
-                        "Could not read the symlink '\(source)' while writing '\(path)': \(ArchiveIOError.text(error)).")
+                        "Could not read the symlink '\(source)' while writing '\(path)': \(ArchiveIOError.text(error))."
+                    )
                 }
                 try header(member, type: "2", linkTarget: target, mode: 0o777, mtime: info.mtime, owner: info)
             case .other:

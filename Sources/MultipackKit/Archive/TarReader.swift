@@ -199,7 +199,8 @@ struct TarReader<Source: ByteSource> {
     }
 
     private func truncatedInside() -> ArchiveError {
-        ArchiveError(.truncated, member: current, "The archive is truncated: the data of member '\(current)' is cut off.")
+        ArchiveError(
+            .truncated, member: current, "The archive is truncated: the data of member '\(current)' is cut off.")
     }
 
     private mutating func readSmallContent(_ size: Int, name: String) throws -> [UInt8] {
@@ -267,10 +268,12 @@ struct TarReader<Source: ByteSource> {
         guard stored == unsigned || stored == signed else {
             if first {
                 throw ArchiveError(
-                    .corrupt, "The archive is corrupt: it is not a tar archive, compressed or not (its first header is invalid).")
+                    .corrupt,
+                    "The archive is corrupt: it is not a tar archive, compressed or not (its first header is invalid).")
             }
             throw ArchiveError(
-                .corrupt, member: name, "The archive is corrupt: the tar header of member '\(name)' has a bad checksum.")
+                .corrupt, member: name, "The archive is corrupt: the tar header of member '\(name)' has a bad checksum."
+            )
         }
     }
 

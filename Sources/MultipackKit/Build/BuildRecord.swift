@@ -43,7 +43,9 @@ public struct BuildRecord: Codable, Sendable {
     static func directory(_ buildpackDir: String) -> String { buildpackDir + "/.multipack" }
 
     static func load(from buildpackDir: String) -> BuildRecord? {
-        guard let data = FileManager.default.contents(atPath: directory(buildpackDir) + "/last-build.json") else { return nil }
+        guard let data = FileManager.default.contents(atPath: directory(buildpackDir) + "/last-build.json") else {
+            return nil
+        }
         return try? JSONDecoder().decode(BuildRecord.self, from: data)
     }
 
@@ -64,14 +66,18 @@ public struct BuildRecord: Codable, Sendable {
             ("total_seconds", seconds(totalSeconds)),
         ]
         if let failure { lines.append(("failure", YAML.quoted(failure))) }
-        for (name, value) in hookSeconds.sorted(by: { $0.key < $1.key }) { lines.append(("hook_\(name)_seconds", seconds(value))) }
+        for (name, value) in hookSeconds.sorted(by: { $0.key < $1.key }) {
+            lines.append(("hook_\(name)_seconds", seconds(value)))
+        }
         for child in children {
             let p = "child_\(child.position)_"
             lines += [
                 (p + "url", YAML.quoted(child.url)), (p + "name", YAML.quoted(child.name)),
                 (p + "version", YAML.quoted(child.version)), (p + "source", YAML.quoted(child.source)),
-                (p + "fetch_seconds", seconds(child.fetchSeconds)), (p + "detect_seconds", seconds(child.detectSeconds)),
-                (p + "compile_seconds", seconds(child.compileSeconds)), (p + "release_seconds", seconds(child.releaseSeconds)),
+                (p + "fetch_seconds", seconds(child.fetchSeconds)),
+                (p + "detect_seconds", seconds(child.detectSeconds)),
+                (p + "compile_seconds", seconds(child.compileSeconds)),
+                (p + "release_seconds", seconds(child.releaseSeconds)),
             ]
         }
         return lines.map { "\($0.0): \($0.1)\n" }.joined()

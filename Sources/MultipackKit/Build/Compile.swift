@@ -69,27 +69,36 @@ public struct Compile {
 
         let listPath = dirs.build + "/.buildpacks"
         guard Files.exists(listPath) else {
-            throw UsageError("There is no .buildpacks file in the app.", hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
+            throw UsageError(
+                "There is no .buildpacks file in the app.",
+                hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
         }
         let entries = try BuildpackList.parse(try Files.read(listPath))
         guard !entries.isEmpty else {
-            throw UsageError(".buildpacks lists no buildpack.", hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
+            throw UsageError(
+                ".buildpacks lists no buildpack.",
+                hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
         }
 
         // Fetch every child first, in parallel, into a private directory outside BUILD_DIR.
         let workDir = try Files.temporaryDirectory(prefix: "multipack-children-")
         log.step("Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s")")
         var fetchContext = FetchContext(
-            appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: base, settings: settings)
+            appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: base,
+            settings: settings)
         fetchContext.trace = trace
         if let width = invocation.environment["MULTIPACK_FETCH_PARALLELISM"].flatMap(Int.init), width > 0 {
             fetchContext.parallelism = width
         }
         fetchContext.progress = { line in log.write(line + "\n", 1) }
         let fetched = try Fetcher.fetchAll(entries, context: fetchContext)
-        var children = fetched.enumerated().map { ChildRun(fetched: $0.element, position: $0.offset + 1, total: fetched.count) }
+        var children = fetched.enumerated().map {
+            ChildRun(fetched: $0.element, position: $0.offset + 1, total: fetched.count)
+        }
         for child in children {
-            log.detail("\(child.label) \(child.url) @ \(short(child.fetched.version)) (\(child.fetched.source), \(formatSeconds(child.fetched.seconds)))")
+            log.detail(
+                "\(child.label) \(child.url) @ \(short(child.fetched.version)) (\(child.fetched.source), \(formatSeconds(child.fetched.seconds)))"
+            )
             for warning in child.fetched.warnings { log.warning(warning) }
         }
         record.children = children.map { entry(for: $0) }
@@ -113,7 +122,9 @@ public struct Compile {
             environment = try runner.applyExport(children[index], to: environment).env
             try runner.release(&children[index], environment: base)
             record.children[index] = entry(for: children[index])
-            log.detail("\(children[index].label) \(children[index].displayName) done in \(formatSeconds(children[index].ownSeconds))")
+            log.detail(
+                "\(children[index].label) \(children[index].displayName) done in \(formatSeconds(children[index].ownSeconds))"
+            )
         }
         if hooks.has("post_compile") {
             let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
@@ -138,12 +149,18 @@ public struct Compile {
         BuildRecord.Child(
             position: child.position, url: child.url, name: child.name, version: child.fetched.version,
             source: child.fetched.source, directory: child.fetched.directory, fetchSeconds: child.fetched.seconds,
-            detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds, releaseSeconds: child.releaseSeconds)
+            detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds,
+            releaseSeconds: child.releaseSeconds)
     }
 
-    private func logRelease(_ release: Release, _ provenance: ReleaseProvenance, children: [ChildRun], mode: ReleaseMode) {
+    private func logRelease(
+        _ release: Release, _ provenance: ReleaseProvenance, children: [ChildRun], mode: ReleaseMode
+    ) {
         let withRelease = children.filter { $0.release != Release() }.count
-        log.step(mode == .last ? "Release: the last buildpack's only (MULTIPACK_RELEASE=last)" : "Release merged from \(withRelease) of \(children.count) buildpacks")
+        log.step(
+            mode == .last
+                ? "Release: the last buildpack's only (MULTIPACK_RELEASE=last)"
+                : "Release merged from \(withRelease) of \(children.count) buildpacks")
         for (type, _) in release.processTypes {
             let from = provenance.processTypes[type].map { children[$0 - 1] }
             log.detail("process type \(type) from \(from.map { "\($0.label) \($0.displayName)" } ?? "?")")
@@ -164,8 +181,10 @@ public struct Compile {
                 "[\(child.position)/\(record.children.count)]  \(child.name.padding(to: nameWidth))  "
                     + "\(formatSeconds(time).leftPadded(to: 7, with: " "))  \(child.url)")
         }
-        for (name, time) in record.hookSeconds.sorted(by: { $0.key < $1.key }) {
-            log.detail("bin/\(name)".padding(to: nameWidth + 7) + "  \(formatSeconds(time).leftPadded(to: 7, with: " "))")
+        for name in AppHooks.names {
+            guard let time = record.hookSeconds[name] else { continue }
+            log.detail(
+                "bin/\(name)".padding(to: nameWidth + 7) + "  \(formatSeconds(time).leftPadded(to: 7, with: " "))")
         }
         log.detail("total".padding(to: nameWidth + 7) + "  \(formatSeconds(seconds).leftPadded(to: 7, with: " "))")
     }
@@ -177,5 +196,7 @@ func short(_ version: String) -> String {
 }
 
 extension String {
-    func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+    func padding(to width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
 }

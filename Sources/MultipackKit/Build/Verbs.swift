@@ -64,7 +64,9 @@ public struct TestVerb {
             log.step("Testing with \(label)")
             if settings.xtrace { log.detail("+ \(script) \(buildDir) \(envDir)") }
             let result = try Spawner.run(
-                Command(script, [buildDir, envDir], in: child.directory, environment: environment, stdout: .inherit, stderr: .inherit))
+                Command(
+                    script, [buildDir, envDir], in: child.directory, environment: environment, stdout: .inherit,
+                    stderr: .inherit))
             if SignalForwarding.stopSignal != nil {
                 var interrupted = Interrupted()
                 interrupted.context = "while buildpack \(label) was in test"

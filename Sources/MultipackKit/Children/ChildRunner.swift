@@ -26,7 +26,8 @@ struct ChildRunner {
         guard Files.exists(script) else {
             throw failure(child, stage: "detect", "The buildpack has no bin/detect, so it is not a buildpack.")
         }
-        let result = try run(Command(script, [dirs.build], in: child.fetched.directory, environment: environment), child, "detect")
+        let result = try run(
+            Command(script, [dirs.build], in: child.fetched.directory, environment: environment), child, "detect")
         child.detectSeconds = result.seconds
         guard result.termination.succeeded else {
             var details = ["URL: \(child.url)", "Stage: detect (\(result.termination))"]
@@ -34,7 +35,9 @@ struct ChildRunner {
             if !stderr.isEmpty { details += ["", stderr] }
             throw BuildFailure(
                 "App not compatible with buildpack: \(child.url)", details: details,
-                hint: "Buildpack \(child.label) did not recognise the app. Check the order in .buildpacks and that the app has the files this buildpack looks for.")
+                hint:
+                    "Buildpack \(child.label) did not recognise the app. Check the order in .buildpacks and that the app has the files this buildpack looks for."
+            )
         }
         child.name = String(result.stdoutText.lines.first ?? "").trimmingBlanks()
     }
@@ -62,7 +65,9 @@ struct ChildRunner {
     }
 
     /// Sources the child's `export`, if it wrote one, on top of the environment so far.
-    func applyExport(_ child: ChildRun, to environment: [String: String]) throws -> (env: [String: String], change: EnvironmentChange) {
+    func applyExport(_ child: ChildRun, to environment: [String: String]) throws -> (
+        env: [String: String], change: EnvironmentChange
+    ) {
         let file = child.fetched.directory + "/export"
         guard Files.exists(file) else { return (environment, EnvironmentChange()) }
         if let text = try? Files.read(file), let change = SimpleExport.parse(text, environment: environment) {
@@ -77,7 +82,9 @@ struct ChildRunner {
             throw failure(
                 child, stage: "export",
                 "Sourcing the export file it wrote failed with \(error.termination).\(stderr.isEmpty ? "" : "\n\n" + stderr)",
-                hint: "The export file is a bash script the buildpack writes for the buildpacks after it; it must run cleanly under bash.")
+                hint:
+                    "The export file is a bash script the buildpack writes for the buildpacks after it; it must run cleanly under bash."
+            )
         }
     }
 
@@ -85,7 +92,8 @@ struct ChildRunner {
         let script = child.fetched.directory + "/bin/release"
         guard Files.exists(script) else { return }
         let result = try run(
-            Command(script, [dirs.build], in: child.fetched.directory, environment: environment, stderr: .inherit), child, "release")
+            Command(script, [dirs.build], in: child.fetched.directory, environment: environment, stderr: .inherit),
+            child, "release")
         child.releaseSeconds = result.seconds
         guard result.termination.succeeded else {
             throw failure(child, stage: "release", "bin/release failed with \(result.termination).")
@@ -95,7 +103,8 @@ struct ChildRunner {
         } catch {
             let shown = result.stdoutText.lines.prefix(10).map { "    " + $0 }.joined(separator: "\n")
             throw failure(
-                child, stage: "release", "bin/release must print a YAML mapping, but \(error).\n\nIt printed:\n\(shown)")
+                child, stage: "release", "bin/release must print a YAML mapping, but \(error).\n\nIt printed:\n\(shown)"
+            )
         }
     }
 

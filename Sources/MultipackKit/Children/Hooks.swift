@@ -3,7 +3,9 @@
 struct AppHooks {
     static let names = ["pre_compile", "post_compile"]
     /// Config vars a hook does not get from ENV_DIR, as on Heroku.
-    static let withheld: Set<String> = ["PATH", "GIT_DIR", "CPATH", "CPPATH", "LD_PRELOAD", "LIBRARY_PATH", "LD_LIBRARY_PATH"]
+    static let withheld: Set<String> = [
+        "PATH", "GIT_DIR", "CPATH", "CPPATH", "LD_PRELOAD", "LIBRARY_PATH", "LD_LIBRARY_PATH",
+    ]
 
     var dirs: BuildDirectories
     /// Where the held-back hooks wait, outside BUILD_DIR.
@@ -27,7 +29,9 @@ struct AppHooks {
 
     func has(_ name: String) -> Bool { held.contains(name) }
 
-    static func environment(base: [String: String], dirs: BuildDirectories, configVars: [String: String]) -> [String: String] {
+    static func environment(base: [String: String], dirs: BuildDirectories, configVars: [String: String]) -> [String:
+        String]
+    {
         var env = base
         for (name, value) in configVars where !withheld.contains(name) { env[name] = value }
         env["BUILD_DIR"] = dirs.build

@@ -28,7 +28,8 @@ public struct Settings: Sendable {
 
     public init(configVars: [String: String], environment: [String: String]) throws(UsageError) {
         func value(_ name: String) -> String? { configVars[name] ?? environment[name] }
-        func choice<T: RawRepresentable>(_ name: String, _ fallback: T) throws(UsageError) -> T where T.RawValue == String {
+        func choice<T: RawRepresentable>(_ name: String, _ fallback: T) throws(UsageError) -> T
+        where T.RawValue == String {
             guard let raw = value(name), !raw.isEmpty else { return fallback }
             guard let parsed = T(rawValue: raw.lowercased()) else {
                 throw UsageError(variableProblem: name, value: raw, accepted: "\(T.self)".choices)
@@ -39,7 +40,9 @@ public struct Settings: Sendable {
         hooks = try choice("MULTIPACK_HOOKS", HookMode.multipack)
         if let raw = value("MULTIPACK_FETCH_TIMEOUT"), !raw.isEmpty {
             guard let seconds = Int(raw), seconds > 0 else {
-                throw UsageError(variableProblem: "MULTIPACK_FETCH_TIMEOUT", value: raw, accepted: "a whole number of seconds above 0")
+                throw UsageError(
+                    variableProblem: "MULTIPACK_FETCH_TIMEOUT", value: raw,
+                    accepted: "a whole number of seconds above 0")
             }
             fetchTimeout = seconds
         }
@@ -56,7 +59,8 @@ public struct Settings: Sendable {
         case "1", "true", "yes", "on": return true
         case "0", "false", "no", "off", "": return false
         default:
-            throw UsageError(variableProblem: name, value: raw, accepted: "1, true, yes, on (on) or 0, false, no, off, empty (off)")
+            throw UsageError(
+                variableProblem: name, value: raw, accepted: "1, true, yes, on (on) or 0, false, no, off, empty (off)")
         }
     }
 }

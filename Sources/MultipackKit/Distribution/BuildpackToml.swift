@@ -22,7 +22,8 @@ public struct BuildpackToml: Sendable {
                 continue
             }
             if line.hasPrefix("[") {
-                table = String(line.dropFirst(line.hasPrefix("[[") ? 2 : 1).prefix { $0 != "]" }).trimmingCharacters(" ", "\t")
+                table = String(line.dropFirst(line.hasPrefix("[[") ? 2 : 1).prefix { $0 != "]" }).trimmingCharacters(
+                    " ", "\t")
                 continue
             }
             guard let equals = line.firstIndex(of: "=") else { continue }

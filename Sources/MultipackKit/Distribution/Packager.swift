@@ -89,7 +89,8 @@ public struct Packager {
             archive: output, architecture: architecture, version: version, binarySize: Files.size(vendored),
             binarySHA256: try sha256Hex(ofFile: vendored), archiveSHA256: try sha256Hex(ofFile: output))
         log.step("Wrote \(output) (\(files.count + 1) files, \(Self.megabytes(Files.size(output))))")
-        log.detail("vendor/multipack-\(architecture): \(Self.megabytes(result.binarySize)), sha256 \(result.binarySHA256)")
+        log.detail(
+            "vendor/multipack-\(architecture): \(Self.megabytes(result.binarySize)), sha256 \(result.binarySHA256)")
         log.detail("For buildpack.toml's [metadata.multipack], once the binary is uploaded as the release asset:")
         return result
     }
@@ -115,7 +116,8 @@ public struct Packager {
             "build", "-c", "release", "--product", "multipack", "--static-swift-stdlib",
             "--package-path", sourceDir, "--scratch-path", scratchPath, "-Xlinker", stampDir + "/stamp.o",
         ]
-        let binary = try tool(["swift"], arguments + ["--show-bin-path"], what: "find the release binary")
+        let binary =
+            try tool(["swift"], arguments + ["--show-bin-path"], what: "find the release binary")
             .trimmingCharacters(" ", "\n") + "/multipack"
         try Files.makeDirectory(stampDir)
         let source = Self.stampSource(version)
@@ -145,7 +147,8 @@ public struct Packager {
 
     /// The checkout's tracked files (untracked clutter never ships), as paths relative to it.
     private func trackedFiles() throws -> [String] {
-        let listing = try tool(["git"], ["-C", sourceDir, "ls-files", "-z", "--cached"], what: "list the checkout's files")
+        let listing = try tool(
+            ["git"], ["-C", sourceDir, "ls-files", "-z", "--cached"], what: "list the checkout's files")
         return listing.split(separator: "\0").map(String.init).sorted()
     }
 
@@ -189,7 +192,8 @@ public struct Packager {
     }
 
     static func which(_ name: String, _ environment: [String: String]) -> String? {
-        for dir in (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") where Files.isExecutable("\(dir)/\(name)") {
+        for dir in (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
+        where Files.isExecutable("\(dir)/\(name)") {
             return "\(dir)/\(name)"
         }
         return nil

@@ -34,7 +34,9 @@ public struct MultipackVersion: Sendable, CustomStringConvertible {
         self.init(version: version, commit: fields["commit"].flatMap { $0.isEmpty ? nil : $0 })
     }
 
-    public var description: String { "\(version) (commit \(commit.map { String($0.prefix(12)) + ($0.hasSuffix("-dirty") ? "-dirty" : "") } ?? "unknown"))" }
+    public var description: String {
+        "\(version) (commit \(commit.map { String($0.prefix(12)) + ($0.hasSuffix("-dirty") ? "-dirty" : "") } ?? "unknown"))"
+    }
 }
 
 /// The commit a checkout is at, read from its `.git` files (worktrees and packed refs included)
@@ -54,7 +56,9 @@ enum GitHead {
             Files.join(gitDir, $0.trimmingCharacters(" ", "\n", "\r"))
         }
         for dir in [gitDir] + (common.map { [$0] } ?? []) {
-            if let sha = (try? Files.read(dir + "/" + ref))?.trimmingCharacters(" ", "\n", "\r"), isCommit(sha) { return sha }
+            if let sha = (try? Files.read(dir + "/" + ref))?.trimmingCharacters(" ", "\n", "\r"), isCommit(sha) {
+                return sha
+            }
             guard let packed = try? Files.read(dir + "/packed-refs") else { continue }
             for line in packed.lines where line.hasSuffix(" " + ref) {
                 let sha = String(line.prefix(40))

@@ -51,7 +51,11 @@ struct ArchiveFetch {
         let usable = remembered.flatMap { Files.isDirectory("\(root)/archives/\($0.digest)") ? $0 : nil }
         do {
             let (result, fresh) = try download(into: directory, remembered: pin == nil ? usable : nil)
-            if let fresh { try CacheLock.withLock(in: root) { try Files.makeDirectory("\(root)/urls"); try Files.write(fresh.text, to: record) } }
+            if let fresh {
+                try CacheLock.withLock(in: root) {
+                    try Files.makeDirectory("\(root)/urls"); try Files.write(fresh.text, to: record)
+                }
+            }
             return result
         } catch let problem as HTTPError where problem.isTransient {
             // A flaky network must not fail a build that needs nothing new.
@@ -59,7 +63,9 @@ struct ArchiveFetch {
             try Files.copyTree("\(root)/archives/\(usable.digest)", to: directory)
             return (
                 "sha256:\(usable.digest)", "cached (network failed)",
-                ["Could not reach \(masked) (\(problem.description)); using the cached copy \(usable.digest.prefix(12))."]
+                [
+                    "Could not reach \(masked) (\(problem.description)); using the cached copy \(usable.digest.prefix(12))."
+                ]
             )
         } catch let problem as HTTPError {
             throw FetchProblem(problem.description, hint: hint(for: problem))
@@ -90,7 +96,9 @@ struct ArchiveFetch {
             throw FetchProblem(
                 "the archive's SHA-256 digest does not match the sha256= pin in .buildpacks:\n"
                     + "  expected \(pin)\n  actual   \(digest)",
-                hint: "If the new archive is the one you want, update the pin; otherwise the download was tampered with or corrupted.")
+                hint:
+                    "If the new archive is the one you want, update the pin; otherwise the download was tampered with or corrupted."
+            )
         }
         let extracted = staging + "/tree"
         try Files.makeDirectory(extracted)

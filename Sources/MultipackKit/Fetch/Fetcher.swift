@@ -54,7 +54,8 @@ public enum Fetcher {
         return try outcomes.map { try $0.get() }
     }
 
-    static func fetch(_ entry: BuildpackEntry, position: Int, total: Int, context: FetchContext) throws -> FetchedChild {
+    static func fetch(_ entry: BuildpackEntry, position: Int, total: Int, context: FetchContext) throws -> FetchedChild
+    {
         let start = ContinuousClock.now
         let directory = context.workDir + "/\(position)"
         var child: FetchedChild
@@ -63,7 +64,9 @@ public enum Fetcher {
             case .git(let url, let ref):
                 let git = GitFetch(url: localOrRemote(url, appDir: context.appDir), ref: ref, context: context)
                 let (version, source, warnings) = try git.fetch(into: directory)
-                child = FetchedChild(entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings)
+                child = FetchedChild(
+                    entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings
+                )
             case .directory(let path):
                 let source = Files.join(context.appDir, path)
                 guard Files.isDirectory(source) else {
@@ -71,16 +74,21 @@ public enum Fetcher {
                 }
                 try Files.copyTree(source, to: directory)
                 GitFetch.removeGitDirectories(in: directory)
-                child = FetchedChild(entry: entry, directory: directory, version: "local directory", source: "copied", seconds: 0)
+                child = FetchedChild(
+                    entry: entry, directory: directory, version: "local directory", source: "copied", seconds: 0)
             case .archive(let url):
                 let archive = ArchiveFetch(url: url, pin: entry.sha256, context: context)
                 let (version, source, warnings) = try archive.fetch(into: directory)
-                child = FetchedChild(entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings)
+                child = FetchedChild(
+                    entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings
+                )
             case .registry(let namespace, let name):
                 let url = "\(context.settings.registryURL)/\(namespace)/\(name).tgz"
                 let archive = ArchiveFetch(url: url, pin: entry.sha256, context: context)
                 let (version, source, warnings) = try archive.fetch(into: directory)
-                child = FetchedChild(entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings)
+                child = FetchedChild(
+                    entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings
+                )
             }
         } catch let interrupted as Interrupted {
             throw interrupted

@@ -43,8 +43,11 @@ struct GitFetch {
                 commit = try resolveRemote()
             } catch let problem as FetchProblem {
                 // A flaky network must not fail a build that needs nothing new.
-                if let store, let last = try? Files.read("\(store)/ref-\(refFileName)"), Files.isDirectory("\(store)/\(last)") {
-                    warnings.append("Could not reach \(masked) (\(problem.message)); using the cached commit \(last.prefix(12)).")
+                if let store, let last = try? Files.read("\(store)/ref-\(refFileName)"),
+                    Files.isDirectory("\(store)/\(last)")
+                {
+                    warnings.append(
+                        "Could not reach \(masked) (\(problem.message)); using the cached commit \(last.prefix(12)).")
                     try Files.copyTree("\(store)/\(last)", to: directory)
                     return (last, "cached (network failed)", warnings)
                 }
@@ -130,11 +133,15 @@ struct GitFetch {
         let path = url.hasPrefix("file://") ? String(url.dropFirst("file://".count)) : url
         guard Files.isDirectory(path) else { throw FetchProblem("the repository \(path) does not exist") }
         let name = ref ?? "HEAD"
-        let command = Command("git", ["-C", path, "rev-parse", "--verify", "--quiet", "--end-of-options", name + "^{commit}"], environment: environment)
+        let command = Command(
+            "git", ["-C", path, "rev-parse", "--verify", "--quiet", "--end-of-options", name + "^{commit}"],
+            environment: environment)
         context.trace(command)
         guard let result = try? Spawner.run(command), result.termination.succeeded else {
             throw FetchProblem(
-                ref == nil ? "the repository has no default branch (HEAD)" : "there is no branch, tag or commit named `\(name)` in the repository",
+                ref == nil
+                    ? "the repository has no default branch (HEAD)"
+                    : "there is no branch, tag or commit named `\(name)` in the repository",
                 hint: "Check the #ref after the URL in .buildpacks.")
         }
         return result.stdoutText.trimmingCharacters("\n")
@@ -144,7 +151,8 @@ struct GitFetch {
         let submodules = ["-c", "protocol.file.allow=" + (isLocal ? "always" : "user")]
         let isBranchOrTag = ref != nil && knownCommit != nil && !(ref!.allSatisfy(\.isHexDigit) && ref!.count >= 4)
         if ref == nil || isBranchOrTag {
-            var args = submodules + ["clone", "--quiet", "--depth", "1", "--recurse-submodules", "--shallow-submodules"]
+            var args =
+                submodules + ["clone", "--quiet", "--depth", "1", "--recurse-submodules", "--shallow-submodules"]
             if let ref { args += ["--branch", ref] }
             _ = try git(args + ["--", url, checkout], stage: "cloning")
             return

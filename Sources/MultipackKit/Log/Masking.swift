@@ -40,7 +40,8 @@ public enum Masking {
                 guard c.isLetter || c.isNumber || c == "+" || c == "-" || c == "." else { break }
                 start = before
             }
-            let end = rest[sep.upperBound...].firstIndex(where: { $0.isWhitespace || "'\"<>`".contains($0) })
+            let end =
+                rest[sep.upperBound...].firstIndex(where: { $0.isWhitespace || "'\"<>`".contains($0) })
                 ?? rest.endIndex
             result += rest[..<start]
             result += url(String(rest[start..<end]))

@@ -109,7 +109,9 @@ public enum Spawner {
             case .discard: posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_WRONLY, 0)
             case .capture:
                 var fds: [Int32] = [0, 0]
-                guard pipe2(&fds, O_CLOEXEC) == 0 else { throw SpawnError(executable: command.executable, errno: errno) }
+                guard pipe2(&fds, O_CLOEXEC) == 0 else {
+                    throw SpawnError(executable: command.executable, errno: errno)
+                }
                 posix_spawn_file_actions_adddup2(&actions, fds[1], target)
                 pipes.append((fds[0], fds[1], target))
             }

@@ -53,7 +53,9 @@ public struct Release: Equatable, Sendable {
         }
     }
 
-    private static func stringMap(_ node: YAMLNode, _ key: String) throws(ReleaseError) -> [(key: String, value: String)] {
+    private static func stringMap(_ node: YAMLNode, _ key: String) throws(ReleaseError) -> [(
+        key: String, value: String
+    )] {
         switch node {
         case .null: return []
         case .mapping(let pairs):
@@ -81,7 +83,8 @@ public struct Release: Equatable, Sendable {
             out += "config_vars:\n" + configVars.map { "  \(YAML.quoted($0.key)): \(YAML.quoted($0.value))\n" }.joined()
         }
         if !processTypes.isEmpty {
-            out += "default_process_types:\n"
+            out +=
+                "default_process_types:\n"
                 + processTypes.map { "  \(YAML.quoted($0.key)): \(YAML.quoted($0.value))\n" }.joined()
         }
         return out

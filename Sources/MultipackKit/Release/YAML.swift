@@ -294,8 +294,9 @@ private struct FlowCursor {
             let stops: Set<Character> = inFlow ? [",", "]", "}"] : []
             var end = position
             while end < text.endIndex, !stops.contains(text[end]) {
-                if inFlow, text[end] == ":", text.index(after: end) == text.endIndex
-                    || text[text.index(after: end)] == " "
+                if inFlow, text[end] == ":",
+                    text.index(after: end) == text.endIndex
+                        || text[text.index(after: end)] == " "
                 {
                     break
                 }
@@ -398,7 +399,9 @@ private struct FlowCursor {
                 advance()
                 return .mapping(pairs)
             }
-            guard case .scalar(let key) = try value(inFlow: true) else { throw fail("expected a key in a flow mapping") }
+            guard case .scalar(let key) = try value(inFlow: true) else {
+                throw fail("expected a key in a flow mapping")
+            }
             skipBlanks()
             guard current == ":" else { throw fail("expected `:` after `\(key)` in a flow mapping") }
             advance()

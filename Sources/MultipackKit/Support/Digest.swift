@@ -52,7 +52,8 @@ private struct CryptoLibrary: @unchecked Sendable {
         }
         guard let api else {
             let reason = String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            return .failure(DigestError(description: "SHA-256 needs OpenSSL's libcrypto, which could not be loaded: \(reason)"))
+            return .failure(
+                DigestError(description: "SHA-256 needs OpenSSL's libcrypto, which could not be loaded: \(reason)"))
         }
         return .success(CryptoLibrary(api: api))
     }()

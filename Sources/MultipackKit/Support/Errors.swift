@@ -9,7 +9,8 @@ public struct UsageError: Error, CustomStringConvertible {
     }
 
     init(variableProblem name: String, value: String, accepted: String) {
-        self.init("\(name) has the value `\(value)`, which multipack does not know", hint: "Set \(name) to \(accepted).")
+        self.init(
+            "\(name) has the value `\(value)`, which multipack does not know", hint: "Set \(name) to \(accepted).")
     }
 
     public var description: String { message }

@@ -147,7 +147,8 @@ extension Files {
             try FileManager.default.removeItem(atPath: path)
         } catch {
             throw BuildFailure(
-                "Could not remove \(path): \(error)", hint: "Check its permissions, or remove it by hand (rm -rf \(path)).")
+                "Could not remove \(path): \(error)",
+                hint: "Check its permissions, or remove it by hand (rm -rf \(path)).")
         }
     }
 

@@ -80,7 +80,9 @@ private func sampleTar() -> [UInt8] {
         let path = try box.write("a.tar", tar.bytes)
         try extractArchive(atPath: path, into: box.dest)
         #expect(try box.read(box.dest + "/" + name) == "long")
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: box.dest + "/short-link") == String(repeating: "f", count: 130))
+        #expect(
+            try FileManager.default.destinationOfSymbolicLink(atPath: box.dest + "/short-link")
+                == String(repeating: "f", count: 130))
     }
 
     @Test func paxPathAndLinkpath() throws {
@@ -97,7 +99,9 @@ private func sampleTar() -> [UInt8] {
         let path = try box.write("a.tar", tar.bytes)
         try extractArchive(atPath: path, into: box.dest)
         #expect(try box.read(box.dest + "/" + long) == "pax file")
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: box.dest + "/pax/link") == String(repeating: "p", count: 200))
+        #expect(
+            try FileManager.default.destinationOfSymbolicLink(atPath: box.dest + "/pax/link")
+                == String(repeating: "p", count: 200))
         #expect(try box.read(box.dest + "/pre/ustar-dir/name") == "prefixed")
         #expect(!FileManager.default.fileExists(atPath: box.dest + "/global-should-be-ignored"))
     }

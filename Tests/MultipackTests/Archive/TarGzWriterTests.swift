@@ -11,10 +11,12 @@ import Testing
         let long = root + "/deep/" + String(repeating: "n", count: 120)
         try fm.createDirectory(atPath: long, withIntermediateDirectories: true)
         _ = fm.createFile(atPath: root + "/Procfile", contents: Data("web: ./run\n".utf8))
-        _ = fm.createFile(atPath: root + "/run", contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        _ = fm.createFile(
+            atPath: root + "/run", contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
         _ = fm.createFile(atPath: long + "/file.txt", contents: Data(repeating: 7, count: 300_000))
         try fm.createSymbolicLink(atPath: root + "/start", withDestinationPath: "run")
-        try fm.createSymbolicLink(atPath: root + "/far", withDestinationPath: "deep/" + String(repeating: "n", count: 120) + "/file.txt")
+        try fm.createSymbolicLink(
+            atPath: root + "/far", withDestinationPath: "deep/" + String(repeating: "n", count: 120) + "/file.txt")
         return root
     }
 
@@ -41,7 +43,8 @@ import Testing
         #expect(try box.mode(app + "/Procfile") == 0o644)
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: app + "/start") == "run")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: app + "/far").hasSuffix("/file.txt"))
-        let data = try Data(contentsOf: URL(fileURLWithPath: app + "/deep/" + String(repeating: "n", count: 120) + "/file.txt"))
+        let data = try Data(
+            contentsOf: URL(fileURLWithPath: app + "/deep/" + String(repeating: "n", count: 120) + "/file.txt"))
         #expect(data == Data(repeating: 7, count: 300_000))
 
         try FileManager.default.createDirectory(atPath: box.base + "/gnu", withIntermediateDirectories: false)
@@ -59,7 +62,8 @@ import Testing
             return try Data(contentsOf: URL(fileURLWithPath: box.base + "/" + name))
         }
         let first = try write("one.tgz")
-        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSince1970: 5)], ofItemAtPath: tree + "/run")
+        try FileManager.default.setAttributes(
+            [.modificationDate: Date(timeIntervalSince1970: 5)], ofItemAtPath: tree + "/run")
         let second = try write("two.tgz")
         #expect(first == second)
     }

@@ -6,7 +6,8 @@ import Testing
     /// A fixture buildpack packed as `format` with a GitHub-style top directory.
     static func pack(_ child: String, _ format: String, in temp: TempDir) throws -> [UInt8] {
         let stage = temp.sub("pack-\(child)-\(format)")
-        try FileManager.default.copyItem(atPath: Repo.fixtures + "/buildpacks/" + child, toPath: stage + "/\(child)-main")
+        try FileManager.default.copyItem(
+            atPath: Repo.fixtures + "/buildpacks/" + child, toPath: stage + "/\(child)-main")
         let out = temp.path + "/\(child).\(format)"
         let flag = ["tgz": "-czf", "tar.gz": "-czf", "tar.xz": "-cJf", "txz": "-cJf", "tar": "-cf"][format]!
         let result = try Shell.run("tar", ["-C", stage, flag, out, "\(child)-main"])
@@ -38,7 +39,8 @@ import Testing
             \(server.url("/tester.txz"))
             file://\(temp.path)/probe.tar
             """
-        let app = try App("python-node", in: temp, buildpacks: list, config: ["MULTIPACK_REGISTRY_URL": server.url("/registry")])
+        let app = try App(
+            "python-node", in: temp, buildpacks: list, config: ["MULTIPACK_REGISTRY_URL": server.url("/registry")])
         let mp = try Multipack(in: temp)
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(compile.status == 0, "\(compile.all)")
@@ -115,9 +117,12 @@ import Testing
         #expect(retried.status == 0, "\(retried.all)")
         #expect(server.requestCount("/flaky.tgz") == 2)
 
-        let secret = server.url("/gone.tgz").replacingOccurrences(of: "http://", with: "http://bob:s3cr3t-pw@") + "?token=t0k3n-value"
+        let secret =
+            server.url("/gone.tgz").replacingOccurrences(of: "http://", with: "http://bob:s3cr3t-pw@")
+            + "?token=t0k3n-value"
         try (secret + "\n").write(toFile: flaky.build + "/.buildpacks", atomically: true, encoding: .utf8)
-        let gone = try mp.shim("compile", [flaky.build, flaky.cache, flaky.env], environment: ["BUILDPACK_XTRACE": "1"])
+        let gone = try mp.shim(
+            "compile", [flaky.build, flaky.cache, flaky.env], environment: ["BUILDPACK_XTRACE": "1"])
         #expect(gone.status == 1)
         #expect(server.requestCount("/gone.tgz") == 1, "a 404 is not retried")
         #expect(gone.stderr.contains("HTTP 404"))
@@ -134,7 +139,9 @@ import Testing
         // GNU tar keeps the ../ member when told to.
         let made = try Shell.run("tar", ["-C", stage + "/bp", "-cf", out, "-P", "bin", "../escape"])
         #expect(made.status == 0, "\(made.all)")
-        let server = try LoopbackHTTPServer(routes: ["/evil.tar": .serve(body: Array(try Data(contentsOf: URL(fileURLWithPath: out))))])
+        let server = try LoopbackHTTPServer(routes: [
+            "/evil.tar": .serve(body: Array(try Data(contentsOf: URL(fileURLWithPath: out))))
+        ])
         defer { server.stop() }
         let app = try App(nil, in: temp, buildpacks: server.url("/evil.tar") + "\n")
         let mp = try Multipack(in: temp)
@@ -173,7 +180,10 @@ import Testing
         // Both entries sit in the cache once, whole.
         let archives = try FileManager.default.contentsOfDirectory(atPath: cache + "/.multipack/archives")
         #expect(archives.count == 2)
-        #expect(archives.allSatisfy { FileManager.default.fileExists(atPath: cache + "/.multipack/archives/\($0)/bin/compile") })
+        #expect(
+            archives.allSatisfy {
+                FileManager.default.fileExists(atPath: cache + "/.multipack/archives/\($0)/bin/compile")
+            })
     }
 }
 

@@ -7,7 +7,8 @@ import Testing
         let temp = try TempDir("pynode")
         let node = try gitChild("node", in: temp)
         let python = try gitChild("python", in: temp)
-        let app = try App("python-node", in: temp, buildpacks: "file://\(node)\n\(python)\n", config: ["SECRET_CONFIG": "hunter2"])
+        let app = try App(
+            "python-node", in: temp, buildpacks: "file://\(node)\n\(python)\n", config: ["SECRET_CONFIG": "hunter2"])
         let mp = try Multipack(in: temp)
 
         #expect(try mp.shim("detect", [app.build]).stdout == "Multipack\n")
@@ -44,9 +45,11 @@ import Testing
         #expect(release.stdout.contains("\"PYTHONUNBUFFERED\": \"1\""))
 
         // The combined export reproduces the children's PATH for buildpacks after multipack.
-        let sourced = try Shell.run("bash", ["-c", "source \"$1\" && command -v node && command -v python", "bash", mp.dir + "/export"])
+        let sourced = try Shell.run(
+            "bash", ["-c", "source \"$1\" && command -v node && command -v python", "bash", mp.dir + "/export"])
         #expect(sourced.status == 0, "\(sourced.all)")
-        #expect(sourced.stdout.contains(".heroku/node/bin/node") && sourced.stdout.contains(".heroku/python/bin/python"))
+        #expect(
+            sourced.stdout.contains(".heroku/node/bin/node") && sourced.stdout.contains(".heroku/python/bin/python"))
 
         let report = try mp.shim("report", [app.build, app.cache, app.env])
         #expect(report.status == 0)
@@ -59,7 +62,9 @@ import Testing
         let temp = try TempDir("last")
         let node = try gitChild("node", in: temp)
         let python = try gitChild("python", in: temp)
-        let app = try App("python-node", in: temp, buildpacks: "\(node)#main\n\(python)#main\n", config: ["MULTIPACK_RELEASE": "last"])
+        let app = try App(
+            "python-node", in: temp, buildpacks: "\(node)#main\n\(python)#main\n", config: ["MULTIPACK_RELEASE": "last"]
+        )
         let mp = try Multipack(in: temp)
         #expect(try mp.shim("compile", [app.build, app.cache, app.env]).status == 0)
         let release = try mp.shim("release", [app.build]).stdout
@@ -71,7 +76,8 @@ import Testing
         let temp = try TempDir("hooks-children")
         let node = try gitChild("node", in: temp)
         let python = try gitChild("python", in: temp)
-        let app = try App("python-node", in: temp, buildpacks: "\(node)\n\(python)\n", config: ["MULTIPACK_HOOKS": "children"])
+        let app = try App(
+            "python-node", in: temp, buildpacks: "\(node)\n\(python)\n", config: ["MULTIPACK_HOOKS": "children"])
         let mp = try Multipack(in: temp)
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(compile.status == 0, "\(compile.all)")
@@ -90,7 +96,8 @@ import Testing
         // The replacer's entries come first (it may shadow), the node child's entry stays.
         #expect(probe.contains("all_nodes=") && probe.contains("\(app.build)/.heroku/node/bin/node "))
         #expect(probe.contains("tool=\(app.build)/.tools/bin/tool"))
-        #expect(probe.contains("PATH=\(app.build)/.tools/bin:/usr/local/bin:/usr/bin:/bin:\(app.build)/.heroku/node/bin:"))
+        #expect(
+            probe.contains("PATH=\(app.build)/.tools/bin:/usr/local/bin:/usr/bin:/bin:\(app.build)/.heroku/node/bin:"))
         // The hooks were held back from the children.
         #expect(probe.contains("hooks=\n") || !probe.contains("post_compile"))
     }
@@ -99,7 +106,8 @@ import Testing
         let temp = try TempDir("crlf")
         let node = try gitChild("node", in: temp)
         let probe = try gitChild("env-probe", in: temp)
-        let list = "\u{FEFF}# children\r\n\r\n   file://\(node)#main   # node first\r\n\t\r\n  # indented comment\r\n\(probe)  \r\n"
+        let list =
+            "\u{FEFF}# children\r\n\r\n   file://\(node)#main   # node first\r\n\t\r\n  # indented comment\r\n\(probe)  \r\n"
         let app = try App("python-node", in: temp, buildpacks: list)
         let mp = try Multipack(in: temp)
         #expect(try mp.shim("detect", [app.build]).status == 0)
@@ -124,7 +132,10 @@ import Testing
         try "4\n".write(toFile: repo + "/VERSION", atomically: true, encoding: .utf8)
         try Shell.git(["commit", "--quiet", "-am", "v4"], in: repo)
 
-        let list = ["file://\(repo)#v1", "file://\(repo)#beta", "file://\(repo)#\(v2)", "file://\(repo)#\(v1.prefix(7))", "file://\(repo)"]
+        let list = [
+            "file://\(repo)#v1", "file://\(repo)#beta", "file://\(repo)#\(v2)", "file://\(repo)#\(v1.prefix(7))",
+            "file://\(repo)",
+        ]
         let app = try App(nil, in: temp, buildpacks: list.joined(separator: "\n"))
         let mp = try Multipack(in: temp)
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
@@ -149,9 +160,13 @@ import Testing
         try Shell.git(["commit", "--quiet", "-m", "inner"], in: inner)
         let outer = temp.sub("remotes/outer")
         try TempDir.writeFile(outer + "/bin/detect", "#!/usr/bin/env bash\necho Submodule user\n")
-        try TempDir.writeFile(outer + "/bin/compile", "#!/usr/bin/env bash\ncp \"$(dirname \"$0\")/../vendor/inner/DATA\" \"$1/from-submodule\"\n")
+        try TempDir.writeFile(
+            outer + "/bin/compile",
+            "#!/usr/bin/env bash\ncp \"$(dirname \"$0\")/../vendor/inner/DATA\" \"$1/from-submodule\"\n")
         try Shell.git(["init", "--quiet", "--initial-branch=main"], in: outer)
-        try Shell.git(["-c", "protocol.file.allow=always", "submodule", "--quiet", "add", "file://\(inner)", "vendor/inner"], in: outer)
+        try Shell.git(
+            ["-c", "protocol.file.allow=always", "submodule", "--quiet", "add", "file://\(inner)", "vendor/inner"],
+            in: outer)
         try Shell.git(["add", "-A"], in: outer)
         try Shell.git(["commit", "--quiet", "-m", "outer"], in: outer)
         let app = try App(nil, in: temp, buildpacks: "file://\(outer)\n")
@@ -194,7 +209,8 @@ import Testing
             config: ["SECRET_CONFIG": "hunter2", "BUILDPACK_XTRACE": "0", "PATH": "/nonexistent"])
         let mp = try Multipack(in: temp)
         let compile = try mp.shim(
-            "compile", [app.build, app.cache, app.env], environment: ["GIT_DIR": "/tmp/elsewhere", "BUILDPACK_XTRACE": "1"])
+            "compile", [app.build, app.cache, app.env],
+            environment: ["GIT_DIR": "/tmp/elsewhere", "BUILDPACK_XTRACE": "1"])
         #expect(compile.status == 0, "\(compile.all)")
         let probeText = try #require(app.read("env-probe.txt"))
         #expect(probeText.contains("SECRET_CONFIG=<unset>"))
@@ -214,8 +230,11 @@ import Testing
         let mp = try Multipack(in: temp)
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(compile.status == 0, "\(compile.all)")
-        #expect(compile.stdout.contains("+ git -C \(probe) rev-parse --verify --quiet --end-of-options 'HEAD^{commit}'"))
-        #expect(compile.stdout.contains("+ \(app.cache)/") || compile.stdout.contains("/bin/compile \(app.build) \(app.cache) \(app.env)"))
+        #expect(
+            compile.stdout.contains("+ git -C \(probe) rev-parse --verify --quiet --end-of-options 'HEAD^{commit}'"))
+        #expect(
+            compile.stdout.contains("+ \(app.cache)/")
+                || compile.stdout.contains("/bin/compile \(app.build) \(app.cache) \(app.env)"))
         #expect(app.read("env-probe.txt")?.contains("BUILDPACK_XTRACE=1") == true)
     }
 
@@ -263,7 +282,8 @@ import Testing
 
 extension TempDir {
     static func writeFile(_ path: String, _ text: String) throws {
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
     }

@@ -11,10 +11,29 @@ import Testing
     }
 
     static let cases: [Case] = [
-        Case(child: "fail-detect", stage: "detect", expected: ["App not compatible with buildpack: file://", "this app has no Gemfile", "Stage: detect (exit code 1)"]),
-        Case(child: "fail-compile", stage: "compile", expected: ["Buildpack [2/3] Failing (fixture) failed during compile", "bin/compile failed with exit code 3", "Stage: compile"]),
-        Case(child: "bad-release", stage: "release", expected: ["Buildpack [2/3] Bad release (fixture) failed during release", "must print a YAML mapping", "just a sentence, not YAML"]),
-        Case(child: "bad-export", stage: "export", expected: ["Buildpack [2/3] Bad export (fixture) failed during export", "Sourcing the export file it wrote failed with exit code", "export: line 2: unexpected EOF"]),
+        Case(
+            child: "fail-detect", stage: "detect",
+            expected: [
+                "App not compatible with buildpack: file://", "this app has no Gemfile", "Stage: detect (exit code 1)",
+            ]),
+        Case(
+            child: "fail-compile", stage: "compile",
+            expected: [
+                "Buildpack [2/3] Failing (fixture) failed during compile", "bin/compile failed with exit code 3",
+                "Stage: compile",
+            ]),
+        Case(
+            child: "bad-release", stage: "release",
+            expected: [
+                "Buildpack [2/3] Bad release (fixture) failed during release", "must print a YAML mapping",
+                "just a sentence, not YAML",
+            ]),
+        Case(
+            child: "bad-export", stage: "export",
+            expected: [
+                "Buildpack [2/3] Bad export (fixture) failed during export",
+                "Sourcing the export file it wrote failed with exit code", "export: line 2: unexpected EOF",
+            ]),
     ]
 
     @Test(arguments: cases) func failingChildStopsTheBuild(_ failing: Case) throws {
@@ -42,7 +61,8 @@ import Testing
         let temp = try TempDir("hookfail")
         let node = try gitChild("node", in: temp)
         let app = try App("python-node", in: temp, buildpacks: "file://\(node)\n")
-        try "#!/usr/bin/env bash\necho boom\nexit 7\n".write(toFile: app.build + "/bin/post_compile", atomically: true, encoding: .utf8)
+        try "#!/usr/bin/env bash\necho boom\nexit 7\n".write(
+            toFile: app.build + "/bin/post_compile", atomically: true, encoding: .utf8)
         let mp = try Multipack(in: temp)
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(compile.status == 1)
@@ -74,7 +94,8 @@ import Testing
         #expect(!compile.all.contains("tok3n-s3cret"))
         #expect(!compile.all.contains("bob"))
         // A query value in a line that cannot be read is masked too.
-        try "https://h.example/x.git?token=qu3ry-s3cret extra\n".write(toFile: app.build + "/.buildpacks", atomically: true, encoding: .utf8)
+        try "https://h.example/x.git?token=qu3ry-s3cret extra\n".write(
+            toFile: app.build + "/.buildpacks", atomically: true, encoding: .utf8)
         let bad = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(bad.status == 2)
         #expect(bad.stderr.contains("token=***"))
@@ -183,7 +204,8 @@ import Testing
         #expect(try mp.shim("test-compile", [app.build, app.cache, app.env]).status == 0)
         let test = try mp.shim("test", [app.build, app.env])
         #expect(test.status == 1)
-        #expect(test.stderr.contains("Tests failed: buildpack [1/1] Tester (fixture)'s bin/test ended with exit code 1"))
+        #expect(
+            test.stderr.contains("Tests failed: buildpack [1/1] Tester (fixture)'s bin/test ended with exit code 1"))
     }
 
     @Test func testWithoutTestCompileSaysWhatToDo() throws {

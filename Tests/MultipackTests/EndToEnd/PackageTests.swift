@@ -35,11 +35,18 @@ let herokuLikePath = "/usr/bin:/bin"
         #expect(output.contains("sha256_\(arch) = \""))
 
         let listing = try Shell.run("tar", ["tzf", archive]).stdout.split(separator: "\n").map(String.init)
-        for member in ["bin/detect", "bin/compile", "bin/release", "lib/locate-multipack.sh", "buildpack.toml", "README.md", "LICENSE", "vendor/multipack-\(arch)"] {
+        for member in [
+            "bin/detect", "bin/compile", "bin/release", "lib/locate-multipack.sh", "buildpack.toml", "README.md",
+            "LICENSE", "vendor/multipack-\(arch)",
+        ] {
             #expect(listing.contains(member), "\(member) missing from \(listing)")
         }
         // [publish.Ignore] and the build's own records stay out.
-        #expect(!listing.contains { $0.hasPrefix("Sources/") || $0.hasPrefix("Tests/") || $0.hasPrefix("fixtures/") || $0.hasPrefix(".multipack") })
+        #expect(
+            !listing.contains {
+                $0.hasPrefix("Sources/") || $0.hasPrefix("Tests/") || $0.hasPrefix("fixtures/")
+                    || $0.hasPrefix(".multipack")
+            })
         #expect(!listing.contains("Package.swift"))
         let verbose = try Shell.run("tar", ["tvzf", archive]).stdout
         #expect(verbose.split(separator: "\n").allSatisfy { $0.contains("root/root") && $0.contains("1970-01-01") })
@@ -55,7 +62,9 @@ let herokuLikePath = "/usr/bin:/bin"
 
         let version = try Shell.run(buildpack + "/vendor/multipack-\(arch)", ["--version"], environment: env)
         let commit = try Shell.gitOutput(["rev-parse", "HEAD"], in: Repo.root)
-        #expect(version.stdout.hasPrefix("multipack 0.") && version.stdout.contains("(commit \(commit.prefix(12))"), "\(version.all)")
+        #expect(
+            version.stdout.hasPrefix("multipack 0.") && version.stdout.contains("(commit \(commit.prefix(12))"),
+            "\(version.all)")
 
         let detect = try Shell.run(buildpack + "/bin/detect", [app.build], environment: env)
         #expect(detect.status == 0 && detect.stdout == "Multipack\n", "\(detect.all)")
@@ -84,12 +93,15 @@ let herokuLikePath = "/usr/bin:/bin"
 /// The shims' download path (SPEC §12): no binary in the buildpack, a release binary on a
 /// loopback server, checked against the sha256 in buildpack.toml.
 @Suite struct ShimDownloadTests {
-    static let arch = (try? Shell.run("uname", ["-m"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? "x86_64"
+    static let arch =
+        (try? Shell.run("uname", ["-m"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? "x86_64"
 
     /// bin/, lib/ and a buildpack.toml naming `url` and `sha256`, without vendor/: a git checkout.
     func checkout(in temp: TempDir, url: String, sha256: String?) throws -> String {
         let dir = temp.sub("multipack-checkout")
-        for item in ["bin", "lib"] { try FileManager.default.copyItem(atPath: Repo.root + "/" + item, toPath: dir + "/" + item) }
+        for item in ["bin", "lib"] {
+            try FileManager.default.copyItem(atPath: Repo.root + "/" + item, toPath: dir + "/" + item)
+        }
         var toml = """
             [buildpack]
             id = "multipack/multipack"
@@ -142,7 +154,9 @@ let herokuLikePath = "/usr/bin:/bin"
         defer { server.stop() }
         let dir = try checkout(in: temp, url: "http://127.0.0.1:9/unused", sha256: Self.binarySHA256)
         let app = try App(nil, in: temp, buildpacks: "heroku/python\n")
-        let result = try run(dir, "detect", [app.build], extra: ["MULTIPACK_BINARY_URL": server.url("/mirror/multipack-{arch}?token=secret")])
+        let result = try run(
+            dir, "detect", [app.build],
+            extra: ["MULTIPACK_BINARY_URL": server.url("/mirror/multipack-{arch}?token=secret")])
         #expect(result.status == 0, "\(result.all)")
         #expect(!result.all.contains("secret"))
         #expect(server.requestCount("/mirror/multipack-\(Self.arch)") == 1)
@@ -152,11 +166,15 @@ let herokuLikePath = "/usr/bin:/bin"
         let temp = try TempDir("baddigest")
         let server = try LoopbackHTTPServer(routes: ["/multipack-\(Self.arch)": .serve(body: Self.binary)])
         defer { server.stop() }
-        let dir = try checkout(in: temp, url: server.url("/multipack-{arch}"), sha256: String(repeating: "0", count: 64))
+        let dir = try checkout(
+            in: temp, url: server.url("/multipack-{arch}"), sha256: String(repeating: "0", count: 64))
         let app = try App(nil, in: temp, buildpacks: "heroku/python\n")
         let result = try run(dir, "detect", [app.build])
         #expect(result.status == 1)
-        #expect(result.stderr.contains(" !     The multipack binary downloaded from \(server.url("/multipack-\(Self.arch)")) is not the one buildpack.toml lists."))
+        #expect(
+            result.stderr.contains(
+                " !     The multipack binary downloaded from \(server.url("/multipack-\(Self.arch)")) is not the one buildpack.toml lists."
+            ))
         #expect(result.stderr.contains("got \(Self.binarySHA256)"))
         #expect(!result.stdout.contains("Multipack"))
         #expect(vendorFiles(dir).isEmpty)
@@ -175,7 +193,9 @@ let herokuLikePath = "/usr/bin:/bin"
         let app = try App(nil, in: temp, buildpacks: "heroku/python\n")
         let result = try run(dir, "compile", [app.build, app.cache, app.env])
         #expect(result.status == 1)
-        #expect(result.stderr.contains(" !     multipack has no binary for \(Self.arch) in \(dir), and cannot get one:"), "\(result.all)")
+        #expect(
+            result.stderr.contains(" !     multipack has no binary for \(Self.arch) in \(dir), and cannot get one:"),
+            "\(result.all)")
         #expect(result.stderr.contains("the download from http://127.0.0.1:"))
         #expect(result.stderr.contains("there is no Swift toolchain to build it"))
         #expect(result.stderr.contains("MULTIPACK_BINARY_URL"))

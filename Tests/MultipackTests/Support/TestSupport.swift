@@ -13,7 +13,8 @@ enum Repo {
 
     /// `multipack` as SwiftPM built it next to this test bundle.
     static let binary: String = {
-        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let me =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var dir = URL(fileURLWithPath: me).deletingLastPathComponent()
         if dir.lastPathComponent.hasSuffix(".xctest") { dir.deleteLastPathComponent() }
         return dir.appendingPathComponent("multipack").path
@@ -25,7 +26,8 @@ final class TempDir {
     let path: String
 
     init(_ name: String = "t") throws {
-        path = try Shell.run("mktemp", ["-d", "/tmp/multipack-test-\(name)-XXXXXX"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        path = try Shell.run("mktemp", ["-d", "/tmp/multipack-test-\(name)-XXXXXX"]).stdout.trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
@@ -90,7 +92,8 @@ enum Shell {
     }
 
     static func gitOutput(_ arguments: [String], in directory: String) throws -> String {
-        try run("git", arguments, in: directory, environment: gitEnvironment).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        try run("git", arguments, in: directory, environment: gitEnvironment).stdout.trimmingCharacters(
+            in: .whitespacesAndNewlines)
     }
 
     static let gitEnvironment: [String: String] = {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import MultipackKit
 
 @Suite struct BuildpackListTests {
@@ -22,30 +23,32 @@ import Testing
             urn:buildpack:heroku/nodejs
             """
         let entries = try BuildpackList.parse(list)
-        #expect(entries.map(\.reference) == [
-            .git(url: "https://github.com/heroku/heroku-buildpack-nodejs.git", ref: "v200"),
-            .git(url: "http://example.com/bp.git", ref: nil),
-            .git(url: "git://example.com/bp.git", ref: "main"),
-            .git(url: "ssh://git@example.com/org/bp.git", ref: nil),
-            .git(url: "git@github.com:org/bp.git", ref: "0123abc"),
-            .git(url: "file:///srv/bp", ref: "beta"),
-            .directory(path: "/opt/buildpacks/local"),
-            .directory(path: "./vendor/bp"),
-            .git(url: "../shared/bp", ref: "v1"),
-            .archive(url: "https://example.com/bp.tgz"),
-            .archive(url: "https://example.com/bp.tar.gz?token=abc"),
-            .archive(url: "file:///tmp/bp.tar.xz"),
-            .archive(url: "https://example.com/bp.txz"),
-            .archive(url: "https://example.com/bp.tar"),
-            .registry(namespace: "heroku", name: "python"),
-            .registry(namespace: "heroku", name: "nodejs"),
-        ])
+        #expect(
+            entries.map(\.reference) == [
+                .git(url: "https://github.com/heroku/heroku-buildpack-nodejs.git", ref: "v200"),
+                .git(url: "http://example.com/bp.git", ref: nil),
+                .git(url: "git://example.com/bp.git", ref: "main"),
+                .git(url: "ssh://git@example.com/org/bp.git", ref: nil),
+                .git(url: "git@github.com:org/bp.git", ref: "0123abc"),
+                .git(url: "file:///srv/bp", ref: "beta"),
+                .directory(path: "/opt/buildpacks/local"),
+                .directory(path: "./vendor/bp"),
+                .git(url: "../shared/bp", ref: "v1"),
+                .archive(url: "https://example.com/bp.tgz"),
+                .archive(url: "https://example.com/bp.tar.gz?token=abc"),
+                .archive(url: "file:///tmp/bp.tar.xz"),
+                .archive(url: "https://example.com/bp.txz"),
+                .archive(url: "https://example.com/bp.tar"),
+                .registry(namespace: "heroku", name: "python"),
+                .registry(namespace: "heroku", name: "nodejs"),
+            ])
         #expect(entries.map(\.line) == Array(1...16))
         #expect(entries[10].sha256 == String(repeating: "a", count: 64))
     }
 
     @Test func bomCRLFCommentsAndBlanks() throws {
-        let entries = try BuildpackList.parse("\u{FEFF}# first\r\n\r\n  heroku/python   # trailing\r\n\t\r\nhttps://h/x.git#main#frag \r\n")
+        let entries = try BuildpackList.parse(
+            "\u{FEFF}# first\r\n\r\n  heroku/python   # trailing\r\n\t\r\nhttps://h/x.git#main#frag \r\n")
         #expect(entries.map(\.line) == [3, 5])
         #expect(entries[0].reference == .registry(namespace: "heroku", name: "python"))
         // The last # in a URL is the ref separator.
@@ -92,7 +95,8 @@ import Testing
             """
         #expect(throws: ReleaseError.self) { try Release.parse(text) }
 
-        let release = try Release.parse("""
+        let release = try Release.parse(
+            """
             ---
             addons: [heroku-redis, "papertrail"]
             config_vars:
@@ -121,7 +125,8 @@ import Testing
     }
 
     @Test func mergeIsKeyByKeyAndLastWins() throws {
-        let node = try Release.parse("addons: [a, b]\ndefault_process_types:\n  web: node\n  assets: build\nconfig_vars:\n  X: '1'\n")
+        let node = try Release.parse(
+            "addons: [a, b]\ndefault_process_types:\n  web: node\n  assets: build\nconfig_vars:\n  X: '1'\n")
         let python = try Release.parse("addons: [b, c]\ndefault_process_types:\n  web: gunicorn\n  worker: celery\n")
         let (merged, provenance) = mergeReleases([(1, node), (2, python)], mode: .merge)
         #expect(merged.processTypes.map(\.key) == ["web", "assets", "worker"])
@@ -138,7 +143,8 @@ import Testing
 
 @Suite struct EnvironmentTests {
     @Test func pathListsAreUnions() {
-        #expect(BuildEnvironment.unionPath("/new:/usr/bin:/bin", keeping: "/a:/usr/bin:/b") == "/new:/usr/bin:/bin:/a:/b")
+        #expect(
+            BuildEnvironment.unionPath("/new:/usr/bin:/bin", keeping: "/a:/usr/bin:/b") == "/new:/usr/bin:/bin:/a:/b")
         var change = EnvironmentChange()
         change.set = ["PATH": "/only", "FOO": "bar", "LD_LIBRARY_PATH": "/l2"]
         change.unset = ["GONE", "MANPATH"]
@@ -165,10 +171,13 @@ import Testing
         for on in ["1", "true", "YES", "On"] { #expect(try Settings.boolean("X", on)) }
         for off in ["0", "false", "No", "OFF", "", nil] { #expect(try !Settings.boolean("X", off)) }
         #expect(throws: UsageError.self) { try Settings.boolean("X", "maybe") }
-        let settings = try Settings(configVars: ["MULTIPACK_RELEASE": "LAST", "MULTIPACK_FETCH_TIMEOUT": "12"], environment: [:])
+        let settings = try Settings(
+            configVars: ["MULTIPACK_RELEASE": "LAST", "MULTIPACK_FETCH_TIMEOUT": "12"], environment: [:])
         #expect(settings.release == .last && settings.fetchTimeout == 12 && settings.hooks == .multipack)
         #expect(throws: UsageError.self) { try Settings(configVars: ["MULTIPACK_HOOKS": "both"], environment: [:]) }
-        #expect(throws: UsageError.self) { try Settings(configVars: ["MULTIPACK_FETCH_TIMEOUT": "soon"], environment: [:]) }
+        #expect(throws: UsageError.self) {
+            try Settings(configVars: ["MULTIPACK_FETCH_TIMEOUT": "soon"], environment: [:])
+        }
     }
 }
 

@@ -49,9 +49,13 @@ import Testing
     @Test func sha256OfKnownInputs() throws {
         let temp = try TempDir("digest")
         try temp.write("abc", "abc")
-        #expect(try sha256Hex(ofFile: temp.path + "/abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            try sha256Hex(ofFile: temp.path + "/abc")
+                == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         try temp.write("empty", "")
-        #expect(try sha256Hex(ofFile: temp.path + "/empty") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(
+            try sha256Hex(ofFile: temp.path + "/empty")
+                == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         // Longer than one read chunk.
         let big = [UInt8](repeating: 0x61, count: 200_000)
         FileManager.default.createFile(atPath: temp.path + "/big", contents: Data(big))
@@ -64,7 +68,10 @@ import Testing
     @Test func stampRoundTrips() {
         let version = MultipackVersion(version: "1.2.3", commit: String(repeating: "a", count: 40) + "-dirty")
         let source = Packager.stampSource(version)
-        #expect(source == "const char multipack_stamp[] = \"version=1.2.3\\ncommit=\(String(repeating: "a", count: 40))-dirty\\n\";\n")
+        #expect(
+            source
+                == "const char multipack_stamp[] = \"version=1.2.3\\ncommit=\(String(repeating: "a", count: 40))-dirty\\n\";\n"
+        )
         let parsed = MultipackVersion(stamp: "version=1.2.3\ncommit=\(version.commit!)\n")
         #expect(parsed?.version == "1.2.3" && parsed?.commit == version.commit)
         #expect(parsed?.description == "1.2.3 (commit aaaaaaaaaaaa-dirty)")
@@ -72,7 +79,8 @@ import Testing
     }
 
     @Test func checkoutBinaryReadsVersionAndCommitFromTheCheckout() throws {
-        let result = try Shell.run(Repo.binary, ["--version"], environment: ["MULTIPACK_BUILDPACK_DIR": Repo.root, "PATH": "/usr/bin:/bin"])
+        let result = try Shell.run(
+            Repo.binary, ["--version"], environment: ["MULTIPACK_BUILDPACK_DIR": Repo.root, "PATH": "/usr/bin:/bin"])
         let commit = try Shell.gitOutput(["rev-parse", "HEAD"], in: Repo.root)
         let toml = BuildpackToml(try String(contentsOfFile: Repo.root + "/buildpack.toml", encoding: .utf8))
         #expect(result.stdout == "multipack \(toml.string("buildpack", "version")!) (commit \(commit.prefix(12)))\n")

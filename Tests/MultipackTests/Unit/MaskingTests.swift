@@ -1,10 +1,12 @@
 import Testing
+
 @testable import MultipackKit
 
 @Suite struct MaskingTests {
     @Test func userinfoAndQueryValuesAreMasked() {
-        #expect(Masking.url("https://user:tok3n@example.com/a.tgz?token=abc&x=1#v1")
-            == "https://***@example.com/a.tgz?token=***&x=***#v1")
+        #expect(
+            Masking.url("https://user:tok3n@example.com/a.tgz?token=abc&x=1#v1")
+                == "https://***@example.com/a.tgz?token=***&x=***#v1")
         #expect(Masking.url("https://example.com/repo.git#main") == "https://example.com/repo.git#main")
         #expect(Masking.url("git@github.com:org/repo.git") == "git@github.com:org/repo.git")
     }
