@@ -62,10 +62,7 @@ public struct Compile {
         // BUILDPACK_XTRACE passes through to the children when it is on, and only then: "0" is off.
         base["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
         let log = self.log
-        let xtrace = settings.xtrace
-        let trace: @Sendable (Command) -> Void = { command in
-            if xtrace { log.detail("+ " + command.traceLine) }
-        }
+        let trace = log.tracer(settings.xtrace)
 
         let listPath = dirs.build + "/.buildpacks"
         guard Files.exists(listPath) else {
@@ -82,50 +79,31 @@ public struct Compile {
 
         // Fetch every child first, in parallel, into a private directory outside BUILD_DIR.
         let workDir = try Files.temporaryDirectory(prefix: "multipack-children-")
-        log.step("Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s")")
         var fetchContext = FetchContext(
             appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: base,
             settings: settings)
-        fetchContext.trace = trace
         if let width = invocation.environment["MULTIPACK_FETCH_PARALLELISM"].flatMap(Int.init), width > 0 {
             fetchContext.parallelism = width
         }
-        fetchContext.progress = { line in log.write(line + "\n", 1) }
-        let fetched = try Fetcher.fetchAll(entries, context: fetchContext)
-        var children = fetched.enumerated().map {
-            ChildRun(fetched: $0.element, position: $0.offset + 1, total: fetched.count)
-        }
-        for child in children {
-            log.detail(
-                "\(child.label) \(child.url) @ \(short(child.fetched.version)) (\(child.fetched.source), \(formatSeconds(child.fetched.seconds)))"
-            )
-            for warning in child.fetched.warnings { log.warning(warning) }
-        }
-        record.children = children.map { entry(for: $0) }
+        var sequence = ChildSequence(dirs: dirs, log: log, trace: trace)
+        try sequence.fetch(
+            entries, context: fetchContext,
+            heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s")")
+        record.children = sequence.children.map(BuildRecord.Child.init)
 
         var hooks = AppHooks(dirs: dirs, holdingDir: workDir + "/hooks")
         if settings.hooks == .multipack { try hooks.holdBack() }
         defer { hooks.restore() }
 
-        let runner = ChildRunner(dirs: dirs, trace: trace)
         var environment = base
         if hooks.has("pre_compile") {
             let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
             record.hookSeconds["pre_compile"] = try hooks.run("pre_compile", environment: env, log: log, trace: trace)
         }
-        for index in children.indices {
-            let child = children[index]
-            log.step("\(child.label) \(child.url) @ \(short(child.fetched.version))")
-            try runner.detect(&children[index], environment: environment)
-            log.detail("Detected: \(children[index].displayName)")
-            try runner.compile(&children[index], environment: environment, testCompile: testCompile)
-            environment = try runner.applyExport(children[index], to: environment).env
-            try runner.release(&children[index], environment: base)
-            record.children[index] = entry(for: children[index])
-            log.detail(
-                "\(children[index].label) \(children[index].displayName) done in \(formatSeconds(children[index].ownSeconds))"
-            )
+        environment = try sequence.run(environment: base, releaseEnvironment: base, testCompile: testCompile) {
+            record.children[$0.position - 1] = BuildRecord.Child($0)
         }
+        let children = sequence.children
         if hooks.has("post_compile") {
             let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
             record.hookSeconds["post_compile"] = try hooks.run("post_compile", environment: env, log: log, trace: trace)
@@ -144,14 +122,6 @@ public struct Compile {
     }
 
     static func releasePath(_ buildpackDir: String) -> String { BuildRecord.directory(buildpackDir) + "/release.yml" }
-
-    private func entry(for child: ChildRun) -> BuildRecord.Child {
-        BuildRecord.Child(
-            position: child.position, url: child.url, name: child.name, version: child.fetched.version,
-            source: child.fetched.source, directory: child.fetched.directory, fetchSeconds: child.fetched.seconds,
-            detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds,
-            releaseSeconds: child.releaseSeconds)
-    }
 
     private func logRelease(
         _ release: Release, _ provenance: ReleaseProvenance, children: [ChildRun], mode: ReleaseMode

@@ -129,49 +129,22 @@ struct ListStages: BuildStages {
     private mutating func run(testCompile: Bool) throws {
         let settings = try Settings(configVars: configVars, environment: environment)
         let log = self.log
-        let xtrace = settings.xtrace
-        let trace: @Sendable (Command) -> Void = { command in
-            if xtrace { log.detail("+ " + command.traceLine) }
-        }
+        let trace = log.tracer(settings.xtrace)
         // Paths given on the command line are relative to where multipack was started.
         let context = FetchContext(
             appDir: Files.absolute("."), cacheDir: dirs.cache, workDir: workDir, environment: environment,
             settings: settings)
-        var fetchContext = context
-        fetchContext.trace = trace
-        log.step("Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)")
-        let fetched = try Fetcher.fetchAll(entries, context: fetchContext)
-        children = fetched.enumerated().map {
-            ChildRun(fetched: $0.element, position: $0.offset + 1, total: fetched.count)
+        var sequence = ChildSequence(dirs: dirs, log: log, trace: trace)
+        try sequence.fetch(
+            entries, context: context,
+            heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)")
+        record?.children = sequence.children.map(BuildRecord.Child.init)
+        let env = try sequence.run(environment: environment, releaseEnvironment: environment, testCompile: testCompile)
+        {
+            record?.children[$0.position - 1] = BuildRecord.Child($0)
         }
-        for child in children {
-            log.detail(
-                "\(child.label) \(child.url) @ \(short(child.fetched.version)) (\(child.fetched.source), \(formatSeconds(child.fetched.seconds)))"
-            )
-            for warning in child.fetched.warnings { log.warning(warning) }
-        }
-        record?.children = children.map(Self.entry)
-        let runner = ChildRunner(dirs: dirs, trace: trace)
-        var env = environment
-        for index in children.indices {
-            log.step("\(children[index].label) \(children[index].url) @ \(short(children[index].fetched.version))")
-            try runner.detect(&children[index], environment: env)
-            log.detail("\(children[index].displayName) app detected")
-            try runner.compile(&children[index], environment: env, testCompile: testCompile)
-            env = try runner.applyExport(children[index], to: env).env
-            // As on Heroku, bin/release sees the build's environment without the exports.
-            try runner.release(&children[index], environment: environment)
-            record?.children[index] = Self.entry(children[index])
-        }
+        children = sequence.children
         finalEnvironment = env
-    }
-
-    private static func entry(_ child: ChildRun) -> BuildRecord.Child {
-        BuildRecord.Child(
-            position: child.position, url: child.url, name: child.name, version: child.fetched.version,
-            source: child.fetched.source, directory: child.fetched.directory, fetchSeconds: child.fetched.seconds,
-            detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds,
-            releaseSeconds: child.releaseSeconds)
     }
 
     func release() throws -> Release {

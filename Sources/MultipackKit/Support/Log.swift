@@ -20,6 +20,13 @@ public struct Log: Sendable {
         for line in text.lines { write(" !     \(Masking.text(String(line)))\n", 1) }
     }
 
+    /// With `BUILDPACK_XTRACE` on, prints each command before it runs; otherwise does nothing.
+    public func tracer(_ enabled: Bool) -> @Sendable (Command) -> Void {
+        { [self] command in
+            if enabled { detail("+ " + command.traceLine) }
+        }
+    }
+
     /// The error block every failure ends with, on stderr.
     public func failure(_ error: any Error) {
         write("\n" + ErrorReport.lines(for: error).map { " !     \($0)\n" }.joined() + "\n", 2)
