@@ -65,24 +65,65 @@ struct GitFetch {
             return (commit, "cached", warnings)
         }
 
-        // Not cached: clone into a temporary name, then move into place atomically.
-        let staging = try store.map { _ in try Files.temporaryDirectory(prefix: "multipack-clone-") } ?? directory
-        let checkout = store == nil ? directory : staging + "/tree"
-        defer { if store != nil { Files.remove(staging) } }
-        try clone(into: checkout, knownCommit: commit)
-        let resolved = try git(["-C", checkout, "rev-parse", "HEAD"], stage: "reading the cloned commit")
-            .trimmingBlanks().trimmingCharacters("\n")
-        Self.removeGitDirectories(in: checkout)
-        guard let store else { return (resolved, "cloned", warnings) }
+        // Not cached: fetch into a temporary name, then move into place atomically.
+        let staging = try Files.temporaryDirectory(prefix: "multipack-clone-")
+        defer { Files.remove(staging) }
+        var checkout = staging + "/tree"
+        var source = "cloned"
+        let resolved: String
+        if let commit, let tree = try githubArchive(of: commit, in: staging) {
+            checkout = tree
+            resolved = commit
+            source = "downloaded (GitHub archive)"
+        } else {
+            try clone(into: checkout, knownCommit: commit)
+            resolved = try git(["-C", checkout, "rev-parse", "HEAD"], stage: "reading the cloned commit")
+                .trimmingBlanks().trimmingCharacters("\n")
+            Self.removeGitDirectories(in: checkout)
+        }
+        Files.makeExecutable(inDirectory: checkout + "/bin")
+        guard let store else {
+            try Files.move(checkout, to: directory)
+            return (resolved, source, warnings)
+        }
         try CacheLock.withLock(in: context.cacheRoot!) {
             if !Files.isDirectory("\(store)/\(resolved)") {
-                Files.makeExecutable(inDirectory: checkout + "/bin")
                 try Files.move(checkout, to: "\(store)/\(resolved)")
             }
             if !isFullSHA { try Files.write(resolved, to: "\(store)/ref-\(refFileName)") }
         }
         try Files.copyTree("\(store)/\(resolved)", to: directory)
-        return (resolved, "cloned", warnings)
+        return (resolved, source, warnings)
+    }
+
+    /// For a GitHub repository, the commit's tarball is one HTTP request instead of a clone. It is
+    /// not used when it holds a `.gitmodules` (an archive has no submodules' contents), nor when
+    /// the download fails: git is the fallback either way. Returns the extracted buildpack.
+    private func githubArchive(of commit: String, in staging: String) throws -> String? {
+        let base = context.environment["MULTIPACK_GITHUB_URL"].flatMap { $0.isEmpty ? nil : $0 } ?? "https://github.com"
+        guard url.hasPrefix(base + "/") else { return nil }
+        var path = url.dropFirst(base.count + 1)
+        if path.hasSuffix("/") { path = path.dropLast() }
+        if path.hasSuffix(".git") { path = path.dropLast(4) }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && !$0.contains("@") && !$0.contains("?") }) else {
+            return nil
+        }
+        let archiveURL = "\(base)/\(parts[0])/\(parts[1])/archive/\(commit).tar.gz"
+        context.trace(Command("curl", [Masking.url(archiveURL)], environment: [:]))
+        let request = DownloadRequest(url: archiveURL, timeout: .seconds(context.settings.fetchTimeout))
+        do {
+            _ = try context.http.download(request, to: staging + "/archive.tar.gz") { [progress = context.progress] in
+                progress($0.line)
+            }
+            try Files.makeDirectory(staging + "/archive")
+            try extractArchive(atPath: staging + "/archive.tar.gz", into: staging + "/archive")
+        } catch {
+            if SignalForwarding.stopSignal != nil { throw Interrupted() }
+            return nil
+        }
+        let root = buildpackRoot(in: staging + "/archive")
+        return Files.exists(root + "/.gitmodules") ? nil : root
     }
 
     private func prepare(_ store: String) throws {
@@ -151,10 +192,16 @@ struct GitFetch {
         let submodules = ["-c", "protocol.file.allow=" + (isLocal ? "always" : "user")]
         let isBranchOrTag = ref != nil && knownCommit != nil && !(ref!.allSatisfy(\.isHexDigit) && ref!.count >= 4)
         if ref == nil || isBranchOrTag {
-            var args =
-                submodules + ["clone", "--quiet", "--depth", "1", "--recurse-submodules", "--shallow-submodules"]
-            if let ref { args += ["--branch", ref] }
-            _ = try git(args + ["--", url, checkout], stage: "cloning")
+            let branch = ref.map { ["--branch", $0] } ?? []
+            let shallow = ["--depth", "1", "--shallow-submodules"]
+            let clone = submodules + ["clone", "--quiet", "--recurse-submodules"] + branch
+            do {
+                _ = try git(clone + shallow + ["--", url, checkout], stage: "cloning")
+            } catch let problem as FetchProblem where problem.output?.contains("shallow") == true {
+                // Dumb HTTP servers cannot serve a shallow clone; a full one works everywhere.
+                Files.remove(checkout)
+                _ = try git(clone + ["--", url, checkout], stage: "cloning")
+            }
             return
         }
         // A commit: a full clone is the path that works with every server.
