@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// A child buildpack on disk, ready to run.
 public struct FetchedChild: Sendable {
@@ -44,13 +45,20 @@ public struct FetchContext: Sendable {
 /// Fetches every child before the first one runs (SPEC §5): in parallel, the results in list order.
 public enum Fetcher {
     public static func fetchAll(_ entries: [BuildpackEntry], context: FetchContext) throws -> [FetchedChild] {
+        struct Cancelled: Error {}
+        let failed = Mutex(false)
         let outcomes = parallelMap(entries, width: context.parallelism) { index, entry in
-            Result { () throws -> FetchedChild in
+            // Once one fetch has failed the build cannot run: the fetches not yet started are not.
+            if failed.withLock({ $0 }) { return Result<FetchedChild, any Error>.failure(Cancelled()) }
+            let outcome = Result { () throws -> FetchedChild in
                 if SignalForwarding.stopSignal != nil { throw Interrupted() }
                 return try fetch(entry, position: index + 1, total: entries.count, context: context)
             }
+            if case .failure = outcome { failed.withLock { $0 = true } }
+            return outcome
         }
-        // The first failure in list order is the one reported.
+        // The first real failure in list order is the one reported.
+        for case .failure(let error) in outcomes where !(error is Cancelled) { throw error }
         return try outcomes.map { try $0.get() }
     }
 

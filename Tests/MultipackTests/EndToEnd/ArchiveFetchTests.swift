@@ -203,3 +203,26 @@ final class Mutex2<T>: @unchecked Sendable {
     var value: T { lock.withLock { storage } }
     func append<E>(_ element: E) where T == [E] { lock.withLock { storage.append(element) } }
 }
+
+@Suite struct PrefetchTests {
+    @Test func theFirstFailureIsReportedAndFetchesNotYetStartedAreCancelled() throws {
+        let temp = try TempDir("cancel")
+        let node = try ArchiveFetchTests.pack("node", "tgz", in: temp)
+        var routes: [String: LoopbackHTTPServer.Behaviour] = [:]
+        // Slow enough that the failure of entry 1 is known before a worker is free again.
+        for n in 2...7 {
+            routes["/bp\(n).tgz"] = .trickle(body: node, chunk: node.count / 2 + 1, pause: .milliseconds(400))
+        }
+        let server = try LoopbackHTTPServer(routes: routes)
+        defer { server.stop() }
+        let list = ["../no-such-buildpack"] + (2...7).map { server.url("/bp\($0).tgz") }
+        let app = try App("python-node", in: temp, buildpacks: list.joined(separator: "\n"))
+        let mp = try Multipack(in: temp)
+        let compile = try mp.shim("compile", [app.build, app.cache, app.env])
+        #expect(compile.status == 1)
+        #expect(compile.stderr.contains("Failed to fetch buildpack [1/7] ../no-such-buildpack"))
+        // At most entries 2-4 were running on the other three workers when it failed; 5-7 never started.
+        #expect((2...4).map { server.requestCount("/bp\($0).tgz") }.allSatisfy { $0 <= 1 })
+        #expect((5...7).map { server.requestCount("/bp\($0).tgz") } == [0, 0, 0])
+    }
+}
