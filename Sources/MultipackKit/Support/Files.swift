@@ -62,7 +62,7 @@ enum Files {
         do {
             try FileManager.default.copyItem(atPath: from, toPath: to)
         } catch {
-            throw FileError(path: from, action: "copy", errno: EIO)
+            throw FileError(path: from, action: "copy", errno: EIO, detail: "\(error)")
         }
     }
 
@@ -73,7 +73,7 @@ enum Files {
         do {
             try FileManager.default.copyItem(atPath: from, toPath: temporary)
         } catch {
-            throw FileError(path: from, action: "copy", errno: EIO)
+            throw FileError(path: from, action: "copy", errno: EIO, detail: "\(error)")
         }
         chmod(temporary, mode)
         try move(temporary, to: to)
@@ -137,7 +137,17 @@ public struct FileError: Error, CustomStringConvertible {
     public var path: String
     public var action: String
     public var errno: Int32
-    public var description: String { "could not \(action) \(path): \(String(cString: strerror(errno)))" }
+    /// What the failing call said, when it was not an errno.
+    public var detail: String?
+
+    public init(path: String, action: String, errno: Int32, detail: String? = nil) {
+        self.path = path
+        self.action = action
+        self.errno = errno
+        self.detail = detail
+    }
+
+    public var description: String { "could not \(action) \(path): \(detail ?? String(cString: strerror(errno)))" }
 }
 
 extension Files {
