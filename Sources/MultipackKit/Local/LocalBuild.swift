@@ -278,7 +278,7 @@ public struct LocalBuild {
     }
 
     static func freshBuildDirectory() throws -> String {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let base = Files.temporaryRoot
         var generator = SystemRandomNumberGenerator()
         while true {
             let hex = String(generator.next() as UInt32, radix: 16).leftPadded(to: 8)

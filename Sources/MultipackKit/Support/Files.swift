@@ -24,22 +24,32 @@ enum Files {
         let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(mode))
         guard descriptor >= 0 else { throw FileError(path: path, action: "write", errno: errno) }
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else {
-                let error = errno
-                close(descriptor)
-                unlink(temporary)
-                throw FileError(path: path, action: "write", errno: error)
-            }
-            offset += written
+        guard writeAll(Array(text.utf8), to: descriptor) else {
+            let error = errno
+            close(descriptor)
+            unlink(temporary)
+            throw FileError(path: path, action: "write", errno: error)
         }
         close(descriptor)
         chmod(temporary, mode_t(mode))
         guard rename(temporary, path) == 0 else { throw FileError(path: path, action: "write", errno: errno) }
+    }
+
+    /// Writes every byte, going on after short writes and EINTR. False (errno set) on failure.
+    static func writeAll(_ bytes: [UInt8], to descriptor: Int32) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return false }
+            offset += written
+        }
+        return true
+    }
+
+    /// $TMPDIR, or /tmp.
+    static var temporaryRoot: String {
+        ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
     }
 
     static func makeDirectory(_ path: String) throws {
@@ -91,7 +101,7 @@ enum Files {
 
     /// A fresh private directory under the temporary directory.
     static func temporaryDirectory(prefix: String) throws -> String {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        let base = temporaryRoot
         var template = Array("\(base)/\(prefix)XXXXXX".utf8CString)
         guard let result = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             throw FileError(path: base, action: "create a temporary directory in", errno: errno)

@@ -33,16 +33,7 @@ public struct Log: Sendable {
     }
 
     public static let writeToDescriptor: @Sendable (String, Int32) -> Void = { text, descriptor in
-        var bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeMutableBytes {
-                Glibc.write(descriptor, $0.baseAddress! + offset, $0.count - offset)
-            }
-            if written < 0 && errno == EINTR { continue }
-            if written <= 0 { return }
-            offset += written
-        }
+        _ = Files.writeAll(Array(text.utf8), to: descriptor)
     }
 }
 
