@@ -28,9 +28,9 @@ struct SelfStages: BuildStages {
         self.appDir = appDir
         self.log = log
         var environment = environment
-        environment["MULTIPACK_BUILDPACK_DIR"] = buildpackDir
+        environment[HiddenVariable.buildpackDir] = buildpackDir
         // `.buildpacks` paths are relative to the app, not to its copy.
-        environment["MULTIPACK_APP_DIR"] = appDir
+        environment[HiddenVariable.appDir] = appDir
         self.environment = environment
     }
 

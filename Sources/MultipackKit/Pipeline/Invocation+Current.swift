@@ -10,7 +10,7 @@ extension Invocation {
     /// The shims say where the buildpack is; otherwise it is found above the binary
     /// (`vendor/multipack-<arch>` in a package, `.build/release/multipack` in a checkout).
     static func locateBuildpackDir(_ environment: [String: String]) -> String {
-        if let dir = environment["MULTIPACK_BUILDPACK_DIR"], !dir.isEmpty { return Files.absolute(dir) }
+        if let dir = environment[HiddenVariable.buildpackDir], !dir.isEmpty { return Files.absolute(dir) }
         var dir = LocalBuild.executablePath()
         for _ in 0..<5 {
             dir = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)])

@@ -17,7 +17,7 @@ public struct Invocation: Sendable {
     /// Relative paths in `.buildpacks` are relative to the app root. A local build compiles a copy
     /// of the app, and says where the original is.
     func appDir(for dirs: BuildDirectories) -> String {
-        environment["MULTIPACK_APP_DIR"].map(Files.absolute) ?? dirs.build
+        environment[HiddenVariable.appDir].map(Files.absolute) ?? dirs.build
     }
 }
 
@@ -82,7 +82,7 @@ public struct Compile {
         var fetchContext = FetchContext(
             appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: base,
             settings: settings)
-        if let width = invocation.environment["MULTIPACK_FETCH_PARALLELISM"].flatMap(Int.init), width > 0 {
+        if let width = invocation.environment[HiddenVariable.fetchParallelism].flatMap(Int.init), width > 0 {
             fetchContext.parallelism = width
         }
         var sequence = ChildSequence(dirs: dirs, log: log, trace: trace)

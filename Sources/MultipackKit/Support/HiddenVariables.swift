@@ -1,0 +1,13 @@
+/// The variables multipack's own processes use to talk to each other. None is for users: a local
+/// build starts the same binary once per verb, as Heroku does, and tells it these.
+enum HiddenVariable {
+    /// Where multipack's buildpack directory is, for a binary that does not sit in `bin/../`.
+    static let buildpackDir = "MULTIPACK_BUILDPACK_DIR"
+    /// The original app of a local build (relative `.buildpacks` paths are relative to it), since
+    /// compile runs on a copy.
+    static let appDir = "MULTIPACK_APP_DIR"
+    /// Where "GitHub" is, so tests and benchmarks can serve tarballs from loopback.
+    static let githubURL = "MULTIPACK_GITHUB_URL"
+    /// How many children are fetched at once, for benchmarks.
+    static let fetchParallelism = "MULTIPACK_FETCH_PARALLELISM"
+}

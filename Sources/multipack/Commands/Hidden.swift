@@ -1,0 +1,27 @@
+import ArgumentParser
+import MultipackKit
+
+/// For benchmarks and debugging: the in-process extraction a fetch uses, on one archive.
+struct ExtractCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "extract", abstract: "Extracts a .tar, .tar.gz or .tar.xz safely.", shouldDisplay: false)
+    @Argument var archive: String
+    @Argument var destination: String
+
+    func run() throws {
+        try perform { _ in
+            try extractArchive(atPath: archive, into: destination)
+        }
+    }
+}
+
+/// For the benchmark: packs a directory as a slug.
+struct PackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pack", shouldDisplay: false)
+    @Argument var directory: String
+    @Argument var output: String
+
+    func run() throws {
+        try perform { _ in _ = try Slug.pack(directory, to: output) }
+    }
+}

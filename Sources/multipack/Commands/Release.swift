@@ -1,0 +1,11 @@
+import ArgumentParser
+import MultipackKit
+
+struct ReleaseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "release", abstract: "Prints the merged release YAML.")
+    @Argument var buildDir: String
+
+    func run() {
+        print(ReleaseVerb.run(buildpackDir: Invocation.current().buildpackDir), terminator: "")
+    }
+}
