@@ -100,7 +100,8 @@ struct GitFetch {
     /// not used when it holds a `.gitmodules` (an archive has no submodules' contents), nor when
     /// the download fails: git is the fallback either way. Returns the extracted buildpack.
     private func githubArchive(of commit: String, in staging: String) throws -> String? {
-        let base = context.environment[HiddenVariable.githubURL].flatMap { $0.isEmpty ? nil : $0 } ?? "https://github.com"
+        let base =
+            context.environment[HiddenVariable.githubURL].flatMap { $0.isEmpty ? nil : $0 } ?? "https://github.com"
         guard url.hasPrefix(base + "/") else { return nil }
         var path = url.dropFirst(base.count + 1)
         if path.hasSuffix("/") { path = path.dropLast() }
