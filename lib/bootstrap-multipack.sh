@@ -1,7 +1,9 @@
 # Sourced by locate-multipack.sh when the buildpack has no binary yet (a git checkout, as Heroku
-# fetches `heroku buildpacks:set https://github.com/…`): downloads the release binary named in
-# buildpack.toml and keeps it as vendor/multipack-$HOSTTYPE for the next shim call; else builds it
-# with swift; else says what to do. Sets MULTIPACK or exits 1. Runs once per buildpack directory.
+# fetches `heroku buildpacks:set https://github.com/…#vX.Y.Z`): downloads the release binary named
+# in buildpack.toml (or MULTIPACK_BINARY_URL), checks it against the sha256 listed there (or
+# MULTIPACK_BINARY_SHA256) and keeps it as vendor/multipack-$HOSTTYPE for the next shim call; else
+# builds it with swift; else says what to do. Sets MULTIPACK or exits 1. Runs once per buildpack
+# directory.
 
 # multipack_toml TABLE KEY VAR: VAR = the string KEY = "…" under [TABLE] in buildpack.toml.
 multipack_toml() {
@@ -44,6 +46,7 @@ multipack_download() {
   multipack_toml metadata.multipack binary_url template
   multipack_toml metadata.multipack "sha256_$HOSTTYPE" expected
   template="${MULTIPACK_BINARY_URL:-$template}"
+  expected="${MULTIPACK_BINARY_SHA256:-$expected}"
   if [ -z "$template" ]; then
     MULTIPACK_DOWNLOAD_PROBLEM="buildpack.toml names no binary_url to download it from"
     return 1
@@ -52,9 +55,14 @@ multipack_download() {
   url="${url//\{arch\}/$HOSTTYPE}"
   shown="$(multipack_masked_url "$url")"
   if [ -z "$expected" ]; then
-    MULTIPACK_DOWNLOAD_PROBLEM="buildpack.toml lists no sha256_$HOSTTYPE to check a download from $shown against"
+    MULTIPACK_DOWNLOAD_PROBLEM="this checkout is not a release: buildpack.toml lists no sha256_$HOSTTYPE to check a download from $shown against"
     return 1
   fi
+  if ! [[ "$expected" =~ ^[0-9a-fA-F]{64}$ ]]; then
+    MULTIPACK_DOWNLOAD_PROBLEM="the sha256 to check $shown against is not 64 hex digits (MULTIPACK_BINARY_SHA256 or sha256_$HOSTTYPE in buildpack.toml)"
+    return 1
+  fi
+  expected="${expected,,}"
   target="$MULTIPACK_BUILDPACK_DIR/vendor/multipack-$HOSTTYPE"
   temporary="$MULTIPACK_BUILDPACK_DIR/vendor/.multipack-$HOSTTYPE.download.$$"
   echo "=====> Downloading multipack $version for $HOSTTYPE from $shown" >&2
@@ -75,8 +83,9 @@ multipack_download() {
     rm -f "$temporary"
     echo " !     The multipack binary downloaded from $shown is not the one buildpack.toml lists." >&2
     echo " !     Expected sha256 $expected (sha256_$HOSTTYPE for version $version), got $actual." >&2
-    echo " !     It was deleted, not run. If you set MULTIPACK_BINARY_URL, check that the mirror serves multipack $version;" >&2
-    echo " !     otherwise use a packaged release of multipack (its archive carries vendor/multipack-$HOSTTYPE)." >&2
+    echo " !     It was deleted, not run. If you set MULTIPACK_BINARY_URL or MULTIPACK_BINARY_SHA256, check that they" >&2
+    echo " !     name the same release binary; otherwise use the release archive, which carries the binary:" >&2
+    echo " !     heroku buildpacks:set https://github.com/<org>/multipack/releases/download/v$version/multipack.tgz" >&2
     exit 1
   fi
   chmod 755 "$temporary" && mv -f "$temporary" "$target" || {
@@ -97,11 +106,17 @@ if ! multipack_download; then
     }
     MULTIPACK="$MULTIPACK_BUILDPACK_DIR/.build/release/multipack"
   else
-    echo " !     multipack has no binary for $HOSTTYPE in $MULTIPACK_BUILDPACK_DIR, and cannot get one:" >&2
-    echo " !     $MULTIPACK_DOWNLOAD_PROBLEM, and there is no Swift toolchain to build it." >&2
-    echo " !     Use a packaged release of multipack (its archive carries vendor/multipack-$HOSTTYPE), set" >&2
-    echo " !     MULTIPACK_BINARY_URL to a reachable copy of the release binary, or install Swift and run" >&2
-    echo " !     swift build -c release in the buildpack." >&2
+    {
+      echo
+      echo " !     multipack has no binary for $HOSTTYPE in $MULTIPACK_BUILDPACK_DIR, and cannot get one:"
+      echo " !     $MULTIPACK_DOWNLOAD_PROBLEM, and there is no Swift toolchain to build it."
+      echo " !     Either use the release archive, which carries the binary:"
+      echo " !       heroku buildpacks:set https://github.com/<org>/multipack/releases/download/v<version>/multipack.tgz"
+      echo " !     or a release tag (https://github.com/<org>/multipack#v<version>), whose buildpack.toml lists the"
+      echo " !     binary's sha256; or set both MULTIPACK_BINARY_URL (a copy of the release binary for $HOSTTYPE)"
+      echo " !     and MULTIPACK_BINARY_SHA256 (its sha256) in the environment."
+      echo
+    } >&2
     exit 1
   fi
 fi

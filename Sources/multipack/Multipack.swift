@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import MultipackKit
 
 @main
@@ -12,6 +13,19 @@ struct Multipack: ParsableCommand {
             TestCommand.self, ReportCommand.self, BuildCommand.self, RunCommand.self, CICommand.self,
             CacheCommand.self, PackageCommand.self, PackCommand.self, ExtractCommand.self,
         ])
+
+    /// argument-parser's own entry, except that a usage error exits 2 (SPEC §11), not its 64.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
+            let message = fullMessage(for: error)
+            Log.writeToDescriptor(message.hasSuffix("\n") ? message : message + "\n", 2)
+            Glibc.exit(2)
+        }
+    }
 }
 
 /// Runs a verb: prints the ` !     ` block for any failure and decides the exit code, once.
@@ -24,6 +38,7 @@ func perform(_ body: (Invocation) throws -> Void) throws {
         throw exit
     } catch {
         invocation.log.failure(error)
+        ErrorReport.record(error, environment: invocation.environment)
         throw ExitCode(ErrorReport.exitCode(for: error))
     }
     if SignalForwarding.stopSignal != nil { throw ExitCode(1) }

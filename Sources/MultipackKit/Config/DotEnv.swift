@@ -77,19 +77,21 @@ public enum DotEnv {
     }
 }
 
-/// Config vars given on the command line: `--env-file FILE` first, then each `--env K=V` on top.
+/// Config vars given on the command line: each `--env-file` in order (a later file wins a name),
+/// then each `--env` on top. `--env NAME` without `=` takes NAME's value from the caller's
+/// environment, as `docker run -e NAME` does.
 public struct ConfigVarArguments: Sendable {
     public var pairs: [String] = []
-    public var envFile: String?
+    public var envFiles: [String] = []
 
-    public init(pairs: [String] = [], envFile: String? = nil) {
+    public init(pairs: [String] = [], envFiles: [String] = []) {
         self.pairs = pairs
-        self.envFile = envFile
+        self.envFiles = envFiles
     }
 
-    public func resolve() throws -> [(key: String, value: String)] {
+    public func resolve(environment: [String: String] = [:]) throws -> [(key: String, value: String)] {
         var vars: [(key: String, value: String)] = []
-        if let envFile {
+        for envFile in envFiles {
             let text: String
             do {
                 text = try Files.read(Files.absolute(envFile))
@@ -98,15 +100,26 @@ public struct ConfigVarArguments: Sendable {
                     "Could not read the --env-file \(envFile): \(error)",
                     hint: "Check the path; it is relative to the current directory.")
             }
-            vars = try DotEnv.parse(text, file: envFile)
+            for (key, value) in try DotEnv.parse(text, file: envFile) { vars.upsert(key, value) }
         }
         for pair in pairs {
-            guard let equals = pair.firstIndex(of: "="), SimpleExport.isName(pair[..<equals]) else {
+            let name = pair.firstIndex(of: "=").map { pair[..<$0] } ?? pair[...]
+            guard SimpleExport.isName(name) else {
                 throw UsageError(
-                    "--env takes NAME=VALUE, but got `\(Masking.text(pair))`.",
-                    hint: "Write it as --env NAME=VALUE (NAME: letters, digits and _, not starting with a digit).")
+                    "--env takes NAME=VALUE or NAME, but got `\(Masking.text(pair))`.",
+                    hint:
+                        "Write it as --env NAME=VALUE, or --env NAME to pass NAME's value from your environment (NAME: letters, digits and _, not starting with a digit)."
+                )
             }
-            vars.upsert(String(pair[..<equals]), String(pair[pair.index(after: equals)...]))
+            if let equals = pair.firstIndex(of: "=") {
+                vars.upsert(String(name), String(pair[pair.index(after: equals)...]))
+            } else if let value = environment[String(name)] {
+                vars.upsert(String(name), value)
+            } else {
+                throw UsageError(
+                    "--env \(name) takes the value of \(name) from your environment, but \(name) is not set there.",
+                    hint: "Export \(name) first, or write --env \(name)=VALUE.")
+            }
         }
         return vars
     }

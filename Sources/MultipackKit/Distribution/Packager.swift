@@ -57,6 +57,12 @@ public struct Packager {
             log.warning("The checkout has uncommitted changes: the archive holds them, and its commit says -dirty.")
         }
 
+        // `--output dist/multipack.tgz` on a fresh clone: dist/ is made, as `tar -cf` users expect.
+        for path in [output] + (binaryOutput.map { [Files.absolute($0)] } ?? []) {
+            if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+                try Files.makeDirectory(String(path[..<slash]))
+            }
+        }
         let binary = try buildBinary(version: version)
         let staging = try Files.temporaryDirectory(prefix: "multipack-package-")
         defer { Files.remove(staging) }
@@ -129,7 +135,7 @@ public struct Packager {
             // SwiftPM does not see a linker input change: without its output it has to link again.
             Files.remove(binary)
         }
-        log.step("Building the release binary: swift \(arguments.joined(separator: " "))")
+        log.step("Building the release binary (static Swift standard library)")
         try tool(["swift"], arguments, what: "build the release binary", quiet: false)
         return binary
     }
@@ -178,7 +184,8 @@ public struct Packager {
                 "Could not \(what): \(names.joined(separator: " or ")) is not on PATH.",
                 hint: "multipack package needs a Swift toolchain, git and binutils (apt-get install binutils git).")
         }
-        if quiet { log.detail("+ " + Command(executable, arguments, environment: [:]).traceLine) }
+        // Each command is shown once, before it runs; a loud one then streams its own output.
+        log.detail("+ " + Command(executable, arguments, environment: [:]).traceLine)
         let result = try Spawner.run(
             Command(
                 executable, arguments, environment: invocation.environment, stdout: quiet ? .capture : .inherit,

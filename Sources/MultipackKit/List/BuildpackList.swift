@@ -34,8 +34,12 @@ public struct BuildpackListError: Error, Equatable, CustomStringConvertible {
 public enum BuildpackList {
     static let archiveSuffixes = [".tgz", ".tar.gz", ".tar.xz", ".txz", ".tar"]
 
-    /// Parses the contents of a `.buildpacks` file.
-    public static func parse(_ contents: String) throws(BuildpackListError) -> [BuildpackEntry] {
+    /// Parses the contents of a `.buildpacks` file. With `directory` (the app root, or the current
+    /// directory for `--buildpack`), a bare relative path such as `vendor/bp` that names an existing
+    /// directory there is that directory, as `pack` reads it; only otherwise is it a registry name.
+    public static func parse(_ contents: String, directory: String? = nil) throws(BuildpackListError)
+        -> [BuildpackEntry]
+    {
         var text = Substring(contents)
         if text.unicodeScalars.first == "\u{FEFF}" { text = Substring(text.unicodeScalars.dropFirst()) }
         var entries: [BuildpackEntry] = []
@@ -51,12 +55,14 @@ public enum BuildpackList {
                 if word.first == "#" { break }
                 kept.append(word)
             }
-            entries.append(try entry(kept, line: offset + 1))
+            entries.append(try entry(kept, line: offset + 1, directory: directory))
         }
         return entries
     }
 
-    static func entry(_ words: [Substring], line: Int) throws(BuildpackListError) -> BuildpackEntry {
+    static func entry(_ words: [Substring], line: Int, directory: String? = nil) throws(BuildpackListError)
+        -> BuildpackEntry
+    {
         let text = String(words[0])
         func failure(_ reason: String) -> BuildpackListError {
             BuildpackListError(line: line, text: Masking.url(words.joined(separator: " ")), reason: reason)
@@ -78,11 +84,11 @@ public enum BuildpackList {
                 throw failure("unknown option `\(key)` (the only option is sha256=)")
             }
         }
-        guard let reference = reference(text) else {
+        guard let reference = localDirectory(text, in: directory) ?? reference(text) else {
             throw failure(
                 "this is not a buildpack reference (expected a git URL, an archive URL ending in .tgz, "
-                    + ".tar.gz, .tar.xz, .txz or .tar, a registry name namespace/name, or a path starting "
-                    + "with /, ./ or ../)")
+                    + ".tar.gz, .tar.xz, .txz or .tar, a registry name namespace/name, or the path of a "
+                    + "directory that exists\(directory.map { " under \($0)" } ?? ""))")
         }
         if sha256 != nil {
             switch reference {
@@ -130,6 +136,18 @@ public enum BuildpackList {
             return .git(url: base, ref: ref)
         }
         return ref == nil ? registryName(base) : nil
+    }
+
+    /// A bare relative path (`vendor/bp`, `vendor/bp#v1`) naming a directory under `directory`:
+    /// the file system is asked before the name is read as a registry name.
+    static func localDirectory(_ text: String, in directory: String?) -> BuildpackReference? {
+        guard let directory, !text.isEmpty else { return nil }
+        let (base, ref) = splitRef(text)
+        guard !base.isEmpty, !base.hasPrefix("/"), !base.hasPrefix("./"), !base.hasPrefix("../"),
+            !base.contains("://"), !base.hasPrefix("urn:"), !base.contains(":"), ref.map({ !$0.isEmpty }) ?? true,
+            Files.isDirectory(Files.join(directory, base))
+        else { return nil }
+        return ref == nil ? .directory(path: "./" + base) : .git(url: "./" + base, ref: ref)
     }
 
     static func registryName(_ text: String) -> BuildpackReference? {

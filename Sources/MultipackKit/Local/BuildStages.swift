@@ -11,6 +11,8 @@ protocol BuildStages {
     func report() -> String
     /// What compile recorded about each child.
     var record: BuildRecord? { get }
+    /// The environment the tests see: the build's, with every child's exports applied.
+    func testEnvironment() -> [String: String]
 }
 
 /// multipack as the app's one buildpack, over its `.buildpacks`: its own binary run as
@@ -20,18 +22,33 @@ struct SelfStages: BuildStages {
     var buildpackDir: String
     var appDir: String
     var environment: [String: String]
+    /// Where a verb that fails writes its ` !     ` block's lines, for `--json`.
+    var failureFile: String
     var log: Log
+    private let outerEnvironment: [String: String]
 
-    init(dirs: BuildDirectories, buildpackDir: String, appDir: String, environment: [String: String], log: Log) {
+    init(
+        dirs: BuildDirectories, buildpackDir: String, appDir: String, environment: [String: String],
+        failureFile: String, log: Log
+    ) {
         self.dirs = dirs
         self.buildpackDir = buildpackDir
         self.appDir = appDir
+        self.failureFile = failureFile
         self.log = log
+        self.outerEnvironment = environment
         var environment = environment
         environment[HiddenVariable.buildpackDir] = buildpackDir
         // `.buildpacks` paths are relative to the app, not to its copy.
         environment[HiddenVariable.appDir] = appDir
+        environment[HiddenVariable.failureFile] = failureFile
         self.environment = environment
+    }
+
+    /// A verb failed and printed its block: its exit code, and its first line for `--json`.
+    private func reported(_ result: ProcessResult) -> ReportedFailure {
+        let lines = (try? Files.read(failureFile))?.lines.map(String.init)
+        return ReportedFailure(code: result.termination.exitCode, failure: lines?.first)
     }
 
     private func verb(_ arguments: [String], stdout: Command.Output, stderr: Command.Output = .inherit) throws
@@ -62,7 +79,7 @@ struct SelfStages: BuildStages {
         log.step("\(detect.stdoutText.trimmingCharacters("\n")) app detected")
         let compile = try verb(
             [testCompile ? "test-compile" : "compile", dirs.build, dirs.cache, dirs.env], stdout: .inherit)
-        guard compile.termination.succeeded else { throw ReportedFailure(code: compile.termination.exitCode) }
+        guard compile.termination.succeeded else { throw reported(compile) }
     }
 
     func release() throws -> Release {
@@ -76,7 +93,15 @@ struct SelfStages: BuildStages {
 
     func test() throws {
         let result = try verb(["test", dirs.build, dirs.env], stdout: .inherit)
-        guard result.termination.succeeded else { throw ReportedFailure(code: result.termination.exitCode) }
+        guard result.termination.succeeded else { throw reported(result) }
+    }
+
+    func testEnvironment() -> [String: String] {
+        var environment = outerEnvironment
+        guard let record else { return environment }
+        for name in record.unset { environment[name] = nil }
+        environment.merge(record.exported) { $1 }
+        return environment
     }
 
     func report() -> String {
@@ -156,7 +181,12 @@ struct ListStages: BuildStages {
         return last.release
     }
 
+    func testEnvironment() -> [String: String] { finalEnvironment }
+
     func test() throws {
+        guard children.contains(where: { Files.exists($0.fetched.directory + "/bin/test") }) else {
+            throw TestVerb.nothingTested
+        }
         for child in children {
             let script = child.fetched.directory + "/bin/test"
             guard Files.exists(script) else { continue }

@@ -18,6 +18,21 @@ public struct LocalBuildOptions: Sendable {
     public init(appDir: String) {
         self.appDir = Files.absolute(appDir)
     }
+
+    /// The stacks Heroku builds on, past and present: what `--stack` accepts.
+    public static let stacks = ["heroku-18", "heroku-20", "heroku-22", "heroku-24"]
+
+    /// Command-line values that no build could use: usage errors (exit 2) before anything runs.
+    public func validate() throws(UsageError) {
+        guard Self.stacks.contains(stack) else {
+            throw UsageError(
+                "--stack \(Masking.text(stack)) is not a Heroku stack.",
+                hint: "Give one of \(Self.stacks.joined(separator: ", ")).")
+        }
+        guard slugLimitMB >= 0 else {
+            throw UsageError("--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
+        }
+    }
 }
 
 /// `multipack build APP_DIR` (Heroku's slug compiler on this machine) and `multipack ci APP_DIR`
@@ -50,6 +65,11 @@ public struct LocalBuild {
             try perform(&summary)
         } catch let reported as ReportedFailure {
             code = reported.code
+            summary.failure = summary.failure ?? reported.failure
+        } catch let script as ScriptFailure {
+            log.failure(script.failure)
+            code = script.code
+            summary.failure = script.failure.headline
         } catch {
             log.failure(error)
             code = ErrorReport.exitCode(for: error)
@@ -67,11 +87,17 @@ public struct LocalBuild {
 
     private func perform(_ summary: inout LocalBuildSummary) throws {
         let appDir = options.appDir
+        try options.validate()
         guard Files.isDirectory(appDir) else {
             throw UsageError("\(appDir) is not a directory.", hint: "Give multipack the path of your app's directory.")
         }
-        let configVars = try options.configArguments.resolve()
+        let configVars = try options.configArguments.resolve(environment: invocation.environment)
         let entries = try buildpackEntries()
+        // A bad .buildpacks line is bad input (exit 2), said before anything is copied or run.
+        if entries.isEmpty, let list = try? Files.read(appDir + "/.buildpacks") {
+            _ = try BuildpackList.parse(list, directory: appDir)
+        }
+        let appJSON = mode == .ci ? try AppJSON.read(appDir + "/app.json") : nil
         let scratch = try Files.temporaryDirectory(prefix: "multipack-local-")
         defer { Files.remove(scratch) }
         for name in ["buildpack", "env", "tmp", "children"] { try Files.makeDirectory(scratch + "/" + name) }
@@ -100,7 +126,8 @@ public struct LocalBuild {
         var stages: any BuildStages =
             entries.isEmpty
             ? SelfStages(
-                dirs: dirs, buildpackDir: scratch + "/buildpack", appDir: appDir, environment: environment, log: log)
+                dirs: dirs, buildpackDir: scratch + "/buildpack", appDir: appDir, environment: environment,
+                failureFile: scratch + "/failure", log: log)
             : ListStages(
                 entries: entries, dirs: dirs, workDir: scratch + "/children", environment: environment,
                 configVars: Dictionary(configVars, uniquingKeysWith: { $1 }), log: log)
@@ -116,9 +143,8 @@ public struct LocalBuild {
         }
 
         if mode == .ci {
-            log.step("Running the tests")
-            try stages.test()
-            log.step("Tests passed")
+            try runTests(stages, appJSON: appJSON, configVars: configVars, buildDir: buildDir)
+            if options.slugPath != nil { try writeSlug(buildDir, &summary) }
             return
         }
 
@@ -141,10 +167,22 @@ public struct LocalBuild {
         try? Files.makeDirectory(state)
         try? Files.write(buildDir + "\n", to: LocalState.lastBuildPointer(state))
 
+        let slugPath = try writeSlug(buildDir, &summary)
+        try Files.write(final.yaml, to: LocalState.releaseSidecar(for: slugPath))
+        log.step("Build directory: \(buildDir)")
+        log.detail("Release (for multipack run): \(releasePath)")
+        log.detail("Report: \(reportPath)")
+        if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
+            log.detail("Try it: multipack run \(slugPath) \(web.key)")
+        }
+    }
+
+    /// Packs BUILD_DIR as the slug and checks it against Heroku's limits.
+    @discardableResult
+    private func writeSlug(_ buildDir: String, _ summary: inout LocalBuildSummary) throws -> String {
         log.step("Compressing...")
         let slugPath = options.slugPath.map(Files.absolute) ?? buildDir + ".slug.tgz"
         let bytes = try Slug.pack(buildDir, to: slugPath)
-        try Files.write(final.yaml, to: LocalState.releaseSidecar(for: slugPath))
         let limit = Int64(options.slugLimitMB) << 20
         summary.slug = LocalBuildSummary.SlugInfo(path: slugPath, bytes: bytes, limitBytes: limit)
         log.detail("Done: \(Slug.formatSize(bytes))")
@@ -163,12 +201,57 @@ public struct LocalBuild {
                 "Warning: Your slug size (\(Slug.formatSize(bytes))) exceeds Heroku's soft limit (300M), which may affect boot time."
             )
         }
-        log.step("Build directory: \(buildDir)")
-        log.detail("Release (for multipack run): \(releasePath)")
-        log.detail("Report: \(reportPath)")
-        if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
-            log.detail("Try it: multipack run \(slugPath) \(web.key)")
+        return slugPath
+    }
+
+    /// Heroku CI's part after test-compile (SPEC §8): app.json's `test-setup`, then its `test`
+    /// script instead of the buildpacks' `bin/test` when it has one, whose exit code is the run's.
+    private func runTests(
+        _ stages: any BuildStages, appJSON: AppJSON?, configVars: [(key: String, value: String)], buildDir: String
+    ) throws {
+        var environment = stages.testEnvironment()
+        for (key, value) in configVars { environment[key] = value }
+        if let setup = appJSON?.testSetup {
+            log.step("Running app.json's test-setup script")
+            let code = try runScript(setup, environment: environment, in: buildDir)
+            guard code == 0 else {
+                throw ScriptFailure(
+                    code: code,
+                    failure: BuildFailure(
+                        "app.json's test-setup script failed with exit code \(code).",
+                        details: ["Script: \(setup)"], hint: "Its output above says why; the tests did not run."))
+            }
         }
+        if let test = appJSON?.test {
+            log.step("Running app.json's test script")
+            let code = try runScript(test, environment: environment, in: buildDir)
+            guard code == 0 else {
+                throw ScriptFailure(
+                    code: code,
+                    failure: BuildFailure(
+                        "Tests failed: app.json's test script ended with exit code \(code).",
+                        details: ["Script: \(test)"], hint: "The test output above says which tests failed."))
+            }
+        } else {
+            log.step("Running the tests")
+            try stages.test()
+        }
+        log.step("Tests passed")
+    }
+
+    /// An app.json script, run by bash in the build directory as Heroku CI runs it in the test
+    /// dyno: `.profile.d/*.sh` sourced first. Returns its exit code (128 + signal when killed).
+    private func runScript(_ script: String, environment: [String: String], in buildDir: String) throws -> Int32 {
+        let profile = "for f in .profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; unset f\n"
+        let command = Command(
+            "bash", ["-c", profile + script], in: buildDir, environment: environment, stdout: .inherit,
+            stderr: .inherit)
+        if (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true {
+            log.detail("+ bash -c \(script)")
+        }
+        let result = try Spawner.run(command)
+        if SignalForwarding.stopSignal != nil { throw ReportedFailure(code: 1) }
+        return result.termination.exitCode
     }
 
     /// `--buildpack` values, read as `.buildpacks` lines are.
@@ -176,7 +259,8 @@ public struct LocalBuild {
         var entries: [BuildpackEntry] = []
         for (index, text) in options.buildpacks.enumerated() {
             do {
-                let parsed = try BuildpackList.parse(text)
+                // Paths given on the command line are relative to where multipack was started.
+                let parsed = try BuildpackList.parse(text, directory: Files.absolute("."))
                 guard parsed.count == 1, var entry = parsed.first else {
                     throw BuildpackListError(line: 1, text: text, reason: "it is empty")
                 }
@@ -296,9 +380,17 @@ public struct LocalBuild {
     }
 }
 
-/// A failure whose ` !     ` block a child process already printed: only its exit code is left.
+/// A failure whose ` !     ` block a child process already printed: only its exit code is left
+/// (and, for `--json`, its first line when the child process left it).
 struct ReportedFailure: Error {
     var code: Int32
+    var failure: String?
+}
+
+/// An app.json script failed: the run ends with the script's own exit code.
+struct ScriptFailure: Error {
+    var code: Int32
+    var failure: BuildFailure
 }
 
 enum StandardOutput {

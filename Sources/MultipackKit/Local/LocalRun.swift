@@ -73,7 +73,9 @@ public struct LocalRun {
 
         var environment = dynoEnvironment(home: home)
         for (key, value) in release.configVars where environment[key] == nil { environment[key] = value }
-        for (key, value) in try configArguments.resolve() { environment[key] = value }
+        for (key, value) in try configArguments.resolve(environment: invocation.environment) {
+            environment[key] = value
+        }
         log.step("Starting \(process): \(command)")
         log.detail("HOME=\(home) PORT=\(port) DYNO=\(process).1")
         let result = try Spawner.run(

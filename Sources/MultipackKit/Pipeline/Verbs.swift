@@ -1,11 +1,12 @@
 /// `bin/detect`: multipack applies when `.buildpacks` lists at least one buildpack.
 public enum Detect {
     public static func run(buildDir: String) throws -> String {
-        let path = Files.absolute(buildDir) + "/.buildpacks"
+        let buildDir = Files.absolute(buildDir)
+        let path = buildDir + "/.buildpacks"
         guard Files.exists(path) else {
             throw BuildFailure("No .buildpacks file in the app: multipack has nothing to run.")
         }
-        let entries = try BuildpackList.parse(try Files.read(path))
+        let entries = try BuildpackList.parse(try Files.read(path), directory: buildDir)
         guard !entries.isEmpty else {
             throw BuildFailure(".buildpacks lists no buildpack: multipack has nothing to run.")
         }
@@ -44,6 +45,12 @@ public struct TestVerb {
         self.invocation = invocation
     }
 
+    /// A run that tested nothing never reports success (SPEC §8).
+    static let nothingTested = BuildFailure(
+        "Nothing was tested: none of the buildpacks has a bin/test.",
+        hint: "Give the app a test script in app.json (environments.test.scripts.test), which Heroku CI runs "
+            + "instead, or use buildpacks that can test it (they have bin/test).")
+
     public func run() throws {
         guard let record = BuildRecord.load(from: invocation.buildpackDir), record.outcome == "succeeded" else {
             throw BuildFailure(
@@ -57,6 +64,9 @@ public struct TestVerb {
         for name in record.unset { environment[name] = nil }
         environment.merge(record.exported) { $1 }
         let log = invocation.log
+        guard record.children.contains(where: { Files.exists($0.directory + "/bin/test") }) else {
+            throw Self.nothingTested
+        }
         for child in record.children {
             let script = child.directory + "/bin/test"
             guard Files.exists(script) else { continue }

@@ -37,6 +37,13 @@ public enum ErrorReport {
         error is UsageError || error is BuildpackListError ? 2 : 1
     }
 
+    /// For a verb a local build started: leaves the failure's lines where the build asked
+    /// (`--json` carries the failure a child process printed).
+    public static func record(_ error: any Error, environment: [String: String]) {
+        guard let path = environment[HiddenVariable.failureFile], !path.isEmpty else { return }
+        try? Files.write(lines(for: error).joined(separator: "\n") + "\n", to: path)
+    }
+
     public static func lines(for error: any Error) -> [String] {
         var lines: [String]
         switch error {

@@ -8,6 +8,9 @@ enum HiddenVariable {
     static let appDir = "MULTIPACK_APP_DIR"
     /// Where "GitHub" is, so tests and benchmarks can serve tarballs from loopback.
     static let githubURL = "MULTIPACK_GITHUB_URL"
+    /// Where a verb started by a local build writes its failure's lines, so that `--json` can
+    /// carry the failure a child process printed.
+    static let failureFile = "MULTIPACK_FAILURE_FILE"
     /// How many children are fetched at once, for benchmarks.
     static let fetchParallelism = "MULTIPACK_FETCH_PARALLELISM"
 }

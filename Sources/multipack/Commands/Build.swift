@@ -1,31 +1,62 @@
 import ArgumentParser
 import MultipackKit
 
+/// Config vars on the command line, for `build`, `ci` and `run`.
+struct ConfigVarOptions: ParsableArguments {
+    @Option(
+        name: [.customShort("e"), .customLong("env")],
+        help: ArgumentHelp(
+            "A config var (repeatable): NAME=VALUE, or NAME to pass NAME's value from your environment.",
+            valueName: "NAME[=VALUE]"))
+    var env: [String] = []
+    @Option(
+        name: .customLong("env-file"),
+        help: ArgumentHelp(
+            "Config vars from a dotenv file (repeatable: a later file wins a name; --env wins over all).",
+            valueName: "FILE"))
+    var envFiles: [String] = []
+
+    var arguments: ConfigVarArguments { ConfigVarArguments(pairs: env, envFiles: envFiles) }
+}
+
 /// Options `build` and `ci` share.
 struct LocalBuildArguments: ParsableArguments {
     @Argument(help: "The app's directory.") var appDir: String
     @Option(
         name: .customLong("buildpack"),
-        help:
-            "A buildpack to run as Heroku's own list would (repeatable, in order). Without it, multipack runs the app's .buildpacks."
-    )
+        help: ArgumentHelp(
+            "A buildpack to run as Heroku's own list would (repeatable, in order): a URL, a registry name, or a directory (a relative path that exists here is that directory). Without it, multipack runs the app's .buildpacks.",
+            valueName: "URL|DIR"))
     var buildpacks: [String] = []
-    @Option(name: .customLong("env"), help: "A config var, NAME=VALUE (repeatable).") var env: [String] = []
-    @Option(name: .customLong("env-file"), help: "Config vars from a dotenv file (--env wins over it).") var envFile:
-        String?
-    @Option(help: "The cache directory (default: a per-app directory under ~/.cache/multipack/apps).") var cache:
-        String?
+    @OptionGroup var config: ConfigVarOptions
+    @Option(
+        help: ArgumentHelp(
+            "The cache directory (default: a per-app directory under ~/.cache/multipack/apps).", valueName: "DIR"))
+    var cache: String?
     @Flag(name: .customLong("no-cache"), help: "Build with a throwaway cache.") var noCache = false
-    @Option(help: "The stack the build is told it runs on (STACK).") var stack = "heroku-24"
+    @Option(
+        help: ArgumentHelp(
+            "The stack the build is told it runs on (STACK): \(LocalBuildOptions.stacks.joined(separator: ", ")).",
+            valueName: "NAME"))
+    var stack = "heroku-24"
+    @Option(
+        help: ArgumentHelp(
+            "Where to write the slug (default for build: next to the build directory; ci writes one only when asked).",
+            valueName: "FILE"))
+    var slug: String?
+    @Option(name: .customLong("slug-limit"), help: ArgumentHelp("Fail above this slug size.", valueName: "MB"))
+    var slugLimit = 500
     @Flag(help: "Print one JSON summary on stdout; the log goes to stderr.") var json = false
 
     func options() -> LocalBuildOptions {
         var options = LocalBuildOptions(appDir: appDir)
         options.buildpacks = buildpacks
-        options.configArguments = ConfigVarArguments(pairs: env, envFile: envFile)
+        options.configArguments = config.arguments
         options.cacheDir = cache
         options.noCache = noCache
         options.stack = stack
+        options.slugPath = slug
+        options.slugLimitMB = slugLimit
         options.json = json
         return options
     }
@@ -35,15 +66,10 @@ struct BuildCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "build", abstract: "Builds an app locally as Heroku's slug compiler would, and writes its slug.")
     @OptionGroup var arguments: LocalBuildArguments
-    @Option(help: "Where to write the slug (default: next to the build directory).") var slug: String?
-    @Option(name: .customLong("slug-limit"), help: "Fail above this slug size, in MB.") var slugLimit = 500
 
     func run() throws {
         try performReturningCode { invocation in
-            var options = arguments.options()
-            options.slugPath = slug
-            options.slugLimitMB = slugLimit
-            return LocalBuild(options: options, invocation: invocation).run()
+            LocalBuild(options: arguments.options(), invocation: invocation).run()
         }
     }
 }

@@ -3,7 +3,10 @@ import MultipackKit
 
 struct CICommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ci", abstract: "Runs Heroku CI locally: test-compile, then the tests, with CI=true.")
+        commandName: "ci",
+        abstract:
+            "Runs Heroku CI locally: test-compile, app.json's test-setup, then its test script or the buildpacks' bin/test, with CI=true."
+    )
     @OptionGroup var arguments: LocalBuildArguments
 
     func run() throws {

@@ -4,9 +4,9 @@ import MultipackKit
 struct CompileCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "compile", abstract: "Fetches and runs every child buildpack.")
-    @Argument var buildDir: String
-    @Argument var cacheDir: String
-    @Argument var envDir: String
+    @Argument(help: "The app's directory, built in place (BUILD_DIR).") var buildDir: String
+    @Argument(help: "The directory kept between builds (CACHE_DIR).") var cacheDir: String
+    @Argument(help: "The directory of config vars, one file per variable (ENV_DIR).") var envDir: String
 
     func run() throws {
         try perform { invocation in
@@ -19,9 +19,9 @@ struct CompileCommand: ParsableCommand {
 struct TestCompileCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "test-compile", abstract: "As compile, with each child's bin/test-compile where it has one.")
-    @Argument var buildDir: String
-    @Argument var cacheDir: String
-    @Argument var envDir: String
+    @Argument(help: "The app's directory, built in place (BUILD_DIR).") var buildDir: String
+    @Argument(help: "The directory kept between builds (CACHE_DIR).") var cacheDir: String
+    @Argument(help: "The directory of config vars, one file per variable (ENV_DIR).") var envDir: String
 
     func run() throws {
         try perform { invocation in

@@ -4,7 +4,7 @@ import MultipackKit
 struct DetectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "detect", abstract: "Prints Multipack when the app has a .buildpacks list.")
-    @Argument var buildDir: String
+    @Argument(help: "The app's directory (BUILD_DIR).") var buildDir: String
 
     func run() throws {
         do {

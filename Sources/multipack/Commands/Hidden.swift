@@ -5,8 +5,8 @@ import MultipackKit
 struct ExtractCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "extract", abstract: "Extracts a .tar, .tar.gz or .tar.xz safely.", shouldDisplay: false)
-    @Argument var archive: String
-    @Argument var destination: String
+    @Argument(help: "The archive.") var archive: String
+    @Argument(help: "The directory to extract into.") var destination: String
 
     func run() throws {
         try perform { _ in
@@ -18,8 +18,8 @@ struct ExtractCommand: ParsableCommand {
 /// For the benchmark: packs a directory as a slug.
 struct PackCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pack", shouldDisplay: false)
-    @Argument var directory: String
-    @Argument var output: String
+    @Argument(help: "The directory to pack.") var directory: String
+    @Argument(help: "The slug to write (.tgz).") var output: String
 
     func run() throws {
         try perform { _ in _ = try Slug.pack(directory, to: output) }

@@ -6,15 +6,14 @@ struct RunCommand: ParsableCommand {
         commandName: "run", abstract: "Starts a process of a build or slug as a Heroku dyno would.")
     @Argument(help: "A slug, a build directory, or an app directory (its last build).") var target: String
     @Argument(help: "The process type (web, worker, …).") var process: String
-    @Option(name: .customLong("env"), help: "A config var, NAME=VALUE (repeatable).") var env: [String] = []
-    @Option(name: .customLong("env-file"), help: "Config vars from a dotenv file.") var envFile: String?
+    @OptionGroup var config: ConfigVarOptions
     @Option(help: "PORT for the process.") var port = 5000
 
     func run() throws {
         SignalForwarding.install()
         let invocation = Invocation.current()
         var localRun = LocalRun(target: target, process: process, invocation: invocation)
-        localRun.configArguments = ConfigVarArguments(pairs: env, envFile: envFile)
+        localRun.configArguments = config.arguments
         localRun.port = port
         let code: Int32
         do {
