@@ -8,6 +8,8 @@ public struct ChildRun: Sendable {
     public var compileSeconds = 0.0
     public var releaseSeconds = 0.0
     public var release = Release()
+    /// What BUILD_DIR gained during this child's turn; nil with `MULTIPACK_SIZES=0`.
+    public var growth: TreeSize?
 
     public var label: String { "[\(position)/\(total)]" }
     public var url: String { fetched.entry.maskedText }

@@ -6,6 +6,8 @@ struct ChildSequence {
     var log: Log
     var trace: @Sendable (Command) -> Void
     private(set) var children: [ChildRun] = []
+    /// Charges each child with BUILD_DIR's growth during its turn.
+    var sizes: SizeMeter?
 
     init(dirs: BuildDirectories, log: Log, trace: @escaping @Sendable (Command) -> Void) {
         self.dirs = dirs
@@ -48,9 +50,11 @@ struct ChildSequence {
             try runner.compile(&children[index], environment: environment, testCompile: testCompile)
             environment = try runner.applyExport(children[index], to: environment).env
             try runner.release(&children[index], environment: releaseEnvironment)
+            children[index].growth = sizes?.growth()
             log.detail(
                 "\(children[index].label) \(children[index].displayName) done in "
-                    + formatSeconds(children[index].ownSeconds))
+                    + formatSeconds(children[index].ownSeconds)
+                    + (children[index].growth.map { " (\($0.signedBytes), \($0.signedFiles))" } ?? ""))
             finished(children[index])
         }
         return environment
@@ -63,6 +67,6 @@ extension BuildRecord.Child {
             position: child.position, url: child.url, name: child.name, version: child.fetched.version,
             source: child.fetched.source, directory: child.fetched.directory, fetchSeconds: child.fetched.seconds,
             detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds,
-            releaseSeconds: child.releaseSeconds)
+            releaseSeconds: child.releaseSeconds, growth: child.growth)
     }
 }

@@ -21,6 +21,8 @@ public struct Settings: Sendable {
     public var fetchTimeout: Int = 300
     public var registryURL = "https://buildpack-registry.s3.amazonaws.com/buildpacks"
     public var xtrace = false
+    /// Measure BUILD_DIR after each child and hook (SPEC §14); `MULTIPACK_SIZES=0` turns it off.
+    public var sizes = true
 
     public enum HookMode: String, Sendable { case multipack, children }
 
@@ -50,6 +52,7 @@ public struct Settings: Sendable {
             registryURL = url.hasSuffix("/") ? String(url.dropLast()) : url
         }
         xtrace = try Self.boolean("BUILDPACK_XTRACE", value("BUILDPACK_XTRACE"))
+        if let raw = value("MULTIPACK_SIZES") { sizes = try Self.boolean("MULTIPACK_SIZES", raw) }
     }
 
     /// 1/true/yes/on and 0/false/no/off/empty, in any case: `0` means off.

@@ -164,12 +164,14 @@ struct ListStages: BuildStages {
             entries, context: context,
             heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)")
         record?.children = sequence.children.map(BuildRecord.Child.init)
+        sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)
         let env = try sequence.run(environment: environment, releaseEnvironment: environment, testCompile: testCompile)
         {
             record?.children[$0.position - 1] = BuildRecord.Child($0)
         }
         children = sequence.children
         finalEnvironment = env
+        if settings.sizes { record?.buildDirSize = TreeWalk.measure(dirs.build) }
     }
 
     func release() throws -> Release {

@@ -134,6 +134,9 @@ public struct LocalBuild {
         defer {
             summary.children = stages.record?.children.map(LocalBuildSummary.Child.init) ?? []
             summary.hookSeconds = stages.record?.hookSeconds ?? [:]
+            summary.hookGrowth = stages.record?.hookGrowth ?? [:]
+            summary.buildDirSize = stages.record?.buildDirSize
+            summary.slugfilterRemoved = stages.record?.slugFilterRemoved
         }
         do {
             try stages.compile(testCompile: mode == .ci)

@@ -13,6 +13,8 @@ struct LocalBuildSummary: Encodable {
         var detectSeconds: Double
         var compileSeconds: Double
         var releaseSeconds: Double
+        /// BUILD_DIR's growth during the child's turn (absent with `MULTIPACK_SIZES=0`).
+        var growth: TreeSize?
 
         init(_ child: BuildRecord.Child) {
             position = child.position
@@ -24,6 +26,7 @@ struct LocalBuildSummary: Encodable {
             detectSeconds = child.detectSeconds
             compileSeconds = child.compileSeconds
             releaseSeconds = child.releaseSeconds
+            growth = child.growth
         }
     }
 
@@ -46,6 +49,10 @@ struct LocalBuildSummary: Encodable {
     var children: [Child] = []
     /// The app's own hooks (`pre_compile`, `post_compile`) when multipack ran them.
     var hookSeconds: [String: Double] = [:]
+    var hookGrowth: [String: TreeSize] = [:]
+    /// BUILD_DIR after compile and `.slugfilter`.
+    var buildDirSize: TreeSize?
+    var slugfilterRemoved: TreeSize?
     var processTypes: [String: String] = [:]
     var release: String?
     var report: String?

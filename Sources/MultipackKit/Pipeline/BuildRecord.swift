@@ -26,6 +26,8 @@ public struct BuildRecord: Codable, Sendable {
         public var detectSeconds: Double
         public var compileSeconds: Double
         public var releaseSeconds: Double
+        /// BUILD_DIR's growth during the child's turn; nil with `MULTIPACK_SIZES=0`.
+        public var growth: TreeSize? = nil
     }
 
     public var outcome = "running"
@@ -33,6 +35,12 @@ public struct BuildRecord: Codable, Sendable {
     public var stage = "compile"
     public var children: [Child] = []
     public var hookSeconds: [String: Double] = [:]
+    /// BUILD_DIR's growth during each hook (SPEC §14).
+    public var hookGrowth: [String: TreeSize] = [:]
+    /// BUILD_DIR at the end of compile, after `.slugfilter`.
+    public var buildDirSize: TreeSize?
+    /// What `.slugfilter` removed; nil without one.
+    public var slugFilterRemoved: TreeSize?
     public var totalSeconds = 0.0
     /// The environment the children's exports produced, for `test`.
     public var exported: [String: String] = [:]
@@ -68,6 +76,15 @@ public struct BuildRecord: Codable, Sendable {
         if let failure { lines.append(("failure", YAML.quoted(failure))) }
         for (name, value) in hookSeconds.sorted(by: { $0.key < $1.key }) {
             lines.append(("hook_\(name)_seconds", seconds(value)))
+            if let growth = hookGrowth[name] {
+                lines += [("hook_\(name)_growth_bytes", "\(growth.bytes)"), ("hook_\(name)_growth_files", "\(growth.files)")]
+            }
+        }
+        if let removed = slugFilterRemoved {
+            lines += [("slugfilter_removed_bytes", "\(removed.bytes)"), ("slugfilter_removed_files", "\(removed.files)")]
+        }
+        if let size = buildDirSize {
+            lines += [("build_dir_bytes", "\(size.bytes)"), ("build_dir_files", "\(size.files)")]
         }
         for child in children {
             let p = "child_\(child.position)_"
@@ -79,6 +96,9 @@ public struct BuildRecord: Codable, Sendable {
                 (p + "compile_seconds", seconds(child.compileSeconds)),
                 (p + "release_seconds", seconds(child.releaseSeconds)),
             ]
+            if let growth = child.growth {
+                lines += [(p + "growth_bytes", "\(growth.bytes)"), (p + "growth_files", "\(growth.files)")]
+            }
         }
         return lines.map { "\($0.0): \($0.1)\n" }.joined()
     }

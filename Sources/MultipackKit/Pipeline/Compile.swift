@@ -77,6 +77,9 @@ public struct Compile {
                 hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
         }
 
+        // A bad .slugfilter fails now, before anything is fetched or run.
+        _ = try SlugFilter.read(dirs.build)
+
         // Fetch every child first, in parallel, into a private directory outside BUILD_DIR.
         let workDir = try Files.temporaryDirectory(prefix: "multipack-children-")
         var fetchContext = FetchContext(
@@ -95,19 +98,30 @@ public struct Compile {
         if settings.hooks == .multipack { try hooks.holdBack() }
         defer { hooks.restore() }
 
+        var sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)
         var environment = base
         if hooks.has("pre_compile") {
             let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
             record.hookSeconds["pre_compile"] = try hooks.run("pre_compile", environment: env, log: log, trace: trace)
+            record.hookGrowth["pre_compile"] = sizes.growth()
         }
+        sequence.sizes = sizes
         environment = try sequence.run(environment: base, releaseEnvironment: base, testCompile: testCompile) {
             record.children[$0.position - 1] = BuildRecord.Child($0)
         }
+        sizes = sequence.sizes ?? sizes
         let children = sequence.children
         if hooks.has("post_compile") {
             let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
             record.hookSeconds["post_compile"] = try hooks.run("post_compile", environment: env, log: log, trace: trace)
+            record.hookGrowth["post_compile"] = sizes.growth()
         }
+        // The hooks go back before .slugfilter looks at the tree: they are part of the slug.
+        hooks.restore()
+        if let filter = try SlugFilter.read(dirs.build) {
+            record.slugFilterRemoved = try trim(with: filter)
+        }
+        if settings.sizes { record.buildDirSize = TreeWalk.measure(dirs.build) }
 
         let (release, provenance) = mergeReleases(children.map { ($0.position, $0.release) }, mode: settings.release)
         try Files.makeDirectory(BuildRecord.directory(invocation.buildpackDir))
@@ -119,6 +133,26 @@ public struct Compile {
             to: invocation.buildpackDir + "/export")
         record.exported = environment.filter { invocation.environment[$0.key] != $0.value }
         record.unset = invocation.environment.keys.filter { environment[$0] == nil }.sorted()
+    }
+
+    /// Applies `.slugfilter` and says what went, the biggest first.
+    private func trim(with filter: SlugFilter) throws -> TreeSize {
+        log.step("Trimming the slug with .slugfilter")
+        for number in filter.trailingBlankLines {
+            log.warning(".slugfilter line \(number): the pattern ends in a blank, which is part of it (as in rsync).")
+        }
+        let outcome = try filter.apply(to: dirs.build)
+        guard !outcome.removed.isEmpty else {
+            log.detail("Nothing matched a `-` rule: nothing removed")
+            return outcome.total
+        }
+        log.detail("Removed \(outcome.total.files) file\(outcome.total.files == 1 ? "" : "s") (\(TreeSize.format(outcome.total.bytes))):")
+        let biggest = outcome.removed.sorted { $0.size.bytes > $1.size.bytes }
+        for (path, size) in biggest.prefix(20) {
+            log.detail("- \(path)  \(path.hasSuffix("/") ? size.description : TreeSize.format(size.bytes))")
+        }
+        if biggest.count > 20 { log.detail("(and \(biggest.count - 20) more)") }
+        return outcome.total
     }
 
     static func releasePath(_ buildpackDir: String) -> String { BuildRecord.directory(buildpackDir) + "/release.yml" }
@@ -145,18 +179,26 @@ public struct Compile {
     private func summary(_ record: BuildRecord, seconds: Double) {
         log.step("Summary")
         let nameWidth = min(32, record.children.map(\.name.count).max() ?? 0)
+        // The growth column, when sizes were measured: `+84.1 MB`.
+        func growth(_ size: TreeSize?) -> String { size.map { "  " + $0.signedBytes.leftPadded(to: 10, with: " ") } ?? "" }
         for child in record.children {
             let time = child.fetchSeconds + child.detectSeconds + child.compileSeconds + child.releaseSeconds
             log.detail(
                 "[\(child.position)/\(record.children.count)]  \(child.name.padding(to: nameWidth))  "
-                    + "\(formatSeconds(time).leftPadded(to: 7, with: " "))  \(child.url)")
+                    + "\(formatSeconds(time).leftPadded(to: 7, with: " "))\(growth(child.growth))  \(child.url)")
         }
         for name in AppHooks.names {
             guard let time = record.hookSeconds[name] else { continue }
             log.detail(
-                "bin/\(name)".padding(to: nameWidth + 7) + "  \(formatSeconds(time).leftPadded(to: 7, with: " "))")
+                "bin/\(name)".padding(to: nameWidth + 7) + "  \(formatSeconds(time).leftPadded(to: 7, with: " "))"
+                    + growth(record.hookGrowth[name]))
         }
-        log.detail("total".padding(to: nameWidth + 7) + "  \(formatSeconds(seconds).leftPadded(to: 7, with: " "))")
+        if let removed = record.slugFilterRemoved {
+            log.detail(".slugfilter".padding(to: nameWidth + 7) + "         " + growth(TreeSize() - removed))
+        }
+        log.detail(
+            "total".padding(to: nameWidth + 7) + "  \(formatSeconds(seconds).leftPadded(to: 7, with: " "))"
+                + (record.buildDirSize.map { "  BUILD_DIR \($0.description)" } ?? ""))
     }
 }
 
