@@ -77,11 +77,15 @@ public struct BuildRecord: Codable, Sendable {
         for (name, value) in hookSeconds.sorted(by: { $0.key < $1.key }) {
             lines.append(("hook_\(name)_seconds", seconds(value)))
             if let growth = hookGrowth[name] {
-                lines += [("hook_\(name)_growth_bytes", "\(growth.bytes)"), ("hook_\(name)_growth_files", "\(growth.files)")]
+                lines += [
+                    ("hook_\(name)_growth_bytes", "\(growth.bytes)"), ("hook_\(name)_growth_files", "\(growth.files)"),
+                ]
             }
         }
         if let removed = slugFilterRemoved {
-            lines += [("slugfilter_removed_bytes", "\(removed.bytes)"), ("slugfilter_removed_files", "\(removed.files)")]
+            lines += [
+                ("slugfilter_removed_bytes", "\(removed.bytes)"), ("slugfilter_removed_files", "\(removed.files)"),
+            ]
         }
         if let size = buildDirSize {
             lines += [("build_dir_bytes", "\(size.bytes)"), ("build_dir_files", "\(size.files)")]

@@ -146,7 +146,9 @@ public struct Compile {
             log.detail("Nothing matched a `-` rule: nothing removed")
             return outcome.total
         }
-        log.detail("Removed \(outcome.total.files) file\(outcome.total.files == 1 ? "" : "s") (\(TreeSize.format(outcome.total.bytes))):")
+        log.detail(
+            "Removed \(outcome.total.files) file\(outcome.total.files == 1 ? "" : "s") (\(TreeSize.format(outcome.total.bytes))):"
+        )
         let biggest = outcome.removed.sorted { $0.size.bytes > $1.size.bytes }
         for (path, size) in biggest.prefix(20) {
             log.detail("- \(path)  \(path.hasSuffix("/") ? size.description : TreeSize.format(size.bytes))")
@@ -178,27 +180,28 @@ public struct Compile {
 
     private func summary(_ record: BuildRecord, seconds: Double) {
         log.step("Summary")
-        let nameWidth = min(32, record.children.map(\.name.count).max() ?? 0)
-        // The growth column, when sizes were measured: `+84.1 MB`.
-        func growth(_ size: TreeSize?) -> String { size.map { "  " + $0.signedBytes.leftPadded(to: 10, with: " ") } ?? "" }
+        // One row per child and hook: label, time, BUILD_DIR's growth (`+84.1 MB`, when measured), more.
+        var rows: [(label: String, seconds: Double?, growth: TreeSize?, tail: String)] = []
         for child in record.children {
             let time = child.fetchSeconds + child.detectSeconds + child.compileSeconds + child.releaseSeconds
-            log.detail(
-                "[\(child.position)/\(record.children.count)]  \(child.name.padding(to: nameWidth))  "
-                    + "\(formatSeconds(time).leftPadded(to: 7, with: " "))\(growth(child.growth))  \(child.url)")
+            rows.append(("[\(child.position)/\(record.children.count)] \(child.name)", time, child.growth, child.url))
         }
         for name in AppHooks.names {
             guard let time = record.hookSeconds[name] else { continue }
-            log.detail(
-                "bin/\(name)".padding(to: nameWidth + 7) + "  \(formatSeconds(time).leftPadded(to: 7, with: " "))"
-                    + growth(record.hookGrowth[name]))
+            rows.append(("bin/\(name)", time, record.hookGrowth[name], ""))
         }
-        if let removed = record.slugFilterRemoved {
-            log.detail(".slugfilter".padding(to: nameWidth + 7) + "         " + growth(TreeSize() - removed))
+        if let removed = record.slugFilterRemoved { rows.append((".slugfilter", nil, TreeSize() - removed, "")) }
+        rows.append(("total", seconds, nil, record.buildDirSize.map { "BUILD_DIR \($0.description)" } ?? ""))
+        let width = min(40, rows.map(\.label.count).max() ?? 0)
+        let measured = rows.contains { $0.growth != nil }
+        for row in rows {
+            var line =
+                row.label.padding(to: width) + "  "
+                + (row.seconds.map(formatSeconds) ?? "").leftPadded(to: 7, with: " ")
+            if measured { line += "  " + (row.growth?.signedBytes ?? "").leftPadded(to: 10, with: " ") }
+            if !row.tail.isEmpty { line += "  " + row.tail }
+            log.detail(line)
         }
-        log.detail(
-            "total".padding(to: nameWidth + 7) + "  \(formatSeconds(seconds).leftPadded(to: 7, with: " "))"
-                + (record.buildDirSize.map { "  BUILD_DIR \($0.description)" } ?? ""))
     }
 }
 

@@ -53,7 +53,8 @@ public struct SlugFilter: Sendable {
     private static func badLine(_ number: Int, _ line: Substring, _ reason: String) -> UsageError {
         UsageError(
             ".slugfilter line \(number) is not a filter rule: \(line)",
-            hint: "Fix line \(number): \(reason); `#` starts a comment. See \"Trimming the slug\" in multipack's README.")
+            hint:
+                "Fix line \(number): \(reason); `#` starts a comment. See \"Trimming the slug\" in multipack's README.")
     }
 }
 
@@ -85,7 +86,8 @@ struct SlugFilterRule: Sendable {
         let slashes = pattern.count(where: { $0 == UInt8(ascii: "/") })
         wildcard = pattern.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "?") }
         let star = UInt8(ascii: "*")
-        let doubleStar = wildcard && pattern.indices.dropLast().contains { pattern[$0] == star && pattern[$0 + 1] == star }
+        let doubleStar =
+            wildcard && pattern.indices.dropLast().contains { pattern[$0] == star && pattern[$0 + 1] == star }
         leadingSlash = doubleStar && pattern.starts(with: [star, star])
         trailingSlashForDirectory = doubleStar && pattern.count >= 3 && pattern.suffix(3).allSatisfy { $0 == star }
         nameOnly = slashes == 0 && !doubleStar

@@ -98,7 +98,8 @@ enum TreeWalk {
             let name = UnsafeRawPointer(entry).advanced(by: nameOffset).assumingMemoryBound(to: CChar.self)
             let length = strlen(name)
             if name[0] == 0x2E && (length == 1 || (length == 2 && name[1] == 0x2E)) { continue }
-            result.append(Entry(name: Array(UnsafeBufferPointer(start: name, count: length + 1)), type: entry.pointee.d_type))
+            result.append(
+                Entry(name: Array(UnsafeBufferPointer(start: name, count: length + 1)), type: entry.pointee.d_type))
         }
         return result
     }
@@ -141,7 +142,8 @@ extension SlugFilter {
             }
             if keeps(path, isDirectory: isDirectory) {
                 guard isDirectory else { continue }
-                let child = try Removal.openDirectory(fd, entry.name, path: root + "/" + String(decoding: path, as: UTF8.self))
+                let child = try Removal.openDirectory(
+                    fd, entry.name, path: root + "/" + String(decoding: path, as: UTF8.self))
                 defer { close(child) }
                 try filter(directory: child, path: &path, root: root, outcome: &outcome)
             } else {
