@@ -29,6 +29,12 @@ public struct ArchiveError: Error, Equatable, CustomStringConvertible, Sendable 
 
     public var description: String { message }
 
+    /// A member name as messages show it: a hostile one can be megabytes long.
+    static func cut(_ name: String) -> String {
+        guard name.utf8.count > 200 else { return name }
+        return String(name.prefix(200)) + "…"
+    }
+
     static func truncated(_ detail: String) -> ArchiveError {
         ArchiveError(.truncated, "The archive is truncated: \(detail).")
     }

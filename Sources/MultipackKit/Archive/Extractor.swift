@@ -61,16 +61,19 @@ private let maxTrailingBytes: Int64 = 16 << 20
 
 /// Writes members below `root` through directory descriptors, never following a symlink.
 struct Extractor {
+    /// SPEC §6: longer or deeper member paths (and symlink targets) are refused.
+    static let maxPathBytes = 4096
+    static let maxComponents = 256
+    /// NAME_MAX: the kernel refuses a longer component anyway; refusing it first names the member.
+    static let maxNameBytes = 255
+
     let root: ArchiveDirectory
     let limits: ArchiveLimits
     private(set) var summary = ExtractionSummary(entries: 0, bytes: 0)
-    /// Regular files extracted so far, by normalised path: the only valid hard-link targets.
-    private var files: Set<String> = []
-    /// Symlinks extracted so far: normalised path → target as written.
-    private var symlinks: [String: String] = [:]
-    /// Open directories by normalised path. Directories are never removed or replaced, so a
-    /// cached descriptor always names the directory it was opened as.
-    private var directories: [String: ArchiveDirectory] = [:]
+    private var tree = PathTree()
+    /// Open directories by tree node. Directories are never removed or replaced, so a cached
+    /// descriptor always names the directory it was opened as.
+    private var directories: [Int: ArchiveDirectory] = [:]
 
     init(root: ArchiveDirectory, limits: ArchiveLimits) {
         self.root = root
@@ -87,23 +90,24 @@ struct Extractor {
         }
         try reader.finish(readingAtMost: maxTrailingBytes)
         // Later members can change where earlier symlinks lead; check them all on the final tree.
-        for (path, target) in symlinks.sorted(by: { $0.key < $1.key }) {
-            let parent = Array(path.split(separator: "/").dropLast().map(String.init))
-            guard Self.resolve(target, from: parent, symlinks: symlinks) != nil else {
-                throw ArchiveError.unsafe(path, "it is a symlink to '\(target)', which leads outside the buildpack")
-            }
+        for node in tree.symlinks {
+            guard case .symlink(let target) = tree.kinds[node] else { continue }
+            try Self.check(tree.resolveSymlink(node), member: path(of: node), target: target)
         }
     }
 
     private mutating func extract<S: ByteSource>(_ entry: TarEntry, from reader: inout TarReader<S>) throws {
-        let member = entry.path
+        let member = ArchiveError.cut(entry.path)
         summary.entries += 1
         guard summary.entries <= limits.maxEntries else {
             throw ArchiveError(
                 .limitExceeded, member: member,
                 "The archive has more than \(limits.maxEntries) members; refused at member '\(member)'.")
         }
-        let components = try Self.components(of: member, member: member)
+        if !entry.namesAreUTF8 {
+            throw ArchiveError.unsafe(member, "its name or link target is not valid UTF-8")
+        }
+        let components = try Self.components(of: entry.path, member: member)
         if case .other(let flag) = entry.kind {
             throw ArchiveError(
                 .unsupportedMember, member: member,
@@ -114,12 +118,15 @@ struct Extractor {
             if entry.kind == .directory { return }  // "./" itself
             throw ArchiveError.unsafe(member, "its path is empty")
         }
-        let path = components.joined(separator: "/")
-        let parent = try directory(components.dropLast(), member: member)
+        let parentNode = try directoryNode(components.dropLast(), member: member)
+        let parent = try descriptor(parentNode, member: member)
+        let existing = tree.child(of: parentNode, named: name)
         try Self.system(member) {
             switch entry.kind {
             case .directory:
-                try makeDirectory(name, path: path, in: parent, member: member)
+                if let existing, tree.kinds[existing] == .directory { return }
+                try collide(existing, with: .directory, member: member)
+                _ = try makeDirectory(name, in: parent, parentNode: parentNode, member: member)
             case .file:
                 let total = summary.bytes + entry.size + reader.metadataBytes
                 guard total <= limits.maxTotalBytes else {
@@ -127,134 +134,207 @@ struct Extractor {
                         .limitExceeded, member: member,
                         "The archive holds more than \(limits.maxTotalBytes) bytes; refused at member '\(member)'.")
                 }
-                try clear(name, path: path, in: parent, member: member)
+                try collide(existing, with: .file, member: member)
+                try clear(name, in: parent, member: member)
                 let file = try parent.createFile(name)
                 try reader.readContent { buffer, range in try file.write(buffer, range) }
                 try file.setMode(entry.mode & 0o111 != 0 ? 0o755 : 0o644)
-                files.insert(path)
+                tree.set(name, in: parentNode, to: .file)
                 summary.bytes += entry.size
             case .symlink:
-                guard !entry.linkTarget.isEmpty, !entry.linkTarget.utf8.contains(0),
-                    Self.resolve(entry.linkTarget, from: Array(components.dropLast()), symlinks: symlinks) != nil
+                let target = entry.linkTarget
+                guard !target.isEmpty, !target.utf8.contains(0) else {
+                    throw ArchiveError.unsafe(member, "it is a symlink with an empty or NUL-holding target")
+                }
+                let shown = ArchiveError.cut(target)
+                guard target.utf8.count <= Self.maxPathBytes,
+                    target.split(separator: "/").count <= Self.maxComponents
                 else {
                     throw ArchiveError.unsafe(
-                        member, "it is a symlink to '\(entry.linkTarget)', which leads outside the buildpack")
+                        member,
+                        "it is a symlink to '\(shown)', longer than \(Self.maxPathBytes) bytes or \(Self.maxComponents) components"
+                    )
                 }
-                try clear(name, path: path, in: parent, member: member)
-                try parent.makeSymlink(name, target: entry.linkTarget)
-                symlinks[path] = entry.linkTarget
+                try Self.check(
+                    tree.resolve(target, from: PathTree.Position(node: parentNode)), member: member, target: target)
+                try collide(existing, with: .symlink(target), member: member)
+                try clear(name, in: parent, member: member)
+                try parent.makeSymlink(name, target: target)
+                tree.set(name, in: parentNode, to: .symlink(target))
             case .hardLink:
-                let target = try Self.components(of: entry.linkTarget, member: member).joined(separator: "/")
-                guard files.contains(target), target != path else {
+                let targetParts = try Self.components(of: entry.linkTarget, member: member)
+                guard targetParts != components, file(at: targetParts) != nil else {
                     throw ArchiveError.unsafe(
                         member,
-                        "it is a hard link to '\(entry.linkTarget)', which is not a file extracted before it")
+                        "it is a hard link to '\(ArchiveError.cut(entry.linkTarget))', which is not a file extracted before it"
+                    )
                 }
-                try clear(name, path: path, in: parent, member: member)
-                try parent.makeHardLink(name, to: target, in: root)
-                files.insert(path)
+                try collide(existing, with: .file, member: member)
+                try clear(name, in: parent, member: member)
+                try parent.makeHardLink(name, to: targetParts.joined(separator: "/"), in: root)
+                tree.set(name, in: parentNode, to: .file)
             case .other:
                 break
             }
         }
     }
 
-    /// Turns a member path into components, refusing the ones that could leave the root.
+    /// Turns a member path into components, refusing the ones that could leave the root or that
+    /// exceed SPEC §6's bounds. `member` is the path as shown in messages.
     static func components(of path: String, member: String) throws -> [String] {
         if path.hasPrefix("/") {
-            throw ArchiveError.unsafe(member, "its path '\(path)' is absolute")
+            throw ArchiveError.unsafe(member, "its path '\(member)' is absolute")
         }
         // A pax value can hold a NUL; the C calls would cut the name there, behind our checks.
         if path.utf8.contains(0) {
             throw ArchiveError.unsafe(member, "its path contains a NUL byte")
         }
+        if path.utf8.count > maxPathBytes {
+            throw ArchiveError.unsafe(
+                member, "its path is \(path.utf8.count) bytes long, more than the \(maxPathBytes) allowed")
+        }
         var result: [String] = []
         for part in path.split(separator: "/", omittingEmptySubsequences: true) where part != "." {
             if part == ".." {
-                throw ArchiveError.unsafe(member, "its path '\(path)' contains '..'")
+                throw ArchiveError.unsafe(member, "its path '\(member)' contains '..'")
+            }
+            if part.utf8.count > maxNameBytes {
+                throw ArchiveError.unsafe(member, "a name in its path is longer than \(maxNameBytes) bytes")
             }
             result.append(String(part))
+            if result.count > maxComponents {
+                throw ArchiveError.unsafe(member, "its path is deeper than \(maxComponents) directories")
+            }
         }
         return result
     }
 
-    /// Where `target` leads from the directory `base` (symlink-free components below the root),
-    /// following the archive's own symlinks like the kernel would; nil if it leaves the root.
-    static func resolve(_ target: String, from base: [String], symlinks: [String: String]) -> [String]? {
-        var hops = 0
-        return resolve(target, from: base, symlinks: symlinks, hops: &hops)
+    private static func check(_ resolution: PathTree.Resolution, member: String, target: String) throws {
+        switch resolution {
+        case .inside: return
+        case .outside:
+            throw ArchiveError.unsafe(
+                member, "it is a symlink to '\(ArchiveError.cut(target))', which leads outside the buildpack")
+        case .loop:
+            throw ArchiveError.unsafe(
+                member,
+                "it is a symlink to '\(ArchiveError.cut(target))', which is a symlink loop (more than \(PathTree.maxHops) links followed)"
+            )
+        }
     }
 
-    private static func resolve(
-        _ target: String, from base: [String], symlinks: [String: String], hops: inout Int
-    ) -> [String]? {
-        if target.hasPrefix("/") { return nil }
-        var stack = base
-        for part in target.split(separator: "/") where part != "." {
-            if part == ".." {
-                if stack.isEmpty { return nil }
-                stack.removeLast()
-                continue
-            }
-            let candidate = (stack + [String(part)]).joined(separator: "/")
-            if let next = symlinks[candidate] {
-                hops += 1
-                // The kernel gives up after 40 links too; a loop is refused rather than analysed.
-                guard hops <= 40, let resolved = resolve(next, from: stack, symlinks: symlinks, hops: &hops)
-                else { return nil }
-                stack = resolved
+    /// The tree node of the directory at `components`, added where missing; refuses a path that
+    /// goes through a symlink or a file.
+    private mutating func directoryNode(_ components: ArraySlice<String>, member: String) throws -> Int {
+        var node = PathTree.root
+        for (depth, name) in zip(components.indices, components) {
+            if let next = tree.child(of: node, named: name) {
+                switch tree.kinds[next] {
+                case .directory:
+                    node = next
+                case .symlink:
+                    let path = components[...depth].joined(separator: "/")
+                    throw ArchiveError.unsafe(
+                        member, "'\(ArchiveError.cut(path))' is a symlink, and nothing is written through a symlink")
+                case .file:
+                    let path = components[...depth].joined(separator: "/")
+                    throw ArchiveError.unsafe(member, "'\(ArchiveError.cut(path))' is already a file, not a directory")
+                }
             } else {
-                stack.append(String(part))
+                node = tree.set(name, in: node, to: .directory)
             }
         }
-        return stack
+        return node
     }
 
-    /// The directory at `components`, created (0755) where missing, opened without following
-    /// symlinks at any level.
-    private mutating func directory(_ components: ArraySlice<String>, member: String) throws -> ArchiveDirectory {
-        guard let name = components.last else { return root }
-        let path = components.joined(separator: "/")
-        if let cached = directories[path] { return cached }
-        let parent = try directory(components.dropLast(), member: member)
-        let dir = try Self.system(member) { () throws -> ArchiveDirectory in
-            try makeDirectory(name, path: path, in: parent, member: member)
-            return directories[path]!
+    /// An open descriptor for the directory `node`, opening (and creating, 0755) each level from
+    /// the nearest open ancestor down, one component at a time, never through a symlink.
+    private mutating func descriptor(_ node: Int, member: String) throws -> ArchiveDirectory {
+        if let cached = directories[node] { return cached }
+        var chain: [Int] = []
+        var top = node
+        while top != PathTree.root, directories[top] == nil {
+            chain.append(top)
+            top = tree.parents[top]
+        }
+        var dir = top == PathTree.root ? root : directories[top]!
+        for next in chain.reversed() {
+            let name = tree.name(of: next)
+            dir = try Self.system(member) { try openDirectory(name, in: dir, node: next, member: member) }
         }
         return dir
     }
 
     private mutating func makeDirectory(
-        _ name: String, path: String, in parent: ArchiveDirectory, member: String
-    ) throws {
+        _ name: String, in parent: ArchiveDirectory, parentNode: Int, member: String
+    ) throws -> ArchiveDirectory {
+        let node = tree.set(name, in: parentNode, to: .directory)
+        return try openDirectory(name, in: parent, node: node, member: member)
+    }
+
+    private mutating func openDirectory(
+        _ name: String, in parent: ArchiveDirectory, node: Int, member: String
+    ) throws -> ArchiveDirectory {
         switch try parent.kind(of: name) {
         case nil:
             try parent.makeDirectory(name)
         case .directory:
             break
         case .symlink:
-            throw ArchiveError.unsafe(member, "'\(path)' is a symlink, and nothing is written through a symlink")
+            throw ArchiveError.unsafe(member, "'\(name)' is a symlink, and nothing is written through a symlink")
         default:
-            throw ArchiveError.unsafe(member, "'\(path)' is already a file, not a directory")
+            throw ArchiveError.unsafe(member, "'\(name)' is already a file, not a directory")
         }
         let dir = try parent.openSubdirectory(name)
         try dir.handle.setMode(0o755)
         if directories.count >= 256 { directories.removeAll(keepingCapacity: true) }
-        directories[path] = dir
+        directories[node] = dir
+        return dir
     }
 
-    /// Makes room for a new non-directory member, as tar does when a later member replaces one.
-    private mutating func clear(_ name: String, path: String, in parent: ArchiveDirectory, member: String) throws {
-        switch try parent.kind(of: name) {
-        case nil:
-            return
-        case .directory:
-            throw ArchiveError.unsafe(member, "'\(path)' is already a directory")
+    /// Refuses a member that lands where an earlier member of another type is (SPEC §6); a later
+    /// file may replace a file, a symlink a symlink, as tar does.
+    private func collide(_ existing: Int?, with kind: PathTree.Kind, member: String) throws {
+        guard let existing else { return }
+        let old = tree.kinds[existing]
+        switch (old, kind) {
+        case (.file, .file), (.symlink, .symlink), (.directory, .directory): return
         default:
-            try parent.remove(name)
-            files.remove(path)
-            symlinks[path] = nil
+            throw ArchiveError.unsafe(
+                member, "an earlier member put \(old.noun) at this path, and this member is \(kind.noun)")
         }
+    }
+
+    /// The file node at `components`, reached without following any symlink; nil otherwise.
+    private func file(at components: [String]) -> Int? {
+        var node = PathTree.root
+        for name in components {
+            guard let next = tree.child(of: node, named: name) else { return nil }
+            node = next
+            if tree.kinds[node] == .file { continue }
+            if tree.kinds[node] != .directory { return nil }
+        }
+        return tree.kinds[node] == .file ? node : nil
+    }
+
+    /// Removes what an earlier member of the same type left at `name`.
+    private func clear(_ name: String, in parent: ArchiveDirectory, member: String) throws {
+        switch try parent.kind(of: name) {
+        case nil: return
+        case .directory: throw ArchiveError.unsafe(member, "'\(name)' is already a directory")
+        default: try parent.remove(name)
+        }
+    }
+
+    /// The node's path, for messages (cut to a readable length).
+    private func path(of node: Int) -> String {
+        var names: [String] = []
+        var at = node
+        while at != PathTree.root {
+            names.append(tree.name(of: at))
+            at = tree.parents[at]
+        }
+        return ArchiveError.cut(names.reversed().joined(separator: "/"))
     }
 
     /// Runs file system calls, turning an OS failure into a sentence naming the member.

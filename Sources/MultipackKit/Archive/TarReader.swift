@@ -12,6 +12,8 @@ struct TarEntry: Equatable {
     var mode: UInt32
     var size: Int64
     var mtime: Int64
+    /// False when the path or link target, as stored, is not valid UTF-8 (SPEC §6 refuses it).
+    var namesAreUTF8 = true
 }
 
 /// A streaming tar reader: ustar, GNU (`L`/`K` long names) and pax (`x` with `path`, `linkpath`,
@@ -58,6 +60,9 @@ struct TarReader<Source: ByteSource> {
         var longName: String?
         var longLink: String?
         var pax: [String: String] = [:]
+        var paxNotUTF8: Set<String> = []
+        var longNameIsUTF8 = true
+        var longLinkIsUTF8 = true
         while true {
             guard try fill(Self.blockSize) else {
                 if headerCount == 0 && start == end {
@@ -92,32 +97,35 @@ struct TarReader<Source: ByteSource> {
                 }
                 let data = try readSmallContent(Int(size), name: rawName)
                 if flag == UInt8(ascii: "L") {
-                    longName = Self.string(data[...], 0, data.count)
+                    longName = Self.string(data[...], 0, data.count, valid: &longNameIsUTF8)
                 } else if flag == UInt8(ascii: "K") {
-                    longLink = Self.string(data[...], 0, data.count)
+                    longLink = Self.string(data[...], 0, data.count, valid: &longLinkIsUTF8)
                 } else if flag == UInt8(ascii: "x") {
-                    try Self.parsePax(data, into: &pax, name: rawName)
+                    try Self.parsePax(data, into: &pax, notUTF8: &paxNotUTF8, name: rawName)
                 }
                 continue
             default:
                 break
             }
-            var path = rawName
+            var pathIsUTF8 = true
+            var linkIsUTF8 = true
+            var path = Self.string(header, 0, 100, valid: &pathIsUTF8)
             let isPosix = header[header.startIndex + 257..<header.startIndex + 263].elementsEqual("ustar\0".utf8)
             if isPosix {
-                let prefix = Self.string(header, 345, 155)
+                let prefix = Self.string(header, 345, 155, valid: &pathIsUTF8)
                 if !prefix.isEmpty { path = prefix + "/" + path }
             }
-            var link = Self.string(header, 157, 100)
-            if let longName { path = longName }
-            if let longLink { link = longLink }
-            if let value = pax["path"] { path = value }
-            if let value = pax["linkpath"] { link = value }
+            var link = Self.string(header, 157, 100, valid: &linkIsUTF8)
+            if let longName { (path, pathIsUTF8) = (longName, longNameIsUTF8) }
+            if let longLink { (link, linkIsUTF8) = (longLink, longLinkIsUTF8) }
+            if let value = pax["path"] { (path, pathIsUTF8) = (value, !paxNotUTF8.contains("path")) }
+            if let value = pax["linkpath"] { (link, linkIsUTF8) = (value, !paxNotUTF8.contains("linkpath")) }
             var contentSize = size
             if let value = pax["size"] {
                 guard let parsed = Int64(value), parsed >= 0 else {
                     throw ArchiveError(
-                        .corrupt, member: path, "The archive is corrupt: member '\(path)' has a bad pax size.")
+                        .corrupt, member: ArchiveError.cut(path),
+                        "The archive is corrupt: member '\(ArchiveError.cut(path))' has a bad pax size.")
                 }
                 contentSize = parsed
             }
@@ -137,12 +145,12 @@ struct TarReader<Source: ByteSource> {
             case .directory, .symlink, .hardLink: remaining = 0
             }
             padding = Int((Int64(Self.blockSize) - remaining % Int64(Self.blockSize)) % Int64(Self.blockSize))
-            current = path
-            let mode = try Self.number(header, 100, 8, field: "mode", name: path)
-            let mtime = (try? Self.number(header, 136, 12, field: "mtime", name: path)) ?? 0
+            current = ArchiveError.cut(path)
+            let mode = try Self.number(header, 100, 8, field: "mode", name: current)
+            let mtime = (try? Self.number(header, 136, 12, field: "mtime", name: current)) ?? 0
             return TarEntry(
                 path: path, linkTarget: link, kind: kind, mode: UInt32(truncatingIfNeeded: mode),
-                size: kind == .file ? contentSize : 0, mtime: mtime)
+                size: kind == .file ? contentSize : 0, mtime: mtime, namesAreUTF8: pathIsUTF8 && linkIsUTF8)
         }
     }
 
@@ -208,7 +216,7 @@ struct TarReader<Source: ByteSource> {
         data.reserveCapacity(size)
         remaining = Int64(size)
         padding = (Self.blockSize - size % Self.blockSize) % Self.blockSize
-        current = name
+        current = ArchiveError.cut(name)
         try readContent { chunk, range in data.append(contentsOf: chunk[range]) }
         return data
     }
@@ -245,8 +253,23 @@ struct TarReader<Source: ByteSource> {
     }
 
     private static func string(_ block: ArraySlice<UInt8>, _ offset: Int, _ length: Int) -> String {
+        var valid = true
+        return string(block, offset, length, valid: &valid)
+    }
+
+    /// A NUL-terminated field; `valid` turns false if its bytes are not UTF-8 (they are shown
+    /// with U+FFFD, never used as a name).
+    private static func string(
+        _ block: ArraySlice<UInt8>, _ offset: Int, _ length: Int, valid: inout Bool
+    ) -> String {
         let field = block[block.startIndex + offset..<block.startIndex + offset + length]
         let bytes = field.prefix { $0 != 0 }
+        return decode(bytes, valid: &valid)
+    }
+
+    private static func decode(_ bytes: ArraySlice<UInt8>, valid: inout Bool) -> String {
+        if let text = String(validating: bytes, as: UTF8.self) { return text }
+        valid = false
         return String(decoding: bytes, as: UTF8.self)
     }
 
@@ -302,7 +325,9 @@ struct TarReader<Source: ByteSource> {
     }
 
     /// pax records: "LENGTH KEY=VALUE\n", LENGTH counting the whole record.
-    private static func parsePax(_ data: [UInt8], into values: inout [String: String], name: String) throws {
+    private static func parsePax(
+        _ data: [UInt8], into values: inout [String: String], notUTF8: inout Set<String>, name: String
+    ) throws {
         let bad = ArchiveError(
             .corrupt, member: name, "The archive is corrupt: the pax header '\(name)' is malformed.")
         var i = 0
@@ -320,7 +345,9 @@ struct TarReader<Source: ByteSource> {
             let record = data[(j + 1)..<(i + length - 1)]
             guard let eq = record.firstIndex(of: UInt8(ascii: "=")) else { throw bad }
             let key = String(decoding: record[..<eq], as: UTF8.self)
-            values[key] = String(decoding: record[(eq + 1)...], as: UTF8.self)
+            var valid = true
+            values[key] = decode(record[(eq + 1)...], valid: &valid)
+            if valid { notUTF8.remove(key) } else { notUTF8.insert(key) }
             i += length
         }
     }

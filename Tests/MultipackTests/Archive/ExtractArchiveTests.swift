@@ -347,13 +347,20 @@ private func sampleTar() -> [UInt8] {
     }
 
     @Test func symlinkResolution() {
-        let links = ["a/up": "..", "a/self": ".", "deep": "a/b/c"]
-        #expect(Extractor.resolve("x/../y", from: [], symlinks: [:]) == ["y"])
-        #expect(Extractor.resolve("..", from: [], symlinks: [:]) == nil)
-        #expect(Extractor.resolve("/etc", from: ["a"], symlinks: [:]) == nil)
-        #expect(Extractor.resolve("up/..", from: ["a"], symlinks: links) == nil)
-        #expect(Extractor.resolve("self/..", from: ["a"], symlinks: links) == [])
-        #expect(Extractor.resolve("deep/../../..", from: [], symlinks: links) == [])
-        #expect(Extractor.resolve("loop", from: [], symlinks: ["loop": "loop"]) == nil)
+        var tree = PathTree()
+        let a = tree.set("a", in: PathTree.root, to: .directory)
+        tree.set("up", in: a, to: .symlink(".."))
+        tree.set("self", in: a, to: .symlink("."))
+        tree.set("deep", in: PathTree.root, to: .symlink("a/b/c"))
+        tree.set("loop", in: PathTree.root, to: .symlink("loop"))
+        let top = PathTree.Position(node: PathTree.root)
+        let inA = PathTree.Position(node: a)
+        #expect(tree.resolve("x/../y", from: top) == .inside(PathTree.Position(node: PathTree.root, missing: 1)))
+        #expect(tree.resolve("..", from: top) == .outside)
+        #expect(tree.resolve("/etc", from: inA) == .outside)
+        #expect(tree.resolve("up/..", from: inA) == .outside)
+        #expect(tree.resolve("self/..", from: inA) == .inside(top))
+        #expect(tree.resolve("deep/../../..", from: top) == .inside(top))
+        #expect(tree.resolve("loop", from: top) == .loop)
     }
 }

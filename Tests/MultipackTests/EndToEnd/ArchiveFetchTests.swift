@@ -155,6 +155,27 @@ import Testing
         #expect(!leftovers.contains { $0 == "escape" })
     }
 
+    @Test func aPathFortyThousandDirectoriesDeepIsRefusedPromptlyAndNotCached() throws {
+        let temp = try TempDir("deep")
+        var tar = RawTar()
+        tar.pax([("path", String(repeating: "d/", count: 40_000) + "f")])
+        tar.file("placeholder", "x")
+        tar.end()
+        let box = try Sandbox()
+        let server = try LoopbackHTTPServer(routes: ["/deep.tgz": .serve(body: try box.gzip(tar.bytes))])
+        defer { server.stop() }
+        let app = try App(nil, in: temp, buildpacks: server.url("/deep.tgz") + "\n")
+        let mp = try Multipack(in: temp)
+        let start = ContinuousClock.now
+        let compile = try mp.shim("compile", [app.build, app.cache, app.env])
+        #expect(ContinuousClock.now - start < .seconds(10))
+        #expect(compile.status == 1)
+        #expect(compile.stderr.contains("Refused archive member 'd/d/d/"))
+        #expect(compile.stderr.contains("more than the 4096 allowed"))
+        #expect(!compile.all.contains("CocoaError"))
+        #expect(!FileManager.default.fileExists(atPath: app.cache + "/.multipack/archives"))
+    }
+
     @Test func twoBuildsAtOnceShareOneCache() throws {
         let temp = try TempDir("concurrent")
         let server = try LoopbackHTTPServer(routes: [
