@@ -17,6 +17,8 @@ let package = Package(
         .systemLibrary(name: "CMultipackCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // SHA-256 from libcrypto, also loaded with dlopen (no headers needed; see its shim.h).
         .systemLibrary(name: "CMultipackCrypto"),
+        // libyaml for release YAML, loaded with dlopen too (yaml.h gives the types only).
+        .systemLibrary(name: "CMultipackYaml", providers: [.apt(["libyaml-dev"])]),
         // Declarations Swift's Glibc module hides (posix_spawn's chdir action).
         .systemLibrary(name: "CMultipackSys"),
         // The version and commit `multipack package` links into the release binary (a weak default
@@ -27,7 +29,7 @@ let package = Package(
             name: "MultipackKit",
             dependencies: [
                 "CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl", "CMultipackCrypto",
-                "CMultipackStamp",
+                "CMultipackYaml", "CMultipackStamp",
             ]
         ),
         .executableTarget(

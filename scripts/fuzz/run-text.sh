@@ -6,7 +6,8 @@ cd "$(dirname "$0")/../.."
 out=.build-fuzz
 mkdir -p "$out/corpus-text"
 swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name MultipackKit \
-    Sources/MultipackKit/List/BuildpackList.swift Sources/MultipackKit/Log/Masking.swift \
+    -Xcc -fmodule-map-file=Sources/CMultipackYaml/module.modulemap \
+    Sources/MultipackKit/Release/LibYAML.swift Sources/MultipackKit/List/BuildpackList.swift Sources/MultipackKit/Log/Masking.swift \
     Sources/MultipackKit/Release/YAML.swift Sources/MultipackKit/Release/Release.swift \
     Sources/MultipackKit/Support/Errors.swift scripts/fuzz/FuzzTextParsers.swift \
     -o "$out/fuzz-text"
@@ -15,6 +16,12 @@ if [[ -z $(ls -A "$out/corpus-text") ]]; then
     printf '\xef\xbb\xbf# c\r\nhttps://u:p@h/x.git#main # c\r\nheroku/python\nhttps://h/a.tgz?t=1 sha256=%064d\n' 0 >"$out/corpus-text/crlf"
     for bp in fixtures/buildpacks/*/bin/release; do bash "$bp" >"$out/corpus-text/release-$(basename "$(dirname "$(dirname "$bp")")")" || true; done
     printf -- '---\naddons: [a, "b"]\nconfig_vars: {A: "1", B: x}\ndefault_process_types:\n  web: >\n    a\n    b\n' >"$out/corpus-text/flow"
+fi
+# Deep and aliased YAML: nesting past the depth bound, aliases near the expansion bound.
+if [[ ! -e "$out/corpus-text/deep-flow" ]]; then
+    printf 'config_vars: %s\n' "$(printf '[%.0s' {1..100})" >"$out/corpus-text/deep-flow"
+    for i in $(seq 0 80); do printf '%*sk%d:\n' "$i" '' "$i"; done >"$out/corpus-text/deep-block"
+    printf 'a: &a [x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\nconfig_vars: {A: &v s, B: *v}\n' >"$out/corpus-text/aliases"
 fi
 export SWIFT_BACKTRACE=enable=no
 exec "$out/fuzz-text" -max_len=4096 "$@" "$out/corpus-text"
