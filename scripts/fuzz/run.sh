@@ -22,6 +22,17 @@ if [[ -z $(ls -A "$out/corpus") ]]; then
     xz -c "$out/corpus/pax.tar" >"$out/corpus/pax.tar.xz"
     rm -rf "$seed"
 fi
+# Deep paths (past the 256-component bound), a deep symlink target and a symlink loop.
+if [[ ! -e "$out/corpus/deep.tar" ]]; then
+    seed=$(mktemp -d)
+    deep=$(printf 'd/%.0s' {1..300})
+    mkdir -p "$seed/$deep" && echo x >"$seed/${deep}f"
+    ln -s "$(printf 'x/%.0s' {1..300})y" "$seed/d/far"
+    ln -s b "$seed/a" && ln -s a "$seed/b"
+    tar --format=pax -cf "$out/corpus/deep.tar" -C "$seed" d a b
+    gzip -c "$out/corpus/deep.tar" >"$out/corpus/deep.tar.gz"
+    rm -rf "$seed"
+fi
 # Swift's own crash backtracer fights ASan for the crash; libFuzzer reports it better.
 export SWIFT_BACKTRACE=enable=no
 exec "$out/fuzz-tar" -max_len=65536 "$@" "$out/corpus"
