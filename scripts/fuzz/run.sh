@@ -29,7 +29,7 @@ if [[ ! -e "$out/corpus/deep.tar" ]]; then
     mkdir -p "$seed/$deep" && echo x >"$seed/${deep}f"
     ln -s "$(printf 'x/%.0s' {1..300})y" "$seed/d/far"
     ln -s b "$seed/a" && ln -s a "$seed/b"
-    tar --format=pax -cf "$out/corpus/deep.tar" -C "$seed" d a b
+    tar --format=pax --no-recursion -cf "$out/corpus/deep.tar" -C "$seed" "${deep}f" d/far a b
     gzip -c "$out/corpus/deep.tar" >"$out/corpus/deep.tar.gz"
     rm -rf "$seed"
 fi
