@@ -86,6 +86,8 @@ struct Extractor {
 
     mutating func run<S: ByteSource>(_ reader: inout TarReader<S>) throws {
         while let entry = try reader.next() {
+            // A signal must stop even a huge archive within seconds (SPEC §11).
+            if SignalForwarding.shouldStop { throw Interrupted() }
             try extract(entry, from: &reader)
         }
         try reader.finish(readingAtMost: maxTrailingBytes)
@@ -137,7 +139,10 @@ struct Extractor {
                 try collide(existing, with: .file, member: member)
                 try clear(name, in: parent, member: member)
                 let file = try parent.createFile(name)
-                try reader.readContent { buffer, range in try file.write(buffer, range) }
+                try reader.readContent { buffer, range in
+                    if SignalForwarding.shouldStop { throw Interrupted() }
+                    try file.write(buffer, range)
+                }
                 try file.setMode(entry.mode & 0o111 != 0 ? 0o755 : 0o644)
                 tree.set(name, in: parentNode, to: .file)
                 summary.bytes += entry.size

@@ -76,7 +76,9 @@ struct ChildRunner {
             return (BuildEnvironment.apply(change, to: environment), change)
         }
         do {
-            let change = try BuildEnvironment.sourceExport(file, environment: environment, in: child.fetched.directory)
+            let change = try BuildEnvironment.sourceExport(
+                file, environment: environment, in: child.fetched.directory,
+                owner: "Buildpack \(child.label) \(child.displayName) (its export file)")
             return (BuildEnvironment.apply(change, to: environment), change)
         } catch {
             if SignalForwarding.stopSignal != nil { throw Interrupted() }
@@ -111,6 +113,8 @@ struct ChildRunner {
     }
 
     private func run(_ command: Command, _ child: ChildRun, _ stage: String) throws -> ProcessResult {
+        var command = command
+        command.owner = "Buildpack \(child.label) \(child.displayName) (bin/\(stage))"
         trace(command)
         let result: ProcessResult
         do {

@@ -43,10 +43,11 @@ struct AppHooks {
     /// Runs one hook with cwd BUILD_DIR; a hook without its executable bit runs with bash.
     func run(_ name: String, environment: [String: String], log: Log, trace: (Command) -> Void) throws -> Double {
         let path = holdingDir + "/" + name
-        let command =
+        var command =
             Files.isExecutable(path)
             ? Command(path, [], in: dirs.build, environment: environment, stdout: .inherit, stderr: .inherit)
             : Command("bash", [path], in: dirs.build, environment: environment, stdout: .inherit, stderr: .inherit)
+        command.owner = "The app's bin/\(name)"
         log.step("Running bin/\(name)")
         trace(command)
         let result: ProcessResult

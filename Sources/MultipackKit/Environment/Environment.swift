@@ -44,7 +44,7 @@ public enum BuildEnvironment {
 
     /// Sources a child's `export` with bash on top of `environment` and returns what it changed.
     public static func sourceExport(
-        _ file: String, environment: [String: String], in directory: String
+        _ file: String, environment: [String: String], in directory: String, owner: String? = nil
     ) throws(ExportError) -> EnvironmentChange {
         // The exported variables before and after, from the same shell, so bash's own cancel out.
         // Builtins only (every name by its first letter, ${!n@a} for the export flag): no fork per dump.
@@ -62,8 +62,9 @@ public enum BuildEnvironment {
             """
         let result: ProcessResult
         do {
-            result = try Spawner.run(
-                Command("bash", ["-c", script, "bash", file], in: directory, environment: environment))
+            var command = Command("bash", ["-c", script, "bash", file], in: directory, environment: environment)
+            command.owner = owner
+            result = try Spawner.run(command)
         } catch {
             throw ExportError(termination: .exited(127), stderr: "\(error)")
         }

@@ -51,7 +51,7 @@ public enum Fetcher {
             // Once one fetch has failed the build cannot run: the fetches not yet started are not.
             if failed.withLock({ $0 }) { return Result<FetchedChild, any Error>.failure(Cancelled()) }
             let outcome = Result { () throws -> FetchedChild in
-                if SignalForwarding.stopSignal != nil { throw Interrupted() }
+                if SignalForwarding.stopSignal != nil { throw Interrupted(stage: "while fetching the buildpacks") }
                 return try fetch(entry, position: index + 1, total: entries.count, context: context)
             }
             if case .failure = outcome { failed.withLock { $0 = true } }
@@ -98,7 +98,10 @@ public enum Fetcher {
                     entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings
                 )
             }
-        } catch let interrupted as Interrupted {
+        } catch var interrupted as Interrupted {
+            if interrupted.context.isEmpty {
+                interrupted.context = "while fetching buildpack [\(position)/\(total)] \(entry.maskedText)"
+            }
             throw interrupted
         } catch {
             let problem = error as? FetchProblem ?? FetchProblem("\(error)")
@@ -138,6 +141,7 @@ struct FetchProblem: Error {
 public struct Interrupted: Error, CustomStringConvertible {
     public var context = ""
     public init() {}
+    init(stage: String) { context = stage }
     public var description: String {
         "The build was stopped by \(signalName(SignalForwarding.received))\(context.isEmpty ? "" : " " + context); "
             + "its processes were stopped with it."

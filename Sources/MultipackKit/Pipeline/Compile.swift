@@ -45,6 +45,8 @@ public struct Compile {
         }
         do {
             try run(&record)
+            // A signal that came after the last stage still means the build did not finish.
+            if SignalForwarding.shouldStop { throw Interrupted(stage: "at the end of the build") }
             record.outcome = "succeeded"
         } catch {
             record.outcome = error is Interrupted ? "interrupted" : "failed"
@@ -124,6 +126,7 @@ public struct Compile {
         if settings.sizes { record.buildDirSize = TreeWalk.measure(dirs.build) }
 
         let (release, provenance) = mergeReleases(children.map { ($0.position, $0.release) }, mode: settings.release)
+        if SignalForwarding.shouldStop { throw Interrupted(stage: "while the releases were being merged") }
         try Files.makeDirectory(BuildRecord.directory(invocation.buildpackDir))
         try Files.write(release.yaml, to: Self.releasePath(invocation.buildpackDir))
         logRelease(release, provenance, children: children, mode: settings.release)

@@ -45,6 +45,8 @@ public struct Command: Sendable {
     public var environment: [String: String]
     public var stdout: Output = .capture
     public var stderr: Output = .capture
+    /// Who the command runs for, as a warning names it (`buildpack [2/3] Node.js (bin/compile)`).
+    public var owner: String?
 
     public init(
         _ executable: String, _ arguments: [String] = [], in workingDirectory: String? = nil,
@@ -75,45 +77,33 @@ public struct SpawnError: Error, CustomStringConvertible {
     }
 }
 
-/// Runs commands with posix_spawn. Never reads one pipe to the end before the other.
+/// Runs commands (fork and exec, so that each child gets a parent-death signal). Never reads one
+/// pipe to the end before the other.
 public enum Spawner {
+    /// How long a child that was asked to stop may take before it gets SIGKILL. Short enough that
+    /// multipack exits within 5 seconds of a signal whatever the child does (SPEC §11).
+    static let grace: Duration = .seconds(2)
+    /// How long a captured stage's pipes are read after the process exited: a daemon it left on
+    /// its stdout must not hold the build.
+    static let drainAfterExit: Duration = .seconds(1)
+
     public static func run(_ command: Command) throws -> ProcessResult {
         let start = ContinuousClock.now
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-
-        // Own process group; default signal dispositions and an empty mask in the child.
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGQUIT, SIGCHLD] { sigaddset(&defaults, signal) }
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        if let directory = command.workingDirectory {
-            posix_spawn_file_actions_addchdir_np(&actions, directory)
-        }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         var pipes: [(read: Int32, write: Int32, target: Int32)] = []
-        for (mode, target) in [(command.stdout, Int32(1)), (command.stderr, Int32(2))] {
+        var targets: [Int32] = [-1, -1]
+        for (index, mode) in [command.stdout, command.stderr].enumerated() {
             switch mode {
             case .inherit: break
-            case .discard: posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_WRONLY, 0)
+            case .discard: targets[index] = -2
             case .capture:
                 var fds: [Int32] = [0, 0]
                 guard pipe2(&fds, O_CLOEXEC) == 0 else {
-                    throw SpawnError(executable: command.executable, errno: errno)
+                    let code = errno
+                    pipes.forEach { close($0.read); close($0.write) }
+                    throw SpawnError(executable: command.executable, errno: code)
                 }
-                posix_spawn_file_actions_adddup2(&actions, fds[1], target)
-                pipes.append((fds[0], fds[1], target))
+                targets[index] = fds[1]
+                pipes.append((fds[0], fds[1], Int32(index + 1)))
             }
         }
         let argv = ([command.executable] + command.arguments).map { strdup($0) } + [nil]
@@ -122,34 +112,71 @@ public enum Spawner {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
-        var pid: pid_t = 0
-        let spawned = posix_spawnp(&pid, command.executable, &actions, &attributes, argv, envp)
-        pipes.forEach { close($0.write) }
-        guard spawned == 0 else {
-            pipes.forEach { close($0.read) }
-            throw SpawnError(executable: command.executable, errno: spawned)
+        let started = ChildProcessGroups.shared.start {
+            var pid: pid_t = 0
+            let code = command.workingDirectory.withOptionalCString { directory in
+                multipack_spawn(&pid, command.executable, argv, envp, directory, targets[0], targets[1])
+            }
+            return (code, pid)
         }
-        ChildProcessGroups.shared.add(pid)
-        defer { ChildProcessGroups.shared.remove(pid) }
-
-        var captured: [Int32: [UInt8]] = [1: [], 2: []]
-        drain(pipes.map { ($0.read, $0.target) }, into: &captured)
-        let termination = waitFor(pid)
+        pipes.forEach { close($0.write) }
+        guard started.code == 0 else {
+            pipes.forEach { close($0.read) }
+            throw SpawnError(executable: command.executable, errno: started.code)
+        }
+        let pid = started.pid
+        let (termination, captured) = supervise(pid, pipes: pipes.map { ($0.read, $0.target) })
+        ChildProcessGroups.shared.remove(pid)
+        stopLeftovers(of: command)
         return ProcessResult(
             termination: termination, stdout: captured[1] ?? [], stderr: captured[2] ?? [],
             seconds: start.duration(to: .now).seconds)
     }
 
-    /// Reads every pipe until EOF, whichever has data first.
-    private static func drain(_ pipes: [(fd: Int32, target: Int32)], into captured: inout [Int32: [UInt8]]) {
+    /// Reads every pipe whichever has data first, and waits for the child. Once multipack has been
+    /// asked to stop, the child's group gets a grace period and is then killed; pipes that a
+    /// leftover process holds open are let go of.
+    private static func supervise(
+        _ pid: pid_t, pipes: [(fd: Int32, target: Int32)]
+    ) -> (Termination, [Int32: [UInt8]]) {
+        var captured: [Int32: [UInt8]] = [1: [], 2: []]
+        let exitDescriptor = multipack_pidfd_open(pid)
+        defer { if exitDescriptor >= 0 { close(exitDescriptor) } }
         var open = pipes
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while !open.isEmpty {
-            var polls = open.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
-            if poll(&polls, nfds_t(polls.count), -1) < 0 {
-                if errno == EINTR { continue }
-                break
+        var status: Int32 = 0
+        var exitedAt: ContinuousClock.Instant?
+        var killAt: ContinuousClock.Instant?
+        func letGo() {
+            open.forEach { close($0.fd) }
+            open = []
+        }
+        while true {
+            if exitedAt == nil {
+                let result = waitpid(pid, &status, WNOHANG)
+                if result == pid || (result < 0 && errno == ECHILD) { exitedAt = .now }
             }
+            if let exitedAt {
+                if open.isEmpty { break }
+                if ContinuousClock.now - exitedAt >= drainAfterExit { letGo() }
+            }
+            if SignalForwarding.received != 0 {
+                let deadline = killAt ?? ContinuousClock.now + grace
+                killAt = deadline
+                if ContinuousClock.now >= deadline {
+                    kill(-pid, SIGKILL)
+                    letGo()
+                }
+            }
+            // The exit descriptor (or a short timeout without one) wakes us when the child ends;
+            // the timeout also notices a stop signal that was delivered to another thread.
+            var polls = open.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+            if exitedAt == nil && exitDescriptor >= 0 {
+                polls.append(pollfd(fd: exitDescriptor, events: Int16(POLLIN), revents: 0))
+            }
+            let timeout: Int32 = exitedAt == nil && exitDescriptor < 0 ? 10 : 100
+            let ready = poll(&polls, nfds_t(polls.count), timeout)
+            guard ready > 0 else { continue }
             var stillOpen: [(fd: Int32, target: Int32)] = []
             for (index, entry) in open.enumerated() {
                 guard polls[index].revents != 0 else {
@@ -168,31 +195,71 @@ public enum Spawner {
             }
             open = stillOpen
         }
-    }
-
-    /// Waits for the child. Once multipack has been asked to stop, the child's group gets a grace
-    /// period and is then killed, so that nothing is left behind.
-    private static func waitFor(_ pid: pid_t) -> Termination {
-        var status: Int32 = 0
-        var killDeadline: ContinuousClock.Instant?
-        while true {
-            let options = killDeadline == nil ? Int32(0) : WNOHANG
-            let result = waitpid(pid, &status, options)
-            if result == pid { break }
-            if result < 0 && errno != EINTR { return .exited(127) }
-            if SignalForwarding.received != 0 {
-                let deadline = killDeadline ?? ContinuousClock.now + .seconds(5)
-                killDeadline = deadline
-                if ContinuousClock.now >= deadline { kill(-pid, SIGKILL) }
-                usleep(20_000)
-            }
-        }
         if SignalForwarding.received != 0 {
-            // Whatever the child started and left running goes too.
+            // Whatever the child started in its group and left running goes too.
             kill(-pid, SIGKILL)
         }
-        if status & 0x7f == 0 { return .exited((status >> 8) & 0xff) }
-        return .signaled(status & 0x7f)
+        if status & 0x7f == 0 { return (.exited((status >> 8) & 0xff), captured) }
+        return (.signaled(status & 0x7f), captured)
+    }
+
+    /// Stops every process the finished command left behind (a daemon a compile started with
+    /// setsid or nohup): they were reparented to multipack, their subreaper. SIGTERM, a second to
+    /// go, then SIGKILL; repeated while stopping one orphans more.
+    static func stopLeftovers(of command: Command) {
+        guard SignalForwarding.isSubreaper else { return }
+        var stopped: [String] = []
+        for round in 0..<8 {
+            var alive: [pid_t] = []
+            for orphan in ChildProcessGroups.shared.orphans() {
+                if orphan.zombie {
+                    var status: Int32 = 0
+                    waitpid(orphan.pid, &status, WNOHANG)
+                } else {
+                    alive.append(orphan.pid)
+                    stopped.append("\(orphan.name) (pid \(orphan.pid))")
+                    kill(orphan.pid, SIGTERM)
+                }
+            }
+            if alive.isEmpty { break }
+            let deadline = ContinuousClock.now + (round == 0 ? .seconds(1) : .milliseconds(200))
+            while !alive.isEmpty {
+                alive = alive.filter { pid in
+                    var status: Int32 = 0
+                    return waitpid(pid, &status, WNOHANG) == 0
+                }
+                if alive.isEmpty { break }
+                if ContinuousClock.now >= deadline {
+                    for pid in alive {
+                        kill(pid, SIGKILL)
+                        var status: Int32 = 0
+                        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                    }
+                    break
+                }
+                usleep(10_000)
+            }
+        }
+        guard !stopped.isEmpty else { return }
+        let owner = command.owner ?? command.executable
+        leftoverWarning(
+            "\(owner) left \(stopped.count == 1 ? "a process" : "\(stopped.count) processes") running after it ended: "
+                + stopped.joined(separator: ", ") + ". multipack stopped "
+                + (stopped.count == 1 ? "it" : "them")
+                + ": nothing a build starts may outlive it (a server a build needs must be started by the app at run time)."
+        )
+    }
+
+    /// Where the warning about leftover processes goes.
+    nonisolated(unsafe) public static var leftoverWarning: (String) -> Void = { Log().warning($0) }
+}
+
+extension Optional where Wrapped == String {
+    fileprivate func withOptionalCString<R>(_ body: (UnsafePointer<CChar>?) -> R) -> R {
+        switch self {
+        case .some(let text): return text.withCString { body($0) }
+        case .none: return body(nil)
+        }
     }
 }
 

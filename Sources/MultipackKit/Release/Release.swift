@@ -112,21 +112,36 @@ public func mergeReleases(_ releases: [(position: Int, release: Release)], mode:
     var merged = Release()
     var provenance = ReleaseProvenance()
     let considered = mode == .last ? Array(releases.suffix(1)) : releases
+    // Positions by key, so that merging is linear in the number of keys however many there are.
+    var configIndex: [String: Int] = [:]
+    var typeIndex: [String: Int] = [:]
+    var addons = Set<String>()
     for (position, release) in considered {
-        for addon in release.addons where !merged.addons.contains(addon) { merged.addons.append(addon) }
+        for addon in release.addons where addons.insert(addon).inserted { merged.addons.append(addon) }
         for (key, value) in release.configVars {
-            merged.configVars.upsert(key, value)
+            merged.configVars.upsert(key, value, index: &configIndex)
             provenance.configVars[key] = position
         }
         for (key, value) in release.processTypes {
-            merged.processTypes.upsert(key, value)
+            merged.processTypes.upsert(key, value, index: &typeIndex)
             provenance.processTypes[key] = position
         }
+        if SignalForwarding.shouldStop { break }
     }
     return (merged, provenance)
 }
 
 extension Array where Element == (key: String, value: String) {
+    /// `upsert` with the positions of the keys kept in `index`.
+    mutating func upsert(_ key: String, _ value: String, index: inout [String: Int]) {
+        if let position = index[key] {
+            self[position].value = value
+        } else {
+            index[key] = count
+            append((key, value))
+        }
+    }
+
     /// Replaces the value in place (keeping the first position) or appends.
     mutating func upsert(_ key: String, _ value: String) {
         if let index = firstIndex(where: { $0.key == key }) {

@@ -1,0 +1,225 @@
+import Foundation
+import Testing
+
+/// A child buildpack written by the test: its bin/detect, bin/compile and bin/release are the
+/// given bash bodies (`$1` is BUILD_DIR).
+func scriptedChild(
+    _ name: String, in temp: TempDir, detect: String = "echo Scripted", compile: String = "true",
+    release: String? = nil
+) throws -> String {
+    let dir = temp.sub("children/" + name)
+    try temp.write("children/\(name)/bin/detect", "#!/usr/bin/env bash\n\(detect)\n", executable: true)
+    try temp.write("children/\(name)/bin/compile", "#!/usr/bin/env bash\n\(compile)\n", executable: true)
+    if let release {
+        try temp.write("children/\(name)/bin/release", "#!/usr/bin/env bash\n\(release)\n", executable: true)
+    }
+    return dir
+}
+
+/// `bin/compile` running in the background with its own TMPDIR, its output going to a file (a
+/// pipe could be held open by a process the build leaves behind).
+final class BackgroundCompile {
+    let process = Process()
+    let outputPath: String
+    let tmp: String
+
+    init(_ mp: Multipack, _ app: App, temp: TempDir, environment: [String: String] = [:]) throws {
+        outputPath = temp.path + "/compile-output.txt"
+        tmp = temp.sub("tmp")
+        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: mp.dir + "/bin/compile")
+        process.arguments = [app.build, app.cache, app.env]
+        process.environment = Multipack.environment(environment.merging(["TMPDIR": tmp]) { $1 })
+        let handle = try #require(FileHandle(forWritingAtPath: outputPath))
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// Waits until `condition` holds (false when the build ended or the time ran out first).
+    func wait(until condition: () -> Bool, seconds: Double = 60) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            if !process.isRunning { return condition() }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    /// Sends `signal` and returns how long the build took to end (killed after 30 s).
+    func stop(with signal: Int32) -> Double {
+        let sent = Date()
+        kill(process.processIdentifier, signal)
+        return finish(since: sent)
+    }
+
+    func finish(since start: Date = Date(), limit: Double = 30) -> Double {
+        while process.isRunning && Date().timeIntervalSince(start) < limit { usleep(10_000) }
+        let elapsed = Date().timeIntervalSince(start)
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        return elapsed
+    }
+}
+
+/// The pids a test's scripts wrote to files, and whether any is still running.
+func survivors(_ files: [String]) -> [String] {
+    usleep(100_000)
+    return files.compactMap { file in
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return nil }
+        guard isRunning(pid) else { return nil }
+        kill(pid, SIGKILL)
+        return "\(file): \(pid)"
+    }
+}
+
+/// SPEC §11: every stage stops within 5 seconds of SIGTERM/SIGINT/SIGHUP, nothing left running.
+@Suite(.serialized) struct SignalTests {
+    static let stopSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
+
+    @Test(arguments: stopSignals) func aDetectThatIgnoresTheSignalIsKilledWithinFiveSeconds(_ signal: Int32) throws {
+        let temp = try TempDir("sig-detect")
+        let ready = temp.path + "/ready"
+        let pids = [temp.path + "/detect.pid", temp.path + "/helper.pid"]
+        let child = try scriptedChild(
+            "trapper", in: temp,
+            detect: """
+                trap '' TERM INT HUP QUIT
+                echo $$ > \(pids[0])
+                (exec sleep 1000) & echo $! > \(pids[1])
+                touch \(ready)
+                sleep 1000
+                """)
+        let app = try App(nil, in: temp, buildpacks: child + "\n")
+        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
+        #expect(build.wait(until: { FileManager.default.fileExists(atPath: ready) }), "\(build.output)")
+        let seconds = build.stop(with: signal)
+        #expect(seconds < 5, "took \(seconds) s")
+        #expect(build.process.terminationStatus != 0)
+        #expect(build.output.contains("stopped by"), "\(build.output)")
+        #expect(build.output.contains("was in detect"), "\(build.output)")
+        #expect(!build.output.contains("Summary"))
+        #expect(survivors(pids).isEmpty)
+    }
+
+    @Test func aDaemonLeftOnDetectsOutputDoesNotHoldTheBuild() throws {
+        let temp = try TempDir("sig-daemon")
+        let pid = temp.path + "/daemon.pid"
+        let child = try scriptedChild(
+            "daemon", in: temp,
+            detect: """
+                setsid sleep 1000 & echo $! > \(pid)
+                echo Daemonic
+                """)
+        let app = try App(nil, in: temp, buildpacks: child + "\n")
+        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
+        let seconds = build.finish()
+        #expect(seconds < 10, "took \(seconds) s")
+        #expect(build.process.terminationStatus == 0, "\(build.output)")
+        #expect(build.output.contains("(bin/detect) left a process running after it ended: sleep (pid"))
+        #expect(survivors([pid]).isEmpty)
+    }
+
+    @Test func anExportThatHangsWithABackgroundJobStopsWithinFiveSeconds() throws {
+        let temp = try TempDir("sig-export")
+        let ready = temp.path + "/ready"
+        let pids = [temp.path + "/job.pid"]
+        let child = try scriptedChild(
+            "exporter", in: temp,
+            compile: """
+                cat > export <<'EOF'
+                export FROM_EXPORT=1
+                (trap '' TERM; exec sleep 1000) & echo $! > \(pids[0])
+                trap '' TERM
+                touch \(ready)
+                sleep 1000
+                EOF
+                """)
+        let app = try App(nil, in: temp, buildpacks: child + "\n")
+        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
+        #expect(build.wait(until: { FileManager.default.fileExists(atPath: ready) }), "\(build.output)")
+        let seconds = build.stop(with: SIGTERM)
+        #expect(seconds < 5, "took \(seconds) s")
+        #expect(build.process.terminationStatus != 0)
+        #expect(build.output.contains("was in export") || build.output.contains("stopped by SIGTERM"))
+        #expect(!build.output.contains("Summary"))
+        #expect(survivors(pids).isEmpty)
+    }
+
+    @Test func processesACompileLeavesBehindAreStoppedAfterASuccessfulBuild() throws {
+        let temp = try TempDir("leftovers")
+        let pids = [temp.path + "/setsid.pid", temp.path + "/nohup.pid"]
+        let child = try scriptedChild(
+            "leaver", in: temp,
+            compile: """
+                setsid sleep 1000 > /dev/null 2>&1 & echo $! > \(pids[0])
+                nohup sleep 1000 > /dev/null 2>&1 & echo $! > \(pids[1])
+                echo "       started two daemons"
+                """)
+        let app = try App(nil, in: temp, buildpacks: child + "\n")
+        let mp = try Multipack(in: temp)
+        let compile = try mp.shim(
+            "compile", [app.build, app.cache, app.env], environment: ["TMPDIR": temp.sub("tmp")])
+        #expect(compile.status == 0, "\(compile.all)")
+        #expect(compile.all.contains("Buildpack [1/1] Scripted (bin/compile) left 2 processes running"))
+        #expect(survivors(pids).isEmpty)
+    }
+
+    @Test func aStalledDownloadStopsWithinFiveSeconds() throws {
+        let temp = try TempDir("sig-download")
+        let server = try LoopbackHTTPServer(routes: [
+            "/stalled.tgz": .stall(body: [UInt8](repeating: 0x1f, count: 100_000), after: 1000)
+        ])
+        defer { server.stop() }
+        let app = try App(nil, in: temp, buildpacks: server.url("/stalled.tgz") + "\n")
+        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
+        #expect(build.wait(until: { server.requestCount("/stalled.tgz") > 0 }))
+        usleep(500_000)
+        let seconds = build.stop(with: SIGTERM)
+        #expect(seconds < 5, "took \(seconds) s")
+        #expect(build.process.terminationStatus != 0)
+        #expect(build.output.contains("stopped by SIGTERM while fetching buildpack [1/1]"), "\(build.output)")
+    }
+
+    @Test func extractingALargeArchiveStopsWithinFiveSeconds() throws {
+        let temp = try TempDir("sig-extract")
+        // 900 MB of zeros in one member: about 1 MB compressed, seconds to write out.
+        let archive = temp.path + "/big.tgz"
+        let made = try Shell.run(
+            "python3",
+            [
+                "-c",
+                """
+                import tarfile, io, sys
+                class Zeros(io.RawIOBase):
+                    def __init__(self, n): self.left = n
+                    def readable(self): return True
+                    def readinto(self, b):
+                        n = min(len(b), self.left); b[:n] = bytes(n); self.left -= n; return n
+                size = 900 * 1000 * 1000
+                with tarfile.open(sys.argv[1], "w:gz", compresslevel=1) as tar:
+                    info = tarfile.TarInfo("bp/bin/compile"); info.size = size; info.mode = 0o755
+                    tar.addfile(info, io.BufferedReader(Zeros(size)))
+                """, archive,
+            ])
+        #expect(made.status == 0, "\(made.all)")
+        let app = try App(nil, in: temp, buildpacks: "file://\(archive)\n")
+        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
+        let tmp = build.tmp
+        func extracting() -> Bool {
+            let entries = (try? FileManager.default.subpathsOfDirectory(atPath: tmp)) ?? []
+            return entries.contains { $0.hasSuffix("bin/compile") }
+        }
+        #expect(build.wait(until: extracting), "\(build.output)")
+        let seconds = build.stop(with: SIGTERM)
+        #expect(seconds < 5, "took \(seconds) s")
+        #expect(build.process.terminationStatus != 0)
+        #expect(build.output.contains("stopped by SIGTERM while fetching buildpack [1/1]"), "\(build.output)")
+    }
+}
