@@ -19,6 +19,8 @@ public struct Settings: Sendable {
     public var release: ReleaseMode = .merge
     public var hooks: HookMode = .multipack
     public var fetchTimeout: Int = 300
+    /// The largest download accepted (`MULTIPACK_MAX_DOWNLOAD`), 1 GiB unless set.
+    public var maxDownload: Int64 = 1 << 30
     public var registryURL = "https://buildpack-registry.s3.amazonaws.com/buildpacks"
     public var xtrace = false
     /// Measure BUILD_DIR after each child and hook (SPEC §14); `MULTIPACK_SIZES=0` turns it off.
@@ -48,11 +50,35 @@ public struct Settings: Sendable {
             }
             fetchTimeout = seconds
         }
+        if let raw = value("MULTIPACK_MAX_DOWNLOAD"), !raw.trimmingBlanks().isEmpty {
+            guard let bytes = Self.byteCount(raw.trimmingBlanks()), bytes > 0 else {
+                throw UsageError(
+                    variableProblem: "MULTIPACK_MAX_DOWNLOAD", value: raw,
+                    accepted: "a number of bytes above 0, with an optional K, M or G suffix (e.g. 500M or 2G)")
+            }
+            maxDownload = bytes
+        }
         if let url = value("MULTIPACK_REGISTRY_URL"), !url.isEmpty {
             registryURL = url.hasSuffix("/") ? String(url.dropLast()) : url
         }
         xtrace = try Self.boolean("BUILDPACK_XTRACE", value("BUILDPACK_XTRACE"))
         if let raw = value("MULTIPACK_SIZES") { sizes = try Self.boolean("MULTIPACK_SIZES", raw) }
+    }
+
+    /// `1500`, `64K`, `500M`, `2G` (binary multiples); nil when it is not that or does not fit.
+    static func byteCount(_ raw: String) -> Int64? {
+        var digits = Substring(raw)
+        var multiplier: Int64 = 1
+        if let last = digits.last, let scale = ["k": Int64(1) << 10, "m": 1 << 20, "g": 1 << 30][last.lowercased()] {
+            multiplier = scale
+            digits = digits.dropLast()
+        }
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber), let count = Int64(digits)
+        else {
+            return nil
+        }
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : bytes
     }
 
     /// 1/true/yes/on and 0/false/no/off/empty, in any case: `0` means off.

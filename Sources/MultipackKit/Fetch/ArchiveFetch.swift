@@ -68,6 +68,7 @@ struct ArchiveFetch {
                 ]
             )
         } catch let problem as HTTPError {
+            if problem.kind == .stopped && SignalForwarding.stopSignal != nil { throw Interrupted() }
             throw FetchProblem(problem.description, hint: hint(for: problem))
         }
     }
@@ -78,12 +79,10 @@ struct ArchiveFetch {
     {
         let staging = try Files.temporaryDirectory(prefix: "multipack-archive-")
         defer { Files.remove(staging) }
-        let request = DownloadRequest(
-            url: url, ifNoneMatch: remembered?.etag, ifModifiedSince: remembered?.lastModified,
-            timeout: .seconds(context.settings.fetchTimeout))
+        let request = context.archiveRequest(
+            url, ifNoneMatch: remembered?.etag, ifModifiedSince: remembered?.lastModified)
         context.trace(Command("curl", [masked], environment: [:]))
-        let progress = context.progress
-        let result = try context.http.download(request, to: staging + "/archive") { progress($0.line) }
+        let result = try context.download(request, to: staging + "/archive")
         if SignalForwarding.stopSignal != nil { throw Interrupted() }
         guard case .downloaded(_, let etag, let lastModified, _) = result else {
             // 304: what the cache holds is current.

@@ -30,6 +30,8 @@ public struct FetchContext: Sendable {
     public var http = HTTPClient()
     /// How many children are fetched at once (`MULTIPACK_FETCH_PARALLELISM`, for benchmarks).
     public var parallelism = 4
+    /// How long a download may receive nothing before it counts as stalled.
+    public var stallWindow: Duration = .seconds(30)
 
     public init(appDir: String, cacheDir: String?, workDir: String, environment: [String: String], settings: Settings) {
         self.appDir = appDir
@@ -37,6 +39,24 @@ public struct FetchContext: Sendable {
         self.workDir = workDir
         self.environment = environment
         self.settings = settings
+        if let seconds = environment[HiddenVariable.stallSeconds].flatMap(Int.init), seconds > 0 {
+            stallWindow = .seconds(seconds)
+        }
+    }
+
+    /// A download of a buildpack archive, with this build's limits.
+    func archiveRequest(_ url: String, ifNoneMatch: String? = nil, ifModifiedSince: String? = nil) -> DownloadRequest {
+        DownloadRequest(
+            url: url, ifNoneMatch: ifNoneMatch, ifModifiedSince: ifModifiedSince,
+            timeout: .seconds(settings.fetchTimeout), stallWindow: stallWindow, maxBytes: settings.maxDownload,
+            expectsArchive: true)
+    }
+
+    /// Downloads with progress lines and retry notices in the log.
+    func download(_ request: DownloadRequest, to path: String) throws -> DownloadResult {
+        let progress = self.progress
+        return try http.download(
+            request, to: path, progress: { progress($0.line) }, notice: { progress("       " + $0) })
     }
 
     var cacheRoot: String? { cacheDir.map { $0 + "/.multipack" } }
@@ -46,15 +66,22 @@ public struct FetchContext: Sendable {
 public enum Fetcher {
     public static func fetchAll(_ entries: [BuildpackEntry], context: FetchContext) throws -> [FetchedChild] {
         struct Cancelled: Error {}
-        let failed = Mutex(false)
-        let outcomes = parallelMap(entries, width: context.parallelism) { index, entry in
-            // Once one fetch has failed the build cannot run: the fetches not yet started are not.
-            if failed.withLock({ $0 }) { return Result<FetchedChild, any Error>.failure(Cancelled()) }
+        let failed = Atomic<Bool>(false)
+        var context = context
+        // Once one fetch has failed the build cannot run: downloads in flight are abandoned and
+        // the fetches not yet started are not started (SPEC §5).
+        let http = context.http
+        context.http.shouldStop = { http.shouldStop() || failed.load(ordering: .relaxed) }
+        let outcomes = parallelMap(entries, width: context.parallelism) { [context] index, entry in
+            if failed.load(ordering: .relaxed) { return Result<FetchedChild, any Error>.failure(Cancelled()) }
             let outcome = Result { () throws -> FetchedChild in
                 if SignalForwarding.stopSignal != nil { throw Interrupted(stage: "while fetching the buildpacks") }
                 return try fetch(entry, position: index + 1, total: entries.count, context: context)
             }
-            if case .failure = outcome { failed.withLock { $0 = true } }
+            if case .failure(let error) = outcome, !(error is Interrupted) {
+                // A failure that follows another is the cancellation's doing, not a cause.
+                if failed.exchange(true, ordering: .relaxed) { return .failure(Cancelled()) }
+            }
             return outcome
         }
         // The first real failure in list order is the one reported.

@@ -112,15 +112,14 @@ struct GitFetch {
         }
         let archiveURL = "\(base)/\(parts[0])/\(parts[1])/archive/\(commit).tar.gz"
         context.trace(Command("curl", [Masking.url(archiveURL)], environment: [:]))
-        let request = DownloadRequest(url: archiveURL, timeout: .seconds(context.settings.fetchTimeout))
         do {
-            _ = try context.http.download(request, to: staging + "/archive.tar.gz") { [progress = context.progress] in
-                progress($0.line)
-            }
+            _ = try context.download(context.archiveRequest(archiveURL), to: staging + "/archive.tar.gz")
             try Files.makeDirectory(staging + "/archive")
             try extractArchive(atPath: staging + "/archive.tar.gz", into: staging + "/archive")
         } catch {
             if SignalForwarding.stopSignal != nil { throw Interrupted() }
+            // Cancelled because another child failed: no clone either.
+            if context.http.shouldStop() { throw FetchProblem("cancelled") }
             return nil
         }
         let root = buildpackRoot(in: staging + "/archive")

@@ -52,7 +52,10 @@ final class CurlTransfer {
     private let request: DownloadRequest
     private let path: String
     private let progressInterval: Duration
+    private let firstProgress: Duration
     private let progress: (@Sendable (DownloadProgress) -> Void)?
+    private let deadline: ContinuousClock.Instant
+    private let shouldStop: @Sendable () -> Bool
 
     private var file: Int32 = -1
     private var received: Int64 = 0
@@ -60,22 +63,42 @@ final class CurlTransfer {
     private var etag: String?
     private var lastModified: String?
     private let clock = ContinuousClock()
-    private var lastReport: ContinuousClock.Instant
-    private var receivedAtLastReport: Int64 = 0
+    private let started: ContinuousClock.Instant
+    private var nextReport: ContinuousClock.Instant
+    private var lastByte: ContinuousClock.Instant
+    private var receivedAtLastCheck: Int64 = 0
+    /// Why a callback ended the transfer, when one did.
+    private var abort: TransferAbort?
+    /// The first bytes of the body, to tell an HTML page from an archive.
+    private var head: [UInt8] = []
+    private var contentType: String?
+
+    enum TransferAbort {
+        case stopped, deadline, stalled, tooLarge(announced: Int64?)
+    }
 
     init(
         library: CurlLibrary,
         request: DownloadRequest,
         path: String,
         progressInterval: Duration,
+        firstProgress: Duration,
+        deadline: ContinuousClock.Instant,
+        shouldStop: @escaping @Sendable () -> Bool,
         progress: (@Sendable (DownloadProgress) -> Void)?
     ) {
         self.api = library.api
         self.request = request
         self.path = path
         self.progressInterval = progressInterval
+        self.firstProgress = firstProgress
+        self.deadline = deadline
+        self.shouldStop = shouldStop
         self.progress = progress
-        self.lastReport = clock.now
+        let now = clock.now
+        self.started = now
+        self.nextReport = now + firstProgress
+        self.lastByte = now
     }
 
     func run() -> Result<DownloadResult, TransferFailure> {
@@ -106,11 +129,9 @@ final class CurlTransfer {
             } catch {
                 return .failure(error)
             }
-            let started = clock.now
             let code = multipack_curl_easy_perform(api, handle)
-            let elapsed = clock.now - started
             let message = errorBuffer[0] != 0 ? String(cString: errorBuffer) : ""
-            return outcome(of: code, handle: handle, message: message, elapsed: elapsed)
+            return outcome(of: code, handle: handle, message: message)
         }
     }
 
@@ -136,15 +157,12 @@ final class CurlTransfer {
         try check(multipack_curl_setopt_long(api, handle, CURLOPT_FAILONERROR, 1))
         try check(multipack_curl_setopt_string(api, handle, CURLOPT_USERAGENT, "multipack"))
         try check(multipack_curl_setopt_long(api, handle, CURLOPT_BUFFERSIZE, 128 * 1024))
-        try check(multipack_curl_setopt_long(api, handle, CURLOPT_TIMEOUT_MS, Self.milliseconds(request.timeout)))
+        // The deadline covers the retries too: each attempt gets what is left of it.
+        let left = max(1, Self.milliseconds(deadline - clock.now))
+        try check(multipack_curl_setopt_long(api, handle, CURLOPT_TIMEOUT_MS, left))
         try check(
             multipack_curl_setopt_long(
                 api, handle, CURLOPT_CONNECTTIMEOUT_MS, max(1, Self.milliseconds(request.connectTimeout))))
-        if request.lowSpeedLimit > 0 {
-            let seconds = max(1, (Self.milliseconds(request.lowSpeedTime) + 999) / 1000)
-            try check(multipack_curl_setopt_long(api, handle, CURLOPT_LOW_SPEED_LIMIT, request.lowSpeedLimit))
-            try check(multipack_curl_setopt_long(api, handle, CURLOPT_LOW_SPEED_TIME, seconds))
-        }
         if let headers {
             try check(multipack_curl_setopt_pointer(api, handle, CURLOPT_HTTPHEADER, headers))
         }
@@ -163,23 +181,21 @@ final class CurlTransfer {
                 return size * count
             })
         try check(multipack_curl_setopt_pointer(api, handle, CURLOPT_HEADERDATA, owner))
-        if progress != nil {
-            try check(
-                multipack_curl_setopt_xferinfo_callback(api, handle) { owner, total, _, _, _ in
-                    guard let owner else { return 0 }
-                    Unmanaged<CurlTransfer>.fromOpaque(owner).takeUnretainedValue().report(total: total)
-                    return 0
-                })
-            try check(multipack_curl_setopt_pointer(api, handle, CURLOPT_XFERINFODATA, owner))
-            try check(multipack_curl_setopt_long(api, handle, CURLOPT_NOPROGRESS, 0))
-        }
+        // Called about once a second even when nothing arrives: where a stop signal, a cancelled
+        // build, the deadline, a stall and the size limit end the transfer (SPEC §5, §11).
+        try check(
+            multipack_curl_setopt_xferinfo_callback(api, handle) { owner, total, _, _, _ in
+                guard let owner else { return 0 }
+                return Unmanaged<CurlTransfer>.fromOpaque(owner).takeUnretainedValue().tick(total: total) ? 0 : 1
+            })
+        try check(multipack_curl_setopt_pointer(api, handle, CURLOPT_XFERINFODATA, owner))
+        try check(multipack_curl_setopt_long(api, handle, CURLOPT_NOPROGRESS, 0))
     }
 
     private func outcome(
         of code: CURLcode,
         handle: UnsafeMutableRawPointer,
-        message: String,
-        elapsed: Duration
+        message: String
     ) -> Result<DownloadResult, TransferFailure> {
         var status = 0
         _ = multipack_curl_getinfo_long(api, handle, CURLINFO_RESPONSE_CODE, &status)
@@ -188,6 +204,24 @@ final class CurlTransfer {
         let announced = Int64(length)
         let sizes = announced >= 0 ? "received \(received) of \(announced) bytes" : "received \(received) bytes"
 
+        if let abort {
+            switch abort {
+            case .stopped:
+                return .failure(TransferFailure(kind: .stopped))
+            case .deadline:
+                return .failure(
+                    TransferFailure(
+                        kind: .timeout,
+                        detail: "the download did not finish within \(Self.describe(request.timeout)) (\(sizes))"))
+            case .stalled:
+                return .failure(
+                    TransferFailure(
+                        kind: .timeout,
+                        detail: "no data arrived for \(Self.describe(request.stallWindow)) (\(sizes))"))
+            case .tooLarge(let announced):
+                return .failure(TransferFailure(kind: .tooLarge(limit: request.maxBytes ?? 0, announced: announced)))
+            }
+        }
         switch code {
         case CURLE_OK:
             if status == 304 {
@@ -196,6 +230,9 @@ final class CurlTransfer {
             // file:// transfers have no status.
             guard status == 0 || (200..<300).contains(status) else {
                 return .failure(TransferFailure(kind: .status(status)))
+            }
+            if request.expectsArchive, let page = HTMLPage(head: head, contentType: contentType) {
+                return .failure(TransferFailure(kind: .html(status: status, title: page.title)))
             }
             if announced >= 0 && announced != received {
                 return .failure(TransferFailure(kind: .truncated, detail: sizes))
@@ -219,12 +256,8 @@ final class CurlTransfer {
             let detail: String
             if connectTime == 0 && status == 0 {
                 detail = "no connection within \(Self.describe(request.connectTimeout))"
-            } else if elapsed >= request.timeout - .milliseconds(100) {
-                detail = "the download did not finish within \(Self.describe(request.timeout)) (\(sizes))"
             } else {
-                detail =
-                    "the server sent less than \(request.lowSpeedLimit) byte(s) per second for "
-                    + "\(Self.describe(request.lowSpeedTime)) (\(sizes))"
+                detail = "the download did not finish within \(Self.describe(request.timeout)) (\(sizes))"
             }
             return .failure(TransferFailure(kind: .timeout, detail: detail))
         case CURLE_WRITE_ERROR where writeErrno != 0:
@@ -237,6 +270,13 @@ final class CurlTransfer {
     }
 
     private func write(_ bytes: UnsafeRawBufferPointer) -> Int {
+        if let limit = request.maxBytes, received + Int64(bytes.count) > limit {
+            abort = .tooLarge(announced: nil)
+            return 0
+        }
+        if head.count < Self.headSize {
+            head.append(contentsOf: bytes.prefix(Self.headSize - head.count))
+        }
         var rest = bytes
         while let base = rest.baseAddress, !rest.isEmpty {
             let written = Glibc.write(file, base, rest.count)
@@ -258,6 +298,7 @@ final class CurlTransfer {
         if line.hasPrefix("HTTP/") {
             etag = nil
             lastModified = nil
+            contentType = nil
             return
         }
         guard let colon = line.firstIndex(of: ":") else { return }
@@ -266,23 +307,46 @@ final class CurlTransfer {
         switch name {
         case "etag": etag = value
         case "last-modified": lastModified = value
+        case "content-type": contentType = value.lowercased()
         default: break
         }
     }
 
-    private func report(total: curl_off_t) {
-        guard let progress else { return }
+    /// The periodic check; false ends the transfer.
+    private func tick(total: curl_off_t) -> Bool {
         let now = clock.now
-        let interval = now - lastReport
-        guard interval >= progressInterval else { return }
-        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
-        let rate = seconds > 0 ? Double(received - receivedAtLastReport) / seconds : 0
-        lastReport = now
-        receivedAtLastReport = received
-        progress(
-            DownloadProgress(
-                url: request.url, bytes: received, total: total > 0 ? Int64(total) : nil, bytesPerSecond: rate))
+        if shouldStop() {
+            abort = .stopped
+            return false
+        }
+        if now >= deadline {
+            abort = .deadline
+            return false
+        }
+        if let limit = request.maxBytes, total > limit {
+            abort = .tooLarge(announced: Int64(total))
+            return false
+        }
+        if received != receivedAtLastCheck {
+            receivedAtLastCheck = received
+            lastByte = now
+        } else if now - lastByte >= request.stallWindow {
+            abort = .stalled
+            return false
+        }
+        if let progress, now >= nextReport {
+            nextReport = now + progressInterval
+            let seconds = (now - started).seconds
+            progress(
+                DownloadProgress(
+                    url: request.url, bytes: received, total: total > 0 ? Int64(total) : nil,
+                    bytesPerSecond: seconds > 0 ? Double(received) / seconds : 0))
+        }
+        return true
     }
+
+    /// How much of the body is kept to recognise an HTML page and read its title.
+    static let headSize = 16384
 
     private static func milliseconds(_ duration: Duration) -> Int {
         let (seconds, attoseconds) = duration.components

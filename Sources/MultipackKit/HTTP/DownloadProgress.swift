@@ -6,7 +6,7 @@ public struct DownloadProgress: Sendable, Equatable {
     public var bytes: Int64
     /// The announced size, when the server sent one.
     public var total: Int64?
-    /// Bytes per second since the previous report.
+    /// Bytes per second since the download started.
     public var bytesPerSecond: Double
 
     public init(url: String, bytes: Int64, total: Int64?, bytesPerSecond: Double) {
@@ -17,14 +17,25 @@ public struct DownloadProgress: Sendable, Equatable {
     }
 
     /// A Heroku-style detail line, indented by 7 spaces and without a carriage return (build logs
-    /// are not terminals): `       Downloading https://… 12.3 MB of 40.0 MB (8.1 MB/s)`.
+    /// are not terminals): `       Downloading https://… 12.3 MB of 40.0 MB (30%), 8.1 MB/s, 4 s left`.
     public var line: String {
         var text = "       Downloading \(url) \(Self.format(bytes: bytes))"
-        if let total {
-            text += " of \(Self.format(bytes: total))"
-        }
         let rate = bytesPerSecond.isFinite ? Int64(max(0, bytesPerSecond).rounded()) : 0
-        return text + " (\(Self.format(bytes: rate))/s)"
+        if let total, total > 0 {
+            text += " of \(Self.format(bytes: total)) (\(min(100, bytes * 100 / total))%)"
+        }
+        text += ", \(Self.format(bytes: rate))/s"
+        if let total, total > bytes {
+            text += rate > 0 ? ", \(Self.format(seconds: (total - bytes + rate - 1) / rate)) left" : ", stalled"
+        }
+        return text
+    }
+
+    /// `42 s`, `3 min 5 s`, `1 h 2 min`.
+    static func format(seconds: Int64) -> String {
+        if seconds < 60 { return "\(seconds) s" }
+        if seconds < 3600 { return "\(seconds / 60) min \(seconds % 60) s" }
+        return "\(seconds / 3600) h \(seconds % 3600 / 60) min"
     }
 
     /// Formats a byte count with decimal units and one decimal place: `512 B`, `1.5 kB`, `12.3 MB`.

@@ -10,17 +10,19 @@ public struct DownloadRequest: Sendable, Equatable {
     public var ifNoneMatch: String?
     /// A Last-Modified value from a previous download, sent as If-Modified-Since.
     public var ifModifiedSince: String?
-    /// The limit for a whole attempt (`MULTIPACK_FETCH_TIMEOUT`).
+    /// The limit for the whole download, retries and waits included (`MULTIPACK_FETCH_TIMEOUT`).
     public var timeout: Duration
     /// The limit for establishing the connection.
     public var connectTimeout: Duration
     /// How many times a transient failure is retried.
     public var maxRetries: Int
-    /// A transfer slower than `lowSpeedLimit` bytes per second for `lowSpeedTime` is abandoned as
-    /// stalled, long before the overall timeout would end it.
-    public var lowSpeedLimit: Int
-    /// See `lowSpeedLimit`. libcurl counts it in whole seconds.
-    public var lowSpeedTime: Duration
+    /// A transfer that receives nothing for this long is abandoned as stalled (a transient
+    /// failure), long before the overall timeout would end it.
+    public var stallWindow: Duration
+    /// A body larger than this is stopped and refused (`MULTIPACK_MAX_DOWNLOAD`).
+    public var maxBytes: Int64?
+    /// An archive is expected: an HTML page (a login or captive-portal page) is refused as such.
+    public var expectsArchive: Bool
 
     public init(
         url: String,
@@ -29,8 +31,9 @@ public struct DownloadRequest: Sendable, Equatable {
         timeout: Duration = .seconds(300),
         connectTimeout: Duration = .seconds(10),
         maxRetries: Int = 3,
-        lowSpeedLimit: Int = 1,
-        lowSpeedTime: Duration = .seconds(30)
+        stallWindow: Duration = .seconds(30),
+        maxBytes: Int64? = nil,
+        expectsArchive: Bool = false
     ) {
         self.url = url
         self.ifNoneMatch = ifNoneMatch
@@ -38,8 +41,9 @@ public struct DownloadRequest: Sendable, Equatable {
         self.timeout = timeout
         self.connectTimeout = connectTimeout
         self.maxRetries = maxRetries
-        self.lowSpeedLimit = lowSpeedLimit
-        self.lowSpeedTime = lowSpeedTime
+        self.stallWindow = stallWindow
+        self.maxBytes = maxBytes
+        self.expectsArchive = expectsArchive
     }
 }
 
@@ -60,20 +64,27 @@ public struct HTTPClient: Sendable {
     public var backoffBase: Duration
     /// The longest wait between two attempts.
     public var maxBackoff: Duration
-    /// How often a running download reports progress.
+    /// How often a running download reports progress, after the first report.
     public var progressInterval: Duration
+    /// When a download that is still running reports progress the first time (SPEC §9).
+    public var firstProgress: Duration
     /// Waits between attempts; tests replace it to run fast.
     public var sleep: @Sendable (Duration) -> Void
+    /// Whether to abandon the download: multipack was asked to stop, or the build was cancelled
+    /// because another fetch failed.
+    public var shouldStop: @Sendable () -> Bool = { SignalForwarding.shouldStop }
 
     public init(
-        backoffBase: Duration = .seconds(1),
+        backoffBase: Duration = .seconds(2),
         maxBackoff: Duration = .seconds(30),
         progressInterval: Duration = .seconds(5),
+        firstProgress: Duration = .seconds(1),
         sleep: @escaping @Sendable (Duration) -> Void = HTTPClient.systemSleep
     ) {
         self.backoffBase = backoffBase
         self.maxBackoff = maxBackoff
         self.progressInterval = progressInterval
+        self.firstProgress = firstProgress
         self.sleep = sleep
     }
 
@@ -85,7 +96,8 @@ public struct HTTPClient: Sendable {
     public func download(
         _ request: DownloadRequest,
         to path: String,
-        progress: (@Sendable (DownloadProgress) -> Void)?
+        progress: (@Sendable (DownloadProgress) -> Void)?,
+        notice: (@Sendable (String) -> Void)? = nil
     ) throws -> DownloadResult {
         let library: CurlLibrary
         switch CurlLibrary.shared {
@@ -93,6 +105,9 @@ public struct HTTPClient: Sendable {
         case .failure(let reason):
             throw HTTPError(kind: .libraryUnavailable, url: request.url, detail: reason.message, attempts: 0)
         }
+        let clock = ContinuousClock()
+        let deadline = clock.now + request.timeout
+        let attempts = request.maxRetries + 1
         var attempt = 0
         while true {
             attempt += 1
@@ -101,6 +116,9 @@ public struct HTTPClient: Sendable {
                 request: request,
                 path: path,
                 progressInterval: progressInterval,
+                firstProgress: firstProgress,
+                deadline: deadline,
+                shouldStop: shouldStop,
                 progress: progress
             ).run()
             switch outcome {
@@ -111,13 +129,27 @@ public struct HTTPClient: Sendable {
                 return result
             case .failure(let failure):
                 let error = HTTPError(kind: failure.kind, url: request.url, detail: failure.detail, attempts: attempt)
-                guard error.isTransient, attempt <= request.maxRetries else {
+                let delay = backoff(beforeRetry: attempt)
+                // No retry that the deadline would cut short anyway.
+                guard error.isTransient, attempt < attempts, clock.now + delay < deadline, !shouldStop() else {
                     unlink(path)
                     throw error
                 }
-                sleep(backoff(beforeRetry: attempt))
+                notice?(
+                    "\(Masking.url(request.url)): retrying in \(Self.describe(delay)) after \(error.shortReason) "
+                        + "(attempt \(attempt + 1) of \(attempts))")
+                sleep(delay)
+                if shouldStop() {
+                    unlink(path)
+                    throw HTTPError(kind: .stopped, url: request.url, attempts: attempt)
+                }
             }
         }
+    }
+
+    private static func describe(_ delay: Duration) -> String {
+        let milliseconds = Int(delay.seconds * 1000)
+        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(milliseconds) ms"
     }
 
     /// The wait before retry number `retry` (1-based): base, 2 × base, 4 × base, … up to the cap.
@@ -130,14 +162,16 @@ public struct HTTPClient: Sendable {
         return min(delay, maxBackoff)
     }
 
-    /// Sleeps the calling thread; downloads are synchronous and run on their own threads.
+    /// Sleeps the calling thread (downloads are synchronous and run on their own threads), waking
+    /// early when multipack is asked to stop.
     public static func systemSleep(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        guard seconds > 0 || attoseconds > 0 else { return }
-        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-        var remaining = timespec()
-        while nanosleep(&request, &remaining) == -1 && errno == EINTR {
-            request = remaining
+        let clock = ContinuousClock()
+        let end = clock.now + duration
+        while clock.now < end && !SignalForwarding.shouldStop {
+            let slice = min(end - clock.now, .milliseconds(100))
+            let (seconds, attoseconds) = slice.components
+            var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+            _ = nanosleep(&request, nil)
         }
     }
 }

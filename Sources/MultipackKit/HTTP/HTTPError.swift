@@ -14,6 +14,12 @@ public struct HTTPError: Error, CustomStringConvertible, Sendable, Equatable {
         case libraryUnavailable
         /// The downloaded bytes could not be written to the destination file.
         case fileSystem(String)
+        /// multipack was asked to stop, or the build no longer needs the download.
+        case stopped
+        /// The body is larger than `MULTIPACK_MAX_DOWNLOAD`.
+        case tooLarge(limit: Int64, announced: Int64?)
+        /// An HTML page came where an archive was expected (a login or captive-portal page).
+        case html(status: Int, title: String?)
     }
 
     public let kind: Kind
@@ -42,7 +48,7 @@ public struct HTTPError: Error, CustomStringConvertible, Sendable, Equatable {
             return true
         case .network(let code, _):
             return Self.transientCurlCodes.contains(code)
-        case .libraryUnavailable, .fileSystem:
+        case .libraryUnavailable, .fileSystem, .stopped, .tooLarge, .html:
             return false
         }
     }
@@ -71,11 +77,34 @@ public struct HTTPError: Error, CustomStringConvertible, Sendable, Equatable {
             text += " (apt-get install libcurl4) to download \(url)."
         case .fileSystem(let message):
             text = "Could not save the download of \(url): \(message)."
+        case .stopped:
+            text = "The download of \(url) was stopped."
+        case .tooLarge(let limit, let announced):
+            text = "The download of \(url) was stopped: "
+            text += announced.map { "the server announced \($0) bytes, " } ?? "the body is "
+            text += "more than MULTIPACK_MAX_DOWNLOAD allows (\(limit) bytes). "
+            text += "Check the URL; if the buildpack really is that large, raise MULTIPACK_MAX_DOWNLOAD (e.g. 2G)."
+        case .html(let status, let title):
+            text = "\(url) answered with an HTML page (HTTP \(status == 0 ? 200 : status)"
+            text += title.map { ", title \"\($0)\"" } ?? ""
+            text += ") where a buildpack archive was expected: a login or captive-portal page, or a web page "
+            text += "instead of the file? Check the URL in .buildpacks (for GitHub, the release asset's download URL)."
         }
         if attempts > 1 {
             text += " Gave up after \(attempts) attempts."
         }
         return text
+    }
+
+    /// The cause in a few words, for the retry notice: `HTTP 503`, `a stall`.
+    var shortReason: String {
+        switch kind {
+        case .status(let code): return "HTTP \(code)"
+        case .timeout: return detail?.hasPrefix("no data arrived") == true ? "a stall" : "a timeout"
+        case .truncated: return "a cut-off transfer"
+        case .network(let code, _): return [52, 55, 56].contains(code) ? "a reset connection" : "a network error"
+        default: return "a failure"
+        }
     }
 
     private static func reason(_ status: Int) -> String? {

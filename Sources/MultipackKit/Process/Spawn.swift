@@ -99,7 +99,9 @@ public enum Spawner {
                 var fds: [Int32] = [0, 0]
                 guard pipe2(&fds, O_CLOEXEC) == 0 else {
                     let code = errno
-                    pipes.forEach { close($0.read); close($0.write) }
+                    pipes.forEach {
+                        close($0.read); close($0.write)
+                    }
                     throw SpawnError(executable: command.executable, errno: code)
                 }
                 targets[index] = fds[1]

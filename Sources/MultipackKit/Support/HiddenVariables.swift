@@ -13,4 +13,7 @@ enum HiddenVariable {
     static let failureFile = "MULTIPACK_FAILURE_FILE"
     /// How many children are fetched at once, for benchmarks.
     static let fetchParallelism = "MULTIPACK_FETCH_PARALLELISM"
+    /// How many seconds without a byte make a download stalled (30 unless set), so tests need not
+    /// wait half a minute.
+    static let stallSeconds = "MULTIPACK_STALL_SECONDS"
 }

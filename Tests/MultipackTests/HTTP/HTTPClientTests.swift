@@ -129,7 +129,7 @@ import Testing
         defer { server.stop() }
         let path = scratch.path("stall.part")
         let request = DownloadRequest(
-            url: server.url("/stall.tgz"), timeout: .seconds(1), maxRetries: 0, lowSpeedLimit: 0)
+            url: server.url("/stall.tgz"), timeout: .seconds(1), maxRetries: 0, stallWindow: .seconds(60))
         let clock = ContinuousClock()
         let started = clock.now
 
@@ -149,11 +149,8 @@ import Testing
         let server = try LoopbackHTTPServer(routes: ["/stall.tgz": .stall(body: Self.body, after: 1000)])
         defer { server.stop() }
         let path = scratch.path("stall.part")
-        // libcurl averages the speed over the last few seconds: a limit well above what the first
-        // 1000 bytes make keeps the test short.
         let request = DownloadRequest(
-            url: server.url("/stall.tgz"), timeout: .seconds(60), maxRetries: 0, lowSpeedLimit: 100_000,
-            lowSpeedTime: .seconds(1))
+            url: server.url("/stall.tgz"), timeout: .seconds(60), maxRetries: 0, stallWindow: .seconds(1))
         let clock = ContinuousClock()
         let started = clock.now
 
@@ -163,7 +160,8 @@ import Testing
 
         #expect(clock.now - started < .seconds(4))
         #expect(error?.kind == .timeout)
-        #expect(error?.description.contains("less than 100000 byte(s) per second for 1 second") == true)
+        #expect(error?.description.contains("no data arrived for 1 second (received 1000 of 200000 bytes)") == true)
+        #expect(error?.isTransient == true)
         #expect(!Scratch.exists(path))
     }
 
@@ -331,7 +329,8 @@ import Testing
         ])
         defer { server.stop() }
         let reports = Mutex<[DownloadProgress]>([])
-        let client = HTTPClient(progressInterval: .milliseconds(100), sleep: sleeps.record)
+        let client = HTTPClient(
+            progressInterval: .milliseconds(100), firstProgress: .milliseconds(100), sleep: sleeps.record)
 
         _ = try client.download(DownloadRequest(url: server.url("/slow.tgz")), to: scratch.path("slow.part")) {
             report in
@@ -348,19 +347,126 @@ import Testing
             })
     }
 
+    @Test func aSlowDownloadReportsFirstAfterOneSecond() throws {
+        let server = try LoopbackHTTPServer(routes: [
+            "/slow.tgz": .trickle(body: Self.body, chunk: 20_000, pause: .milliseconds(200))
+        ])
+        defer { server.stop() }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let times = Mutex<[Duration]>([])
+
+        _ = try HTTPClient().download(DownloadRequest(url: server.url("/slow.tgz")), to: scratch.path("slow.part")) {
+            _ in
+            times.withLock { $0.append(clock.now - started) }
+        }
+
+        let seen = times.withLock { $0 }
+        #expect(seen.count >= 1)
+        #expect(seen.first.map { $0 >= .milliseconds(950) && $0 < .milliseconds(1500) } == true, "\(seen)")
+    }
+
     @Test func progressLineIsHerokuStyleAndMasked() {
         let progress = DownloadProgress(
             url: "https://u:pw@example.com/bp.tgz?token=abc", bytes: 12_345_678, total: 40_000_000,
             bytesPerSecond: 8_120_000)
         #expect(
-            progress.line == "       Downloading https://***@example.com/bp.tgz?token=*** 12.3 MB of 40.0 MB (8.1 MB/s)"
+            progress.line
+                == "       Downloading https://***@example.com/bp.tgz?token=*** 12.3 MB of 40.0 MB (30%), 8.1 MB/s, 4 s left"
         )
         let unknownTotal = DownloadProgress(url: "http://h/x.tgz", bytes: 512, total: nil, bytesPerSecond: 0)
-        #expect(unknownTotal.line == "       Downloading http://h/x.tgz 512 B (0 B/s)")
+        #expect(unknownTotal.line == "       Downloading http://h/x.tgz 512 B, 0 B/s")
+        let slow = DownloadProgress(url: "http://h/x.tgz", bytes: 1000, total: 1_000_000, bytesPerSecond: 1000)
+        #expect(slow.line == "       Downloading http://h/x.tgz 1.0 kB of 1.0 MB (0%), 1.0 kB/s, 16 min 39 s left")
         #expect(DownloadProgress.format(bytes: 999) == "999 B")
         #expect(DownloadProgress.format(bytes: 1_500) == "1.5 kB")
         #expect(DownloadProgress.format(bytes: 999_960) == "1.0 MB")
         #expect(DownloadProgress.format(bytes: 2_050_000_000) == "2.1 GB")
+    }
+
+    @Test func theDeadlineCoversEveryRetry() throws {
+        let server = try LoopbackHTTPServer(routes: ["/stall.tgz": .stall(body: Self.body, after: 1000)])
+        defer { server.stop() }
+        let request = DownloadRequest(
+            url: server.url("/stall.tgz"), timeout: .milliseconds(2500), maxRetries: 3, stallWindow: .seconds(1))
+        let clock = ContinuousClock()
+        let started = clock.now
+
+        let error = #expect(throws: HTTPError.self) {
+            try client.download(request, to: scratch.path("stall.part"), progress: nil)
+        }
+
+        // Four attempts of one stalled second each would take 4 s; the deadline ends it at 2.5 s.
+        #expect(clock.now - started < .milliseconds(3500))
+        #expect(error?.kind == .timeout)
+        #expect((error?.attempts ?? 0) < 4)
+    }
+
+    @Test func eachRetryIsAnnounced() throws {
+        let server = try LoopbackHTTPServer(routes: [
+            "/flaky.tgz": .sequence([.status(503), .status(503), .serve(body: Self.body)])
+        ])
+        defer { server.stop() }
+        let notices = Mutex<[String]>([])
+        let client = HTTPClient(sleep: sleeps.record)
+
+        _ = try client.download(
+            DownloadRequest(url: server.url("/flaky.tgz")), to: scratch.path("flaky.part"), progress: nil,
+            notice: { line in notices.withLock { $0.append(line) } })
+
+        #expect(
+            notices.withLock { $0 } == [
+                "\(server.url("/flaky.tgz")): retrying in 2 s after HTTP 503 (attempt 2 of 4)",
+                "\(server.url("/flaky.tgz")): retrying in 4 s after HTTP 503 (attempt 3 of 4)",
+            ])
+    }
+
+    @Test func aBodyLargerThanTheLimitIsStoppedAndRefused() throws {
+        let server = try LoopbackHTTPServer(routes: [
+            "/huge.tgz": .serve(body: Self.body),
+            "/slow-huge.tgz": .trickle(body: Self.body, chunk: 20_000, pause: .milliseconds(20)),
+        ])
+        defer { server.stop() }
+        for route in ["/huge.tgz", "/slow-huge.tgz"] {
+            let path = scratch.path("huge.part")
+            let error = #expect(throws: HTTPError.self) {
+                try client.download(
+                    DownloadRequest(url: server.url(route), maxBytes: 50_000), to: path, progress: nil)
+            }
+            guard case .tooLarge(let limit, _)? = error?.kind else {
+                Issue.record("expected tooLarge, got \(String(describing: error))")
+                continue
+            }
+            #expect(limit == 50_000)
+            #expect(error?.isTransient == false)
+            #expect(error?.description.contains("MULTIPACK_MAX_DOWNLOAD") == true)
+            #expect(server.requestCount(route) == 1)
+            #expect(!Scratch.exists(path))
+        }
+    }
+
+    @Test func anHTMLPageWhereAnArchiveWasExpectedIsNamedWithItsTitle() throws {
+        let page = Array(
+            "\n<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<TITLE>\n  Sign in to   GitHub · GitHub\n</TITLE></head><body>…</body></html>\n"
+                .utf8)
+        let server = try LoopbackHTTPServer(routes: ["/bp.tgz": .serve(body: page)])
+        defer { server.stop() }
+        let path = scratch.path("page.part")
+
+        let error = #expect(throws: HTTPError.self) {
+            try client.download(
+                DownloadRequest(url: server.url("/bp.tgz"), expectsArchive: true), to: path, progress: nil)
+        }
+
+        #expect(error?.kind == .html(status: 200, title: "Sign in to GitHub · GitHub"))
+        #expect(
+            error?.description.contains("answered with an HTML page (HTTP 200, title \"Sign in to GitHub · GitHub\")")
+                == true)
+        #expect(!Scratch.exists(path))
+        // Where any file will do, the page is just a file.
+        #expect(throws: Never.self) {
+            try client.download(DownloadRequest(url: server.url("/bp.tgz")), to: path, progress: nil)
+        }
     }
 
     @Test func backoffDoublesUpToTheCap() {
