@@ -11,7 +11,7 @@ struct Multipack: ParsableCommand {
         subcommands: [
             DetectCommand.self, CompileCommand.self, ReleaseCommand.self, TestCompileCommand.self,
             TestCommand.self, ReportCommand.self, BuildCommand.self, RunCommand.self, CICommand.self,
-            CacheCommand.self, PackageCommand.self, PackCommand.self, ExtractCommand.self,
+            CacheCommand.self, LockCommand.self, PackageCommand.self, PackCommand.self, ExtractCommand.self,
         ])
 
     /// argument-parser's own entry, except that a usage error exits 2 (SPEC §11), not its 64.

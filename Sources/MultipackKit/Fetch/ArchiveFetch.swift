@@ -9,6 +9,8 @@ import Glibc
 struct ArchiveFetch {
     var url: String
     var pin: String?
+    /// The pin is `.buildpacks.lock`'s: a mismatch means upstream changed since `multipack lock`.
+    var pinnedByLock = false
     var context: FetchContext
 
     var masked: String { Masking.url(url) }
@@ -91,6 +93,14 @@ struct ArchiveFetch {
             return (("sha256:\(known.digest)", "cached (304 not modified)", []), nil)
         }
         let digest = try sha256Hex(ofFile: staging + "/archive")
+        if let pin, pin != digest, pinnedByLock {
+            throw FetchProblem(
+                "the archive changed upstream since .buildpacks.lock pinned it:\n"
+                    + "  locked  sha256 \(pin)\n  fetched sha256 \(digest)",
+                hint:
+                    "If the new archive is the one you want, run `multipack lock` and commit .buildpacks.lock; "
+                    + "otherwise the download was tampered with or corrupted.")
+        }
         if let pin, pin != digest {
             throw FetchProblem(
                 "the archive's SHA-256 digest does not match the sha256= pin in .buildpacks:\n"

@@ -97,7 +97,9 @@ public enum Fetcher {
         do {
             switch entry.reference {
             case .git(let url, let ref):
-                let git = GitFetch(url: localOrRemote(url, appDir: context.appDir), ref: ref, context: context)
+                // A locked commit is fetched as if the ref were that commit: cached, it needs no network.
+                let git = GitFetch(
+                    url: localOrRemote(url, appDir: context.appDir), ref: entry.commit ?? ref, context: context)
                 let (version, source, warnings) = try git.fetch(into: directory)
                 child = FetchedChild(
                     entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings
@@ -112,14 +114,16 @@ public enum Fetcher {
                 child = FetchedChild(
                     entry: entry, directory: directory, version: "local directory", source: "copied", seconds: 0)
             case .archive(let url):
-                let archive = ArchiveFetch(url: url, pin: entry.sha256, context: context)
+                let archive = ArchiveFetch(
+                    url: url, pin: entry.sha256, pinnedByLock: entry.pinnedByLock, context: context)
                 let (version, source, warnings) = try archive.fetch(into: directory)
                 child = FetchedChild(
                     entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings
                 )
             case .registry(let namespace, let name):
                 let url = "\(context.settings.registryURL)/\(namespace)/\(name).tgz"
-                let archive = ArchiveFetch(url: url, pin: entry.sha256, context: context)
+                let archive = ArchiveFetch(
+                    url: url, pin: entry.sha256, pinnedByLock: entry.pinnedByLock, context: context)
                 let (version, source, warnings) = try archive.fetch(into: directory)
                 child = FetchedChild(
                     entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings

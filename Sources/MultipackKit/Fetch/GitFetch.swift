@@ -126,6 +126,18 @@ struct GitFetch {
         return Files.exists(root + "/.gitmodules") ? nil : root
     }
 
+    /// The commit the ref (or the default branch) points at now, for `multipack lock`: asked of
+    /// the remote, or read from a clone when only a clone can tell (a short SHA).
+    func resolveCommit() throws -> String {
+        if isFullSHA, let ref { return ref.lowercased() }
+        if let commit = try resolveRemote() { return commit }
+        let staging = try Files.temporaryDirectory(prefix: "multipack-clone-")
+        defer { Files.remove(staging) }
+        try clone(into: staging + "/tree", knownCommit: nil)
+        return try git(["-C", staging + "/tree", "rev-parse", "HEAD"], stage: "reading the cloned commit")
+            .trimmingBlanks().trimmingCharacters("\n")
+    }
+
     private func prepare(_ store: String) throws {
         if Files.isDirectory(store) {
             let owner = (try? Files.read(store + "/url")) ?? ""

@@ -16,7 +16,12 @@ public struct BuildpackEntry: Equatable, Sendable {
     /// The reference as written, for the log (mask it before printing).
     public var text: String
     public var reference: BuildpackReference
+    /// `sha256=`: the archive's digest, from `.buildpacks` or the lock.
     public var sha256: String?
+    /// `commit=`: the commit a git entry's ref resolved to when it was locked (SPEC §13).
+    public var commit: String?
+    /// The pin came from `.buildpacks.lock`, not from `.buildpacks` (for the messages).
+    public var pinnedByLock = false
 
     /// The reference with credentials hidden, fit for any output.
     public var maskedText: String { Masking.url(text) }
@@ -68,6 +73,7 @@ public enum BuildpackList {
             BuildpackListError(line: line, text: Masking.url(words.joined(separator: " ")), reason: reason)
         }
         var sha256: String?
+        var commit: String?
         for option in words.dropFirst() {
             guard let equals = option.firstIndex(of: "=") else {
                 throw failure("`\(Masking.url(String(option)))` is not an option (options are key=value)")
@@ -80,8 +86,13 @@ public enum BuildpackList {
                     throw failure("sha256= takes the 64 hex digits of the archive's SHA-256 digest")
                 }
                 sha256 = value.lowercased()
+            case "commit":
+                guard value.count == 40, value.allSatisfy(\.isHexDigit) else {
+                    throw failure("commit= takes the 40 hex digits of a full commit SHA")
+                }
+                commit = value.lowercased()
             default:
-                throw failure("unknown option `\(key)` (the only option is sha256=)")
+                throw failure("unknown option `\(key)` (the options are sha256= and commit=)")
             }
         }
         guard let reference = localDirectory(text, in: directory) ?? reference(text) else {
@@ -96,7 +107,12 @@ public enum BuildpackList {
             default: throw failure("sha256= pins archives and registry names only; pin a git URL with #<commit>")
             }
         }
-        return BuildpackEntry(line: line, text: text, reference: reference, sha256: sha256)
+        if commit != nil {
+            guard case .git = reference else {
+                throw failure("commit= pins git URLs only; pin an archive or a registry name with sha256=")
+            }
+        }
+        return BuildpackEntry(line: line, text: text, reference: reference, sha256: sha256, commit: commit)
     }
 
     static func reference(_ text: String) -> BuildpackReference? {

@@ -137,6 +137,7 @@ public struct LocalBuild {
             summary.hookGrowth = stages.record?.hookGrowth ?? [:]
             summary.buildDirSize = stages.record?.buildDirSize
             summary.slugfilterRemoved = stages.record?.slugFilterRemoved
+            summary.lock = stages.record?.lock
         }
         do {
             try stages.compile(testCompile: mode == .ci)

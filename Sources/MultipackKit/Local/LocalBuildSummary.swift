@@ -38,6 +38,8 @@ struct LocalBuildSummary: Encodable {
 
     var command: String
     var outcome = "failed"
+    /// `.buildpacks.lock`: used or not, how many children pinned, how many floating.
+    var lock: BuildRecord.LockState?
     var exitCode: Int32 = 1
     var failure: String?
     var app: String

@@ -30,8 +30,20 @@ public struct BuildRecord: Codable, Sendable {
         public var growth: TreeSize? = nil
     }
 
+    /// Whether `.buildpacks.lock` fixed the children's versions (SPEC §13).
+    public struct LockState: Codable, Sendable, Equatable {
+        /// `.buildpacks.lock` was there and was used.
+        public var used: Bool
+        /// Children fetched at a fixed version (a lock pin, `sha256=`, a full commit).
+        public var pinned: Int
+        public var children: Int
+        /// Children that follow a moving ref: a branch, a tag, an unpinned archive.
+        public var floating: Int
+    }
+
     public var outcome = "running"
     public var failure: String?
+    public var lock: LockState?
     public var stage = "compile"
     public var children: [Child] = []
     public var hookSeconds: [String: Double] = [:]
@@ -74,6 +86,12 @@ public struct BuildRecord: Codable, Sendable {
             ("total_seconds", seconds(totalSeconds)),
         ]
         if let failure { lines.append(("failure", YAML.quoted(failure))) }
+        if let lock {
+            lines += [
+                ("lock", YAML.quoted(lock.used ? "used" : "none")), ("lock_pinned_children", "\(lock.pinned)"),
+                ("floating_children", "\(lock.floating)"),
+            ]
+        }
         for (name, value) in hookSeconds.sorted(by: { $0.key < $1.key }) {
             lines.append(("hook_\(name)_seconds", seconds(value)))
             if let growth = hookGrowth[name] {

@@ -82,6 +82,20 @@ public struct Compile {
         // A bad .slugfilter fails now, before anything is fetched or run.
         _ = try SlugFilter.read(dirs.build)
 
+        let lock = try LockFile.load(appDir: dirs.build, directory: invocation.appDir(for: dirs))
+        let pinned = try lock?.pinning(entries) ?? entries
+        let floating = pinned.filter(\.isFloating).count
+        record.lock = BuildRecord.LockState(
+            used: lock != nil, pinned: pinned.filter { $0.pin != nil }.count, children: pinned.count,
+            floating: floating)
+        if let lock {
+            log.step("Using \(LockFile.name) (\(lock.pinSummary))")
+        } else if floating > 0 {
+            log.step(
+                "\(floating) of \(entries.count) buildpacks follow a moving ref (a branch, a tag or an unpinned "
+                    + "archive): `multipack lock` pins them in \(LockFile.name)")
+        }
+
         // Fetch every child first, in parallel, into a private directory outside BUILD_DIR.
         let workDir = try Files.temporaryDirectory(prefix: "multipack-children-")
         var fetchContext = FetchContext(
@@ -92,7 +106,7 @@ public struct Compile {
         }
         var sequence = ChildSequence(dirs: dirs, log: log, trace: trace)
         try sequence.fetch(
-            entries, context: fetchContext,
+            pinned, context: fetchContext,
             heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s")")
         record.children = sequence.children.map(BuildRecord.Child.init)
 

@@ -45,10 +45,14 @@ final class LoopbackHTTPServer: Sendable {
     let port: UInt16
     private let listener: Int32
     private let routes: [String: Behaviour]
+    /// URL prefix → directory: files under it are read when asked for, so a test can change them
+    /// between requests (a git repository served over dumb HTTP, an archive replaced upstream).
+    private let mounts: [String: String]
     private let state = Mutex(State())
 
-    init(routes: [String: Behaviour]) throws {
+    init(routes: [String: Behaviour], mounts: [String: String] = [:]) throws {
         self.routes = routes
+        self.mounts = mounts
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ServerError.socket(errno) }
         var address = sockaddr_in()
@@ -87,6 +91,11 @@ final class LoopbackHTTPServer: Sendable {
 
     func requestCount(_ path: String) -> Int {
         requests(path).count
+    }
+
+    /// Every request so far, whatever its path.
+    var totalRequests: Int {
+        state.withLock { $0.requests.values.reduce(0) { $0 + $1.count } }
     }
 
     /// Stops accepting, cuts every open connection and waits for all threads.
@@ -146,7 +155,7 @@ final class LoopbackHTTPServer: Sendable {
             state.requests[path, default: []].append(request)
             return state.requests[path]!.count - 1
         }
-        guard var behaviour = routes[path] else {
+        guard var behaviour = routes[path] ?? mounted(path) else {
             respond(connection, status: 404, headers: [], body: Array("no route\n".utf8))
             return
         }
@@ -189,6 +198,29 @@ final class LoopbackHTTPServer: Sendable {
         case .sequence:
             break
         }
+    }
+
+    /// The file a mount holds at `path`, read now.
+    private func mounted(_ path: String) -> Behaviour? {
+        for (prefix, directory) in mounts where path.hasPrefix(prefix) {
+            let relative = path.dropFirst(prefix.count)
+            guard !relative.split(separator: "/").contains("..") else { return nil }
+            let descriptor = open(directory + "/" + relative, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { return nil }
+            defer { close(descriptor) }
+            var info = stat()
+            guard fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else { break }
+                bytes += buffer[..<count]
+            }
+            return .serve(body: bytes)
+        }
+        return nil
     }
 
     private func readRequest(_ connection: Int32) -> Request? {
