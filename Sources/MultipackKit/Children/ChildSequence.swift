@@ -21,6 +21,7 @@ struct ChildSequence {
         context.trace = trace
         let log = self.log
         context.progress = { line in log.write(line + "\n", 1) }
+        context.warn = { log.warning($0) }
         log.step(heading)
         let fetched = try Fetcher.fetchAll(entries, context: context)
         children = fetched.enumerated().map {

@@ -3,9 +3,12 @@ import Glibc
 /// A child published as a tarball (an archive URL or a registry name): downloaded through libcurl,
 /// verified against its `sha256=` pin, extracted in-process, and cached (SPEC §4–§6).
 ///
-/// Cache layout, under CACHE_DIR/.multipack/:
-///   archives/<sha256>/   the extracted buildpack, named by the archive's digest
-///   urls/<key of URL>    what the URL served last: url, ETag, Last-Modified, digest
+/// Cache layout, under CACHE_DIR/.multipack/ (see `CacheStore`):
+///   archives/<sha256>.archive  the archive itself, named by its digest and checked against it on
+///                              every use, so that nothing changed on disk runs under a pin
+///   urls/<key of URL>          what the URL served last: masked url, ETag, Last-Modified, digest,
+///                              and the digest of the full URL (credentials never stored)
+///   staging/<pid>-<random>/    downloads in progress, on the cache's own filesystem
 struct ArchiveFetch {
     var url: String
     var pin: String?
@@ -16,56 +19,74 @@ struct ArchiveFetch {
     var masked: String { Masking.url(url) }
 
     struct Remembered {
-        var url: String
         var etag: String?
         var lastModified: String?
         var digest: String
 
-        init(url: String, etag: String?, lastModified: String?, digest: String) {
-            self.url = url
-            self.etag = etag
-            self.lastModified = lastModified
-            self.digest = digest
-        }
-
-        init?(_ text: String) {
+        static func load(_ path: String, url: String) -> Remembered? {
+            guard let text = CacheStore.readRecord(path) else { return nil }
             let fields = text.lines.map(String.init)
-            guard fields.count >= 4, fields[3].count == 64 else { return nil }
-            url = fields[0]
-            etag = fields[1].isEmpty ? nil : fields[1]
-            lastModified = fields[2].isEmpty ? nil : fields[2]
-            digest = fields[3]
+            guard fields.count >= 5, CacheStore.isDigest(fields[3]), fields[4] == (try? sha256Hex(of: Array(url.utf8)))
+            else { return nil }
+            return Remembered(
+                etag: fields[1].isEmpty ? nil : fields[1], lastModified: fields[2].isEmpty ? nil : fields[2],
+                digest: fields[3])
         }
 
-        var text: String { [url, etag ?? "", lastModified ?? "", digest].joined(separator: "\n") + "\n" }
+        func text(url: String) throws -> String {
+            let lines = [Masking.url(url), etag ?? "", lastModified ?? "", digest, try sha256Hex(of: Array(url.utf8))]
+            // A header value holding a newline would shift the fields.
+            return lines.map { $0.filter { $0 != "\n" && $0 != "\r" } }.joined(separator: "\n") + "\n"
+        }
     }
 
-    func fetch(into directory: String) throws -> (version: String, source: String, warnings: [String]) {
-        guard let root = context.cacheRoot else { return try download(into: directory, remembered: nil).0 }
-        let record = "\(root)/urls/\(cacheKey(url))"
+    typealias Fetched = (version: String, source: String, warnings: [String])
+
+    func fetch(into directory: String) throws -> Fetched {
+        guard let store = context.cache else { return try download(into: directory, store: nil, remembered: nil) }
+        var warnings: [String] = []
 
         // A pinned digest that is cached needs no request at all.
-        if let pin, Files.isDirectory("\(root)/archives/\(pin)") {
-            try Files.copyTree("\(root)/archives/\(pin)", to: directory)
-            return ("sha256:\(pin)", "cached", [])
-        }
-        let remembered = (try? Files.read(record)).flatMap(Remembered.init).flatMap { $0.url == url ? $0 : nil }
-        let usable = remembered.flatMap { Files.isDirectory("\(root)/archives/\($0.digest)") ? $0 : nil }
-        do {
-            let (result, fresh) = try download(into: directory, remembered: pin == nil ? usable : nil)
-            if let fresh {
-                try CacheLock.withLock(in: root) {
-                    try Files.makeDirectory("\(root)/urls"); try Files.write(fresh.text, to: record)
+        if let pin {
+            switch store.verifiedArchive(pin) {
+            case .valid(let archive):
+                if (try? install(archive, into: directory)) != nil {
+                    return ("sha256:\(pin)", "cached", [])
                 }
+                store.drop(pin)
+                warnings.append(
+                    "The cached archive sha256:\(pin.prefix(12)) could not be extracted; it was dropped and is fetched again."
+                )
+            case .changed(let why):
+                warnings.append(Self.changedWarning(pin, why))
+            case .missing:
+                break
             }
+        }
+        let record = store.recordPath(for: url)
+        var remembered = Remembered.load(record, url: url)
+        if let known = remembered, pin == nil {
+            switch store.verifiedArchive(known.digest) {
+            case .valid: break
+            case .changed(let why):
+                warnings.append(Self.changedWarning(known.digest, why))
+                remembered = nil
+            case .missing:
+                remembered = nil
+            }
+        }
+        do {
+            var result = try download(into: directory, store: store, remembered: pin == nil ? remembered : nil)
+            result.warnings = warnings + result.warnings
             return result
         } catch let problem as HTTPError where problem.isTransient {
             // A flaky network must not fail a build that needs nothing new.
-            guard pin == nil, let usable else { throw FetchProblem(problem.description) }
-            try Files.copyTree("\(root)/archives/\(usable.digest)", to: directory)
+            guard pin == nil, let usable = remembered, case .valid(let archive) = store.verifiedArchive(usable.digest)
+            else { throw FetchProblem(problem.description) }
+            try install(archive, into: directory)
             return (
                 "sha256:\(usable.digest)", "cached (network failed)",
-                [
+                warnings + [
                     "Could not reach \(masked) (\(problem.description)); using the cached copy \(usable.digest.prefix(12))."
                 ]
             )
@@ -75,11 +96,15 @@ struct ArchiveFetch {
         }
     }
 
-    /// Downloads (or revalidates) and installs the archive; returns what to remember of the URL.
-    private func download(into directory: String, remembered: Remembered?) throws
-        -> ((version: String, source: String, warnings: [String]), Remembered?)
-    {
-        let staging = try Files.temporaryDirectory(prefix: "multipack-archive-")
+    static func changedWarning(_ expected: String, _ why: String) -> String {
+        "The cached archive sha256:\(expected.prefix(12)) was changed on disk (\(why)); it was dropped and is "
+            + "fetched again. Something that can write to CACHE_DIR (a buildpack?) altered it."
+    }
+
+    /// Downloads (or revalidates) and installs the archive, remembering what the URL served.
+    private func download(into directory: String, store: CacheStore?, remembered: Remembered?) throws -> Fetched {
+        // Staged on the cache's filesystem when there is a cache, so that keeping it is a rename.
+        let staging = try store?.stagingDirectory() ?? Files.temporaryDirectory(prefix: "multipack-archive-")
         defer { Files.remove(staging) }
         let request = context.archiveRequest(
             url, ifNoneMatch: remembered?.etag, ifModifiedSince: remembered?.lastModified)
@@ -87,10 +112,11 @@ struct ArchiveFetch {
         let result = try context.download(request, to: staging + "/archive")
         if SignalForwarding.stopSignal != nil { throw Interrupted() }
         guard case .downloaded(_, let etag, let lastModified, _) = result else {
-            // 304: what the cache holds is current.
-            let known = remembered!
-            try Files.copyTree("\(context.cacheRoot!)/archives/\(known.digest)", to: directory)
-            return (("sha256:\(known.digest)", "cached (304 not modified)", []), nil)
+            // 304: what the cache holds is current (checked before the request was made).
+            guard let known = remembered, let store, case .valid(let archive) = store.verifiedArchive(known.digest)
+            else { throw FetchProblem("the server answered 304 Not Modified, but the cached copy is gone") }
+            try install(archive, into: directory)
+            return ("sha256:\(known.digest)", "cached (304 not modified)", [])
         }
         let digest = try sha256Hex(ofFile: staging + "/archive")
         if let pin, pin != digest, pinnedByLock {
@@ -109,10 +135,23 @@ struct ArchiveFetch {
                     "If the new archive is the one you want, update the pin; otherwise the download was tampered with or corrupted."
             )
         }
-        let extracted = staging + "/tree"
+        try install(staging + "/archive", into: directory)
+        guard let store else { return ("sha256:\(digest)", "downloaded", []) }
+        try store.keep(staging + "/archive", digest: digest)
+        let fresh = Remembered(etag: etag, lastModified: lastModified, digest: digest)
+        try? store.writeRecord(try fresh.text(url: url), to: store.recordPath(for: url))
+        return ("sha256:\(digest)", "downloaded", [])
+    }
+
+    /// Extracts the archive into `directory` (a fresh path next to it first, so that a failure
+    /// leaves nothing there).
+    private func install(_ archive: String, into directory: String) throws {
+        let extracted = directory + ".extract"
+        Files.remove(extracted)
+        defer { Files.remove(extracted) }
         try Files.makeDirectory(extracted)
         do {
-            try extractArchive(atPath: staging + "/archive", into: extracted)
+            try extractArchive(atPath: archive, into: extracted)
         } catch let error as ArchiveError {
             throw FetchProblem("the archive cannot be used: \(error.message)")
         }
@@ -121,19 +160,7 @@ struct ArchiveFetch {
             throw FetchProblem("the archive holds no bin/ directory, so it is not a buildpack")
         }
         Files.makeExecutable(inDirectory: buildpack + "/bin")
-        let fresh = Remembered(url: url, etag: etag, lastModified: lastModified, digest: digest)
-        guard let root = context.cacheRoot else {
-            try Files.move(buildpack, to: directory)
-            return (("sha256:\(digest)", "downloaded", []), nil)
-        }
-        try CacheLock.withLock(in: root) {
-            try Files.makeDirectory("\(root)/archives")
-            if !Files.isDirectory("\(root)/archives/\(digest)") {
-                try Files.move(buildpack, to: "\(root)/archives/\(digest)")
-            }
-        }
-        try Files.copyTree("\(root)/archives/\(digest)", to: directory)
-        return (("sha256:\(digest)", "downloaded", []), fresh)
+        try Files.move(buildpack, to: directory)
     }
 
     private func hint(for error: HTTPError) -> String? {

@@ -27,6 +27,10 @@ public struct FetchContext: Sendable {
     public var trace: @Sendable (Command) -> Void = { _ in }
     /// Progress lines of long downloads.
     public var progress: @Sendable (String) -> Void = { _ in }
+    /// Warnings that concern the whole fetch (a cache that cannot be used).
+    public var warn: @Sendable (String) -> Void = { _ in }
+    /// CACHE_DIR/.multipack once checked; nil when there is no cache or it cannot be written.
+    var cache: CacheStore?
     public var http = HTTPClient()
     /// How many children are fetched at once (`MULTIPACK_FETCH_PARALLELISM`, for benchmarks).
     public var parallelism = 4
@@ -59,7 +63,21 @@ public struct FetchContext: Sendable {
             request, to: path, progress: { progress($0.line) }, notice: { progress("       " + $0) })
     }
 
-    var cacheRoot: String? { cacheDir.map { $0 + "/.multipack" } }
+    var cacheRoot: String? { cache?.root }
+
+    /// Checks the cache before the fetches start: a CACHE_DIR that cannot be written means a build
+    /// without the cache, with a warning, never a failed build (SPEC §5).
+    mutating func openCache() {
+        guard let cacheDir, cache == nil else { return }
+        switch CacheStore.open(cacheDir: cacheDir) {
+        case .success(let store):
+            cache = store
+        case .failure(let problem):
+            warn(
+                "The cache cannot be used (\(problem)): this build fetches every buildpack and keeps nothing. "
+                    + "Check that CACHE_DIR is writable.")
+        }
+    }
 }
 
 /// Fetches every child before the first one runs (SPEC §5): in parallel, the results in list order.
@@ -68,6 +86,7 @@ public enum Fetcher {
         struct Cancelled: Error {}
         let failed = Atomic<Bool>(false)
         var context = context
+        context.openCache()
         // Once one fetch has failed the build cannot run: downloads in flight are abandoned and
         // the fetches not yet started are not started (SPEC §5).
         let http = context.http

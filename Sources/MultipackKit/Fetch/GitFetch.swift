@@ -3,7 +3,8 @@ import Glibc
 /// A git child: resolved with `git ls-remote`, cloned once, then served from the cache (SPEC §5).
 ///
 /// Cache layout, under CACHE_DIR/.multipack/git/<key of the URL>/:
-///   url          the URL the entry belongs to (a key collision is detected, never trusted)
+///   url          the SHA-256 of the URL the entry belongs to (a key collision is detected, never
+///                trusted; the URL itself is not stored, since it may hold credentials)
 ///   <commit>/    the checked-out tree of that commit, without .git
 ///   ref-<name>   the commit a floating ref resolved to last time (for offline fallback)
 struct GitFetch {
@@ -31,7 +32,7 @@ struct GitFetch {
         if let store { try CacheLock.withLock(in: context.cacheRoot!) { try prepare(store) } }
 
         // An immutable reference is used from the cache with no network at all.
-        if isFullSHA, let store, let ref, Files.isDirectory("\(store)/\(ref.lowercased())") {
+        if isFullSHA, let store, let ref, CacheStore.isRealDirectory("\(store)/\(ref.lowercased())") {
             try Files.copyTree("\(store)/\(ref.lowercased())", to: directory)
             return (ref.lowercased(), "cached", [])
         }
@@ -43,8 +44,9 @@ struct GitFetch {
                 commit = try resolveRemote()
             } catch let problem as FetchProblem {
                 // A flaky network must not fail a build that needs nothing new.
-                if let store, let last = try? Files.read("\(store)/ref-\(refFileName)"),
-                    Files.isDirectory("\(store)/\(last)")
+                // What the ref file names must be a commit: a forged one never leads out of the cache.
+                if let store, let last = CacheStore.readRecord("\(store)/ref-\(refFileName)"),
+                    CacheStore.isCommit(last), CacheStore.isRealDirectory("\(store)/\(last)")
                 {
                     warnings.append(
                         "Could not reach \(masked) (\(problem.message)); using the cached commit \(last.prefix(12)).")
@@ -57,16 +59,17 @@ struct GitFetch {
             commit = ref?.lowercased()
         }
 
-        if let store, let commit, Files.isDirectory("\(store)/\(commit)") {
+        if let store, let commit, CacheStore.isRealDirectory("\(store)/\(commit)") {
             try Files.copyTree("\(store)/\(commit)", to: directory)
-            if !isFullSHA, (try? Files.read("\(store)/ref-\(refFileName)")) != commit {
+            if !isFullSHA, CacheStore.readRecord("\(store)/ref-\(refFileName)") != commit {
                 try? Files.write(commit, to: "\(store)/ref-\(refFileName)")
             }
             return (commit, "cached", warnings)
         }
 
         // Not cached: fetch into a temporary name, then move into place atomically.
-        let staging = try Files.temporaryDirectory(prefix: "multipack-clone-")
+        // On the cache's filesystem when there is a cache: keeping the clone is then a rename.
+        let staging = try context.cache?.stagingDirectory() ?? Files.temporaryDirectory(prefix: "multipack-clone-")
         defer { Files.remove(staging) }
         var checkout = staging + "/tree"
         var source = "cloned"
@@ -87,7 +90,8 @@ struct GitFetch {
             return (resolved, source, warnings)
         }
         try CacheLock.withLock(in: context.cacheRoot!) {
-            if !Files.isDirectory("\(store)/\(resolved)") {
+            if !CacheStore.isRealDirectory("\(store)/\(resolved)") {
+                Files.remove("\(store)/\(resolved)")
                 try Files.move(checkout, to: "\(store)/\(resolved)")
             }
             if !isFullSHA { try Files.write(resolved, to: "\(store)/ref-\(refFileName)") }
@@ -139,14 +143,14 @@ struct GitFetch {
     }
 
     private func prepare(_ store: String) throws {
-        if Files.isDirectory(store) {
-            let owner = (try? Files.read(store + "/url")) ?? ""
-            if owner == url { return }
-            // Another URL hashed to the same key: start this entry afresh.
+        let owner = try sha256Hex(of: Array(url.utf8))
+        if CacheStore.isRealDirectory(store) {
+            if CacheStore.readRecord(store + "/url") == owner { return }
+            // Another URL hashed to the same key, or an entry of an older layout: start afresh.
             Files.remove(store)
         }
-        try Files.makeDirectory(store)
-        try Files.write(url, to: store + "/url")
+        try CacheStore.realDirectory(store)
+        try Files.write(owner, to: store + "/url")
     }
 
     private var refFileName: String {
@@ -171,7 +175,7 @@ struct GitFetch {
         }
         if ref.count >= 4, ref.count < 40, ref.allSatisfy(\.isHexDigit) {
             if let store = context.cacheRoot.map({ "\($0)/git/\(cacheKey(url))" }) {
-                let matches = Files.list(store).filter { $0.count == 40 && $0.hasPrefix(ref.lowercased()) }
+                let matches = Files.list(store).filter { CacheStore.isCommit($0) && $0.hasPrefix(ref.lowercased()) }
                 if matches.count == 1 { return matches[0] }
             }
             return nil
@@ -290,7 +294,8 @@ extension String {
 enum CacheLock {
     static func withLock<T>(in root: String, _ body: () throws -> T) throws -> T {
         try Files.makeDirectory(root)
-        let descriptor = open(root + "/lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        // O_NOFOLLOW: a symlink put in its place never makes multipack create a file elsewhere.
+        let descriptor = open(root + "/lock", O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard descriptor >= 0 else { throw FileError(path: root + "/lock", action: "open", errno: errno) }
         defer { close(descriptor) }
         while flock(descriptor, LOCK_EX) != 0 && errno == EINTR {}
