@@ -53,6 +53,9 @@ public struct BuildRecord: Codable, Sendable {
     public var buildDirSize: TreeSize?
     /// What `.slugfilter` removed; nil without one.
     public var slugFilterRemoved: TreeSize?
+    /// Time spent measuring BUILD_DIR, and applying `.slugfilter`.
+    public var sizesSeconds: Double?
+    public var slugFilterSeconds: Double?
     public var totalSeconds = 0.0
     /// The environment the children's exports produced, for `test`.
     public var exported: [String: String] = [:]
@@ -108,6 +111,8 @@ public struct BuildRecord: Codable, Sendable {
         if let size = buildDirSize {
             lines += [("build_dir_bytes", "\(size.bytes)"), ("build_dir_files", "\(size.files)")]
         }
+        if let sizesSeconds { lines.append(("sizes_seconds", seconds(sizesSeconds))) }
+        if let slugFilterSeconds { lines.append(("slugfilter_seconds", seconds(slugFilterSeconds))) }
         for child in children {
             let p = "child_\(child.position)_"
             lines += [

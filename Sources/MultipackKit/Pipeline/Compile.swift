@@ -135,9 +135,13 @@ public struct Compile {
         // The hooks go back before .slugfilter looks at the tree: they are part of the slug.
         hooks.restore()
         if let filter = try SlugFilter.read(dirs.build) {
-            record.slugFilterRemoved = try trim(with: filter)
+            let removed = try trim(with: filter, &record)
+            record.slugFilterRemoved = removed
         }
-        if settings.sizes { record.buildDirSize = TreeWalk.measure(dirs.build) }
+        if settings.sizes {
+            record.buildDirSize = sizes.measure()
+            record.sizesSeconds = sizes.seconds
+        }
 
         let (release, provenance) = mergeReleases(children.map { ($0.position, $0.release) }, mode: settings.release)
         if SignalForwarding.shouldStop { throw Interrupted(stage: "while the releases were being merged") }
@@ -153,18 +157,24 @@ public struct Compile {
     }
 
     /// Applies `.slugfilter` and says what went, the biggest first.
-    private func trim(with filter: SlugFilter) throws -> TreeSize {
+    private func trim(with filter: SlugFilter, _ record: inout BuildRecord) throws -> TreeSize {
         log.step("Trimming the slug with .slugfilter")
         for number in filter.trailingBlankLines {
             log.warning(".slugfilter line \(number): the pattern ends in a blank, which is part of it (as in rsync).")
         }
+        let start = ContinuousClock.now
         let outcome = try filter.apply(to: dirs.build)
+        record.slugFilterSeconds = start.duration(to: .now).seconds
+        for path in outcome.unreadable {
+            log.warning(".slugfilter: \(path) cannot be read, so it was kept whole without looking inside.")
+        }
         guard !outcome.removed.isEmpty else {
             log.detail("Nothing matched a `-` rule: nothing removed")
             return outcome.total
         }
         log.detail(
-            "Removed \(outcome.total.files) file\(outcome.total.files == 1 ? "" : "s") (\(TreeSize.format(outcome.total.bytes))):"
+            "Removed \(outcome.total.files) file\(outcome.total.files == 1 ? "" : "s") (\(TreeSize.format(outcome.total.bytes))) in "
+                + "\(formatSeconds(record.slugFilterSeconds ?? 0)):"
         )
         let biggest = outcome.removed.sorted { $0.size.bytes > $1.size.bytes }
         for (path, size) in biggest.prefix(20) {

@@ -4,17 +4,26 @@ struct SizeMeter {
     var root: String
     var enabled: Bool
     private(set) var last: TreeSize?
+    /// Time spent walking, for the report and the benchmark.
+    private(set) var seconds = 0.0
 
     init(root: String, enabled: Bool) {
         self.root = root
         self.enabled = enabled
-        if enabled { last = TreeWalk.measure(root) }
+        if enabled { last = measure() }
+    }
+
+    /// Walks the tree now.
+    mutating func measure() -> TreeSize {
+        let start = ContinuousClock.now
+        defer { seconds += start.duration(to: .now).seconds }
+        return TreeWalk.measure(root)
     }
 
     /// What the tree gained since the last measure.
     mutating func growth() -> TreeSize? {
         guard enabled, let before = last else { return nil }
-        let now = TreeWalk.measure(root)
+        let now = measure()
         last = now
         return now - before
     }

@@ -110,6 +110,8 @@ public struct SlugFilterOutcome: Sendable {
     /// Each removed path (relative to BUILD_DIR; a directory ends with `/`) and what went with it.
     public var removed: [(path: String, size: TreeSize)] = []
     public var total = TreeSize()
+    /// Kept directories that could not be read, left as they were.
+    public var unreadable: [String] = []
 }
 
 extension SlugFilter {
@@ -142,8 +144,12 @@ extension SlugFilter {
             }
             if keeps(path, isDirectory: isDirectory) {
                 guard isDirectory else { continue }
-                let child = try Removal.openDirectory(
-                    fd, entry.name, path: root + "/" + String(decoding: path, as: UTF8.self))
+                // A kept directory that cannot be read is left whole: nothing in it is judged.
+                let child = openat(fd, entry.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard child >= 0 else {
+                    outcome.unreadable.append(String(decoding: path, as: UTF8.self) + "/")
+                    continue
+                }
                 defer { close(child) }
                 try filter(directory: child, path: &path, root: root, outcome: &outcome)
             } else {

@@ -249,3 +249,36 @@ enum Listing {
         return result
     }
 }
+
+/// The walks by descriptor: symlinks are never followed, read-only trees still go, counts are right.
+@Suite struct TreeWalkTests {
+    @Test func symlinksAreNotFollowedAndReadOnlyTreesAreRemoved() throws {
+        let temp = try TempDir("treewalk")
+        let build = temp.sub("build")
+        let outside = temp.sub("outside")
+        try temp.write("outside/big", String(repeating: "x", count: 5000))
+        try temp.write("build/keep/a.txt", "12345")
+        try temp.write("build/cache/mod/x.go", String(repeating: "y", count: 300))
+        try temp.write("build/cache/mod/sub/z.go", "zz")
+        let fm = FileManager.default
+        try fm.createSymbolicLink(atPath: build + "/keep/out", withDestinationPath: outside)
+        try fm.createSymbolicLink(atPath: build + "/cache/out", withDestinationPath: outside)
+        // As Go leaves its module cache: read-only all the way down.
+        for dir in ["cache/mod/sub", "cache/mod", "cache"] {
+            try fm.setAttributes([.posixPermissions: 0o555], ofItemAtPath: build + "/" + dir)
+        }
+        defer { chmod(build + "/cache", 0o755) }
+
+        let before = TreeWalk.measure(build)
+        // a.txt, the two links (each as long as its target's path), x.go, z.go.
+        let link = Int64(outside.utf8.count)
+        #expect(before == TreeSize(bytes: 5 + 300 + 2 + 2 * link, files: 5))
+
+        let outcome = try SlugFilter("- cache/\n- out\n").apply(to: build)
+        #expect(outcome.total == TreeSize(bytes: 302 + 2 * link, files: 4))
+        #expect(outcome.removed.map(\.path).sorted() == ["cache/", "keep/out"])
+        #expect(!fm.fileExists(atPath: build + "/cache"))
+        #expect(fm.fileExists(atPath: outside + "/big"))
+        #expect(TreeWalk.measure(build) == TreeSize(bytes: 5, files: 1))
+    }
+}
