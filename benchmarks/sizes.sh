@@ -150,7 +150,7 @@ ours=$(cut -d' ' -f1 "$work/f-ours" | median)
 ours_wall=$(cut -d' ' -f2 "$work/f-ours" | median)
 copy=$(median < "$work/f-copy")
 trim=$(median < "$work/f-trim")
-removed=$(grep -m1 'Removed' "$work/filter.log" | sed 's/^ *//')
+removed=$(grep -m1 'Removed' "$work/filter.log" | sed 's/^ *//; s/:$//')
 
 # The same files must be left: multipack's trimmed tree against rsync's copy (its own .buildpacks aside).
 rsync_copy > /dev/null
