@@ -213,6 +213,48 @@ struct LockWorld {
         #expect(check.stderr.contains(".buildpacks line 2 is `./vendor/env-probe`"))
     }
 
+    @Test func buildJSONCarriesTheLockState() throws {
+        let world = try LocalWorld("lock-json")
+        let repo = try gitChild("node", in: world.temp)
+        let app = try world.app(buildpacks: nil)
+        try "file://\(repo)#main\n\(world.buildpack("python"))\n".write(
+            toFile: app + "/.buildpacks", atomically: true, encoding: .utf8)
+        let unlocked = try world.buildJSON([app])
+        #expect(unlocked.output.status == 0, "\(unlocked.output.all)")
+        let before = try #require(unlocked.json["lock"] as? [String: Any])
+        #expect(before["used"] as? Bool == false && before["floating"] as? Int == 1)
+        #expect(unlocked.output.stderr.contains("1 of 2 buildpacks follow a moving ref"))
+
+        let lock = try world.multipack(["lock", app])
+        #expect(lock.status == 0, "\(lock.all)")
+        let locked = try world.buildJSON([app])
+        #expect(locked.output.status == 0, "\(locked.output.all)")
+        let after = try #require(locked.json["lock"] as? [String: Any])
+        #expect(after["used"] as? Bool == true)
+        #expect(after["pinned"] as? Int == 1 && after["children"] as? Int == 2 && after["floating"] as? Int == 0)
+        #expect(locked.output.stderr.contains("Using .buildpacks.lock (1 of 2 pinned, 1 local directory)"))
+    }
+
+    @Test func anUnreadableLockIsBadInputNamingItsLine() throws {
+        let world = try LockWorld("lock-garbage", buildpacks: { _ in "heroku/python\n" })
+        defer { world.server.stop() }
+        try "# Written by `multipack lock`\nheroku/python sha256=not-a-digest\n".write(
+            toFile: world.app.build + "/.buildpacks.lock", atomically: true, encoding: .utf8)
+        let compile = try world.compile()
+        #expect(compile.status == 2, "\(compile.all)")
+        #expect(compile.stderr.contains("Your .buildpacks.lock has a line multipack cannot read."))
+        #expect(compile.stderr.contains("Line 2: heroku/python sha256=not-a-digest"))
+        #expect(world.server.totalRequests == 0)
+        let check = try world.lock(["--check"])
+        #expect(check.status == 1 && check.stderr.contains("Line 2:"), "\(check.all)")
+
+        try FileManager.default.removeItem(atPath: world.app.build + "/.buildpacks.lock")
+        try FileManager.default.createDirectory(
+            atPath: world.app.build + "/.buildpacks.lock", withIntermediateDirectories: true)
+        let directory = try world.compile()
+        #expect(directory.status == 2 && directory.stderr.contains(".buildpacks.lock is not a regular file"))
+    }
+
     @Test func anUpstreamArchiveThatChangedFailsNamingBothDigestsUnlessCached() throws {
         let world = try LockWorld(
             "lock-archive", buildpacks: { "\($0)/probe.tgz?token=secret\n" }, archives: ["/probe.tgz": "env-probe"])
