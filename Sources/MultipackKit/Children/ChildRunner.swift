@@ -105,6 +105,7 @@ struct ChildRunner {
         do {
             child.release = try Release.parse(result.stdoutText)
         } catch {
+            if SignalForwarding.shouldStop { throw Interrupted(child: child, stage: "release") }
             let shown = result.stdoutText.lines.prefix(10).map { "    " + $0 }.joined(separator: "\n")
             throw failure(
                 child, stage: "release", "bin/release must print a YAML mapping, but \(error).\n\nIt printed:\n\(shown)"

@@ -54,6 +54,11 @@ enum YAMLEvents {
             var builder = Builder()
             var event = yaml_event_t()
             while true {
+                // A huge release must not hold multipack past a stop signal (SPEC §11).
+                if SignalForwarding.shouldStop {
+                    result = .failure(YAMLError(line: 0, message: "multipack was asked to stop"))
+                    return
+                }
                 guard multipack_yaml_next(api, parser, &event) == 1 else {
                     result = .failure(problem(parser.pointee))
                     return

@@ -187,6 +187,30 @@ func survivors(_ files: [String]) -> [String] {
         #expect(build.output.contains("stopped by SIGTERM while fetching buildpack [1/1]"), "\(build.output)")
     }
 
+    @Test func aHugeReleaseBeingReadAndMergedStopsWithinFiveSeconds() throws {
+        let temp = try TempDir("sig-release")
+        let ready = temp.path + "/released"
+        let child = try scriptedChild(
+            "big-release", in: temp,
+            release: """
+                python3 -c '
+                import sys
+                w = sys.stdout.write
+                w("config_vars:\\n")
+                for i in range(300000): w("  KEY_%d: value%d\\n" % (i, i))
+                '
+                touch \(ready)
+                """)
+        let app = try App(nil, in: temp, buildpacks: child + "\n")
+        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
+        #expect(build.wait(until: { FileManager.default.fileExists(atPath: ready) }), "\(build.output)")
+        let seconds = build.stop(with: SIGTERM)
+        #expect(seconds < 5, "took \(seconds) s")
+        #expect(build.process.terminationStatus != 0)
+        #expect(build.output.contains("stopped by SIGTERM"), "\(build.output.suffix(2000))")
+        #expect(!build.output.contains("Summary"))
+    }
+
     @Test func extractingALargeArchiveStopsWithinFiveSeconds() throws {
         let temp = try TempDir("sig-extract")
         // 900 MB of zeros in one member: about 1 MB compressed, seconds to write out.
