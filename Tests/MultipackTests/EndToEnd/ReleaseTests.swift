@@ -213,7 +213,8 @@ enum Released {
             ])
         #expect(both.status == 0 && both.stdout == "Multipack\n", "\(both.all)")
 
-        let other = try shims.checkout(in: try TempDir("digest-env-bad"), url: url, sha256: nil)
+        let otherTemp = try TempDir("digest-env-bad")
+        let other = try shims.checkout(in: otherTemp, url: url, sha256: nil)
         let wrong = try shims.run(
             other, "detect", [app.build], extra: ["MULTIPACK_BINARY_SHA256": String(repeating: "1", count: 64)])
         #expect(wrong.status == 1)
