@@ -36,6 +36,8 @@ enum Released {
         if !FileManager.default.fileExists(atPath: checkout + "/.git") {
             try Shell.git(["init", "--quiet", "--initial-branch=main"], in: checkout)
         }
+        // The previous run's assets are not part of the next release.
+        try? FileManager.default.removeItem(atPath: checkout + "/dist")
         for tag in try Shell.gitOutput(["tag", "-l"], in: checkout).split(separator: "\n") {
             try Shell.git(["tag", "-d", String(tag)], in: checkout)
         }
