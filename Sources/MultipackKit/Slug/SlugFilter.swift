@@ -1,3 +1,6 @@
+import FoundationEssentials
+import Glibc
+
 /// `.slugfilter` (SPEC §14): rsync filter rules, `- PATTERN` and `+ PATTERN`, applied to BUILD_DIR
 /// after `post_compile`. The rules decide as rsync's sender does: for each path, from the top
 /// down, the first rule that matches wins; an excluded directory goes whole, unread.
@@ -10,35 +13,48 @@ public struct SlugFilter: Sendable {
     public private(set) var trailingBlankLines: [Int] = []
 
     public init(_ text: String) throws(UsageError) {
+        try self.init(bytes: Array(text.utf8))
+    }
+
+    /// Reads the rules as bytes, as rsync does: a pattern need not be UTF-8, as file names need not.
+    init(bytes text: [UInt8]) throws(UsageError) {
         rules = Self.kept.map { SlugFilterRule(include: true, pattern: Array("/\($0)".utf8))! }
-        var number = 0
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            number += 1
-            var bytes = Array(line.utf8)
-            // rsync ends a line at CR as well as at LF.
-            if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
-            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
-            if bytes[0] == UInt8(ascii: "#") || bytes[0] == UInt8(ascii: ";") { continue }
-            guard bytes.count > 2, bytes[0] == UInt8(ascii: "-") || bytes[0] == UInt8(ascii: "+"),
-                bytes[1] == 0x20 || bytes[1] == UInt8(ascii: "_")
-            else {
-                throw Self.badLine(number, line, "a rule is `- PATTERN` (delete) or `+ PATTERN` (keep)")
+        var text = text[...]
+        if text.starts(with: [0xEF, 0xBB, 0xBF]) { text = text.dropFirst(3) }
+        for (index, fullLine) in text.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
+            // rsync ends a line at CR as well as at LF, so CRLF files read the same.
+            for line in fullLine.split(separator: 0x0D, omittingEmptySubsequences: false) {
+                try add(Array(line), number: index + 1)
             }
-            let pattern = Array(bytes[2...])
-            guard let rule = SlugFilterRule(include: bytes[0] == UInt8(ascii: "+"), pattern: pattern) else {
-                throw Self.badLine(
-                    number, line, "its pattern has an unclosed `[`, an unknown `[:class:]` or a lone trailing `\\`")
-            }
-            if pattern.last == 0x20 || pattern.last == 0x09 { trailingBlankLines.append(number) }
-            rules.append(rule)
         }
+    }
+
+    private mutating func add(_ bytes: [UInt8], number: Int) throws(UsageError) {
+        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
+        if bytes[0] == UInt8(ascii: "#") || bytes[0] == UInt8(ascii: ";") { return }
+        let shown = String(decoding: bytes, as: UTF8.self)
+        guard bytes.count > 2, bytes[0] == UInt8(ascii: "-") || bytes[0] == UInt8(ascii: "+"),
+            bytes[1] == 0x20 || bytes[1] == UInt8(ascii: "_")
+        else {
+            throw Self.badLine(number, shown, "a rule is `- PATTERN` (delete) or `+ PATTERN` (keep)")
+        }
+        let pattern = Array(bytes[2...])
+        guard let rule = SlugFilterRule(include: bytes[0] == UInt8(ascii: "+"), pattern: pattern) else {
+            throw Self.badLine(
+                number, shown, "its pattern has an unclosed `[`, an unknown `[:class:]` or a lone trailing `\\`")
+        }
+        if pattern.last == 0x20 || pattern.last == 0x09 { trailingBlankLines.append(number) }
+        rules.append(rule)
     }
 
     /// The app's `.slugfilter`, parsed; nil when it has none.
     static func read(_ buildDir: String) throws -> SlugFilter? {
         let path = buildDir + "/.slugfilter"
         guard Files.exists(path) else { return nil }
-        return try SlugFilter(try Files.read(path))
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FileError(path: path, action: "read", errno: errno)
+        }
+        return try SlugFilter(bytes: Array(data))
     }
 
     /// True when the file has no rules beyond the built-in ones.
@@ -50,7 +66,7 @@ public struct SlugFilter: Sendable {
         return true
     }
 
-    private static func badLine(_ number: Int, _ line: Substring, _ reason: String) -> UsageError {
+    private static func badLine(_ number: Int, _ line: String, _ reason: String) -> UsageError {
         UsageError(
             ".slugfilter line \(number) is not a filter rule: \(line)",
             hint:

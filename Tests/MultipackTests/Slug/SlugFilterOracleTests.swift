@@ -31,6 +31,7 @@ import Testing
         "- x/***\n- store/**/***\n",
         "- lib/libz.so\n- a/*\n- b/c/\n",
         "- */docs\n+ lib/*.so*\n- lib/*\n",
+        "# CRLF, as rsync reads it\r\n- share\r\n+ *.so*\r\n- store/*/lib/*\r\n",
     ]
 
     @Test func handWrittenRulesLeaveWhatRsyncCopies() throws {
@@ -75,6 +76,12 @@ import Testing
         } throws: { error in
             (error as? UsageError)?.message.contains(".slugfilter line \(line) ") == true
         }
+    }
+
+    @Test func aByteOrderMarkAndCRLFAreRead() throws {
+        let filter = try SlugFilter("\u{FEFF}- a\r\n\r\n- b/\r\n")
+        #expect(!filter.keeps(Array("x/a".utf8), isDirectory: false))
+        #expect(!filter.keeps(Array("b".utf8), isDirectory: true) && filter.keeps(Array("b".utf8), isDirectory: false))
     }
 
     @Test func trailingBlanksAreKeptAndFlagged() throws {
