@@ -204,8 +204,8 @@ public struct Locker {
         let path = context.workDir + "/archive-\(position)"
         defer { Files.remove(path) }
         context.trace(Command("curl", [Masking.url(url)], environment: [:]))
-        let request = DownloadRequest(url: url, timeout: .seconds(context.settings.fetchTimeout))
-        _ = try context.http.download(request, to: path) { [progress = context.progress] in progress($0.line) }
+        // The limits and checks of compile's own downloads (deadline, stall, size, HTML pages).
+        _ = try context.download(context.archiveRequest(url), to: path)
         if SignalForwarding.stopSignal != nil { throw Interrupted() }
         return try sha256Hex(ofFile: path)
     }
