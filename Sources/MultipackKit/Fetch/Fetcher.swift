@@ -117,8 +117,9 @@ public enum Fetcher {
             switch entry.reference {
             case .git(let url, let ref):
                 // A locked commit is fetched as if the ref were that commit: cached, it needs no network.
-                let git = GitFetch(
+                var git = GitFetch(
                     url: localOrRemote(url, appDir: context.appDir), ref: entry.commit ?? ref, context: context)
+                git.lockedRef = entry.commit == nil ? nil : ref
                 let (version, source, warnings) = try git.fetch(into: directory)
                 child = FetchedChild(
                     entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings

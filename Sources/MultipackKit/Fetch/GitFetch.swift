@@ -11,6 +11,8 @@ struct GitFetch {
     var url: String
     var ref: String?
     var context: FetchContext
+    /// The branch or tag a `commit=` pin was locked from (`ref` is then the commit).
+    var lockedRef: String?
 
     var isFullSHA: Bool { ref.map { $0.count == 40 && $0.allSatisfy(\.isHexDigit) } ?? false }
 
@@ -220,6 +222,11 @@ struct GitFetch {
             }
             return
         }
+        if let lockedRef, let target = knownCommit ?? ref,
+            try cloneLocked(target, from: lockedRef, into: checkout, submodules: submodules)
+        {
+            return
+        }
         // A commit: a full clone is the path that works with every server.
         _ = try git(submodules + ["clone", "--quiet", "--no-checkout", "--", url, checkout], stage: "cloning")
         let target = knownCommit ?? ref!
@@ -233,6 +240,33 @@ struct GitFetch {
         _ = try git(
             submodules + ["-C", checkout, "submodule", "update", "--quiet", "--init", "--recursive"],
             stage: "initialising submodules")
+    }
+
+    /// A commit locked from a branch or tag: the ref usually still points at it, and a shallow
+    /// clone of the ref is far smaller than the full clone a bare commit needs. False when the
+    /// commit is not in that clone (the ref moved on): the full clone is then the way.
+    private func cloneLocked(_ target: String, from lockedRef: String, into checkout: String, submodules: [String])
+        throws -> Bool
+    {
+        guard !(lockedRef.allSatisfy(\.isHexDigit) && lockedRef.count >= 4) else { return false }
+        let clone = submodules + ["clone", "--quiet", "--no-checkout", "--branch", lockedRef]
+        do {
+            do {
+                _ = try git(clone + ["--depth", "1", "--", url, checkout], stage: "cloning")
+            } catch let problem as FetchProblem where problem.output?.contains("shallow") == true {
+                // Dumb HTTP servers cannot serve a shallow clone; a full clone of the ref holds its history.
+                Files.remove(checkout)
+                _ = try git(clone + ["--", url, checkout], stage: "cloning")
+            }
+            _ = try git(["-C", checkout, "checkout", "--quiet", "--detach", target], stage: "checking out \(target)")
+        } catch is FetchProblem {
+            Files.remove(checkout)
+            return false
+        }
+        _ = try git(
+            submodules + ["-C", checkout, "submodule", "update", "--quiet", "--init", "--recursive"],
+            stage: "initialising submodules")
+        return true
     }
 
     @discardableResult

@@ -41,8 +41,10 @@ struct LockWorld {
         let repo = temp.path + "/remotes/" + name
         try version.write(toFile: repo + "/VERSION", atomically: true, encoding: .utf8)
         try Shell.git(["commit", "--quiet", "-am", "version \(version)"], in: repo)
-        try Shell.git(["push", "--quiet", served + "/\(name).git", "main"], in: repo)
-        try Shell.git(["update-server-info"], in: served + "/\(name).git")
+        if FileManager.default.fileExists(atPath: served + "/\(name).git") {
+            try Shell.git(["push", "--quiet", served + "/\(name).git", "main"], in: repo)
+            try Shell.git(["update-server-info"], in: served + "/\(name).git")
+        }
         return try Shell.gitOutput(["rev-parse", "HEAD"], in: repo)
     }
 
@@ -211,6 +213,28 @@ struct LockWorld {
         let check = try world.lock(["--check"])
         #expect(check.status == 1, "\(check.all)")
         #expect(check.stderr.contains(".buildpacks line 2 is `./vendor/env-probe`"))
+    }
+
+    @Test func aLockedCommitIsClonedShallowWhileItsRefStillPointsAtIt() throws {
+        let world = try LockWorld("lock-shallow", buildpacks: { _ in "" })
+        defer { world.server.stop() }
+        let repo = try gitChild("version", in: world.temp)
+        try "file://\(repo)#main\n".write(toFile: world.app.build + "/.buildpacks", atomically: true, encoding: .utf8)
+        #expect(try world.lock().status == 0)
+        let trace = ["BUILDPACK_XTRACE": "1"]
+        let shallow = try world.mp.shim(
+            "compile", [world.app.build, world.temp.sub("cache-1"), world.app.env],
+            environment: world.environment.merging(trace) { $1 })
+        #expect(shallow.status == 0, "\(shallow.all)")
+        #expect(shallow.stdout.contains("clone --quiet --no-checkout --branch main --depth 1"))
+
+        try world.advance("version", version: "2")
+        let moved = try world.mp.shim(
+            "compile", [world.app.build, world.temp.sub("cache-2"), world.app.env],
+            environment: world.environment.merging(trace) { $1 })
+        #expect(moved.status == 0, "\(moved.all)")
+        #expect(moved.stdout.contains("clone --quiet --no-checkout -- file://"), "the full clone, once main moved on")
+        #expect(world.app.read("versions-run") == "1\n1\n")
     }
 
     @Test func buildJSONCarriesTheLockState() throws {
