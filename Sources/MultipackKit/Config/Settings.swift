@@ -31,7 +31,8 @@ public struct Settings: Sendable {
     public init() {}
 
     public init(configVars: [String: String], environment: [String: String]) throws(UsageError) {
-        func value(_ name: String) -> String? { configVars[name] ?? environment[name] }
+        // Every variable is trimmed the same way: surrounding blanks and line ends.
+        func value(_ name: String) -> String? { (configVars[name] ?? environment[name]).map(Self.trimmed) }
         func choice<T: RawRepresentable>(_ name: String, _ fallback: T) throws(UsageError) -> T
         where T.RawValue == String {
             guard let raw = value(name), !raw.isEmpty else { return fallback }
@@ -43,10 +44,11 @@ public struct Settings: Sendable {
         release = try choice("MULTIPACK_RELEASE", ReleaseMode.merge)
         hooks = try choice("MULTIPACK_HOOKS", HookMode.multipack)
         if let raw = value("MULTIPACK_FETCH_TIMEOUT"), !raw.isEmpty {
-            guard let seconds = Int(raw), seconds > 0 else {
+            // Bounded: a value near Int.max overflowed the timeout's arithmetic (SPEC §10, §11).
+            guard let seconds = Int(raw), (1...86_400).contains(seconds) else {
                 throw UsageError(
-                    variableProblem: "MULTIPACK_FETCH_TIMEOUT", value: raw,
-                    accepted: "a whole number of seconds above 0")
+                    variableProblem: "MULTIPACK_FETCH_TIMEOUT", value: String(raw.prefix(40)),
+                    accepted: "a whole number of seconds from 1 to 86400")
             }
             fetchTimeout = seconds
         }
@@ -59,7 +61,7 @@ public struct Settings: Sendable {
             maxDownload = bytes
         }
         if let url = value("MULTIPACK_REGISTRY_URL"), !url.isEmpty {
-            registryURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+            registryURL = url
         }
         xtrace = try Self.boolean("BUILDPACK_XTRACE", value("BUILDPACK_XTRACE"))
         if let raw = value("MULTIPACK_SIZES") { sizes = try Self.boolean("MULTIPACK_SIZES", raw) }
@@ -79,6 +81,27 @@ public struct Settings: Sendable {
         }
         let (bytes, overflow) = count.multipliedReportingOverflow(by: multiplier)
         return overflow ? nil : bytes
+    }
+
+    /// The archive URL of a registry name: `<registry>/namespace/name.tgz`, keeping a query the
+    /// registry URL carries (a signed URL) after the path.
+    public func registryArchiveURL(namespace: String, name: String) -> String {
+        let query = registryURL.firstIndex(of: "?").map { registryURL[$0...] } ?? ""
+        var base = registryURL.dropLast(query.count)
+        while base.hasSuffix("/") { base = base.dropLast() }
+        return "\(base)/\(namespace)/\(name).tgz\(query)"
+    }
+
+    static func trimmed(_ raw: String) -> String {
+        var text = Substring(raw)
+        while let first = text.first, first == " " || first == "\t" || first == "\n" || first == "\r\n" || first == "\r"
+        {
+            text = text.dropFirst()
+        }
+        while let last = text.last, last == " " || last == "\t" || last == "\n" || last == "\r\n" || last == "\r" {
+            text = text.dropLast()
+        }
+        return String(text)
     }
 
     /// 1/true/yes/on and 0/false/no/off/empty, in any case: `0` means off.

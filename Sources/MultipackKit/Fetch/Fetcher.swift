@@ -141,7 +141,7 @@ public enum Fetcher {
                     entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings
                 )
             case .registry(let namespace, let name):
-                let url = "\(context.settings.registryURL)/\(namespace)/\(name).tgz"
+                let url = context.settings.registryArchiveURL(namespace: namespace, name: name)
                 let archive = ArchiveFetch(
                     url: url, pin: entry.sha256, pinnedByLock: entry.pinnedByLock, context: context)
                 let (version, source, warnings) = try archive.fetch(into: directory)

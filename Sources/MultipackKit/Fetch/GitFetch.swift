@@ -281,7 +281,8 @@ struct GitFetch {
         }
         if SignalForwarding.stopSignal != nil { throw Interrupted() }
         guard result.termination.succeeded else {
-            let output = result.stderrText.trimmingBlanks().trimmingCharacters("\n")
+            // git prints credentials in its own forms ("unable to look up user:TOKEN@host").
+            let output = Masking.scrub(result.stderrText, secretsOf: url).trimmingBlanks().trimmingCharacters("\n")
             throw FetchProblem(
                 "git failed while \(stage) (\(result.termination))",
                 output: output.isEmpty ? nil : output)

@@ -51,6 +51,12 @@ public enum BuildpackList {
         for (offset, rawLine) in text.lines.enumerated() {
             var line = rawLine
             if line.last == "\r" { line = line.dropLast() }
+            // SPEC §4: a NUL or control character is a bad line (a NUL would cut the URL git gets).
+            if let bad = line.unicodeScalars.first(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7f }) {
+                throw BuildpackListError(
+                    line: offset + 1, text: shown(line),
+                    reason: bad == "\0" ? "it holds a NUL byte" : "it holds a control character")
+            }
             line = line.trimmingBlanks()
             if line.isEmpty || line.first == "#" { continue }
             // " #" (a blank, then #) starts a comment; a # inside a URL is the ref separator.
@@ -65,12 +71,46 @@ public enum BuildpackList {
         return entries
     }
 
+    /// Parses the bytes of a `.buildpacks` file: a line that is not valid UTF-8 is a bad line,
+    /// never read with replacement characters.
+    public static func parse(bytes: [UInt8], directory: String? = nil) throws(BuildpackListError)
+        -> [BuildpackEntry]
+    {
+        for (offset, line) in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            .enumerated() where String(validating: line, as: UTF8.self) == nil
+        {
+            throw BuildpackListError(
+                line: offset + 1, text: shown(Substring(String(decoding: line, as: UTF8.self))),
+                reason: "it is not valid UTF-8")
+        }
+        return try parse(String(decoding: bytes, as: UTF8.self), directory: directory)
+    }
+
+    /// A bad line as the error shows it: credentials masked, control characters escaped, cut to
+    /// 200 characters.
+    static func shown(_ line: Substring) -> String {
+        var out = ""
+        var count = 0
+        for scalar in Masking.url(String(line)).unicodeScalars {
+            if count == 200 { return out + "…" }
+            count += 1
+            if scalar.value < 0x20 || scalar.value == 0x7f {
+                out += "\\x" + String(scalar.value, radix: 16).leftPadded(to: 2)
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    static func shown(_ line: String) -> String { shown(Substring(line)) }
+
     static func entry(_ words: [Substring], line: Int, directory: String? = nil) throws(BuildpackListError)
         -> BuildpackEntry
     {
         let text = String(words[0])
         func failure(_ reason: String) -> BuildpackListError {
-            BuildpackListError(line: line, text: Masking.url(words.joined(separator: " ")), reason: reason)
+            BuildpackListError(line: line, text: shown(words.joined(separator: " ")), reason: reason)
         }
         var sha256: String?
         var commit: String?

@@ -94,8 +94,8 @@ public struct LocalBuild {
         let configVars = try options.configArguments.resolve(environment: invocation.environment)
         let entries = try buildpackEntries()
         // A bad .buildpacks line is bad input (exit 2), said before anything is copied or run.
-        if entries.isEmpty, let list = try? Files.read(appDir + "/.buildpacks") {
-            _ = try BuildpackList.parse(list, directory: appDir)
+        if entries.isEmpty, Files.exists(appDir + "/.buildpacks") {
+            _ = try BuildpackList.load(appDir + "/.buildpacks", directory: appDir)
         }
         let appJSON = mode == .ci ? try AppJSON.read(appDir + "/app.json") : nil
         let scratch = try Files.temporaryDirectory(prefix: "multipack-local-")

@@ -26,9 +26,11 @@ public enum Masking {
         return prefix + out[...question] + masked.joined(separator: "&") + out[fragmentStart...]
     }
 
-    /// Masks every URL that appears inside free text (an error message, a child's stderr).
+    /// Masks every URL that appears inside free text (an error message, a child's stderr), and
+    /// scheme-less userinfo with a password (`user:TOKEN@host`, as git prints it and as scp-like
+    /// references write it).
     public static func text(_ text: String) -> String {
-        guard text.contains("://") else { return text }
+        guard text.contains("://") || text.contains("@") else { return text }
         var result = ""
         var rest = Substring(text)
         while let sep = rest.firstRange(of: "://") {
@@ -40,13 +42,75 @@ public enum Masking {
                 guard c.isLetter || c.isNumber || c == "+" || c == "-" || c == "." else { break }
                 start = before
             }
-            let end =
-                rest[sep.upperBound...].firstIndex(where: { $0.isWhitespace || "'\"<>`".contains($0) })
-                ?? rest.endIndex
-            result += rest[..<start]
+            let end = rest[sep.upperBound...].firstIndex(where: isURLEnd) ?? rest.endIndex
+            result += userinfo(rest[..<start])
             result += url(String(rest[start..<end]))
             rest = rest[end...]
         }
-        return result + rest
+        return result + userinfo(rest)
+    }
+
+    /// Removes from git's own output what a URL's credentials would show as, in any form git
+    /// prints them ("unable to look up user:TOKEN@host", a decoded token, a query value).
+    public static func scrub(_ output: String, secretsOf url: String) -> String {
+        var out = text(output)
+        for secret in secrets(of: url) where out.contains(secret) {
+            out = out.replacing(secret, with: "***")
+        }
+        return out
+    }
+
+    /// The parts of a URL that are credentials: the userinfo's password (or the user alone when it
+    /// is all there is and looks like a token), and every query value; longest first.
+    static func secrets(of url: String) -> [String] {
+        var found: [String] = []
+        var authority = Substring(url)
+        if let schemeEnd = url.firstRange(of: "://") { authority = url[schemeEnd.upperBound...] }
+        authority = authority.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        if let at = authority.lastIndex(of: "@") {
+            let info = authority[..<at]
+            if let colon = info.firstIndex(of: ":") {
+                found.append(String(info))
+                found.append(String(info[info.index(after: colon)...]))
+            } else if info.count >= 16 {
+                found.append(String(info))
+            }
+        }
+        if let question = url.firstIndex(of: "?") {
+            let query = url[url.index(after: question)...].prefix { $0 != "#" }
+            for pair in query.split(separator: "&") {
+                if let eq = pair.firstIndex(of: "=") { found.append(String(pair[pair.index(after: eq)...])) }
+            }
+        }
+        return found.filter { $0.count >= 4 }.sorted { $0.count > $1.count }
+    }
+
+    private static func isURLEnd(_ c: Character) -> Bool {
+        c.isWhitespace || "'\"<>`".contains(c)
+    }
+
+    /// `user:TOKEN@host` outside a URL becomes `***@host`: a userinfo with a password. A plain
+    /// `git@host:path` has no secret and stays. One pass, whatever the text.
+    private static func userinfo(_ text: Substring) -> String {
+        guard text.contains("@") else { return String(text) }
+        var out = ""
+        var word = ""  // the current word, not yet known to be userinfo
+        var hasColon = false
+        var hasAt = false
+        for c in text {
+            if isURLEnd(c) || "([{,;=".contains(c) {
+                out += word
+                out.append(c)
+                (word, hasColon, hasAt) = ("", false, false)
+            } else if c == "@" && hasColon && !hasAt {
+                out += "***@"
+                (word, hasColon, hasAt) = ("", false, true)
+            } else {
+                word.append(c)
+                hasColon = hasColon || c == ":"
+                hasAt = hasAt || c == "@"
+            }
+        }
+        return out + word
     }
 }

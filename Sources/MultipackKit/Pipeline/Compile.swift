@@ -72,7 +72,7 @@ public struct Compile {
                 "There is no .buildpacks file in the app.",
                 hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
         }
-        let entries = try BuildpackList.parse(try Files.read(listPath), directory: invocation.appDir(for: dirs))
+        let entries = try BuildpackList.load(listPath, directory: invocation.appDir(for: dirs))
         guard !entries.isEmpty else {
             throw UsageError(
                 ".buildpacks lists no buildpack.",

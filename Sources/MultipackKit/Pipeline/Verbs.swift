@@ -6,7 +6,7 @@ public enum Detect {
         guard Files.exists(path) else {
             throw BuildFailure("No .buildpacks file in the app: multipack has nothing to run.")
         }
-        let entries = try BuildpackList.parse(try Files.read(path), directory: buildDir)
+        let entries = try BuildpackList.load(path, directory: buildDir)
         guard !entries.isEmpty else {
             throw BuildFailure(".buildpacks lists no buildpack: multipack has nothing to run.")
         }

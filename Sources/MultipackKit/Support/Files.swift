@@ -19,6 +19,42 @@ enum Files {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// The bytes of a regular file. Anything else (a directory, a FIFO, a socket, a device) is
+    /// refused with EINVAL and a `detail` saying what it is, and is never opened in a way that
+    /// can block: stat first, then open with O_NONBLOCK and check again on the descriptor.
+    static func readRegularFile(_ path: String) throws -> [UInt8] {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw FileError(path: path, action: "read", errno: errno) }
+        func refuse(_ mode: mode_t) -> FileError {
+            FileError(path: path, action: "read", errno: EINVAL, detail: kindName(mode))
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw refuse(info.st_mode) }
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
+        defer { close(descriptor) }
+        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw refuse(info.st_mode) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
+            if count == 0 { return bytes }
+            bytes += chunk[..<count]
+        }
+    }
+
+    /// "a directory", "a FIFO", … for a file that is not a regular one.
+    static func kindName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: return "a directory, not a file"
+        case S_IFIFO: return "a FIFO (named pipe), not a file"
+        case S_IFSOCK: return "a unix socket, not a file"
+        case S_IFCHR, S_IFBLK: return "a device, not a file"
+        default: return "not a regular file"
+        }
+    }
+
     static func write(_ text: String, to path: String, mode: Int = 0o644) throws {
         // Atomic: a reader never sees half a file.
         let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"

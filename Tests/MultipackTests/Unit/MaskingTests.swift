@@ -19,3 +19,39 @@ import Testing
         #expect(masked == "fatal: could not read from 'https://***@h.example/r.git?t=***' (exit 128)")
     }
 }
+
+@Suite struct UserinfoMaskingTests {
+    @Test(arguments: [
+        ("git://user:TOKEN@host.example/r.git", "git://***@host.example/r.git"),
+        ("ssh://user:TOKEN@host.example/r.git", "ssh://***@host.example/r.git"),
+        (
+            "fatal: unable to look up user:TOKEN@host.example (port 9418)",
+            "fatal: unable to look up ***@host.example (port 9418)"
+        ),
+        ("user:TOKEN@host.example:org/repo.git", "***@host.example:org/repo.git"),
+        ("clone 'user:TOKEN@h:p' failed", "clone '***@h:p' failed"),
+        ("https://h.example/a.tgz?sig=TOKEN&x=TOKEN", "https://h.example/a.tgz?sig=***&x=***"),
+        ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
+        ("mail me at bob@example.com", "mail me at bob@example.com"),
+    ])
+    func everyFormOfUserinfoIsMasked(_ input: String, _ expected: String) {
+        #expect(Masking.text(input) == expected)
+        #expect(!Masking.text(input).contains("TOKEN"))
+    }
+
+    @Test func gitsOwnLinesAreScrubbedOfTheURLsSecrets() {
+        let url = "git://user:TOKEN1234@host.example/r.git?k=QUERYVALUE"
+        let output = "fatal: unable to look up user:TOKEN1234@host.example\nremote said TOKEN1234 and QUERYVALUE"
+        let scrubbed = Masking.scrub(output, secretsOf: url)
+        #expect(!scrubbed.contains("TOKEN1234"))
+        #expect(!scrubbed.contains("QUERYVALUE"))
+        #expect(scrubbed.hasPrefix("fatal: unable to look up ***@host.example"))
+    }
+
+    @Test func maskingIsLinearOnHostileText() {
+        let text = String(repeating: "a:@", count: 200_000) + String(repeating: "@", count: 200_000)
+        let start = ContinuousClock.now
+        _ = Masking.text(text)
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+}

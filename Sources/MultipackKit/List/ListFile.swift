@@ -1,0 +1,17 @@
+import Glibc
+
+extension BuildpackList {
+    /// Reads and parses the `.buildpacks` at `path`. Anything but a regular file (a directory, a
+    /// FIFO, a device) is bad input and is never opened in a way that could block.
+    public static func load(_ path: String, directory: String?) throws -> [BuildpackEntry] {
+        let bytes: [UInt8]
+        do {
+            bytes = try Files.readRegularFile(path)
+        } catch let error as FileError where error.errno == EINVAL {
+            throw UsageError(
+                "The app's .buildpacks is \(error.detail ?? "not a regular file").",
+                hint: "Make .buildpacks a plain text file listing one buildpack per line.")
+        }
+        return try parse(bytes: bytes, directory: directory)
+    }
+}
