@@ -28,8 +28,10 @@ struct ChildRunner {
         guard Files.exists(script) else {
             throw failure(child, stage: "detect", "The buildpack has no bin/detect, so it is not a buildpack.")
         }
-        let result = try run(
-            Command(script, [dirs.build], in: child.fetched.directory, environment: environment), child, "detect")
+        // detect prints a name; its output is capped (200 MB of it once cost 794 MB of memory).
+        var command = Command(script, [dirs.build], in: child.fetched.directory, environment: environment)
+        command.captureLimit = 1 << 20
+        let result = try run(command, child, "detect")
         child.detectSeconds = result.seconds
         guard result.termination.succeeded else {
             var details = ["URL: \(child.url)", "Stage: detect (\(result.termination))"]
@@ -102,6 +104,12 @@ struct ChildRunner {
         guard result.termination.succeeded else {
             throw failure(child, stage: "release", "bin/release failed with \(result.termination).")
         }
+        guard result.stdout.count < Command.defaultCaptureLimit else {
+            throw failure(
+                child, stage: "release",
+                "bin/release printed more than \(Command.defaultCaptureLimit >> 20) MB, more than any release can need."
+            )
+        }
         do {
             child.release = try Release.parse(result.stdoutText)
         } catch {
@@ -121,7 +129,7 @@ struct ChildRunner {
         do {
             result = try Spawner.run(command)
         } catch {
-            throw failure(child, stage: stage, "bin/\(stage) could not be started: \(error).")
+            throw failure(child, stage: stage, "bin/\(stage) could not be started: \(ErrorReport.reason(error)).")
         }
         if SignalForwarding.stopSignal != nil { throw Interrupted(child: child, stage: stage) }
         return result

@@ -54,7 +54,7 @@ struct AppHooks {
         do {
             result = try Spawner.run(command)
         } catch {
-            throw BuildFailure("The app's bin/\(name) could not be started: \(error)")
+            throw BuildFailure("The app's bin/\(name) could not be started: \(ErrorReport.reason(error))")
         }
         if SignalForwarding.stopSignal != nil {
             var interrupted = Interrupted()

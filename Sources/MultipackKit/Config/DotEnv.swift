@@ -97,7 +97,7 @@ public struct ConfigVarArguments: Sendable {
                 text = try Files.read(Files.absolute(envFile))
             } catch {
                 throw UsageError(
-                    "Could not read the --env-file \(envFile): \(error)",
+                    "Could not read the --env-file \(envFile): \(ErrorReport.reason(error))",
                     hint: "Check the path; it is relative to the current directory.")
             }
             for (key, value) in try DotEnv.parse(text, file: envFile) { vars.upsert(key, value) }

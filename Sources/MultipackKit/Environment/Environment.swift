@@ -66,7 +66,7 @@ public enum BuildEnvironment {
             command.owner = owner
             result = try Spawner.run(command)
         } catch {
-            throw ExportError(termination: .exited(127), stderr: "\(error)")
+            throw ExportError(termination: .exited(127), stderr: ErrorReport.reason(error))
         }
         guard result.termination.succeeded else {
             throw ExportError(termination: result.termination, stderr: result.stderrText)

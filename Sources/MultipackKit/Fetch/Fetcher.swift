@@ -155,7 +155,7 @@ public enum Fetcher {
             }
             throw interrupted
         } catch {
-            let problem = error as? FetchProblem ?? FetchProblem("\(error)")
+            let problem = error as? FetchProblem ?? FetchProblem(ErrorReport.reason(error))
             throw BuildFailure(
                 "Failed to fetch buildpack [\(position)/\(total)] \(entry.maskedText)",
                 details: ["Stage: fetch", "Reason: \(problem.message)"] + (problem.output.map { ["", $0] } ?? []),

@@ -277,7 +277,7 @@ struct GitFetch {
         do {
             result = try Spawner.run(command)
         } catch {
-            throw FetchProblem("git could not be started (\(error))", hint: "Install git.")
+            throw FetchProblem("git could not be started (\(ErrorReport.reason(error)))", hint: "Install git.")
         }
         if SignalForwarding.stopSignal != nil { throw Interrupted() }
         guard result.termination.succeeded else {

@@ -272,7 +272,7 @@ public struct LocalBuild {
                 entries.append(entry)
             } catch {
                 throw UsageError(
-                    "--buildpack `\(Masking.url(text))` is not a buildpack reference: \((error as? BuildpackListError)?.reason ?? "\(error)").",
+                    "--buildpack `\(Masking.url(text))` is not a buildpack reference: \((error as? BuildpackListError)?.reason ?? ErrorReport.reason(error)).",
                     hint:
                         "Give a git URL (optionally with #ref), an archive URL, a registry name (namespace/name) or a local directory."
                 )
@@ -283,15 +283,23 @@ public struct LocalBuild {
 
     /// The app's files, except `.git` (Heroku builds the pushed tree, not the repository).
     private func copyApp(to buildDir: String) throws {
+        var skipped: [String] = []
         for name in Files.list(options.appDir) where name != ".git" {
             do {
-                try FileManager.default.copyItem(atPath: options.appDir + "/" + name, toPath: buildDir + "/" + name)
+                skipped += try Files.copyTree(options.appDir + "/" + name, to: buildDir + "/" + name)
+                    .map { $0.hasPrefix("/") ? name : name + "/" + $0 }
             } catch {
                 throw BuildFailure(
-                    "Could not copy the app into the build directory: \(options.appDir)/\(name)", details: ["\(error)"],
+                    "Could not copy the app into the build directory: \(options.appDir)/\(name)",
+                    details: [ErrorReport.reason(error)],
                     hint: "Check that every file in the app is readable and that \(buildDir) has room.")
             }
         }
+        // Sockets and FIFOs are not files a slug can hold; opening a FIFO would block the build.
+        for path in skipped.prefix(20) {
+            log.detail("Skipped \(path): a socket, FIFO or device is not copied into the build.")
+        }
+        if skipped.count > 20 { log.detail("Skipped \(skipped.count - 20) more sockets, FIFOs or devices.") }
     }
 
     private func applySlugIgnore(_ buildDir: String) {

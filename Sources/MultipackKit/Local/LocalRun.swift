@@ -41,7 +41,7 @@ public struct LocalRun {
                 try extractArchive(atPath: target, into: dir, limits: Self.slugLimits)
             } catch {
                 throw UsageError(
-                    "\(target) is not a slug multipack can extract: \(error)",
+                    "\(target) is not a slug multipack can extract: \(ErrorReport.reason(error))",
                     hint: "Give multipack run a slug that multipack build wrote, or a build directory.")
             }
             home = dir + "/app"

@@ -47,6 +47,10 @@ public struct Command: Sendable {
     public var stderr: Output = .capture
     /// Who the command runs for, as a warning names it (`buildpack [2/3] Node.js (bin/compile)`).
     public var owner: String?
+    /// Bytes kept of each captured stream; the rest is read and dropped, so a child that prints
+    /// without end neither blocks nor costs memory (SPEC §11).
+    public var captureLimit = Command.defaultCaptureLimit
+    public static let defaultCaptureLimit = 16 << 20
 
     public init(
         _ executable: String, _ arguments: [String] = [], in workingDirectory: String? = nil,
@@ -127,7 +131,8 @@ public enum Spawner {
             throw SpawnError(executable: command.executable, errno: started.code)
         }
         let pid = started.pid
-        let (termination, captured) = supervise(pid, pipes: pipes.map { ($0.read, $0.target) })
+        let (termination, captured) = supervise(
+            pid, pipes: pipes.map { ($0.read, $0.target) }, limit: command.captureLimit)
         ChildProcessGroups.shared.remove(pid)
         stopLeftovers(of: command)
         return ProcessResult(
@@ -139,7 +144,7 @@ public enum Spawner {
     /// asked to stop, the child's group gets a grace period and is then killed; pipes that a
     /// leftover process holds open are let go of.
     private static func supervise(
-        _ pid: pid_t, pipes: [(fd: Int32, target: Int32)]
+        _ pid: pid_t, pipes: [(fd: Int32, target: Int32)], limit: Int
     ) -> (Termination, [Int32: [UInt8]]) {
         var captured: [Int32: [UInt8]] = [1: [], 2: []]
         let exitDescriptor = multipack_pidfd_open(pid)
@@ -187,7 +192,8 @@ public enum Spawner {
                 }
                 let count = buffer.withUnsafeMutableBytes { read(entry.fd, $0.baseAddress, $0.count) }
                 if count > 0 {
-                    captured[entry.target, default: []].append(contentsOf: buffer[0..<count])
+                    let room = max(0, limit - (captured[entry.target]?.count ?? 0))
+                    captured[entry.target, default: []].append(contentsOf: buffer[0..<min(count, room)])
                     stillOpen.append(entry)
                 } else if count < 0 && (errno == EINTR || errno == EAGAIN) {
                     stillOpen.append(entry)

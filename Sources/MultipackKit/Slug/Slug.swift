@@ -21,7 +21,7 @@ public enum Slug {
         } catch {
             Files.remove(temporary)
             throw BuildFailure(
-                "Could not write the slug \(path)", details: ["\(error)"],
+                "Could not write the slug \(path)", details: [ErrorReport.reason(error)],
                 hint:
                     "Check that its directory exists and is writable and that the disk has room, or choose another path with --slug FILE."
             )

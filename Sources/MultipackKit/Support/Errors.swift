@@ -1,3 +1,6 @@
+import FoundationEssentials
+import Glibc
+
 /// Bad input or usage: exit code 2.
 public struct UsageError: Error, CustomStringConvertible {
     public var message: String
@@ -33,6 +36,40 @@ public struct BuildFailure: Error, CustomStringConvertible {
 
 /// The exit code and the ` !     ` block for any error that reaches the top.
 public enum ErrorReport {
+    /// A sentence for any error, never a Swift dump (`CocoaError(…)`, `POSIXError(…)`): the
+    /// system's own words for an errno, with the path when there is one (SPEC §11).
+    public static func reason(_ error: any Error) -> String {
+        switch error {
+        case let cocoa as CocoaError:
+            let path = cocoa.filePath.map { " (\($0))" } ?? ""
+            if let posix = cocoa.underlying as? POSIXError {
+                return String(cString: strerror(posix.code.rawValue)) + path
+            }
+            return cocoaText(cocoa.code) + path
+        case let posix as POSIXError:
+            return String(cString: strerror(posix.code.rawValue))
+        default:
+            let text = "\(error)"
+            if text.contains("Error(") || text.contains("NSURL") || text.contains("userInfo") {
+                return "an unexpected system error (\(type(of: error)))"
+            }
+            return text
+        }
+    }
+
+    private static func cocoaText(_ code: CocoaError.Code) -> String {
+        switch code {
+        case .fileNoSuchFile, .fileReadNoSuchFile: return "No such file or directory"
+        case .fileWriteOutOfSpace: return "No space left on device"
+        case .fileReadNoPermission, .fileWriteNoPermission: return "Permission denied"
+        case .fileWriteVolumeReadOnly: return "Read-only file system"
+        case .fileWriteFileExists: return "File exists"
+        case .fileReadInvalidFileName, .fileWriteInvalidFileName: return "File name too long or invalid"
+        case .fileReadTooLarge: return "File too large"
+        default: return "the file system refused (error \(code.rawValue))"
+        }
+    }
+
     public static func exitCode(for error: any Error) -> Int32 {
         error is UsageError || error is BuildpackListError ? 2 : 1
     }
@@ -58,7 +95,7 @@ public enum ErrorReport {
                 list.reason.prefix(1).uppercased() + list.reason.dropFirst() + ".",
             ]
         default:
-            lines = ["\(error)"]
+            lines = [reason(error)]
         }
         return lines.flatMap { $0.lines.map { Masking.text(String($0)) } }
     }

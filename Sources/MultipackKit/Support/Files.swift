@@ -104,23 +104,19 @@ enum Files {
         guard rename(from, to) == 0 else { throw FileError(path: from, action: "move", errno: errno) }
     }
 
-    static func copyTree(_ from: String, to: String) throws {
-        do {
-            try FileManager.default.copyItem(atPath: from, toPath: to)
-        } catch {
-            throw FileError(path: from, action: "copy", errno: EIO, detail: "\(error)")
-        }
+    /// Copies a tree (sockets and FIFOs left out, never opened); the skipped paths come back.
+    @discardableResult
+    static func copyTree(_ from: String, to: String) throws -> [String] {
+        var copier = TreeCopy()
+        try copier.copy(from, to: to)
+        return copier.skipped
     }
 
     /// Copies one regular file's contents, giving the copy `mode` (a temporary name, then rename).
     static func copyFile(_ from: String, to: String, mode: mode_t) throws {
         let temporary = to + ".tmp-\(getpid())"
         Files.remove(temporary)
-        do {
-            try FileManager.default.copyItem(atPath: from, toPath: temporary)
-        } catch {
-            throw FileError(path: from, action: "copy", errno: EIO, detail: "\(error)")
-        }
+        try copyTree(from, to: temporary)
         chmod(temporary, mode)
         try move(temporary, to: to)
     }
@@ -203,7 +199,7 @@ extension Files {
             try FileManager.default.removeItem(atPath: path)
         } catch {
             throw BuildFailure(
-                "Could not remove \(path): \(error)",
+                "Could not remove \(path): \(ErrorReport.reason(error))",
                 hint: "Check its permissions, or remove it by hand (rm -rf \(path)).")
         }
     }
