@@ -168,7 +168,8 @@ import Testing
         let app = try App(nil, in: temp, buildpacks: server.url("/deep.tgz") + "\n")
         let mp = try Multipack(in: temp)
         let start = ContinuousClock.now
-        let compile = try mp.shim("compile", [app.build, app.cache, app.env])
+        let compile = try mp.shim(
+            "compile", [app.build, app.cache, app.env], environment: ["TMPDIR": temp.sub("tmp")])
         #expect(ContinuousClock.now - start < .seconds(10))
         #expect(compile.status == 1)
         #expect(compile.stderr.contains("Refused archive member 'd/d/d/"))

@@ -12,7 +12,7 @@ import Testing
         let mp = try Multipack(in: temp)
         let result = try Shell.run(
             "/usr/bin/time", ["-f", "maxrss_kb=%M", mp.dir + "/bin/compile", app.build, app.cache, app.env],
-            environment: Multipack.environment([:]))
+            environment: Multipack.environment(["TMPDIR": temp.sub("tmp")]))
         #expect(result.status == 0, "\(result.all.suffix(2000))")
         #expect(result.all.contains("Flood"))
         let line = try #require(result.stderr.split(separator: "\n").last { $0.hasPrefix("maxrss_kb=") })

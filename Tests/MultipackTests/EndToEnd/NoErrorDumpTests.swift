@@ -112,7 +112,8 @@ import Testing
         let temp = try TempDir("enametoolong")
         let app = try App(nil, in: temp, buildpacks: "./" + String(repeating: "n", count: 300) + "\n")
         let mp = try Multipack(in: temp)
-        let compile = try mp.shim("compile", [app.build, app.cache, app.env])
+        let compile = try mp.shim(
+            "compile", [app.build, app.cache, app.env], environment: ["TMPDIR": temp.sub("tmp")])
         #expect(compile.status != 0)
         expectNoDump(compile, "a 300-byte name in .buildpacks")
 

@@ -89,7 +89,8 @@ import Testing
         // `timeout` turns a block into a failure instead of a hung suite.
         for (verb, arguments) in [("compile", [app.build, app.cache, app.env]), ("detect", [app.build])] {
             let result = try Shell.run(
-                "timeout", ["20", mp.dir + "/bin/" + verb] + arguments, environment: Multipack.environment([:]))
+                "timeout", ["20", mp.dir + "/bin/" + verb] + arguments,
+                environment: Multipack.environment(["TMPDIR": temp.sub("tmp")]))
             #expect(result.status == (verb == "detect" ? 1 : 2), "\(verb): \(result.all)")
             if verb == "compile" {
                 #expect(
