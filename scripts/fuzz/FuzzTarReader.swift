@@ -20,7 +20,7 @@ public func fuzzTarReader(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
 
 private func readAll<S: ByteSource>(_ reader: TarReader<S>) throws {
     var reader = reader
-    var symlinks: [String: String] = [:]
+    var tree = PathTree()
     var count = 0
     while let entry = try reader.next(), count < 10_000 {
         count += 1
@@ -29,12 +29,22 @@ private func readAll<S: ByteSource>(_ reader: TarReader<S>) throws {
         if entry.kind == .file { precondition(total == entry.size, "content length differs from the size") }
         let parts = try Extractor.components(of: entry.path, member: entry.path)
         precondition(!parts.contains("..") && !parts.contains(".") && !parts.contains(""))
-        if entry.kind == .symlink,
-            let resolved = Extractor.resolve(entry.linkTarget, from: Array(parts.dropLast()), symlinks: symlinks)
-        {
-            precondition(!resolved.contains(".."))
-            symlinks[parts.joined(separator: "/")] = entry.linkTarget
+        precondition(parts.count <= Extractor.maxComponents && entry.path.utf8.count <= Extractor.maxPathBytes)
+        // The extractor's tree: every lookup and resolution must end, whatever the links.
+        var node = PathTree.root
+        for name in parts.dropLast() {
+            node = tree.child(of: node, named: name) ?? tree.set(name, in: node, to: .directory)
+        }
+        guard let name = parts.last else { continue }
+        if entry.kind == .symlink {
+            if case .inside(let at) = tree.resolve(entry.linkTarget, from: PathTree.Position(node: node)) {
+                precondition(at.node >= 0 && at.missing >= 0)
+            }
+            tree.set(name, in: node, to: .symlink(entry.linkTarget))
+        } else {
+            tree.set(name, in: node, to: entry.kind == .directory ? .directory : .file)
         }
     }
+    for link in tree.symlinks { _ = tree.resolveSymlink(link) }
     try reader.finish(readingAtMost: 1 << 20)
 }

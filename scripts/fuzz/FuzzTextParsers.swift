@@ -10,6 +10,13 @@ public func fuzzTextParsers(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 
             precondition(Masking.url(entry.maskedText) == entry.maskedText)
         }
     }
+    // The byte reader: a bad line is echoed cut and without raw control characters.
+    do {
+        _ = try BuildpackList.parse(bytes: Array(UnsafeBufferPointer(start: data, count: size)))
+    } catch {
+        precondition(error.text.count <= 201)
+        precondition(!error.text.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7f })
+    }
     if let release = try? Release.parse(text) {
         // What we print reads back the same.
         precondition((try? Release.parse(release.yaml)) == release)

@@ -9,7 +9,9 @@ swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name MultipackKit \
     -Xcc -fmodule-map-file=Sources/CMultipackYaml/module.modulemap \
     Sources/MultipackKit/Release/LibYAML.swift Sources/MultipackKit/List/BuildpackList.swift Sources/MultipackKit/Log/Masking.swift \
     Sources/MultipackKit/Release/YAML.swift Sources/MultipackKit/Release/Release.swift \
-    Sources/MultipackKit/Support/Errors.swift scripts/fuzz/FuzzTextParsers.swift \
+    Sources/MultipackKit/Support/Errors.swift Sources/MultipackKit/Support/Files.swift \
+    Sources/MultipackKit/Support/TreeCopy.swift Sources/MultipackKit/Support/HiddenVariables.swift \
+    scripts/fuzz/FuzzTextParsers.swift \
     -o "$out/fuzz-text"
 if [[ -z $(ls -A "$out/corpus-text") ]]; then
     cp fixtures/apps/python-node/.buildpacks "$out/corpus-text/buildpacks"

@@ -92,9 +92,11 @@ public enum BuildpackList {
         var out = ""
         var count = 0
         for scalar in Masking.url(String(line)).unicodeScalars {
-            if count == 200 { return out + "…" }
-            count += 1
-            if scalar.value < 0x20 || scalar.value == 0x7f {
+            let escaped = scalar.value < 0x20 || scalar.value == 0x7f
+            // Escapes count as what they show: the echo is at most 200 characters, plus "…".
+            count += escaped ? 4 : 1
+            if count > 200 { return out + "…" }
+            if escaped {
                 out += "\\x" + String(scalar.value, radix: 16).leftPadded(to: 2)
             } else {
                 out.unicodeScalars.append(scalar)
