@@ -7,6 +7,7 @@ out=.build-fuzz
 mkdir -p "$out/corpus-text"
 swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name MultipackKit \
     -Xcc -fmodule-map-file=Sources/CMultipackYaml/module.modulemap \
+    -Xcc -fmodule-map-file=Sources/CMultipackSys/module.modulemap Sources/MultipackKit/Process/Signals.swift \
     Sources/MultipackKit/Release/LibYAML.swift Sources/MultipackKit/List/BuildpackList.swift Sources/MultipackKit/Log/Masking.swift \
     Sources/MultipackKit/Release/YAML.swift Sources/MultipackKit/Release/Release.swift \
     Sources/MultipackKit/Support/Errors.swift Sources/MultipackKit/Support/Files.swift \
