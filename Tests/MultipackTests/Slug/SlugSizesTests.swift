@@ -9,7 +9,9 @@ import Testing
 /// in the compile's summary, in `report` and in `multipack build --json`.
 @Suite struct SlugSizesTests {
     /// Two children and both hooks that add known amounts; `.slugfilter` drops child 2's file.
-    static func makeApp(in temp: TempDir, slugfilter: String = "# the big file goes\n- vendor/b/\n") throws -> String {
+    static func makeApp(in temp: TempDir, slugfilter: String = "# the big file goes\n- vendor/b/\n- *.tmp\n") throws
+        -> String
+    {
         try temp.write("grow-a/bin/detect", "#!/bin/sh\necho GrowA\n", executable: true)
         try temp.write(
             "grow-a/bin/compile",
@@ -30,7 +32,8 @@ import Testing
         try temp.write("app/.buildpacks", "\(temp.path)/grow-a\n\(temp.path)/grow-b\n")
         try temp.write("app/bin/pre_compile", "#!/bin/sh\nhead -c 100 /dev/zero > pre.txt\n", executable: true)
         try temp.write(
-            "app/bin/post_compile", "#!/bin/sh\nhead -c 500 /dev/zero > hooked\nrm vendor/a/two\n", executable: true)
+            "app/bin/post_compile", "#!/bin/sh\nhead -c 500 /dev/zero > hooked\nrm vendor/a/two\n: > late.tmp\n",
+            executable: true)
         try temp.write("app/.slugfilter", slugfilter)
         return app
     }
@@ -61,13 +64,15 @@ import Testing
         #expect(compile.status == 0, "\(compile.all)")
         let summary = try #require(compile.stdout.components(separatedBy: "=====> Summary").last)
         let lines = summary.split(separator: "\n").map(String.init)
-        // 3000 + 1000 + a 3-byte symlink; 1 MiB; 100 B; 500 B added and 1000 B removed.
+        // 3000 + 1000 + a 3-byte symlink; 1 MiB; 100 B; 500 B and an empty file added, 1000 B removed.
         #expect(lines.contains { $0.contains("[1/2]") && $0.contains("GrowA") && $0.contains("+3.9 KB") }, "\(summary)")
         #expect(lines.contains { $0.contains("[2/2]") && $0.contains("GrowB") && $0.contains("+1.0 MB") }, "\(summary)")
         #expect(lines.contains { $0.contains("bin/pre_compile") && $0.contains("+100 B") }, "\(summary)")
         #expect(lines.contains { $0.contains("bin/post_compile") && $0.contains("-500 B") }, "\(summary)")
         #expect(lines.contains { $0.contains(".slugfilter") && $0.contains("-1.0 MB") }, "\(summary)")
-        #expect(compile.stdout.contains("Removed 1 file (1.0 MB) in "))
+        #expect(compile.stdout.contains("Removed 2 files (1.0 MB) in "))
+        // .slugfilter ran after post_compile: the file the hook made is gone.
+        #expect(!FileManager.default.fileExists(atPath: app + "/late.tmp"))
         #expect(compile.stdout.contains("- vendor/b/  1.0 MB, 1 file"))
         #expect(!FileManager.default.fileExists(atPath: app + "/vendor/b"))
 
@@ -77,8 +82,8 @@ import Testing
             "child_1_growth_bytes: 4003", "child_1_growth_files: 3",
             "child_2_growth_bytes: 1048576", "child_2_growth_files: 1",
             "hook_pre_compile_growth_bytes: 100", "hook_pre_compile_growth_files: 1",
-            "hook_post_compile_growth_bytes: -500", "hook_post_compile_growth_files: 0",
-            "slugfilter_removed_bytes: 1048576", "slugfilter_removed_files: 1",
+            "hook_post_compile_growth_bytes: -500", "hook_post_compile_growth_files: 1",
+            "slugfilter_removed_bytes: 1048576", "slugfilter_removed_files: 2",
             "build_dir_bytes: \(final.bytes)", "build_dir_files: \(final.files)",
         ] {
             #expect(report.contains(line + "\n"), "\(line) not in\n\(report)")
@@ -132,8 +137,8 @@ import Testing
         #expect(growth == [["bytes": 4003, "files": 3], ["bytes": 1_048_576, "files": 1]])
         let hooks = try #require(json["hook_growth"] as? [String: [String: Int]])
         #expect(hooks["pre_compile"] == ["bytes": 100, "files": 1])
-        #expect(hooks["post_compile"] == ["bytes": -500, "files": 0])
-        #expect(json["slugfilter_removed"] as? [String: Int] == ["bytes": 1_048_576, "files": 1])
+        #expect(hooks["post_compile"] == ["bytes": -500, "files": 1])
+        #expect(json["slugfilter_removed"] as? [String: Int] == ["bytes": 1_048_576, "files": 2])
         let buildDir = try #require(json["build_directory"] as? String)
         let final = Self.weight(buildDir)
         #expect(json["build_dir_size"] as? [String: Int] == ["bytes": final.bytes, "files": final.files])
