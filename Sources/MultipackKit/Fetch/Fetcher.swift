@@ -103,6 +103,7 @@ public enum Fetcher {
             }
             return outcome
         }
+        Spawner.stopLeftovers(owner: "Fetching the buildpacks")
         // The first real failure in list order is the one reported.
         for case .failure(let error) in outcomes where !(error is Cancelled) { throw error }
         return try outcomes.map { try $0.get() }

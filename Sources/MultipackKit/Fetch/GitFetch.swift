@@ -271,7 +271,9 @@ struct GitFetch {
 
     @discardableResult
     private func git(_ arguments: [String], stage: String) throws -> String {
-        let command = Command("git", arguments, environment: environment)
+        var command = Command("git", arguments, environment: environment)
+        // A clone in flight stops when another child's fetch fails (SPEC §5).
+        command.isCancelled = context.http.shouldStop
         context.trace(command)
         let result: ProcessResult
         do {
@@ -280,6 +282,7 @@ struct GitFetch {
             throw FetchProblem("git could not be started (\(ErrorReport.reason(error)))", hint: "Install git.")
         }
         if SignalForwarding.stopSignal != nil { throw Interrupted() }
+        if context.http.shouldStop() { throw FetchProblem("cancelled: another buildpack could not be fetched") }
         guard result.termination.succeeded else {
             // git prints credentials in its own forms ("unable to look up user:TOKEN@host").
             let output = Masking.scrub(result.stderrText, secretsOf: url).trimmingBlanks().trimmingCharacters("\n")

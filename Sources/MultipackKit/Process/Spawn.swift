@@ -51,6 +51,9 @@ public struct Command: Sendable {
     /// without end neither blocks nor costs memory (SPEC §11).
     public var captureLimit = Command.defaultCaptureLimit
     public static let defaultCaptureLimit = 16 << 20
+    /// Whether the command is no longer needed (another fetch failed): it is then stopped as for a
+    /// signal, SIGTERM, a grace period, SIGKILL.
+    public var isCancelled: (@Sendable () -> Bool)?
 
     public init(
         _ executable: String, _ arguments: [String] = [], in workingDirectory: String? = nil,
@@ -132,9 +135,11 @@ public enum Spawner {
         }
         let pid = started.pid
         let (termination, captured) = supervise(
-            pid, pipes: pipes.map { ($0.read, $0.target) }, limit: command.captureLimit)
+            pid, pipes: pipes.map { ($0.read, $0.target) }, limit: command.captureLimit,
+            isCancelled: command.isCancelled)
         ChildProcessGroups.shared.remove(pid)
-        stopLeftovers(of: command)
+        // Plumbing (git while fetching in parallel) is swept once when the fetch stage ends.
+        if let owner = command.owner { stopLeftovers(owner: owner) }
         return ProcessResult(
             termination: termination, stdout: captured[1] ?? [], stderr: captured[2] ?? [],
             seconds: start.duration(to: .now).seconds)
@@ -144,7 +149,7 @@ public enum Spawner {
     /// asked to stop, the child's group gets a grace period and is then killed; pipes that a
     /// leftover process holds open are let go of.
     private static func supervise(
-        _ pid: pid_t, pipes: [(fd: Int32, target: Int32)], limit: Int
+        _ pid: pid_t, pipes: [(fd: Int32, target: Int32)], limit: Int, isCancelled: (@Sendable () -> Bool)?
     ) -> (Termination, [Int32: [UInt8]]) {
         var captured: [Int32: [UInt8]] = [1: [], 2: []]
         let exitDescriptor = multipack_pidfd_open(pid)
@@ -167,7 +172,9 @@ public enum Spawner {
                 if open.isEmpty { break }
                 if ContinuousClock.now - exitedAt >= drainAfterExit { letGo() }
             }
-            if SignalForwarding.received != 0 {
+            if SignalForwarding.received != 0 || (killAt == nil && isCancelled?() == true) {
+                // A signal reached the group from the handler; a cancellation has to be sent.
+                if killAt == nil && SignalForwarding.received == 0 { kill(-pid, SIGTERM) }
                 let deadline = killAt ?? ContinuousClock.now + grace
                 killAt = deadline
                 if ContinuousClock.now >= deadline {
@@ -214,8 +221,11 @@ public enum Spawner {
     /// Stops every process the finished command left behind (a daemon a compile started with
     /// setsid or nohup): they were reparented to multipack, their subreaper. SIGTERM, a second to
     /// go, then SIGKILL; repeated while stopping one orphans more.
-    static func stopLeftovers(of command: Command) {
+    public static func stopLeftovers(owner: String) {
         guard SignalForwarding.isSubreaper else { return }
+        // No child at all (the common case once a stage's process is reaped): nothing to look for.
+        var info = siginfo_t()
+        if waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == ECHILD { return }
         var stopped: [String] = []
         for round in 0..<8 {
             var alive: [pid_t] = []
@@ -249,7 +259,6 @@ public enum Spawner {
             }
         }
         guard !stopped.isEmpty else { return }
-        let owner = command.owner ?? command.executable
         leftoverWarning(
             "\(owner) left \(stopped.count == 1 ? "a process" : "\(stopped.count) processes") running after it ended: "
                 + stopped.joined(separator: ", ") + ". multipack stopped "

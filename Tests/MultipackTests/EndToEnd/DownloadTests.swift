@@ -85,6 +85,25 @@ import Testing
         #expect(seconds < 10, "took \(seconds) s")
     }
 
+    @Test func aFailureStopsAGitFetchInFlight() throws {
+        let temp = try TempDir("cancel-git")
+        // A git server that answers the first request and then sends nothing more.
+        let server = try LoopbackHTTPServer(routes: [
+            "/repo.git/info/refs": .stall(body: [UInt8](repeating: 0x30, count: 10_000), after: 10),
+            "/late.tgz": .delayed(.seconds(1), .status(404)),
+        ])
+        defer { server.stop() }
+        let app = try App(nil, in: temp, buildpacks: server.url("/repo.git") + "\n" + server.url("/late.tgz") + "\n")
+        let started = Date()
+        let compile = try Multipack(in: temp).shim(
+            "compile", [app.build, app.cache, app.env], environment: ["TMPDIR": temp.sub("tmp")])
+        let seconds = Date().timeIntervalSince(started)
+        #expect(compile.status == 1)
+        #expect(compile.stderr.contains("Failed to fetch buildpack [2/2]"), "\(compile.all)")
+        #expect(server.requestCount("/repo.git/info/refs") == 1)
+        #expect(seconds < 10, "took \(seconds) s")
+    }
+
     @Test func aStallIsATransientFailureRetriedWithinTheDeadline() throws {
         let temp = try TempDir("stall-retry")
         let node = try ArchiveFetchTests.pack("node", "tgz", in: temp)

@@ -24,6 +24,8 @@ final class LoopbackHTTPServer: Sendable {
         case trickle(body: [UInt8], chunk: Int, pause: Duration)
         /// The n-th request gets the n-th behaviour; the last one repeats.
         case sequence([Behaviour])
+        /// Waits, then behaves as told.
+        case delayed(Duration, Behaviour)
     }
 
     struct Request: Sendable {
@@ -159,8 +161,15 @@ final class LoopbackHTTPServer: Sendable {
             respond(connection, status: 404, headers: [], body: Array("no route\n".utf8))
             return
         }
-        while case .sequence(let steps) = behaviour {
-            behaviour = steps[min(index, steps.count - 1)]
+        while true {
+            if case .sequence(let steps) = behaviour {
+                behaviour = steps[min(index, steps.count - 1)]
+            } else if case .delayed(let pause, let next) = behaviour {
+                Self.sleep(pause)
+                behaviour = next
+            } else {
+                break
+            }
         }
         switch behaviour {
         case .serve(let body, let etag, let lastModified):
@@ -195,7 +204,7 @@ final class LoopbackHTTPServer: Sendable {
                 send(connection, Array(body[offset..<end]))
                 offset = end
             }
-        case .sequence:
+        case .sequence, .delayed:
             break
         }
     }
