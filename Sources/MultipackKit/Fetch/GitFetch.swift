@@ -108,8 +108,11 @@ struct GitFetch {
     private func githubArchive(of commit: String, in staging: String) throws -> String? {
         let base =
             context.environment[HiddenVariable.githubURL].flatMap { $0.isEmpty ? nil : $0 } ?? "https://github.com"
-        guard url.hasPrefix(base + "/") else { return nil }
-        var path = url.dropFirst(base.count + 1)
+        // The tarball only stands in for what git itself would fetch: when git's
+        // `url.<base>.insteadOf` sends this URL elsewhere (a mirror), git fetches it from there.
+        let target = whereGitFetches()
+        guard target.hasPrefix(base + "/") else { return nil }
+        var path = target.dropFirst(base.count + 1)
         if path.hasSuffix("/") { path = path.dropLast() }
         if path.hasSuffix(".git") { path = path.dropLast(4) }
         let parts = path.split(separator: "/", omittingEmptySubsequences: false)
@@ -142,6 +145,16 @@ struct GitFetch {
         try clone(into: staging + "/tree", knownCommit: nil)
         return try git(["-C", staging + "/tree", "rev-parse", "HEAD"], stage: "reading the cloned commit")
             .trimmingBlanks().trimmingCharacters("\n")
+    }
+
+    /// The URL after git's `insteadOf` rewrites (`git ls-remote --get-url` reads the config only).
+    private func whereGitFetches() -> String {
+        guard url.hasPrefix("http") else { return url }
+        let command = Command("git", ["ls-remote", "--get-url", "--", url], environment: environment)
+        context.trace(command)
+        guard let result = try? Spawner.run(command), result.termination.succeeded else { return url }
+        let rewritten = result.stdoutText.trimmingCharacters("\n")
+        return rewritten.isEmpty ? url : rewritten
     }
 
     private func prepare(_ store: String) throws {

@@ -83,7 +83,7 @@ import Testing
         server.stop()
         let offline = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(offline.status == 0, "\(offline.all)")
-        #expect(offline.stdout.contains(" !     Could not reach \(server.url("/probe.tgz"))"))
+        #expect(offline.stderr.contains(" !     Could not reach \(server.url("/probe.tgz"))"))
         #expect(offline.stdout.contains("cached (network failed)"))
     }
 

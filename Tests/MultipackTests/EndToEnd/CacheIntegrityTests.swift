@@ -48,7 +48,7 @@ import Testing
 
         let warm = try setup.compile()
         #expect(warm.status == 0, "\(warm.all)")
-        #expect(warm.stdout.contains("The cached archive sha256:\(setup.digest.prefix(12)) was changed on disk"))
+        #expect(warm.stderr.contains("The cached archive sha256:\(setup.digest.prefix(12)) was changed on disk"))
         #expect(setup.server.requestCount("/node.tgz") == 2)
         // Fetched again in full, not revalidated against the changed copy.
         #expect(setup.server.requests("/node.tgz").last?.headers["if-none-match"] == nil)

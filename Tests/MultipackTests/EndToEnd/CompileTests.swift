@@ -275,7 +275,7 @@ import Testing
         try FileManager.default.moveItem(atPath: node, toPath: node + "-gone")
         let offline = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(offline.status == 0, "\(offline.all)")
-        #expect(offline.stdout.contains(" !     Could not reach file://\(node)"))
+        #expect(offline.stderr.contains(" !     Could not reach file://\(node)"))
         #expect(offline.stdout.contains("cached (network failed)"))
     }
 }
