@@ -15,27 +15,10 @@ public struct Log: Sendable {
     /// A detail under a step, indented by 7 spaces.
     public func detail(_ text: String) { write("       \(Masking.text(text))\n", 1) }
 
-    /// A warning: ` !     …` lines on stderr, set off by blank lines as Heroku's own buildpacks print
-    /// them, long lines wrapped at blanks (never inside a word, so a URL stays whole).
+    /// A warning: ` !     …` lines on stderr, set off by blank lines as Heroku's own buildpacks
+    /// print them, so that it stands out in the build log.
     public func warning(_ text: String) {
-        let lines = text.lines.flatMap { Self.wrap(Masking.text(String($0)), width: 100) }
-        write("\n" + lines.map { " !     \($0)\n" }.joined() + "\n", 2)
-    }
-
-    static func wrap(_ line: String, width: Int) -> [String] {
-        if line.count <= width { return [line] }
-        var lines: [String] = []
-        var current = ""
-        for word in line.split(separator: " ", omittingEmptySubsequences: false) {
-            if !current.isEmpty && current.count + 1 + word.count > width {
-                lines.append(current)
-                current = String(word)
-            } else {
-                current += current.isEmpty ? String(word) : " " + word
-            }
-        }
-        lines.append(current)
-        return lines
+        write("\n" + text.lines.map { " !     \(Masking.text(String($0)))\n" }.joined() + "\n", 2)
     }
 
     /// With `BUILDPACK_XTRACE` on, prints each command before it runs; otherwise does nothing.

@@ -145,7 +145,7 @@ import Testing
             return
         }
         #expect(output.status == 0, "\(output.all)")
-        #expect(output.stdout.contains("The cache cannot be used ("), "\(output.all)")
+        #expect(output.stderr.contains("The cache cannot be used ("), "\(output.all)")
         #expect(
             output.stdout.contains(
                 "[1/1] \(setup.server.url("/node.tgz")) @ sha256:\(setup.digest.prefix(12)) (downloaded"))
