@@ -5,6 +5,8 @@
 # (two git children, both app hooks) run inside it with chroot: detect, compile, release, report.
 # No Swift toolchain or runtime exists in the root. Slow the first time (the root is kept in
 # $MULTIPACK_CHROOT and reused); needs root and Debian's mirror. Not part of CI.
+# Then the same root as a stack: `multipack build --stack-root ROOT` of the app, run by an
+# unprivileged user (bubblewrap's user namespace; no root for the build itself).
 #   scripts/verify-chroot.sh [ARCHIVE.tgz]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,3 +70,21 @@ chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin STAC
   echo "=====> A second build (warm cache)"; buildpack/bin/compile app cache env | tail -4
 '
 echo "=====> verify-chroot: the packaged buildpack built the app inside the minimal root"
+
+echo "=====> multipack build --stack-root $root, as the unprivileged user multipack-test"
+command -v bwrap >/dev/null || { echo " !     --stack-root needs bubblewrap: apt-get install bubblewrap"; exit 1; }
+id -u multipack-test >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin multipack-test
+stack_work=$(mktemp -d /tmp/multipack-stack-root-XXXXXX)
+trap 'cleanup; rm -rf "$stack_work"' EXIT
+cp "$root$work/buildpack/vendor/multipack-$(uname -m)" "$stack_work/multipack"
+cp -R fixtures/apps/python-node "$stack_work/app"
+for child in node python probe; do cp -R "fixtures/buildpacks/$child" "$stack_work/$child"; done
+printf '%s\n' "$stack_work/node" "$stack_work/python" "$stack_work/probe" > "$stack_work/app/.buildpacks"
+chown -R multipack-test: "$stack_work"
+runuser -u multipack-test -- env -i HOME="$stack_work/home" XDG_CACHE_HOME="$stack_work/xdg" TMPDIR="$stack_work/tmp" \
+  PATH=/usr/local/bin:/usr/bin:/bin "$stack_work/multipack" build --stack-root "$root" "$stack_work/app"
+probe=$(echo "$stack_work"/xdg/multipack/apps/app-*/build/probe.txt)
+echo "=====> What the probe child saw:"
+sed 's/^/       /' "$probe"
+grep -q '^HOME=/app$' "$probe" && grep -q '^BUILD_DIR=/tmp/build_' "$probe" && ! grep -q '^UID=0$' "$probe"
+echo "=====> verify-chroot: the app built on the stack root, without root, in Heroku's layout"

@@ -118,6 +118,8 @@ struct ListStages: BuildStages {
     var entries: [BuildpackEntry]
     var dirs: BuildDirectories
     var workDir: String
+    /// Relative local paths are relative to where `multipack build` was started.
+    var callerDir: String
     var environment: [String: String]
     var configVars: [String: String]
     var log: Log
@@ -126,12 +128,13 @@ struct ListStages: BuildStages {
     private(set) var record: BuildRecord? = BuildRecord()
 
     init(
-        entries: [BuildpackEntry], dirs: BuildDirectories, workDir: String, environment: [String: String],
-        configVars: [String: String], log: Log
+        entries: [BuildpackEntry], dirs: BuildDirectories, workDir: String, callerDir: String,
+        environment: [String: String], configVars: [String: String], log: Log
     ) {
         self.entries = entries
         self.dirs = dirs
         self.workDir = workDir
+        self.callerDir = callerDir
         self.environment = environment
         self.configVars = configVars
         self.log = log
@@ -155,9 +158,8 @@ struct ListStages: BuildStages {
         let settings = try Settings(configVars: configVars, environment: environment)
         let log = self.log
         let trace = log.tracer(settings.xtrace)
-        // Paths given on the command line are relative to where multipack was started.
         let context = FetchContext(
-            appDir: Files.absolute("."), cacheDir: dirs.cache, workDir: workDir, environment: environment,
+            appDir: callerDir, cacheDir: dirs.cache, workDir: workDir, environment: environment,
             settings: settings)
         var sequence = ChildSequence(dirs: dirs, log: log, trace: trace)
         try sequence.fetch(

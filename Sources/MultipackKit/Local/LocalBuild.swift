@@ -11,6 +11,8 @@ public struct LocalBuildOptions: Sendable {
     public var cacheDir: String?
     public var noCache = false
     public var stack = "heroku-24"
+    /// `--stack-root DIR|TARBALL`: build on that root filesystem instead of this machine's.
+    public var stackRoot: String?
     public var slugPath: String?
     public var slugLimitMB = Slug.defaultLimitMB
     public var json = false
@@ -91,101 +93,163 @@ public struct LocalBuild {
         guard Files.isDirectory(appDir) else {
             throw UsageError("\(appDir) is not a directory.", hint: "Give multipack the path of your app's directory.")
         }
-        let configVars = try options.configArguments.resolve(environment: invocation.environment)
-        let entries = try buildpackEntries()
+        let caller = invocation.environment
+        let callerDir = Files.absolute(".")
+        let configVars = try options.configArguments.resolve(environment: caller)
+        let entries = try StagesJob.entries(options.buildpacks, directory: callerDir)
         // A bad .buildpacks line is bad input (exit 2), said before anything is copied or run.
+        var listed: [BuildpackEntry] = []
         if entries.isEmpty, Files.exists(appDir + "/.buildpacks") {
-            _ = try BuildpackList.load(appDir + "/.buildpacks", directory: appDir)
+            listed = try BuildpackList.load(appDir + "/.buildpacks", directory: appDir)
         }
-        let appJSON = mode == .ci ? try AppJSON.read(appDir + "/app.json") : nil
-        let scratch = try Files.temporaryDirectory(prefix: "multipack-local-")
-        defer { Files.remove(scratch) }
-        for name in ["buildpack", "env", "tmp", "children"] { try Files.makeDirectory(scratch + "/" + name) }
+        if mode == .ci { _ = try AppJSON.read(appDir + "/app.json") }
+        let state = LocalState.App(appDir: appDir, environment: caller)
+        let lock = try state.begin()
+        let id = "build_" + Self.randomHex()
+        // While it runs, the build directory and the cache live in the build's /tmp, so that
+        // renames between them and TMPDIR stay on one mount, as on Heroku; then they go back.
+        let running = (build: state.work + "/tmp/" + id, cache: state.work + "/tmp/codon/tmp/cache")
+        defer {
+            state.finish(build: running.build, cache: options.noCache || options.cacheDir != nil ? nil : running.cache)
+            close(lock)
+        }
+        let stackRoot = try options.stackRoot.map { try StackRoot.prepare($0, caller: caller, log: log) }
+        let stack = stackRoot?.stack ?? options.stack
+        summary.stack = stack
 
-        let buildDir = try Self.freshBuildDirectory()
-        summary.buildDirectory = buildDir
-        log.step("Building \(appDir) in \(buildDir)")
-        try copyApp(to: buildDir)
-        if mode == .build { applySlugIgnore(buildDir) }
+        let sandbox: Sandbox?
+        switch Sandbox.backend(caller) {
+        case .success(let bwrap):
+            sandbox = Sandbox(
+                bwrap: bwrap, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp", app: state.work + "/home")
+            summary.sandbox = "bubblewrap"
+        case .failure(let unavailable):
+            if stackRoot != nil {
+                throw UsageError(
+                    "--stack-root needs a user namespace, and this machine gives none: \(unavailable.reason).",
+                    hint:
+                        "Install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or build without --stack-root."
+                )
+            }
+            sandbox = nil
+            summary.sandbox = "none"
+            log.warning(
+                "No namespaces here (\(unavailable.reason)): the build runs on this machine as you, with HOME=\(state.work)/home "
+                    + "instead of /app, BUILD_DIR \(running.build) instead of /tmp/\(id), and /app does not exist.")
+        }
+        // Inside, the directories are where Heroku has them; on the host they are in the app's state.
+        let inside = sandbox != nil
+        let buildDir = inside ? "/tmp/" + id : running.build
+        let workDir = inside ? "/tmp/multipack" : state.work + "/tmp/multipack"
+        summary.buildDirectory = state.build
+        log.step("Building \(appDir) in \(state.build) (\(buildDir) while it runs)")
+        try Files.makeDirectory(running.build)
+        try copyApp(to: running.build)
+        if mode == .build { applySlugIgnore(running.build) }
 
-        let cache = try prepareCache(scratch: scratch)
+        let cache = try prepareCache(state, running: running.cache)
         summary.cache = options.noCache ? nil : cache
-        let envDir = scratch + "/env"
-        for (name, value) in configVars { try Files.write(value, to: envDir + "/" + name) }
-        let dirs = BuildDirectories(build: buildDir, cache: cache, env: envDir)
+        for (name, value) in configVars { try Files.write(value, to: state.env + "/" + name) }
 
-        let sourceVersion = Self.sourceVersion(of: appDir, environment: invocation.environment)
+        let sourceVersion = Self.sourceVersion(of: appDir, environment: caller)
         summary.sourceVersion = sourceVersion
-        var environment = buildEnvironment(sourceVersion: sourceVersion, tmp: scratch + "/tmp")
+        var environment = HerokuEnvironment.build(stack: stack, sourceVersion: sourceVersion, caller: caller)
         if mode == .ci {
             environment["CI"] = "true"
             environment["HEROKU_TEST_RUN_ID"] = UUID().uuidString.lowercased()
             if let sourceVersion { environment["HEROKU_TEST_RUN_COMMIT_VERSION"] = sourceVersion }
         }
-
-        var stages: any BuildStages =
-            entries.isEmpty
-            ? SelfStages(
-                dirs: dirs, buildpackDir: scratch + "/buildpack", appDir: appDir, environment: environment,
-                failureFile: scratch + "/failure", log: log)
-            : ListStages(
-                entries: entries, dirs: dirs, workDir: scratch + "/children", environment: environment,
-                configVars: Dictionary(configVars, uniquingKeysWith: { $1 }), log: log)
-        defer {
-            summary.children = stages.record?.children.map(LocalBuildSummary.Child.init) ?? []
-            summary.hookSeconds = stages.record?.hookSeconds ?? [:]
-            summary.hookGrowth = stages.record?.hookGrowth ?? [:]
-            summary.buildDirSize = stages.record?.buildDirSize
-            summary.slugfilterRemoved = stages.record?.slugFilterRemoved
-            summary.lock = stages.record?.lock
+        let gitConfig = HerokuEnvironment.gitConfig(caller)
+        if !inside {
+            environment["HOME"] = state.work + "/home"
+            environment["TMPDIR"] = state.work + "/tmp"
         }
-        do {
-            try stages.compile(testCompile: mode == .ci)
-        } catch let reported as ReportedFailure {
-            summary.failure = stages.record?.failure
-            throw reported
-        }
+        environment["GIT_CONFIG_GLOBAL"] = inside ? gitConfig.map { _ in workDir + "/gitconfig" } : gitConfig
 
+        let job = StagesJob(
+            ci: mode == .ci, buildpacks: options.buildpacks, appDir: appDir, callerDir: callerDir, build: buildDir,
+            cache: inside ? "/tmp/codon/tmp/cache" : cache == state.cache ? running.cache : cache,
+            env: inside ? "/tmp/env" : state.env, work: workDir,
+            outcome: workDir + "/outcome.json")
+        var command = Command(
+            Self.executablePath(), ["stages", String(decoding: try JSONEncoder().encode(job), as: UTF8.self)],
+            in: inside ? "/app" : state.work + "/home", environment: environment, stdout: .inherit, stderr: .inherit)
+        if var sandbox {
+            let executable = workDir + "/multipack"
+            sandbox.bind(Self.executablePath(), at: executable)
+            command.executable = executable
+            if let own = options.cacheDir { sandbox.bind(Files.absolute(own), at: job.cache, writable: true) }
+            sandbox.bind(state.env, at: job.env)
+            sandbox.bind(appDir)
+            for path in StagesJob.localPaths(entries, base: callerDir) + StagesJob.localPaths(listed, base: appDir) {
+                sandbox.bind(path)
+            }
+            if let gitConfig { sandbox.bind(gitConfig, at: workDir + "/gitconfig") }
+            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") { sandbox.bind(socket, writable: true) }
+            if stackRoot != nil { for directory in Sandbox.runtimeLibraryDirectories() { sandbox.bind(directory) } }
+            command = sandbox.wrap(command)
+        }
+        let result = try Spawner.run(command)
+        let outcomePath = (inside ? state.work + "/tmp/multipack" : workDir) + "/outcome.json"
+        let outcome = (try? Files.read(outcomePath)).flatMap {
+            try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))
+        }
+        let record = outcome?.record
+        summary.children = record?.children.map(LocalBuildSummary.Child.init) ?? []
+        summary.hookSeconds = record?.hookSeconds ?? [:]
+        summary.hookGrowth = record?.hookGrowth ?? [:]
+        summary.buildDirSize = record?.buildDirSize
+        summary.slugfilterRemoved = record?.slugFilterRemoved
+        summary.lock = record?.lock
+        try? Files.write("\(id) \(Self.timestamp())\n", to: state.buildID)
+        state.finish(build: running.build, cache: options.noCache || options.cacheDir != nil ? nil : running.cache)
+        guard let outcome, result.termination.succeeded else {
+            summary.failure = outcome?.failure
+            if outcome == nil, !result.termination.succeeded {
+                throw BuildFailure(
+                    "The build's namespace could not be set up or ended early (\(result.termination)).",
+                    details: sandbox.map { ["bubblewrap: \($0.bwrap)"] } ?? [],
+                    hint: "bubblewrap's message above says why; set MULTIPACK_SANDBOX=off to build without namespaces.")
+            }
+            throw ReportedFailure(code: outcome?.code ?? result.termination.exitCode)
+        }
         if mode == .ci {
-            try runTests(stages, appJSON: appJSON, configVars: configVars, buildDir: buildDir)
-            if options.slugPath != nil { try writeSlug(buildDir, &summary) }
+            if options.slugPath != nil { try writeSlug(state.build, &summary) }
             return
         }
 
-        let release = try stages.release()
-        let procfile = Procfile.read(buildDir + "/Procfile")
+        let release = try Release.parse(outcome.release ?? "")
+        let procfile = Procfile.read(state.build + "/Procfile")
         let processTypes = Procfile.processTypes(release: release, procfile: procfile)
         logProcessTypes(processTypes, procfile: procfile)
         summary.processTypes = Dictionary(processTypes.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         var final = release
         final.processTypes = processTypes
-        let releasePath = LocalState.releaseSidecar(for: buildDir)
-        try Files.write(final.yaml, to: releasePath)
-        summary.release = releasePath
-        let reportPath = buildDir + ".report.yml"
-        try Files.write(stages.report(), to: reportPath)
-        summary.report = reportPath
+        try Files.write(final.yaml, to: state.release)
+        summary.release = state.release
+        try Files.write(outcome.report ?? "", to: state.report)
+        summary.report = state.report
 
-        // The build is done: later builds of this app, and `multipack run APP_DIR`, find it.
-        let state = LocalState.appDirectory(for: appDir, environment: invocation.environment)
-        try? Files.makeDirectory(state)
-        try? Files.write(buildDir + "\n", to: LocalState.lastBuildPointer(state))
-
-        let slugPath = try writeSlug(buildDir, &summary)
+        let slugPath = try writeSlug(state.build, &summary)
         try Files.write(final.yaml, to: LocalState.releaseSidecar(for: slugPath))
-        log.step("Build directory: \(buildDir)")
-        log.detail("Release (for multipack run): \(releasePath)")
-        log.detail("Report: \(reportPath)")
+        try Files.write(LocalState.dotenv(configVars), to: LocalState.configSidecar(for: slugPath), mode: 0o600)
+        log.step("Build directory: \(state.build)")
+        log.detail("Release (for multipack run): \(state.release)")
+        log.detail("Report: \(state.report)")
         if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
-            log.detail("Try it: multipack run \(slugPath) \(web.key)")
+            log.detail("Try it: multipack run \(appDir) \(web.key)")
         }
     }
 
-    /// Packs BUILD_DIR as the slug and checks it against Heroku's limits.
+    /// Packs BUILD_DIR as the slug (in the app's state directory unless `--slug` says where) and
+    /// checks it against Heroku's limits.
     @discardableResult
     private func writeSlug(_ buildDir: String, _ summary: inout LocalBuildSummary) throws -> String {
         log.step("Compressing...")
-        let slugPath = options.slugPath.map(Files.absolute) ?? buildDir + ".slug.tgz"
+        let slugPath =
+            options.slugPath.map(Files.absolute)
+            ?? LocalState.App(appDir: options.appDir, environment: invocation.environment).slug
+        for sidecar in LocalState.sidecars(of: slugPath) { Files.remove(sidecar) }
         let bytes = try Slug.pack(buildDir, to: slugPath)
         let limit = Int64(options.slugLimitMB) << 20
         summary.slug = LocalBuildSummary.SlugInfo(path: slugPath, bytes: bytes, limitBytes: limit)
@@ -208,80 +272,8 @@ public struct LocalBuild {
         return slugPath
     }
 
-    /// Heroku CI's part after test-compile (SPEC §8): app.json's `test-setup`, then its `test`
-    /// script instead of the buildpacks' `bin/test` when it has one, whose exit code is the run's.
-    private func runTests(
-        _ stages: any BuildStages, appJSON: AppJSON?, configVars: [(key: String, value: String)], buildDir: String
-    ) throws {
-        var environment = stages.testEnvironment()
-        for (key, value) in configVars { environment[key] = value }
-        if let setup = appJSON?.testSetup {
-            log.step("Running app.json's test-setup script")
-            let code = try runScript(setup, environment: environment, in: buildDir)
-            guard code == 0 else {
-                throw ScriptFailure(
-                    code: code,
-                    failure: BuildFailure(
-                        "app.json's test-setup script failed with exit code \(code).",
-                        details: ["Script: \(setup)"], hint: "Its output above says why; the tests did not run."))
-            }
-        }
-        if let test = appJSON?.test {
-            log.step("Running app.json's test script")
-            let code = try runScript(test, environment: environment, in: buildDir)
-            guard code == 0 else {
-                throw ScriptFailure(
-                    code: code,
-                    failure: BuildFailure(
-                        "Tests failed: app.json's test script ended with exit code \(code).",
-                        details: ["Script: \(test)"], hint: "The test output above says which tests failed."))
-            }
-        } else {
-            log.step("Running the tests")
-            try stages.test()
-        }
-        log.step("Tests passed")
-    }
-
-    /// An app.json script, run by bash in the build directory as Heroku CI runs it in the test
-    /// dyno: `.profile.d/*.sh` sourced first. Returns its exit code (128 + signal when killed).
-    private func runScript(_ script: String, environment: [String: String], in buildDir: String) throws -> Int32 {
-        let profile = "for f in .profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; unset f\n"
-        let command = Command(
-            "bash", ["-c", profile + script], in: buildDir, environment: environment, stdout: .inherit,
-            stderr: .inherit)
-        if (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true {
-            log.detail("+ bash -c \(script)")
-        }
-        let result = try Spawner.run(command)
-        if SignalForwarding.stopSignal != nil { throw ReportedFailure(code: 1) }
-        return result.termination.exitCode
-    }
-
-    /// `--buildpack` values, read as `.buildpacks` lines are.
-    private func buildpackEntries() throws -> [BuildpackEntry] {
-        var entries: [BuildpackEntry] = []
-        for (index, text) in options.buildpacks.enumerated() {
-            do {
-                // Paths given on the command line are relative to where multipack was started.
-                let parsed = try BuildpackList.parse(text, directory: Files.absolute("."))
-                guard parsed.count == 1, var entry = parsed.first else {
-                    throw BuildpackListError(line: 1, text: text, reason: "it is empty")
-                }
-                entry.line = index + 1
-                entries.append(entry)
-            } catch {
-                throw UsageError(
-                    "--buildpack `\(Masking.url(text))` is not a buildpack reference: \((error as? BuildpackListError)?.reason ?? ErrorReport.reason(error)).",
-                    hint:
-                        "Give a git URL (optionally with #ref), an archive URL, a registry name (namespace/name) or a local directory."
-                )
-            }
-        }
-        return entries
-    }
-
-    /// The app's files, except `.git` (Heroku builds the pushed tree, not the repository).
+    /// The app's files, except `.git` (Heroku builds the pushed tree, not the repository), owned
+    /// by the caller whoever owns the originals.
     private func copyApp(to buildDir: String) throws {
         var skipped: [String] = []
         for name in Files.list(options.appDir) where name != ".git" {
@@ -310,9 +302,11 @@ public struct LocalBuild {
         if removed.count > 20 { log.detail("(and \(removed.count - 20) more)") }
     }
 
-    private func prepareCache(scratch: String) throws -> String {
+    /// The cache's directory outside the build; the app's own cache is moved to `running` for
+    /// the build's time, a throwaway one is made there.
+    private func prepareCache(_ state: LocalState.App, running: String) throws -> String {
         if options.noCache {
-            let cache = scratch + "/cache"
+            let cache = running
             try Files.makeDirectory(cache)
             log.step("Using a throwaway cache (--no-cache): every buildpack starts cold")
             return cache
@@ -323,28 +317,12 @@ public struct LocalBuild {
             log.step("Using the cache in \(cache) (--cache)")
             return cache
         }
-        let cache = LocalState.appDirectory(for: options.appDir, environment: invocation.environment) + "/cache"
-        try Files.makeDirectory(cache)
-        log.step("Using the cache in \(cache)")
+        try Files.makeDirectory(state.cache)
+        try Files.makeDirectory(String(running[..<running.lastIndex(of: "/")!]))
+        try Files.move(state.cache, to: running)
+        log.step("Using the cache in \(state.cache)")
         log.detail("(kept between builds of this app; `multipack cache purge \(options.appDir)` empties it)")
-        return cache
-    }
-
-    /// What Heroku gives a build, and nothing else from this shell: HOME LANG PATH STACK
-    /// SOURCE_VERSION REQUEST_ID (BUILDPACK_XTRACE when set), plus TMPDIR for the build's own
-    /// temporary files.
-    func buildEnvironment(sourceVersion: String?, tmp: String) -> [String: String] {
-        let outer = invocation.environment
-        var env: [String: String] = [:]
-        env["HOME"] = outer["HOME"] ?? "/app"
-        env["LANG"] = outer["LANG"].flatMap { $0.isEmpty ? nil : $0 } ?? "en_US.UTF-8"
-        env["PATH"] = outer["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        env["STACK"] = options.stack
-        env["SOURCE_VERSION"] = sourceVersion
-        env["REQUEST_ID"] = UUID().uuidString.lowercased()
-        env["BUILDPACK_XTRACE"] = outer["BUILDPACK_XTRACE"]
-        env["TMPDIR"] = tmp
-        return env
+        return state.cache
     }
 
     /// The commit of the app's git HEAD, when the app is in a repository.
@@ -373,15 +351,18 @@ public struct LocalBuild {
         for (key, value) in types { log.detail("\(key): \(value)") }
     }
 
-    static func freshBuildDirectory() throws -> String {
-        let base = Files.temporaryRoot
+    static func randomHex() -> String {
         var generator = SystemRandomNumberGenerator()
-        while true {
-            let hex = String(generator.next() as UInt32, radix: 16).leftPadded(to: 8)
-            let path = "\(base)/build_\(hex)"
-            if mkdir(path, 0o755) == 0 { return path }
-            if errno != EEXIST { throw FileError(path: path, action: "create", errno: errno) }
-        }
+        return String(generator.next() as UInt32, radix: 16).leftPadded(to: 8)
+    }
+
+    static func timestamp() -> String {
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        var buffer = [CChar](repeating: 0, count: 32)
+        let count = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func executablePath() -> String {

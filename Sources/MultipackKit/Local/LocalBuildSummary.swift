@@ -45,6 +45,8 @@ struct LocalBuildSummary: Encodable {
     var app: String
     var stack: String
     var sourceVersion: String?
+    /// `bubblewrap` when the children ran in namespaces, `none` on the host.
+    var sandbox: String?
     var buildDirectory: String?
     /// nil with `--no-cache`.
     var cache: String?

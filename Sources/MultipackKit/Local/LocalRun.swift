@@ -1,18 +1,22 @@
 import FoundationEssentials
 import Glibc
 
-/// `multipack run BUILD_OR_SLUG PROCESS`: starts one of a build's processes the way a Heroku
-/// dyno would, to check that what was built starts. A slug is extracted into a temporary
-/// directory; a build directory is used as it is; an app directory means its last build.
+/// `multipack run SLUG|APP_DIR [TYPE] [-- COMMAND …]`: a process type, or a one-off command, the
+/// way a Heroku dyno starts it (SPEC §12, §15): the slug at `/app` in a private namespace,
+/// `HOME=/app`, `PORT`, `DYNO`, the config vars the build was given and the app's `.env`, then
+/// `.profile.d/*.sh` and `.profile` sourced in order. An app directory means its last build.
 public struct LocalRun {
     public var target: String
-    public var process: String
+    /// nil: `web`, unless a one-off command is given.
+    public var process: String?
+    /// `-- COMMAND …`: a one-off command instead of a process type.
+    public var command: [String] = []
     /// `--env K=V` and `--env-file FILE`, read when the run starts.
     public var configArguments = ConfigVarArguments()
     public var port = 5000
     public var invocation: Invocation
 
-    public init(target: String, process: String, invocation: Invocation) {
+    public init(target: String, process: String?, invocation: Invocation) {
         self.target = Files.absolute(target)
         self.process = process
         self.invocation = invocation
@@ -27,99 +31,156 @@ public struct LocalRun {
         return Log { text, _ in write(text, 2) }
     }
 
+    /// What is run: the app's files, its release, the build's config vars and the app's `.env`.
+    struct Source {
+        var home: String
+        var release: Release
+        var buildConfig: [(key: String, value: String)]
+        var dotenv: String?
+    }
+
     /// Runs the process and returns its exit code (128 + the signal when a signal ended it).
     public func run() throws -> Int32 {
-        var scratch: String?
-        defer { if let scratch { Files.remove(scratch) } }
-        let home: String
-        let releasePath: String
+        if !command.isEmpty, process != nil {
+            throw UsageError(
+                "multipack run takes a process type or a one-off command after --, not both.",
+                hint: "multipack run APP web, or multipack run APP -- bash")
+        }
+        let scratch = try Files.temporaryDirectory(prefix: "multipack-run-")
+        defer { Files.remove(scratch) }
+        let source = try resolve(scratch: scratch)
+
+        var sandbox: Sandbox?
+        switch Sandbox.backend(invocation.environment) {
+        case .success(let bwrap):
+            try Files.makeDirectory(scratch + "/tmp")
+            sandbox = Sandbox(bwrap: bwrap, tmp: scratch + "/tmp", app: source.home)
+        case .failure(let unavailable):
+            log.warning(
+                "No namespaces here (\(unavailable.reason)): the process runs on this machine as you, in \(source.home) "
+                    + "with HOME=\(source.home) instead of /app.")
+        }
+        // Where the app is as the process sees it.
+        let app = sandbox == nil ? source.home : "/app"
+
+        let name = command.isEmpty ? (process ?? "web") : "run"
+        let launch: [String]
+        let shown: String
+        if command.isEmpty {
+            let types = Procfile.processTypes(
+                release: source.release, procfile: Procfile.read(source.home + "/Procfile"))
+            guard let line = types.first(where: { $0.key == name })?.value else {
+                throw UsageError(
+                    "There is no process type `\(name)` in \(target).",
+                    hint: types.isEmpty
+                        ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: multipack run \(target) -- bash"
+                        : "It has: \(types.map(\.key).joined(separator: ", ")).")
+            }
+            launch = ["-c", Self.launchScript(home: source.home, app: app, command: line)]
+            shown = line
+        } else {
+            launch = ["-c", Self.launchScript(home: source.home, app: app, command: "exec \"$@\""), "bash"] + command
+            shown = command.joined(separator: " ")
+        }
+        var environment = try dynoEnvironment(name: name, source: source)
+        environment["HOME"] = app
+        log.step("Starting \(name): \(shown)")
+        log.detail("HOME=\(environment["HOME"] ?? "") PORT=\(port) DYNO=\(environment["DYNO"] ?? "")")
+        var spawned = Command(
+            "bash", launch, in: app, environment: environment, stdout: .inherit,
+            stderr: .inherit)
+        if let sandbox { spawned = sandbox.wrap(spawned) }
+        let result = try Spawner.run(spawned)
+        log.step("\(name) ended with \(result.termination)")
+        return result.termination.exitCode
+    }
+
+    private func resolve(scratch: String) throws -> Source {
         if Files.isRegularFile(target) {
-            let dir = try Files.temporaryDirectory(prefix: "multipack-run-")
-            scratch = dir
+            let dir = scratch + "/slug"
+            try Files.makeDirectory(dir)
             log.step("Extracting the slug \(target) into \(dir)")
             do {
                 try extractArchive(atPath: target, into: dir, limits: Self.slugLimits)
             } catch {
                 throw UsageError(
                     "\(target) is not a slug multipack can extract: \(ErrorReport.reason(error))",
-                    hint: "Give multipack run a slug that multipack build wrote, or a build directory.")
+                    hint: "Give multipack run a slug that multipack build wrote, or the app's directory.")
             }
-            home = dir + "/app"
+            let home = dir + "/app"
             guard Files.isDirectory(home) else {
                 throw UsageError(
                     "\(target) is not a slug: it has no ./app/ directory.",
-                    hint: "Give multipack run a slug that multipack build wrote, or a build directory.")
+                    hint: "Give multipack run a slug that multipack build wrote, or the app's directory.")
             }
-            releasePath = LocalState.releaseSidecar(for: target)
-        } else if Files.isDirectory(target) {
-            home = try buildDirectory(for: target)
-            releasePath = LocalState.releaseSidecar(for: home)
-        } else {
+            let config = (try? Files.read(LocalState.configSidecar(for: target))).flatMap {
+                try? DotEnv.parse($0, file: LocalState.configSidecar(for: target))
+            }
+            return Source(
+                home: home, release: Self.release(at: LocalState.releaseSidecar(for: target)),
+                buildConfig: config ?? [], dotenv: home + "/.env")
+        }
+        guard Files.isDirectory(target) else {
             throw UsageError(
                 "\(target) does not exist.",
-                hint: "Give multipack run the slug or the build directory that multipack build printed.")
+                hint: "Give multipack run a slug that multipack build wrote, or an app's directory.")
         }
-
-        let release =
-            Files.exists(releasePath) ? (try? Release.parse(try Files.read(releasePath))) ?? Release() : Release()
-        let types = Procfile.processTypes(release: release, procfile: Procfile.read(home + "/Procfile"))
-        guard let command = types.first(where: { $0.key == process })?.value else {
-            throw UsageError(
-                "There is no process type `\(process)` in \(target).",
-                hint: types.isEmpty
-                    ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again."
-                    : "It has: \(types.map(\.key).joined(separator: ", ")).")
+        // A build directory multipack build left (its release is beside it).
+        if Files.exists(LocalState.releaseSidecar(for: target)) {
+            let env = String(target[..<(target.lastIndex(of: "/") ?? target.endIndex)]) + "/env"
+            return Source(
+                home: target, release: Self.release(at: LocalState.releaseSidecar(for: target)),
+                buildConfig: Self.configVars(in: env), dotenv: target + "/.env")
         }
-
-        var environment = dynoEnvironment(home: home)
-        for (key, value) in release.configVars where environment[key] == nil { environment[key] = value }
-        for (key, value) in try configArguments.resolve(environment: invocation.environment) {
-            environment[key] = value
+        let state = LocalState.App(appDir: target, environment: invocation.environment)
+        guard Files.isDirectory(state.build), Files.exists(state.release) else {
+            throw BuildFailure(
+                "\(target) has no build to run: multipack keeps the last successful build of each app, and there is none"
+                    + " (never built, the last build failed, or its cache was purged).",
+                hint: "Build it first: multipack build \(target)")
         }
-        log.step("Starting \(process): \(command)")
-        log.detail("HOME=\(home) PORT=\(port) DYNO=\(process).1")
-        let result = try Spawner.run(
-            Command(
-                "bash", ["-c", Self.launchScript(home: home, command: command)], in: home, environment: environment,
-                stdout: .inherit, stderr: .inherit))
-        log.step("\(process) ended with \(result.termination)")
-        return result.termination.exitCode
+        let which = (try? Files.read(state.buildID).trimmingCharacters("\n")) ?? "build"
+        log.step("Using the last build of \(target): \(which) in \(state.build)")
+        return Source(
+            home: state.build, release: Self.release(at: state.release), buildConfig: Self.configVars(in: state.env),
+            dotenv: target + "/.env")
     }
 
-    /// A build directory (it has a release next to it), or an app whose last build is known.
-    private func buildDirectory(for directory: String) throws -> String {
-        if Files.exists(LocalState.releaseSidecar(for: directory)) { return directory }
-        let pointer = LocalState.lastBuildPointer(
-            LocalState.appDirectory(for: directory, environment: invocation.environment))
-        if let last = try? Files.read(pointer).trimmingCharacters("\n"), Files.isDirectory(last) {
-            log.step("Using the last build of \(directory): \(last)")
-            return last
-        }
-        return directory
+    static func release(at path: String) -> Release {
+        (try? Files.read(path)).flatMap { try? Release.parse($0) } ?? Release()
     }
 
-    /// What a dyno starts with: HOME, PORT, DYNO, plus this shell's PATH and LANG (the tools the
-    /// process needs besides its own come from there, as from the stack image on Heroku).
-    func dynoEnvironment(home: String) -> [String: String] {
-        let outer = invocation.environment
+    static func configVars(in envDir: String) -> [(key: String, value: String)] {
+        Files.list(envDir).sorted().compactMap { name in (try? Files.read(envDir + "/" + name)).map { (name, $0) } }
+    }
+
+    /// A dyno's environment: HOME, PORT, DYNO, PATH and LANG (TERM when there is one); then, each
+    /// winning over the one before, the release's config vars, the build's, the app's `.env` (as
+    /// `heroku local` reads it), `--env-file` and `--env`.
+    func dynoEnvironment(name: String, source: Source) throws -> [String: String] {
         var env: [String: String] = [:]
-        env["HOME"] = home
+        for (key, value) in source.release.configVars { env[key] = value }
+        for (key, value) in source.buildConfig { env[key] = value }
+        if let dotenv = source.dotenv, let text = try? Files.read(dotenv) {
+            for (key, value) in try DotEnv.parse(text, file: dotenv) { env[key] = value }
+        }
+        for (key, value) in try configArguments.resolve(environment: invocation.environment) { env[key] = value }
+        env["HOME"] = "/app"
         env["PORT"] = String(port)
-        env["DYNO"] = process + ".1"
-        env["PATH"] = outer["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        env["LANG"] = outer["LANG"].flatMap { $0.isEmpty ? nil : $0 } ?? "en_US.UTF-8"
-        if let term = outer["TERM"] { env["TERM"] = term }
+        env["DYNO"] = name + ".1"
+        env["PATH"] = HerokuEnvironment.path
+        env["LANG"] = env["LANG"] ?? HerokuEnvironment.lang
+        if let term = invocation.environment["TERM"] { env["TERM"] = term }
         return env
     }
 
     /// `.profile.d/*.sh` in byte order, then `.profile`, then the command, all in one bash, as
     /// Heroku's dyno launcher does.
-    static func launchScript(home: String, command: String) -> String {
+    static func launchScript(home: String, app: String, command: String) -> String {
         var lines: [String] = []
-        let profileD = home + "/.profile.d"
-        for name in Files.list(profileD).sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+        for name in Files.list(home + "/.profile.d").sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) })
         where name.hasSuffix(".sh") {
-            lines.append(". \(BuildEnvironment.shellQuoted(profileD + "/" + name))")
+            lines.append(". \(BuildEnvironment.shellQuoted(app + "/.profile.d/" + name))")
         }
         lines.append("if [ -f \"$HOME/.profile\" ]; then . \"$HOME/.profile\"; fi")
         lines.append(command)

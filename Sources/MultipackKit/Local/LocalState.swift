@@ -1,8 +1,17 @@
 import Glibc
 
 /// Where local builds keep things between runs: one directory per app under the user's cache
-/// directory (`$XDG_CACHE_HOME/multipack/apps/<name>-<hash>`), holding its cache and a pointer to
-/// its last build.
+/// directory (`$XDG_CACHE_HOME/multipack/apps/<name>-<hash>`). It holds the app's cache and its
+/// last build, which the next build replaces (SPEC §12): nothing of a build is left in TMPDIR.
+///
+///     cache/                   CACHE_DIR, kept between builds
+///     build/                   the last build directory (BUILD_DIR, /tmp/build_<hex> inside)
+///     build.release.yml        its release, with the final process types, for `multipack run`
+///     build.report.yml         `bin/report`'s output
+///     build.id                 `build_<hex> <time>`: which build it was
+///     env/                     ENV_DIR: the config vars it was given, for `multipack run`
+///     slug.tgz (+ sidecars)    the slug, unless `--slug` put it elsewhere
+///     work/                    the build's scratch (`/tmp` and `/app` inside), removed at its end
 public enum LocalState {
     /// `$XDG_CACHE_HOME/multipack/apps`, or `~/.cache/multipack/apps`.
     public static func appsRoot(_ environment: [String: String]) -> String {
@@ -18,11 +27,72 @@ public enum LocalState {
         return "\(appsRoot(environment))/\(name)-\(cacheKey(appDir).prefix(8))"
     }
 
-    static func lastBuildPointer(_ stateDir: String) -> String { stateDir + "/last-build" }
-
     /// The release a build leaves for `multipack run`, next to what it describes (never inside
-    /// it: the slug holds `./app/` only, and a build directory is the app's HOME at run time).
+    /// it: the slug holds `./app/` only, and a build directory is `/app` at run time).
     public static func releaseSidecar(for path: String) -> String { path + ".release.yml" }
+
+    /// The config vars a slug was built with, in dotenv form, for `multipack run SLUG`.
+    public static func configSidecar(for path: String) -> String { path + ".env" }
+
+    /// One app's state directory.
+    struct App {
+        var path: String
+        init(appDir: String, environment: [String: String]) {
+            path = LocalState.appDirectory(for: appDir, environment: environment)
+        }
+        var cache: String { path + "/cache" }
+        var build: String { path + "/build" }
+        var env: String { path + "/env" }
+        var work: String { path + "/work" }
+        var slug: String { path + "/slug.tgz" }
+        var buildID: String { path + "/build.id" }
+        var report: String { path + "/build.report.yml" }
+        var release: String { LocalState.releaseSidecar(for: build) }
+
+        /// Takes the app's lock (one build of an app at a time) and clears the previous build.
+        func begin() throws -> Int32 {
+            try Files.makeDirectory(path)
+            let fd = open(path + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw FileError(path: path + "/.lock", action: "open", errno: errno) }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                close(fd)
+                throw UsageError(
+                    "Another multipack build of this app is running (it holds \(path)/.lock).",
+                    hint: "Wait for it to finish, or stop it.")
+            }
+            // A build that was killed left the cache in its /tmp: it goes back first.
+            for leftover in Files.list(work + "/tmp") where leftover.hasPrefix("build_") {
+                finish(build: work + "/tmp/" + leftover, cache: work + "/tmp/codon/tmp/cache")
+            }
+            for old in [build, env, work, buildID, report, release, slug] + LocalState.sidecars(of: slug) {
+                if Files.exists(old) { try Files.removeTree(old) }
+            }
+            for directory in [build, env, work + "/tmp", work + "/home"] { try Files.makeDirectory(directory) }
+            return fd
+        }
+
+        /// Puts the build directory (and the app's cache, when it was moved into the build's
+        /// /tmp) where they are kept, and removes the build's scratch.
+        func finish(build running: String, cache: String?) {
+            if Files.isDirectory(running) {
+                Files.remove(build)
+                try? Files.move(running, to: build)
+            }
+            if let cache, Files.isDirectory(cache), !Files.exists(self.cache) { try? Files.move(cache, to: self.cache) }
+            if !Files.exists(running) { Files.remove(work) }
+        }
+    }
+
+    static func sidecars(of path: String) -> [String] { [releaseSidecar(for: path), configSidecar(for: path)] }
+
+    /// Config vars as dotenv lines `DotEnv.parse` reads back.
+    static func dotenv(_ vars: [(key: String, value: String)]) -> String {
+        vars.map { key, value in
+            let escaped = value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"")
+                .replacing("\n", with: "\\n").replacing("\t", with: "\\t")
+            return "\(key)=\"\(escaped)\"\n"
+        }.joined()
+    }
 }
 
 /// `multipack cache purge [APP_DIR]`: empties one app's cache, or every app's.

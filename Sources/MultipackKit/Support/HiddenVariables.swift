@@ -16,4 +16,6 @@ enum HiddenVariable {
     /// How many seconds without a byte make a download stalled (30 unless set), so tests need not
     /// wait half a minute.
     static let stallSeconds = "MULTIPACK_STALL_SECONDS"
+    /// `off` makes local builds and runs do without namespaces, as on a machine that has none.
+    static let sandbox = "MULTIPACK_SANDBOX"
 }

@@ -40,8 +40,14 @@ struct LocalBuildArguments: ParsableArguments {
             valueName: "NAME"))
     var stack = "heroku-24"
     @Option(
+        name: .customLong("stack-root"),
         help: ArgumentHelp(
-            "Where to write the slug (default for build: next to the build directory; ci writes one only when asked).",
+            "Build on this root filesystem of the stack (a directory, or a tarball such as docker export's) instead of this machine's.",
+            valueName: "DIR|TARBALL"))
+    var stackRoot: String?
+    @Option(
+        help: ArgumentHelp(
+            "Where to write the slug (default for build: in the app's state directory; ci writes one only when asked).",
             valueName: "FILE"))
     var slug: String?
     @Option(name: .customLong("slug-limit"), help: ArgumentHelp("Fail above this slug size.", valueName: "MB"))
@@ -55,6 +61,7 @@ struct LocalBuildArguments: ParsableArguments {
         options.cacheDir = cache
         options.noCache = noCache
         options.stack = stack
+        options.stackRoot = stackRoot
         options.slugPath = slug
         options.slugLimitMB = slugLimit
         options.json = json

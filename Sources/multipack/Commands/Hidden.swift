@@ -25,3 +25,13 @@ struct PackCommand: ParsableCommand {
         try perform { _ in _ = try Slug.pack(directory, to: output) }
     }
 }
+
+/// A local build's stages, started by `multipack build` inside the build's namespace.
+struct StagesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stages", shouldDisplay: false)
+    @Argument var job: String
+
+    func run() throws {
+        try performReturningCode { invocation in StagesJob.run(json: job, invocation: invocation) }
+    }
+}

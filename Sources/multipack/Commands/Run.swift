@@ -3,16 +3,20 @@ import MultipackKit
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "run", abstract: "Starts a process of a build or slug as a Heroku dyno would.")
-    @Argument(help: "A slug, a build directory, or an app directory (its last build).") var target: String
-    @Argument(help: "The process type (web, worker, …).") var process: String
+        commandName: "run", abstract: "Starts a process type, or a one-off command, of a build as a Heroku dyno would.",
+        usage: "multipack run <slug-or-app> [<type>] [--env K=V …] [--port N] [-- <command> …]")
+    @Argument(help: "A slug, or an app's directory (its last build).") var target: String
+    @Argument(help: "The process type (web, worker, …); default web.") var process: String?
     @OptionGroup var config: ConfigVarOptions
     @Option(help: "PORT for the process.") var port = 5000
+    @Argument(parsing: .postTerminator, help: "A one-off command (after --), instead of a process type.")
+    var command: [String] = []
 
     func run() throws {
         SignalForwarding.install()
         let invocation = Invocation.current()
         var localRun = LocalRun(target: target, process: process, invocation: invocation)
+        localRun.command = command
         localRun.configArguments = config.arguments
         localRun.port = port
         let code: Int32

@@ -1,0 +1,181 @@
+import FoundationEssentials
+import Glibc
+
+/// The part of a local build that runs where the children see Heroku's layout: the stages
+/// (detect, compile, release, report, or CI's test-compile and test) over directories the outer
+/// `multipack build` prepared. It is the hidden verb `multipack stages JOB`, started inside the
+/// sandbox (or on the host when there is none); the outer build packs the slug from what it left.
+public struct StagesJob: Codable, Sendable {
+    var ci = false
+    /// `--buildpack` references; empty: multipack over the app's `.buildpacks`.
+    var buildpacks: [String] = []
+    /// The app's own directory (relative `.buildpacks` paths are relative to it).
+    var appDir: String
+    /// Where `multipack build` was started (relative `--buildpack` paths are relative to it).
+    var callerDir: String
+    var build: String
+    var cache: String
+    var env: String
+    /// A private directory of the job's: multipack's buildpack state and fetched children.
+    var work: String
+    /// Where the job writes its `Outcome`.
+    var outcome: String
+
+    struct Outcome: Codable {
+        var code: Int32 = 1
+        var failure: String?
+        var record: BuildRecord?
+        var release: String?
+        var report: String?
+    }
+
+    public static func run(json: String, invocation: Invocation) -> Int32 {
+        guard let job = try? JSONDecoder().decode(StagesJob.self, from: Data(json.utf8)) else {
+            invocation.log.failure(UsageError("multipack stages takes the job multipack build gives it."))
+            return 2
+        }
+        var outcome = Outcome()
+        job.perform(&outcome, invocation: invocation)
+        if let data = try? JSONEncoder().encode(outcome) {
+            try? Files.write(String(decoding: data, as: UTF8.self), to: job.outcome)
+        }
+        return outcome.code
+    }
+
+    private func perform(_ outcome: inout Outcome, invocation: Invocation) {
+        let log = invocation.log
+        let dirs = BuildDirectories(build: build, cache: cache, env: env)
+        var stages: (any BuildStages)?
+        do {
+            let entries = try Self.entries(buildpacks, directory: callerDir)
+            for name in ["buildpack", "children"] { try Files.makeDirectory(work + "/" + name) }
+            var environment = invocation.environment
+            environment["PWD"] = nil
+            stages =
+                entries.isEmpty
+                ? SelfStages(
+                    dirs: dirs, buildpackDir: work + "/buildpack", appDir: appDir, environment: environment,
+                    failureFile: work + "/failure", log: log)
+                : ListStages(
+                    entries: entries, dirs: dirs, workDir: work + "/children", callerDir: callerDir,
+                    environment: environment, configVars: Self.configVars(in: env), log: log)
+            try stages!.compile(testCompile: ci)
+            if ci {
+                try runTests(
+                    stages!, appJSON: try AppJSON.read(appDir + "/app.json"),
+                    configVars: LocalRun.configVars(in: env), log: log)
+            } else {
+                outcome.release = try stages!.release().yaml
+                outcome.report = stages!.report()
+            }
+            outcome.code = 0
+        } catch let reported as ReportedFailure {
+            outcome.code = reported.code
+            outcome.failure = reported.failure
+        } catch let script as ScriptFailure {
+            log.failure(script.failure)
+            outcome.code = script.code
+            outcome.failure = script.failure.headline
+        } catch {
+            log.failure(error)
+            outcome.code = ErrorReport.exitCode(for: error)
+            outcome.failure = ErrorReport.lines(for: error).first
+        }
+        outcome.record = stages?.record
+        if outcome.failure == nil, outcome.code != 0 { outcome.failure = outcome.record?.failure }
+    }
+
+    /// `--buildpack` values, read as `.buildpacks` lines are.
+    static func entries(_ buildpacks: [String], directory: String) throws -> [BuildpackEntry] {
+        var entries: [BuildpackEntry] = []
+        for (index, text) in buildpacks.enumerated() {
+            do {
+                // Paths given on the command line are relative to where multipack was started.
+                let parsed = try BuildpackList.parse(text, directory: directory)
+                guard parsed.count == 1, var entry = parsed.first else {
+                    throw BuildpackListError(line: 1, text: text, reason: "it is empty")
+                }
+                entry.line = index + 1
+                entries.append(entry)
+            } catch {
+                throw UsageError(
+                    "--buildpack `\(Masking.url(text))` is not a buildpack reference: \((error as? BuildpackListError)?.reason ?? "\(error)").",
+                    hint:
+                        "Give a git URL (optionally with #ref), an archive URL, a registry name (namespace/name) or a local directory."
+                )
+            }
+        }
+        return entries
+    }
+
+    /// The paths on this machine that `entries` read, relative ones against `base`: the sandbox
+    /// binds them in (URLs are fetched over the network).
+    static func localPaths(_ entries: [BuildpackEntry], base: String) -> [String] {
+        entries.compactMap { entry -> String? in
+            switch entry.reference {
+            case .directory(let path): return Files.join(base, path)
+            case .git(let url, _), .archive(let url):
+                if url.hasPrefix("file://") { return String(url.dropFirst(7)) }
+                let local = Fetcher.localOrRemote(url, appDir: base)
+                return local == url && !url.hasPrefix("/") ? nil : local
+            case .registry: return nil
+            }
+        }
+    }
+
+    static func configVars(in envDir: String) -> [String: String] {
+        var vars: [String: String] = [:]
+        for name in Files.list(envDir) { vars[name] = try? Files.read(envDir + "/" + name) }
+        return vars
+    }
+
+    /// Heroku CI's part after test-compile (SPEC §8): app.json's `test-setup`, then its `test`
+    /// script instead of the buildpacks' `bin/test` when it has one, whose exit code is the run's.
+    private func runTests(
+        _ stages: any BuildStages, appJSON: AppJSON?, configVars: [(key: String, value: String)], log: Log
+    ) throws {
+        var environment = stages.testEnvironment()
+        for (key, value) in configVars { environment[key] = value }
+        if let setup = appJSON?.testSetup {
+            log.step("Running app.json's test-setup script")
+            let code = try runScript(setup, environment: environment, log: log)
+            guard code == 0 else {
+                throw ScriptFailure(
+                    code: code,
+                    failure: BuildFailure(
+                        "app.json's test-setup script failed with exit code \(code).",
+                        details: ["Script: \(setup)"], hint: "Its output above says why; the tests did not run."))
+            }
+        }
+        if let test = appJSON?.test {
+            log.step("Running app.json's test script")
+            let code = try runScript(test, environment: environment, log: log)
+            guard code == 0 else {
+                throw ScriptFailure(
+                    code: code,
+                    failure: BuildFailure(
+                        "Tests failed: app.json's test script ended with exit code \(code).",
+                        details: ["Script: \(test)"], hint: "The test output above says which tests failed."))
+            }
+        } else {
+            log.step("Running the tests")
+            try stages.test()
+        }
+        log.step("Tests passed")
+    }
+
+    /// An app.json script, run by bash in the build directory as Heroku CI runs it in the test
+    /// dyno: `.profile.d/*.sh` sourced first. Returns its exit code (128 + signal when killed).
+    private func runScript(_ script: String, environment: [String: String], log: Log) throws -> Int32 {
+        let profile = "for f in .profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; unset f\n"
+        let command = Command(
+            "bash", ["-c", profile + script], in: build, environment: environment, stdout: .inherit,
+            stderr: .inherit)
+        if (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true {
+            log.detail("+ bash -c \(script)")
+        }
+        let result = try Spawner.run(command)
+        if SignalForwarding.stopSignal != nil { throw ReportedFailure(code: 1) }
+        return result.termination.exitCode
+    }
+}

@@ -1,0 +1,48 @@
+import FoundationEssentials
+
+/// What Heroku's slug compiler and dynos put in the environment (SPEC §15), and the few of the
+/// caller's variables a local build keeps: the network settings multipack's own fetches use.
+enum HerokuEnvironment {
+    static let path = "/usr/local/bin:/usr/bin:/bin"
+    static let lang = "en_US.UTF-8"
+
+    /// Proxies and the SSH agent (SPEC §5). git's configuration comes as `GIT_CONFIG_GLOBAL`.
+    static let networkNames = [
+        "http_proxy", "https_proxy", "no_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+        "SSH_AUTH_SOCK",
+    ]
+
+    /// A build's: HOME=/app, LANG, PATH, STACK, SOURCE_VERSION (when the app is a repository),
+    /// REQUEST_ID, BUILDPACK_XTRACE when set, the network settings, and multipack's own
+    /// `MULTIPACK_*` settings, which configure multipack itself.
+    static func build(stack: String, sourceVersion: String?, caller: [String: String]) -> [String: String] {
+        var env = network(caller)
+        for (name, value) in caller where name.hasPrefix("MULTIPACK_") && name != HiddenVariable.sandbox {
+            env[name] = value
+        }
+        env["HOME"] = "/app"
+        env["LANG"] = lang
+        env["PATH"] = path
+        env["STACK"] = stack
+        env["SOURCE_VERSION"] = sourceVersion
+        env["REQUEST_ID"] = UUID().uuidString.lowercased()
+        env["BUILDPACK_XTRACE"] = caller["BUILDPACK_XTRACE"]
+        return env
+    }
+
+    static func network(_ caller: [String: String]) -> [String: String] {
+        var env: [String: String] = [:]
+        for name in networkNames { env[name] = caller[name] }
+        return env
+    }
+
+    /// The caller's global git configuration file, if there is one.
+    static func gitConfig(_ caller: [String: String]) -> String? {
+        if let explicit = caller["GIT_CONFIG_GLOBAL"], !explicit.isEmpty { return Files.absolute(explicit) }
+        var candidates: [String] = []
+        if let home = caller["HOME"], !home.isEmpty { candidates.append(home + "/.gitconfig") }
+        let xdg = caller["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? caller["HOME"].map { $0 + "/.config" }
+        if let xdg { candidates.append(xdg + "/git/config") }
+        return candidates.first(where: Files.isRegularFile)
+    }
+}

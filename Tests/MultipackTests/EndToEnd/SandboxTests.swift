@@ -1,0 +1,211 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Who runs multipack in a sandbox test: the test's own user, or (when the tests run as root) an
+/// unprivileged user made for the purpose, so both sides of the uid mapping are exercised.
+enum Runner: String, CaseIterable, CustomTestStringConvertible {
+    case caller, unprivileged
+
+    static let user = "multipack-test"
+    var testDescription: String { rawValue }
+
+    /// The unprivileged user, created once (needs root; without it, the test runs as the caller).
+    static let unprivilegedReady: Bool = {
+        guard getuid() == 0 else { return false }
+        if (try? Shell.run("id", ["-u", user]))?.status == 0 { return true }
+        _ = try? Shell.run("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
+        return (try? Shell.run("id", ["-u", user]))?.status == 0
+    }()
+}
+
+/// A LocalWorld whose multipack runs as `runner`, with `caller` added to its environment.
+struct SandboxWorld {
+    let world: LocalWorld
+    let runner: Runner
+    var caller: [String: String] = [:]
+
+    init(_ name: String, runner: Runner) throws {
+        world = try LocalWorld(name)
+        self.runner = runner
+    }
+
+    @discardableResult
+    func multipack(_ arguments: [String], extra: [String: String] = [:]) throws -> Output {
+        let environment = world.environment.merging(caller) { $1 }.merging(extra) { $1 }
+        guard runner == .unprivileged, Runner.unprivilegedReady else {
+            return try Shell.run(Repo.binary, arguments, in: world.temp.path, environment: environment)
+        }
+        // The user may not reach the checkout (CI clones anywhere): the binary goes into the
+        // temp dir, which is handed to the user whole.
+        let binary = world.temp.path + "/bin/multipack"
+        if !FileManager.default.fileExists(atPath: binary) {
+            try FileManager.default.createDirectory(atPath: world.temp.path + "/bin", withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: Repo.binary, toPath: binary)
+        }
+        _ = try Shell.run("chown", ["-R", Runner.user + ":", world.temp.path])
+        let assignments = environment.map { "\($0.key)=\($0.value)" }
+        return try Shell.run(
+            "/usr/sbin/runuser", ["-u", Runner.user, "--", "/usr/bin/env", "-i"] + assignments + [binary] + arguments,
+            in: world.temp.path)
+    }
+
+    /// An app whose `.buildpacks` lists the given fixture children.
+    func app(_ children: [String], files: [String: String] = [:]) throws -> String {
+        let app = try world.app("plain", buildpacks: nil)
+        // Copies of the children, which the unprivileged user can read wherever the checkout is.
+        var list = ""
+        for child in children {
+            let copy = world.temp.path + "/buildpacks/" + child
+            if !FileManager.default.fileExists(atPath: copy) {
+                try FileManager.default.createDirectory(
+                    atPath: world.temp.path + "/buildpacks", withIntermediateDirectories: true)
+                try FileManager.default.copyItem(atPath: world.buildpack(child), toPath: copy)
+            }
+            list += copy + "\n"
+        }
+        try list.write(toFile: app + "/.buildpacks", atomically: true, encoding: .utf8)
+        for (path, text) in files {
+            try world.temp.write("app/" + path, text, executable: path.hasPrefix("bin/"))
+        }
+        return app
+    }
+
+    func fields(_ path: String) throws -> [String: String] {
+        var fields: [String: String] = [:]
+        for line in try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            fields[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        return fields
+    }
+}
+
+@Suite struct SandboxTests {
+    @Test(arguments: Runner.allCases)
+    func aChildSeesHerokusLayoutAndNothingOfTheCallers(runner: Runner) throws {
+        var sandbox = try SandboxWorld("sandbox-probe", runner: runner)
+        sandbox.caller = [
+            "LEAKY_SECRET": "from-the-caller", "https_proxy": "http://127.0.0.1:9", "no_proxy": "127.0.0.1",
+            "EDITOR": "vi",
+        ]
+        let app = try sandbox.app(["probe"])
+        let (before, _) = try tmpEntries()
+        let build = try sandbox.multipack(["build", app, "--json"])
+        #expect(build.status == 0, "\(build.all)")
+        #expect(!build.stderr.contains("No namespaces here"), "\(build.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(build.stdout.utf8)) as? [String: Any])
+        #expect(json["sandbox"] as? String == "bubblewrap")
+        let buildDir = try #require(json["build_directory"] as? String)
+        let probe = try sandbox.fields(buildDir + "/probe.txt")
+        #expect(probe["HOME"] == "/app")
+        #expect(probe["APP_WRITABLE"] == "yes")
+        let inside = try #require(probe["BUILD_DIR"])
+        #expect(inside.wholeMatch(of: /\/tmp\/build_[0-9a-f]{8}/) != nil, "\(inside)")
+        #expect(probe["CACHE_DIR"] == "/tmp/codon/tmp/cache")
+        let uid = try #require(probe["UID"].flatMap { Int($0) })
+        #expect(uid != 0)
+        let names = Set((probe["NAMES"] ?? "").split(separator: " ").map(String.init))
+        let heroku: Set<String> = ["HOME", "LANG", "PATH", "STACK", "REQUEST_ID"]
+        #expect(heroku.isSubset(of: names), "\(names)")
+        // Only the network settings come from the caller; bash adds PWD, SHLVL, OLDPWD, _.
+        let allowed = heroku.union([
+            "SOURCE_VERSION", "https_proxy", "no_proxy", "PWD", "SHLVL", "OLDPWD", "_", "MULTIPACK_APP_DIR",
+            "MULTIPACK_BUILDPACK_DIR",
+        ])
+        #expect(names.subtracting(allowed).isEmpty, "leaked in: \(names.subtracting(allowed))")
+        #expect(names.contains("https_proxy") && !names.contains("LEAKY_SECRET") && !names.contains("EDITOR"))
+        // The build directory on the host is the app's state, and nothing was left in TMPDIR or /tmp.
+        #expect(buildDir.hasPrefix(sandbox.world.cacheHome + "/multipack/apps/app-"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
+        let (after, _) = try tmpEntries()
+        #expect(!FileManager.default.fileExists(atPath: inside))
+        #expect(after.subtracting(before).filter { $0.hasPrefix("build_") }.isEmpty)
+    }
+
+    @Test(arguments: Runner.allCases)
+    func aPythonLikeChildsToolIsTheOneTheHooksAndTheDynoFind(runner: Runner) throws {
+        let sandbox = try SandboxWorld("sandbox-python", runner: runner)
+        let app = try sandbox.app(
+            ["python-home"],
+            files: [
+                "bin/post_compile":
+                    "#!/usr/bin/env bash\necho \"post_compile found $(command -v python3): $(python3)\"\n",
+                "Procfile": "web: python3\n",
+            ])
+        let build = try sandbox.multipack(["build", app])
+        #expect(build.status == 0, "\(build.all)")
+        #expect(build.stdout.contains("Installing python3 (fixture) at /app/.heroku/python"))
+        #expect(
+            build.stdout.contains("post_compile found /app/.heroku/python/bin/python3: the child's python3"),
+            "\(build.all)")
+        let slug = try #require(
+            build.stdout.split(separator: "\n").first { $0.contains("Slug: ") }.map {
+                String($0.split(separator: " ")[1])
+            })
+        let echo = try sandbox.multipack(["run", slug, "--", "sh", "-c", "echo $HOME $PWD"])
+        #expect(echo.status == 0, "\(echo.all)")
+        #expect(echo.stdout == "/app /app\n")
+        // .profile.d puts the child's runtime first at run time too; the last build is named.
+        let web = try sandbox.multipack(["run", app])
+        #expect(web.stdout == "the child's python3\n", "\(web.all)")
+        #expect(web.stderr.contains("Using the last build of \(app): build_"))
+        let uid = try sandbox.multipack(["run", app, "--", "id", "-u"])
+        #expect(uid.stdout != "0\n" && !uid.stdout.isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
+    }
+
+    @Test func withoutNamespacesTheBuildRunsOnTheHostWithOneWarning() throws {
+        let sandbox = try SandboxWorld("sandbox-off", runner: .caller)
+        let app = try sandbox.app(["probe"])
+        let build = try sandbox.multipack(["build", app, "--json"], extra: ["MULTIPACK_SANDBOX": "off"])
+        #expect(build.status == 0, "\(build.all)")
+        let warnings = build.stderr.components(separatedBy: " !     No namespaces here").count - 1
+        #expect(warnings == 1, "\(build.stderr)")
+        #expect(build.stderr.contains("instead of /app"))
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(build.stdout.utf8)) as? [String: Any])
+        #expect(json["sandbox"] as? String == "none")
+        let probe = try sandbox.fields(try #require(json["build_directory"] as? String) + "/probe.txt")
+        #expect(probe["HOME"] != "/app" && probe["HOME"]?.hasPrefix(sandbox.world.cacheHome) == true)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
+
+        let run = try sandbox.multipack(
+            ["run", app, "--", "sh", "-c", "echo $HOME"], extra: ["MULTIPACK_SANDBOX": "off"])
+        #expect(run.status == 0, "\(run.all)")
+        #expect(run.stderr.contains(" !     No namespaces here"))
+        #expect(run.stdout == (json["build_directory"] as? String ?? "?") + "\n")
+    }
+
+    @Test func runSaysSoWhenTheAppHasNoBuild() throws {
+        let sandbox = try SandboxWorld("sandbox-nobuild", runner: .caller)
+        let app = try sandbox.app(["probe"], files: ["Procfile": "web: echo from-the-source\n"])
+        let never = try sandbox.multipack(["run", app])
+        #expect(never.status != 0)
+        #expect(never.stderr.contains("has no build to run"), "\(never.stderr)")
+        #expect(!never.stdout.contains("from-the-source"))
+        #expect(try sandbox.multipack(["build", app]).status == 0)
+        #expect(try sandbox.multipack(["run", app]).stdout == "from-the-source\n")
+        #expect(try sandbox.multipack(["cache", "purge", app]).status == 0)
+        let purged = try sandbox.multipack(["run", app])
+        #expect(purged.status != 0 && purged.stderr.contains("has no build to run"))
+        #expect(!purged.stdout.contains("from-the-source"))
+    }
+
+    @Test func aFailedBuildLeavesNothingInTMPDIRAndNoBuildToRun() throws {
+        let sandbox = try SandboxWorld("sandbox-fail", runner: .caller)
+        let app = try sandbox.app(["fail-compile"])
+        let build = try sandbox.multipack(["build", app])
+        #expect(build.status == 1, "\(build.all)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
+        let run = try sandbox.multipack(["run", app, "--", "true"])
+        #expect(run.stderr.contains("has no build to run"), "\(run.stderr)")
+    }
+
+    private func tmpEntries() throws -> (Set<String>, Int) {
+        let entries = try FileManager.default.contentsOfDirectory(atPath: "/tmp")
+        return (Set(entries), entries.count)
+    }
+}

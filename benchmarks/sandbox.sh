@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# What the build's namespace costs: `multipack build` of a one-child app with bubblewrap and
+# without (MULTIPACK_SANDBOX=off), interleaved, median wall time of each and the difference
+# (budget: ≤ 20 ms added to a build), plus bubblewrap alone (`bwrap … true` against `true`).
+# Usage: benchmarks/sandbox.sh [runs=15]    (MULTIPACK=path skips the release build)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+runs=${1:-15}
+if [ -z "${MULTIPACK:-}" ]; then
+  swift build -c release --product multipack --static-swift-stdlib --package-path "$root" --scratch-path "$root/.build-static" >&2
+  MULTIPACK="$root/.build-static/release/multipack"
+fi
+work=$(mktemp -d /tmp/multipack-sandbox-bench-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/app" "$work/tmp" "$work/home" "$work/bp/bin"
+printf '#!/bin/sh\necho Bench\n' > "$work/bp/bin/detect"
+printf '#!/bin/sh\necho built > "$1/built.txt"\n' > "$work/bp/bin/compile"
+chmod +x "$work/bp/bin/"*
+echo "$work/bp" > "$work/app/.buildpacks"
+echo "web: true" > "$work/app/Procfile"
+
+python3 - "$MULTIPACK" "$work" "$runs" <<'PY'
+import os, statistics, subprocess, sys, time
+binary, work, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+base = {"HOME": work + "/home", "XDG_CACHE_HOME": work + "/xdg", "TMPDIR": work + "/tmp",
+        "PATH": "/usr/local/bin:/usr/bin:/bin"}
+def timed(argv, env):
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return (time.perf_counter() - start) * 1000
+build = [binary, "build", work + "/app"]
+cases = {"sandboxed": dict(base), "host": dict(base, MULTIPACK_SANDBOX="off")}
+times = {name: [] for name in cases}
+for name, env in cases.items(): timed(build, env)  # warm the cache and the page cache
+for _ in range(runs):
+    for name, env in cases.items(): times[name].append(timed(build, env))
+bwrap = ["bwrap", "--unshare-user", "--uid", "1000", "--gid", "1000", "--ro-bind", "/usr", "/usr",
+         "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+         "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/bin/true"]
+alone = {"bwrap true": [timed(bwrap, base) for _ in range(runs)], "true": [timed(["/bin/true"], base) for _ in range(runs)]}
+median = {name: statistics.median(values) for name, values in {**times, **alone}.items()}
+print(f"multipack build, sandboxed (bubblewrap)   {median['sandboxed']:8.1f} ms  (median of {runs})")
+print(f"multipack build, on the host              {median['host']:8.1f} ms")
+print(f"added by the namespace                    {median['sandboxed'] - median['host']:8.1f} ms  (budget 20 ms)")
+print(f"ratio sandboxed / host                    {median['sandboxed'] / median['host']:8.2f}")
+print(f"bwrap … true / true alone                 {median['bwrap true']:8.1f} ms / {median['true']:.1f} ms")
+PY
