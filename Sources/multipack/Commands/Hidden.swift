@@ -29,7 +29,7 @@ struct PackCommand: ParsableCommand {
 /// A local build's stages, started by `multipack build` inside the build's namespace.
 struct StagesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stages", shouldDisplay: false)
-    @Argument var job: String
+    @Argument(help: "The job multipack build gives it (JSON).") var job: String
 
     func run() throws {
         try performReturningCode { invocation in StagesJob.run(json: job, invocation: invocation) }

@@ -114,7 +114,7 @@ struct SandboxWorld {
         // Only the network settings come from the caller; bash adds PWD, SHLVL, OLDPWD, _.
         let allowed = heroku.union([
             "SOURCE_VERSION", "https_proxy", "no_proxy", "PWD", "SHLVL", "OLDPWD", "_", "MULTIPACK_APP_DIR",
-            "MULTIPACK_BUILDPACK_DIR",
+            "MULTIPACK_BUILDPACK_DIR", "MULTIPACK_FAILURE_FILE",
         ])
         #expect(names.subtracting(allowed).isEmpty, "leaked in: \(names.subtracting(allowed))")
         #expect(names.contains("https_proxy") && !names.contains("LEAKY_SECRET") && !names.contains("EDITOR"))
