@@ -14,7 +14,7 @@ root="${MULTIPACK_CHROOT:-/var/tmp/multipack-chroot}"
 mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
 mirror="${mirror:-http://deb.debian.org/debian}"
 suite=bookworm
-libraries=libcurl4,liblzma5,zlib1g,libstdc++6,libgcc-s1,libssl3,ca-certificates
+libraries=libcurl4,liblzma5,zlib1g,libyaml-0-2,libstdc++6,libgcc-s1,libssl3,ca-certificates
 
 if [ ! -x "$root/usr/bin/git" ]; then
   echo "=====> debootstrap --variant=minbase $suite $root $mirror (+ curl git $libraries)"
@@ -23,6 +23,13 @@ if [ ! -x "$root/usr/bin/git" ]; then
     tail -20 /tmp/multipack-debootstrap.log
     exit 1
   }
+fi
+
+# A root made before libyaml was needed gets it now (every Heroku stack ships it).
+if ! ls "$root"/usr/lib/*/libyaml-0.so.2 >/dev/null 2>&1; then
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq libyaml-0-2 > /tmp/multipack-debootstrap.log 2>&1 || { tail -20 /tmp/multipack-debootstrap.log; exit 1; }
 fi
 
 archive="${1:-}"

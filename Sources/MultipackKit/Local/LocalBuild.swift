@@ -186,7 +186,7 @@ public struct LocalBuild {
             }
             if let gitConfig { sandbox.bind(gitConfig, at: workDir + "/gitconfig") }
             if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") { sandbox.bind(socket, writable: true) }
-            if stackRoot != nil { for directory in Sandbox.runtimeLibraryDirectories() { sandbox.bind(directory) } }
+            if stackRoot != nil { sandbox.hostDirectories = Sandbox.runtimeLibraryDirectories() }
             command = sandbox.wrap(command)
         }
         let result = try Spawner.run(command)

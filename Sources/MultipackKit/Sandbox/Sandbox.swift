@@ -21,6 +21,9 @@ public struct Sandbox: Sendable {
     /// `/app` inside (writable).
     var app: String
     var binds: [Bind] = []
+    /// This machine's directories shown at their own paths on a stack root too (the Swift runtime
+    /// of a binary that does not link it statically).
+    var hostDirectories: [String] = []
     var workingDirectory = "/app"
 
     /// The uid the process has inside: the caller's own, or 1000 for root, so a build never runs
@@ -79,9 +82,28 @@ public struct Sandbox: Sendable {
             guard lstat(path, &info) == 0 else { continue }
             if info.st_mode & S_IFMT == S_IFLNK, let target = Self.symlinkTarget(path) {
                 arguments += ["--symlink", target, "/" + name]
+            } else if root != "/", hostDirectories.contains(where: { $0.hasPrefix("/" + name + "/") }) {
+                // A read-only directory cannot take a new mount point: a tmpfs holding the
+                // root's entries can, and is made read-only once the host's directory is in.
+                arguments += ["--tmpfs", "/" + name]
+                for entry in Files.list(path) {
+                    if let target = Self.symlinkTarget(path + "/" + entry) {
+                        arguments += ["--symlink", target, "/\(name)/\(entry)"]
+                    } else {
+                        arguments += ["--ro-bind", path + "/" + entry, "/\(name)/\(entry)"]
+                    }
+                }
+                for directory in hostDirectories where directory.hasPrefix("/" + name + "/") {
+                    arguments += ["--ro-bind", directory, directory]
+                }
+                arguments += ["--remount-ro", "/" + name]
             } else if wanted.contains(name) {
                 arguments += ["--ro-bind", path, "/" + name]
             }
+        }
+        for directory in hostDirectories
+        where root == "/" || !Files.exists(base + "/" + directory.split(separator: "/")[0]) {
+            arguments += ["--ro-bind", directory, directory]
         }
         arguments += ["--proc", "/proc", "--dev", "/dev"]
         if root == "/" {
