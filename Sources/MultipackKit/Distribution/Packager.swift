@@ -119,7 +119,7 @@ public struct Packager {
         let scratchPath = Files.absolute(scratchPath)
         let stampDir = scratchPath + "/multipack-stamp"
         let arguments = [
-            "build", "-c", "release", "--product", "multipack", "--static-swift-stdlib",
+            "build", "-c", "release", "--product", "multipack", "--static-swift-stdlib", "-Xswiftc", "-Osize",
             "--package-path", sourceDir, "--scratch-path", scratchPath, "-Xlinker", stampDir + "/stamp.o",
         ]
         let binary =
