@@ -39,7 +39,8 @@ ci_packages="$(sed -n 's/^packages="\(.*\)"$/\1/p' .ci/run | head -n 1)"
 check_options() {  # VERB LINE: every option the synopsis names exists in `multipack VERB --help`.
   local help option missing=""
   help="$("$multipack" $1 --help 2>&1)"
-  for option in $(grep -oE '(^|[[ |])--?[a-z][a-z-]*' <<<"$2" | sed 's/^[[ |]//'); do
+  # What follows a lone `--` is the one-off command's own arguments, not multipack's options.
+  for option in $(sed 's/ -- .*//' <<<"$2" | grep -oE '(^|[[ |])--?[a-z][a-z-]*' | sed 's/^[[ |]//'); do
     grep -qE -- "(^|[ ,])$option([ ,=]|$)" <<<"$help" || missing+=" $option"
   done
   if [ -z "$missing" ]; then say checked "$2  (options exist in multipack $1 --help)"; else say FAILED "$2  (unknown:$missing)"; fi
