@@ -85,6 +85,14 @@ struct ChildRunner {
         } catch {
             if SignalForwarding.stopSignal != nil { throw Interrupted() }
             let stderr = error.stderr.trimmingBlanks().trimmingCharacters("\n")
+            if error.endedEarly {
+                throw failure(
+                    child, stage: "export",
+                    "The export file it wrote ended the shell early (an `exit` or `exec` in it), so the environment it hands on cannot be read.\(stderr.isEmpty ? "" : "\n\n" + stderr)",
+                    hint:
+                        "The export file is sourced by bash for the buildpacks after it: it must set variables and return, never exit or exec."
+                )
+            }
             throw failure(
                 child, stage: "export",
                 "Sourcing the export file it wrote failed with \(error.termination).\(stderr.isEmpty ? "" : "\n\n" + stderr)",

@@ -37,14 +37,20 @@ struct ChildSequence {
 
     /// Runs detect, compile (or test-compile), export and release of each child in turn and returns
     /// the environment their exports made. `releaseEnvironment` is what `bin/release` sees: the
-    /// build's environment without the exports, as on Heroku. `finished` sees each child when done.
+    /// build's environment without the exports, as on Heroku. `beforeChild` runs before each
+    /// child's detect (with the environment so far, and the meter, so that a hook it runs is
+    /// charged its own growth) and `afterChild` after its release or failure: the app's hooks are
+    /// hidden and put back there. `finished` sees each child when done.
     mutating func run(
         environment: [String: String], releaseEnvironment: [String: String], testCompile: Bool,
+        beforeChild: ([String: String], inout SizeMeter?) throws -> Void = { _, _ in }, afterChild: () -> Void = {},
         finished: (ChildRun) -> Void
     ) throws -> [String: String] {
         let runner = ChildRunner(dirs: dirs, trace: trace)
         var environment = environment
         for index in children.indices {
+            defer { afterChild() }
+            try beforeChild(environment, &sizes)
             log.step("\(children[index].label) \(children[index].url) @ \(short(children[index].fetched.version))")
             try runner.detect(&children[index], environment: environment)
             log.detail("Detected: \(children[index].displayName)")

@@ -1,50 +1,106 @@
-/// The app's `bin/pre_compile` and `bin/post_compile` (SPEC §7.4): held back from the children
-/// for the whole build and run exactly once each by multipack.
+import Glibc
+
+/// The app's `bin/pre_compile` and `bin/post_compile` (SPEC §7.4): run in place by multipack,
+/// exactly once each, and hidden from every child while it runs by a rename inside `BUILD_DIR/bin`.
+/// The hooks are whatever is in BUILD_DIR at the time: a child that replaces BUILD_DIR's contents
+/// (a monorepo buildpack) takes the old ones away and brings its own.
 struct AppHooks {
     static let names = ["pre_compile", "post_compile"]
     /// Config vars a hook does not get from ENV_DIR, as on Heroku.
     static let withheld: Set<String> = [
         "PATH", "GIT_DIR", "CPATH", "CPPATH", "LD_PRELOAD", "LIBRARY_PATH", "LD_LIBRARY_PATH",
     ]
+    /// A dot name inside `bin/`, so that it goes wherever `bin/` goes (same directory, same file
+    /// system) and no `[ -f bin/post_compile ]` or `bin/*` of a child sees it.
+    static let heldPrefix = ".multipack-held-"
 
     var dirs: BuildDirectories
-    /// Where the held-back hooks wait, outside BUILD_DIR.
-    var holdingDir: String
-    var held: [String] = []
+    /// The hooks hidden from the child running now.
+    private var held: [String] = []
+    /// True while the `bin/pre_compile` in BUILD_DIR has not run yet.
+    private(set) var preCompilePending = true
 
-    /// Moves the hooks out of BUILD_DIR/bin so that no child sees them.
-    mutating func holdBack() throws {
-        try Files.makeDirectory(holdingDir)
-        for name in Self.names where Files.exists(dirs.build + "/bin/" + name) {
-            try Files.move(dirs.build + "/bin/" + name, to: holdingDir + "/" + name)
+    init(dirs: BuildDirectories) {
+        self.dirs = dirs
+    }
+
+    private func path(_ name: String) -> String { dirs.build + "/bin/" + name }
+    private func heldPath(_ name: String) -> String { dirs.build + "/bin/" + Self.heldPrefix + name }
+
+    /// Puts back the hooks a killed build left hidden, unless something took their place since.
+    /// Returns the names put back.
+    func recoverLeftovers() -> [String] {
+        var restored: [String] = []
+        for name in Self.names where Files.exists(heldPath(name)) {
+            if Files.lexists(path(name)) {
+                unlink(heldPath(name))
+            } else if rename(heldPath(name), path(name)) == 0 {
+                restored.append(name)
+            }
+        }
+        return restored
+    }
+
+    func present(_ name: String) -> Bool { Files.isRegularFile(path(name)) }
+
+    /// Hides the hooks from the next child: renamed inside `bin/`, just before its detect.
+    mutating func hide() throws {
+        for name in Self.names where Files.lexists(path(name)) {
+            guard rename(path(name), heldPath(name)) == 0 else {
+                throw BuildFailure(
+                    "Could not hide the app's bin/\(name) from the buildpacks: \(String(cString: strerror(errno)))",
+                    hint: "multipack renames it inside BUILD_DIR/bin while each buildpack runs; check the permissions.")
+            }
             held.append(name)
         }
     }
 
-    /// Puts the hooks back where they were; runs on failure too.
+    /// Brings the hidden hooks back after the child's release (and on any failure). A hook the
+    /// child took away stays gone, and one it put in its place stays: that is the app's hook now.
+    /// A `pre_compile` the child brought in has not run yet.
     mutating func restore() {
-        for name in held { try? Files.move(holdingDir + "/" + name, to: dirs.build + "/bin/" + name) }
+        for name in held {
+            if Files.lexists(heldPath(name)) {
+                if Files.lexists(path(name)) {
+                    unlink(heldPath(name))
+                    if name == "pre_compile" { preCompilePending = true }
+                } else {
+                    rename(heldPath(name), path(name))
+                }
+            } else if name == "pre_compile" {
+                preCompilePending = present(name)
+            }
+        }
+        if !held.contains("pre_compile") && present("pre_compile") { preCompilePending = true }
         held = []
     }
-
-    func has(_ name: String) -> Bool { held.contains(name) }
 
     static func environment(base: [String: String], dirs: BuildDirectories, configVars: [String: String]) -> [String:
         String]
     {
         var env = base
-        for (name, value) in configVars where !withheld.contains(name) { env[name] = value }
+        for (name, value) in configVars where !withheld.contains(name) && SimpleExport.isName(Substring(name)) {
+            env[name] = value
+        }
         env["BUILD_DIR"] = dirs.build
         env["CACHE_DIR"] = dirs.cache
         env["ENV_DIR"] = dirs.env
         return env
     }
 
-    /// Runs one hook with cwd BUILD_DIR; a hook without its executable bit runs with bash.
-    func run(_ name: String, environment: [String: String], log: Log, trace: (Command) -> Void) throws -> Double {
-        let path = holdingDir + "/" + name
+    /// Runs one hook at its own path with cwd BUILD_DIR. One without its executable bit is made
+    /// executable and run through its `#!` line, as the Python buildpack does (bash without one).
+    mutating func run(_ name: String, environment: [String: String], log: Log, trace: (Command) -> Void) throws
+        -> Double
+    {
+        let path = self.path(name)
+        if name == "pre_compile" { preCompilePending = false }
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & 0o111 == 0 {
+            chmod(path, (info.st_mode & 0o7777) | ((info.st_mode & 0o444) >> 2))
+        }
         var command =
-            Files.isExecutable(path)
+            Self.hasShebang(path) && Files.isExecutable(path)
             ? Command(path, [], in: dirs.build, environment: environment, stdout: .inherit, stderr: .inherit)
             : Command("bash", [path], in: dirs.build, environment: environment, stdout: .inherit, stderr: .inherit)
         command.owner = "The app's bin/\(name)"
@@ -68,5 +124,14 @@ struct AppHooks {
                 hint: "bin/\(name) is your app's own script; its output above says why.")
         }
         return result.seconds
+    }
+
+    static func hasShebang(_ path: String) -> Bool {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var bytes: (UInt8, UInt8) = (0, 0)
+        return withUnsafeMutableBytes(of: &bytes) { read(descriptor, $0.baseAddress, 2) } == 2
+            && bytes == (UInt8(ascii: "#"), UInt8(ascii: "!"))
     }
 }

@@ -59,6 +59,7 @@ public enum BuildEnvironment {
               done
             }
             __multipack_dump; printf '\\0MULTIPACK-EXPORT\\0'; source "$1" >&2 || exit $?; __multipack_dump
+            printf '\\0MULTIPACK-EXPORT-END\\0'
             """
         let result: ProcessResult
         do {
@@ -75,8 +76,14 @@ public enum BuildEnvironment {
         guard let split = result.stdout.firstRange(of: marker) else {
             throw ExportError(termination: result.termination, stderr: "no output from bash")
         }
+        // An `exit 0` or `exec` in the export ends the shell before the second dump: its
+        // environment is unknown, which must never be read as "everything was unset".
+        let rest = result.stdout[split.upperBound...]
+        guard let end = rest.firstRange(of: Array("\0MULTIPACK-EXPORT-END\0".utf8)) else {
+            throw ExportError(termination: result.termination, stderr: result.stderrText, endedEarly: true)
+        }
         let before = parseEnv(result.stdout[..<split.lowerBound])
-        let after = parseEnv(result.stdout[split.upperBound...])
+        let after = parseEnv(rest[..<end.lowerBound])
         var change = EnvironmentChange()
         for (name, value) in after where before[name] != value && !shellOwn.contains(name) {
             change.set[name] = value
@@ -117,4 +124,6 @@ public enum BuildEnvironment {
 public struct ExportError: Error {
     public var termination: Termination
     public var stderr: String
+    /// The export ended the shell (`exit`, `exec`) before its environment could be read.
+    public var endedEarly = false
 }

@@ -108,7 +108,7 @@ struct SelfStages: BuildStages {
         (try? verb(["report", dirs.build, dirs.cache, dirs.env], stdout: .capture))?.stdoutText ?? ""
     }
 
-    var record: BuildRecord? { BuildRecord.load(from: buildpackDir) }
+    var record: BuildRecord? { BuildRecord.load(BuildState(buildpackDir: buildpackDir, buildDir: dirs.build)) }
 }
 
 /// `--buildpack URL …`: Heroku's own multi-buildpack list. Each buildpack runs as a top-level one

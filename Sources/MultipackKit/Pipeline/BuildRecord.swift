@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 
 /// The three directories of the Buildpack API, made absolute.
 public struct BuildDirectories: Sendable {
@@ -13,7 +14,36 @@ public struct BuildDirectories: Sendable {
     }
 }
 
-/// What compile leaves for `release`, `test` and `report`, in the buildpack's own directory.
+/// What compile leaves for one BUILD_DIR, in the buildpack's own directory (never in BUILD_DIR,
+/// SPEC §7.5): two builds that share a multipack directory each answer for their own.
+struct BuildState {
+    var buildDir: String
+    var directory: String
+
+    init(buildpackDir: String, buildDir: String) {
+        self.buildDir = Files.absolute(buildDir)
+        directory = buildpackDir + "/.multipack/builds/" + cacheKey(self.buildDir)
+    }
+
+    var releasePath: String { directory + "/release.yml" }
+    var recordPath: String { directory + "/record.json" }
+    /// test-compile's children, kept for `bin/test` until the next compile of this BUILD_DIR.
+    var childrenDir: String { directory + "/children" }
+
+    /// A new compile starts from nothing: no earlier release or "succeeded" record survives it.
+    func clear() throws {
+        guard Files.exists(directory) else { return }
+        try Files.removeTree(directory)
+    }
+
+    /// The merged release, if compile saved one for this BUILD_DIR.
+    var release: String? {
+        guard BuildRecord.load(self)?.outcome == "succeeded" else { return nil }
+        return try? Files.read(releasePath)
+    }
+}
+
+/// What compile leaves for `release`, `test` and `report`.
 public struct BuildRecord: Codable, Sendable {
     public struct Child: Codable, Sendable {
         public var position: Int
@@ -45,6 +75,9 @@ public struct BuildRecord: Codable, Sendable {
     public var failure: String?
     public var lock: LockState?
     public var stage = "compile"
+    /// The BUILD_DIR this record is about, and the compile that writes it (to tell a killed one).
+    public var buildDir = ""
+    public var pid: Int32 = 0
     public var children: [Child] = []
     public var hookSeconds: [String: Double] = [:]
     /// BUILD_DIR's growth during each hook (SPEC §14).
@@ -63,19 +96,21 @@ public struct BuildRecord: Codable, Sendable {
 
     public init() {}
 
-    static func directory(_ buildpackDir: String) -> String { buildpackDir + "/.multipack" }
-
-    static func load(from buildpackDir: String) -> BuildRecord? {
-        guard let data = FileManager.default.contents(atPath: directory(buildpackDir) + "/last-build.json") else {
-            return nil
+    /// The record compile left for `buildDir`, if any. A compile that was killed says so.
+    static func load(_ state: BuildState) -> BuildRecord? {
+        guard let data = FileManager.default.contents(atPath: state.recordPath),
+            var record = try? JSONDecoder().decode(BuildRecord.self, from: data), record.buildDir == state.buildDir
+        else { return nil }
+        if record.outcome == "running", record.pid > 0, kill(record.pid, 0) != 0, errno == ESRCH {
+            record.outcome = "killed"
         }
-        return try? JSONDecoder().decode(BuildRecord.self, from: data)
+        return record
     }
 
-    func save(to buildpackDir: String) {
+    func save(_ state: BuildState) {
         guard let data = try? JSONEncoder().encode(self) else { return }
-        try? Files.makeDirectory(Self.directory(buildpackDir))
-        try? Files.write(String(decoding: data, as: UTF8.self), to: Self.directory(buildpackDir) + "/last-build.json")
+        try? Files.makeDirectory(state.directory)
+        try? Files.write(String(decoding: data, as: UTF8.self), to: state.recordPath)
     }
 
     /// Flat YAML for `bin/report`.

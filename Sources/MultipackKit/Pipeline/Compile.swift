@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 
 /// How multipack was started: its own directory and environment.
 public struct Invocation: Sendable {
@@ -37,26 +38,34 @@ public struct Compile {
 
     public func run() throws {
         let start = ContinuousClock.now
+        // What an earlier compile of this BUILD_DIR left goes first, so that a failed or killed
+        // compile can never leave the previous build's release or "succeeded" record behind.
+        let state = BuildState(buildpackDir: invocation.buildpackDir, buildDir: dirs.build)
+        try state.clear()
         var record = BuildRecord()
         record.stage = testCompile ? "test-compile" : "compile"
+        record.buildDir = state.buildDir
+        record.pid = getpid()
+        record.save(state)
         defer {
             record.totalSeconds = start.duration(to: .now).seconds
-            record.save(to: invocation.buildpackDir)
+            record.save(state)
         }
         do {
-            try run(&record)
+            try run(&record, state: state)
             // A signal that came after the last stage still means the build did not finish.
             if SignalForwarding.shouldStop { throw Interrupted(stage: "at the end of the build") }
             record.outcome = "succeeded"
         } catch {
             record.outcome = error is Interrupted ? "interrupted" : "failed"
             record.failure = ErrorReport.lines(for: error).first
+            Files.remove(state.childrenDir)
             throw error
         }
         summary(record, seconds: start.duration(to: .now).seconds)
     }
 
-    private func run(_ record: inout BuildRecord) throws {
+    private func run(_ record: inout BuildRecord, state: BuildState) throws {
         let configVars = ConfigVars.read(envDir: dirs.env)
         let settings = try Settings(configVars: configVars, environment: invocation.environment)
         var base = invocation.environment
@@ -65,6 +74,12 @@ public struct Compile {
         base["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
         let log = self.log
         let trace = log.tracer(settings.xtrace)
+
+        // Hooks a killed build left hidden are the app's: they go back before anything reads the app.
+        var hooks = AppHooks(dirs: dirs)
+        for name in hooks.recoverLeftovers() {
+            log.detail("Put back bin/\(name), which an interrupted earlier build had left hidden")
+        }
 
         let listPath = dirs.build + "/.buildpacks"
         guard Files.exists(listPath) else {
@@ -96,8 +111,13 @@ public struct Compile {
                     + "archive): `multipack lock` pins them in \(LockFile.name)")
         }
 
-        // Fetch every child first, in parallel, into a private directory outside BUILD_DIR.
-        let workDir = try Files.temporaryDirectory(prefix: "multipack-children-")
+        // Fetch every child first, in parallel, into a private directory outside BUILD_DIR. It is
+        // removed whatever the outcome; test-compile's children stay in the state for `bin/test`.
+        ScratchDirectory.sweep(prefix: Self.scratchPrefix)
+        let scratch = testCompile ? nil : try ScratchDirectory(prefix: Self.scratchPrefix)
+        defer { scratch?.remove() }
+        let workDir = scratch?.path ?? state.childrenDir
+        try Files.makeDirectory(workDir)
         var fetchContext = FetchContext(
             appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: base,
             settings: settings)
@@ -110,30 +130,34 @@ public struct Compile {
             heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s")")
         record.children = sequence.children.map(BuildRecord.Child.init)
 
-        var hooks = AppHooks(dirs: dirs, holdingDir: workDir + "/hooks")
-        if settings.hooks == .multipack { try hooks.holdBack() }
-        defer { hooks.restore() }
-
-        var sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)
-        var environment = base
-        if hooks.has("pre_compile") {
+        // The app's hooks run in place; each child runs with them hidden (SPEC §7.4).
+        let managed = settings.hooks == .multipack
+        func runHook(_ name: String, _ environment: [String: String], _ sizes: inout SizeMeter?) throws {
             let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
-            record.hookSeconds["pre_compile"] = try hooks.run("pre_compile", environment: env, log: log, trace: trace)
-            record.hookGrowth["pre_compile"] = sizes.growth()
+            record.hookSeconds[name, default: 0] += try hooks.run(name, environment: env, log: log, trace: trace)
+            if let growth = sizes?.growth() { record.hookGrowth[name, default: TreeSize()] += growth }
         }
-        sequence.sizes = sizes
-        environment = try sequence.run(environment: base, releaseEnvironment: base, testCompile: testCompile) {
-            record.children[$0.position - 1] = BuildRecord.Child($0)
-        }
-        sizes = sequence.sizes ?? sizes
+        sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)
+        let environment = try sequence.run(
+            environment: base, releaseEnvironment: base, testCompile: testCompile,
+            beforeChild: { environment, sizes in
+                guard managed else { return }
+                if hooks.preCompilePending && hooks.present("pre_compile") {
+                    try runHook("pre_compile", environment, &sizes)
+                }
+                try hooks.hide()
+            },
+            afterChild: { if managed { hooks.restore() } },
+            finished: { record.children[$0.position - 1] = BuildRecord.Child($0) })
+        var sizes = sequence.sizes
         let children = sequence.children
-        if hooks.has("post_compile") {
-            let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
-            record.hookSeconds["post_compile"] = try hooks.run("post_compile", environment: env, log: log, trace: trace)
-            record.hookGrowth["post_compile"] = sizes.growth()
+        if managed {
+            // A pre_compile the last child brought in still runs once, before post_compile.
+            if hooks.preCompilePending && hooks.present("pre_compile") {
+                try runHook("pre_compile", environment, &sizes)
+            }
+            if hooks.present("post_compile") { try runHook("post_compile", environment, &sizes) }
         }
-        // The hooks go back before .slugfilter looks at the tree: they are part of the slug.
-        hooks.restore()
         if let filter = try SlugFilter.read(dirs.build) {
             let removed = try trim(with: filter, &record)
             record.slugFilterRemoved = removed
@@ -145,8 +169,8 @@ public struct Compile {
 
         let (release, provenance) = mergeReleases(children.map { ($0.position, $0.release) }, mode: settings.release)
         if SignalForwarding.shouldStop { throw Interrupted(stage: "while the releases were being merged") }
-        try Files.makeDirectory(BuildRecord.directory(invocation.buildpackDir))
-        try Files.write(release.yaml, to: Self.releasePath(invocation.buildpackDir))
+        try Files.makeDirectory(state.directory)
+        try Files.write(release.yaml, to: state.releasePath)
         logRelease(release, provenance, children: children, mode: settings.release)
 
         try Files.write(
@@ -184,7 +208,8 @@ public struct Compile {
         return outcome.total
     }
 
-    static func releasePath(_ buildpackDir: String) -> String { BuildRecord.directory(buildpackDir) + "/release.yml" }
+    /// The compile's private directory in TMPDIR: `multipack-children-<pid>-XXXXXX`.
+    static let scratchPrefix = "multipack-children-"
 
     private func logRelease(
         _ release: Release, _ provenance: ReleaseProvenance, children: [ChildRun], mode: ReleaseMode

@@ -14,17 +14,17 @@ public enum Detect {
     }
 }
 
-/// `bin/release`: the release compile merged and saved.
+/// `bin/release`: the release compile merged and saved for this BUILD_DIR.
 public enum ReleaseVerb {
-    public static func run(buildpackDir: String) -> String {
-        (try? Files.read(Compile.releasePath(buildpackDir))) ?? "--- {}\n"
+    public static func run(buildpackDir: String, buildDir: String) -> String {
+        BuildState(buildpackDir: buildpackDir, buildDir: buildDir).release ?? "--- {}\n"
     }
 }
 
-/// `bin/report`: flat YAML about the last build. Never fails.
+/// `bin/report`: flat YAML about the last build of this BUILD_DIR. Never fails.
 public enum Report {
-    public static func run(buildpackDir: String) -> String {
-        guard let record = BuildRecord.load(from: buildpackDir) else {
+    public static func run(buildpackDir: String, buildDir: String) -> String {
+        guard let record = BuildRecord.load(BuildState(buildpackDir: buildpackDir, buildDir: buildDir)) else {
             let current = MultipackVersion.current
             return "multipack_version: \(YAML.quoted(current.version))\n"
                 + "multipack_commit: \(YAML.quoted(current.commit ?? "unknown"))\noutcome: \"none\"\n"
@@ -52,7 +52,8 @@ public struct TestVerb {
             + "instead, or use buildpacks that can test it (they have bin/test).")
 
     public func run() throws {
-        guard let record = BuildRecord.load(from: invocation.buildpackDir), record.outcome == "succeeded" else {
+        let state = BuildState(buildpackDir: invocation.buildpackDir, buildDir: buildDir)
+        guard let record = BuildRecord.load(state), record.outcome == "succeeded" else {
             throw BuildFailure(
                 "There is no successful test-compile to run the tests of.",
                 hint: "Heroku CI runs bin/test-compile before bin/test; run it first.")

@@ -5,6 +5,12 @@ import Glibc
 enum Files {
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// True for anything at `path`, a dangling symlink included.
+    static func lexists(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0
+    }
+
     static func isDirectory(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR

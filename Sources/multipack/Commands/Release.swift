@@ -6,6 +6,6 @@ struct ReleaseCommand: ParsableCommand {
     @Argument(help: "The app's directory (BUILD_DIR) compile built.") var buildDir: String
 
     func run() {
-        print(ReleaseVerb.run(buildpackDir: Invocation.current().buildpackDir), terminator: "")
+        print(ReleaseVerb.run(buildpackDir: Invocation.current().buildpackDir, buildDir: buildDir), terminator: "")
     }
 }

@@ -9,6 +9,6 @@ struct ReportCommand: ParsableCommand {
     @Argument(help: "The config vars directory (ENV_DIR; not read).") var envDir: String?
 
     func run() {
-        print(Report.run(buildpackDir: Invocation.current().buildpackDir), terminator: "")
+        print(Report.run(buildpackDir: Invocation.current().buildpackDir, buildDir: buildDir), terminator: "")
     }
 }

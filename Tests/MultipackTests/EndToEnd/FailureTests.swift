@@ -67,7 +67,7 @@ import Testing
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(compile.status == 1)
         #expect(compile.stderr.contains("The app's bin/post_compile hook failed with exit code 7"))
-        // Not executable any more (written fresh), yet it ran, with bash.
+        // Not executable any more (written fresh), yet it ran: made executable, by its #! line.
         #expect(compile.stdout.contains("boom"))
         #expect(app.exists("bin/post_compile"))
     }
