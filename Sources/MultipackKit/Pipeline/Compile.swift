@@ -66,6 +66,12 @@ public struct Compile {
     }
 
     private func run(_ record: inout BuildRecord, state: BuildState) throws {
+        // Hooks a killed build left hidden are the app's: they go back before anything reads the app.
+        var hooks = AppHooks(dirs: dirs)
+        for name in hooks.recoverLeftovers() {
+            log.detail("Put back bin/\(name), which an interrupted earlier build had left hidden")
+        }
+
         let configVars = ConfigVars.read(envDir: dirs.env)
         let settings = try Settings(configVars: configVars, environment: invocation.environment)
         var base = invocation.environment
@@ -74,12 +80,6 @@ public struct Compile {
         base["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
         let log = self.log
         let trace = log.tracer(settings.xtrace)
-
-        // Hooks a killed build left hidden are the app's: they go back before anything reads the app.
-        var hooks = AppHooks(dirs: dirs)
-        for name in hooks.recoverLeftovers() {
-            log.detail("Put back bin/\(name), which an interrupted earlier build had left hidden")
-        }
 
         let listPath = dirs.build + "/.buildpacks"
         guard Files.exists(listPath) else {
@@ -162,7 +162,7 @@ public struct Compile {
             let removed = try trim(with: filter, &record)
             record.slugFilterRemoved = removed
         }
-        if settings.sizes {
+        if settings.sizes, var sizes {
             record.buildDirSize = sizes.measure()
             record.sizesSeconds = sizes.seconds
         }
