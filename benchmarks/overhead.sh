@@ -46,7 +46,8 @@ build_once() {
   awk -v s="$start" -v e="$end" -v o="$own" 'BEGIN {printf "%.6f %.6f\n", (e - s) / 1e9, o}'
 }
 
-rm -rf "$work/cache"
+# Heroku always hands compile an existing CACHE_DIR; an empty one makes the first build cold.
+rm -rf "$work/cache" && mkdir -p "$work/cache"
 build_once > "$work/cold"
 read -r cold_wall cold_own < "$work/cold"
 warm_walls=()

@@ -189,11 +189,10 @@ import Testing
         let git = try gitChild("python", in: temp)
         let list = "\(server.url("/node.tgz"))\n\(server.url("/probe.tgz"))\nfile://\(git)\n"
         let cache = temp.sub("shared-cache")
-        let apps = try (1...2).map { n -> App in
-            let sub = try TempDir("concurrent-\(n)")
-            _ = sub
-            return try App("python-node", in: TempDirHolder.keep(sub), buildpacks: list)
-        }
+        // Held for the whole test, and removed at its end like every TempDir.
+        let appDirs = try (1...2).map { try TempDir("concurrent-\($0)") }
+        defer { withExtendedLifetime(appDirs) {} }
+        let apps = try appDirs.map { try App("python-node", in: $0, buildpacks: list) }
         let mp = try Multipack(in: temp)
         let results = Mutex2<[Output]>([])
         DispatchQueue.concurrentPerform(iterations: 2) { i in
@@ -209,15 +208,6 @@ import Testing
             let digest = try Shell.run("sha256sum", [cache + "/.multipack/archives/" + name]).stdout.prefix(64)
             #expect(name == "\(digest).archive")
         }
-    }
-}
-
-/// Keeps temp dirs alive for the rest of the process (they are removed by the OS's tmp cleaning).
-enum TempDirHolder {
-    nonisolated(unsafe) static var kept: [TempDir] = []
-    static func keep(_ dir: TempDir) -> TempDir {
-        kept.append(dir)
-        return dir
     }
 }
 
