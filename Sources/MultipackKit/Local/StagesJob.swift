@@ -129,6 +129,19 @@ public struct StagesJob: Codable, Sendable {
         return vars
     }
 
+    /// Runs one of app.json's scripts; a non-zero exit fails the run with that exit code.
+    private func runAppJSONScript(
+        _ script: String, step: String, environment: [String: String], log: Log,
+        failure: (Int32) -> String, hint: String
+    ) throws {
+        log.step(step)
+        let code = try runScript(script, environment: environment, log: log)
+        guard code == 0 else {
+            throw ScriptFailure(
+                code: code, failure: BuildFailure(failure(code), details: ["Script: \(script)"], hint: hint))
+        }
+    }
+
     /// Heroku CI's part after test-compile (SPEC §8): app.json's `test-setup`, then its `test`
     /// script instead of the buildpacks' `bin/test` when it has one, whose exit code is the run's.
     private func runTests(
@@ -137,26 +150,16 @@ public struct StagesJob: Codable, Sendable {
         var environment = stages.testEnvironment()
         for (key, value) in configVars { environment[key] = value }
         if let setup = appJSON?.testSetup {
-            log.step("Running app.json's test-setup script")
-            let code = try runScript(setup, environment: environment, log: log)
-            guard code == 0 else {
-                throw ScriptFailure(
-                    code: code,
-                    failure: BuildFailure(
-                        "app.json's test-setup script failed with exit code \(code).",
-                        details: ["Script: \(setup)"], hint: "Its output above says why; the tests did not run."))
-            }
+            try runAppJSONScript(
+                setup, step: "Running app.json's test-setup script", environment: environment, log: log,
+                failure: { "app.json's test-setup script failed with exit code \($0)." },
+                hint: "Its output above says why; the tests did not run.")
         }
         if let test = appJSON?.test {
-            log.step("Running app.json's test script")
-            let code = try runScript(test, environment: environment, log: log)
-            guard code == 0 else {
-                throw ScriptFailure(
-                    code: code,
-                    failure: BuildFailure(
-                        "Tests failed: app.json's test script ended with exit code \(code).",
-                        details: ["Script: \(test)"], hint: "The test output above says which tests failed."))
-            }
+            try runAppJSONScript(
+                test, step: "Running app.json's test script", environment: environment, log: log,
+                failure: { "Tests failed: app.json's test script ended with exit code \($0)." },
+                hint: "The test output above says which tests failed.")
         } else {
             log.step("Running the tests")
             try stages.test()

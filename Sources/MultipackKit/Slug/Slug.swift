@@ -31,15 +31,20 @@ public enum Slug {
 
     /// Heroku-style size, as `du -h` prints it: `512B`, `3.4K`, `45.2M`, `1.1G` (powers of 1024).
     public static func formatSize(_ bytes: Int64) -> String {
-        let units = ["K", "M", "G", "T"]
         guard bytes >= 1024 else { return "\(bytes)B" }
+        let (tenths, unit) = scaled(bytes.magnitude)
+        return "\(tenths / 10).\(tenths % 10)\(["K", "M", "G", "T"][unit])"
+    }
+
+    /// A size of at least 1024 bytes in tenths of its unit and the unit's index (K, M, G, T),
+    /// in powers of 1024 as Heroku counts the slug.
+    static func scaled(_ bytes: UInt64) -> (tenths: Int, unit: Int) {
         var value = Double(bytes) / 1024
         var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
+        while value >= 1024 && unit < 3 {
             value /= 1024
             unit += 1
         }
-        let tenths = Int((value * 10).rounded())
-        return "\(tenths / 10).\(tenths % 10)\(units[unit])"
+        return (Int((value * 10).rounded()), unit)
     }
 }

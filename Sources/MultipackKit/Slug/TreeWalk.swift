@@ -24,15 +24,8 @@ public struct TreeSize: Codable, Sendable, Equatable {
     static func format(_ bytes: Int64) -> String {
         let magnitude = bytes.magnitude
         guard magnitude >= 1024 else { return "\(magnitude) B" }
-        let units = ["KB", "MB", "GB", "TB"]
-        var value = Double(magnitude) / 1024
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        let tenths = Int((value * 10).rounded())
-        return "\(tenths / 10).\(tenths % 10) \(units[unit])"
+        let (tenths, unit) = Slug.scaled(magnitude)
+        return "\(tenths / 10).\(tenths % 10) \(["KB", "MB", "GB", "TB"][unit])"
     }
 
     /// A growth as the summary shows it: `+84.1 MB`, `-2.0 KB`.
