@@ -18,7 +18,110 @@ extern int pipe2(int pipefd[2], int flags);
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+
 extern int execvpe(const char *file, char *const argv[], char *const envp[]);
+extern int unshare(int flags);
+
+/// A failure of the namespace's set-up, as the child reports it: this bit, the step's index
+/// shifted by 8, and the errno.
+#define MULTIPACK_SANDBOX_FAILED 0x40000000
+
+static inline int multipack_write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t length = (ssize_t)strlen(text);
+    ssize_t written = write(fd, text, (size_t)length);
+    close(fd);
+    return written == length ? 0 : -1;
+}
+
+/// mkdir -p, in a forked child (no allocation). `last` says whether the last component is made
+/// too (a directory) or left to the caller (a file's mount point, a symlink).
+static inline int multipack_make_parents(const char *path, int last) {
+    char buffer[4096];
+    size_t length = strlen(path);
+    if (length >= sizeof buffer) { errno = ENAMETOOLONG; return -1; }
+    memcpy(buffer, path, length + 1);
+    for (size_t index = 1; index <= length; index++) {
+        if (buffer[index] != '/' && buffer[index] != '\0') continue;
+        if (buffer[index] == '\0' && !last) break;
+        char saved = buffer[index];
+        buffer[index] = '\0';
+        if (mkdir(buffer, 0755) != 0 && errno != EEXIST) return -1;
+        buffer[index] = saved;
+    }
+    return 0;
+}
+
+/// A read-only remount must keep the flags the kernel locked on the mount (nosuid, nodev, ...)
+/// in a user namespace, or it is refused.
+static inline int multipack_remount_read_only(const char *target) {
+    struct statfs info;
+    if (statfs(target, &info) != 0) return -1;
+    unsigned long kept = (unsigned long)info.f_flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME);
+    return mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept, NULL);
+}
+
+/// Makes the calling (forked, single-threaded) process's own user and mount namespace and root,
+/// as bubblewrap would: `plan` is the uid map, the gid map, then steps of three strings (kind,
+/// source, target) that build the new root at /newroot from the old one at /oldroot, NULL-ended.
+/// Kinds: b/r a directory bound writable/read-only, B/R a file, t a tmpfs, s a symlink (source is
+/// its text), o a read-only remount, d a directory, P a devpts (skipped where refused).
+/// Returns 0, or MULTIPACK_SANDBOX_FAILED | step << 8 | errno (step 0: the namespace itself).
+static inline int multipack_enter_sandbox(char *const plan[]) {
+#define MULTIPACK_FAIL(step) return MULTIPACK_SANDBOX_FAILED | ((step) << 8) | (errno & 0xff)
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) MULTIPACK_FAIL(0);
+    if (multipack_write_file("/proc/self/setgroups", "deny") != 0 && errno != ENOENT) MULTIPACK_FAIL(0);
+    if (multipack_write_file("/proc/self/uid_map", plan[0]) != 0) MULTIPACK_FAIL(0);
+    if (multipack_write_file("/proc/self/gid_map", plan[1]) != 0) MULTIPACK_FAIL(0);
+    // Nothing done here reaches the host; then a scratch root to stand on while the new one is
+    // built, so that the old one (with the host's /tmp uncovered) is at /oldroot.
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) MULTIPACK_FAIL(0);
+    if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0) MULTIPACK_FAIL(0);
+    if (mkdir("/tmp/newroot", 0755) != 0 || mkdir("/tmp/oldroot", 0755) != 0) MULTIPACK_FAIL(0);
+    if (syscall(SYS_pivot_root, "/tmp", "/tmp/oldroot") != 0 || chdir("/") != 0) MULTIPACK_FAIL(0);
+    if (mount("tmpfs", "/newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0) MULTIPACK_FAIL(0);
+    for (int index = 2, step = 1; plan[index] != NULL; index += 3, step++) {
+        char kind = plan[index][0];
+        const char *source = plan[index + 1], *target = plan[index + 2];
+        int made = multipack_make_parents(target, kind == 'b' || kind == 'r' || kind == 't' || kind == 'd' || kind == 'P');
+        if (made != 0) MULTIPACK_FAIL(step);
+        switch (kind) {
+        case 'B':
+        case 'R': {
+            int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            if (fd >= 0) close(fd);
+        }
+            /* fallthrough */
+        case 'b':
+        case 'r':
+            if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0) MULTIPACK_FAIL(step);
+            if ((kind == 'r' || kind == 'R') && multipack_remount_read_only(target) != 0) MULTIPACK_FAIL(step);
+            break;
+        case 't':
+            if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0) MULTIPACK_FAIL(step);
+            break;
+        case 's':
+            if (symlink(source, target) != 0 && errno != EEXIST) MULTIPACK_FAIL(step);
+            break;
+        case 'o':
+            if (multipack_remount_read_only(target) != 0) MULTIPACK_FAIL(step);
+            break;
+        case 'P':
+            mount("devpts", target, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620");
+            break;
+        }
+    }
+    // The new root replaces the scratch one, which goes with the old root under it.
+    if (chdir("/newroot") != 0 || syscall(SYS_pivot_root, ".", ".") != 0) MULTIPACK_FAIL(0);
+    if (umount2(".", MNT_DETACH) != 0 || chdir("/") != 0) MULTIPACK_FAIL(0);
+    return 0;
+#undef MULTIPACK_FAIL
+}
 
 /// Makes multipack the reaper of every orphan its children leave (SPEC §11), so that a daemon a
 /// compile starts with setsid or nohup can be found and stopped when the stage ends.
@@ -31,8 +134,10 @@ static inline int multipack_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidf
 /// (PR_SET_PDEATHSIG). The child has its own process group, stdin /dev/null, default signal
 /// dispositions and an empty mask. `out`/`err`: a descriptor to use, -1 to inherit, -2 for
 /// /dev/null. Only async-signal-safe calls run between fork and exec. Returns 0 or an errno.
+/// `sandbox`: NULL, or a plan for multipack_enter_sandbox, entered before `cwd`.
 static inline int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[],
-                                  char *const envp[], const char *cwd, int out, int err) {
+                                  char *const envp[], const char *cwd, int out, int err,
+                                  char *const sandbox[]) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return errno;
     sigset_t all, saved;
@@ -61,10 +166,11 @@ static inline int multipack_spawn(pid_t *pid_out, const char *file, char *const 
                 dup2(fd, index + 1);
             }
         }
-        int code = 0;
-        if (cwd != NULL && chdir(cwd) != 0) {
-            code = errno;
-        } else {
+        int code = sandbox != NULL ? multipack_enter_sandbox(sandbox) : 0;
+        // Entering a user namespace changes credentials: the parent-death signal is set again.
+        if (code == 0 && sandbox != NULL) prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
+        if (code == 0 && cwd != NULL && chdir(cwd) != 0) code = errno;
+        if (code == 0) {
             sigset_t none;
             sigemptyset(&none);
             sigprocmask(SIG_SETMASK, &none, NULL);

@@ -119,10 +119,11 @@ public struct LocalBuild {
 
         let sandbox: Sandbox?
         switch Sandbox.backend(caller) {
-        case .success(let bwrap):
+        case .success(let backend):
             sandbox = Sandbox(
-                bwrap: bwrap, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp", app: state.work + "/home")
-            summary.sandbox = "bubblewrap"
+                backend: backend, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp",
+                app: state.work + "/home")
+            summary.sandbox = backend.name
         case .failure(let unavailable):
             if stackRoot != nil {
                 throw UsageError(
@@ -208,8 +209,8 @@ public struct LocalBuild {
             if outcome == nil, !result.termination.succeeded {
                 throw BuildFailure(
                     "The build's namespace could not be set up or ended early (\(result.termination)).",
-                    details: sandbox.map { ["bubblewrap: \($0.bwrap)"] } ?? [],
-                    hint: "bubblewrap's message above says why; set MULTIPACK_SANDBOX=off to build without namespaces.")
+                    details: sandbox.map { ["namespace: \($0.backend)"] } ?? [],
+                    hint: "The message above says why; set MULTIPACK_SANDBOX=off to build without namespaces.")
             }
             throw ReportedFailure(code: outcome?.code ?? result.termination.exitCode)
         }

@@ -52,9 +52,9 @@ public struct LocalRun {
 
         var sandbox: Sandbox?
         switch Sandbox.backend(invocation.environment) {
-        case .success(let bwrap):
+        case .success(let backend):
             try Files.makeDirectory(scratch + "/tmp")
-            sandbox = Sandbox(bwrap: bwrap, tmp: scratch + "/tmp", app: source.home)
+            sandbox = Sandbox(backend: backend, tmp: scratch + "/tmp", app: source.home)
         case .failure(let unavailable):
             log.warning(
                 "No namespaces here (\(unavailable.reason)): the process runs on this machine as you, in \(source.home) "

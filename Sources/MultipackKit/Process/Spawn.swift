@@ -54,6 +54,8 @@ public struct Command: Sendable {
     /// Whether the command is no longer needed (another fetch failed): it is then stopped as for a
     /// signal, SIGTERM, a grace period, SIGKILL.
     public var isCancelled: (@Sendable () -> Bool)?
+    /// A namespace the process is started in, made by multipack itself (the direct sandbox).
+    var namespace: NamespacePlan?
 
     public init(
         _ executable: String, _ arguments: [String] = [], in workingDirectory: String? = nil,
@@ -79,8 +81,11 @@ public struct Command: Sendable {
 public struct SpawnError: Error, CustomStringConvertible {
     public var executable: String
     public var errno: Int32
+    /// The step of the namespace's set-up that failed, when it was not the exec.
+    var namespaceStep: String?
     public var description: String {
-        "could not start \(executable): \(String(cString: strerror(errno)))"
+        guard let namespaceStep else { return "could not start \(executable): \(String(cString: strerror(errno)))" }
+        return "could not set up the namespace for \(executable) (\(namespaceStep)): \(String(cString: strerror(errno)))"
     }
 }
 
@@ -121,17 +126,27 @@ public enum Spawner {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
+        let plan = command.namespace.map { $0.words.map { strdup($0) } + [nil] }
+        defer { plan?.forEach { free($0) } }
         let started = ChildProcessGroups.shared.start {
             var pid: pid_t = 0
             let code = command.workingDirectory.withOptionalCString { directory in
-                multipack_spawn(&pid, command.executable, argv, envp, directory, targets[0], targets[1])
+                guard let plan else {
+                    return multipack_spawn(&pid, command.executable, argv, envp, directory, targets[0], targets[1], nil)
+                }
+                return multipack_spawn(&pid, command.executable, argv, envp, directory, targets[0], targets[1], plan)
             }
             return (code, pid)
         }
         pipes.forEach { close($0.write) }
         guard started.code == 0 else {
             pipes.forEach { close($0.read) }
-            throw SpawnError(executable: command.executable, errno: started.code)
+            guard started.code & MULTIPACK_SANDBOX_FAILED != 0, let namespace = command.namespace else {
+                throw SpawnError(executable: command.executable, errno: started.code)
+            }
+            throw SpawnError(
+                executable: command.executable, errno: started.code & 0xff,
+                namespaceStep: namespace.describe(step: Int(started.code & ~MULTIPACK_SANDBOX_FAILED) >> 8))
         }
         let pid = started.pid
         let (termination, captured) = supervise(

@@ -1,10 +1,11 @@
 import Glibc
 
 /// A private user and mount namespace that looks like a Heroku build or dyno from inside
-/// (SPEC §15), made by bubblewrap: a fresh root holding the host's (or a stack's) top-level
-/// directories read-only, a private `/tmp`, an empty writable `/app`, and the directories the
-/// build works on bound in where Heroku has them. The network is the host's (fetches and
-/// loopback ports work as they do outside); the process runs as a non-root user.
+/// (SPEC §15): a fresh root holding the host's (or a stack's) top-level directories read-only, a
+/// private `/tmp`, an empty writable `/app`, and the directories the build works on bound in where
+/// Heroku has them. The network is the host's (fetches and loopback ports work as they do outside);
+/// the process runs as a non-root user. bubblewrap makes it where it is installed, multipack
+/// itself otherwise (the same steps, in the forked child before exec).
 public struct Sandbox: Sendable {
     public struct Bind: Sendable {
         public var source: String
@@ -12,8 +13,33 @@ public struct Sandbox: Sendable {
         public var writable: Bool
     }
 
-    /// bubblewrap's path.
-    var bwrap: String
+    public enum Backend: Sendable, Equatable {
+        /// bubblewrap at this path.
+        case bubblewrap(String)
+        /// unshare, mounts and pivot_root done by multipack (CMultipackSys' multipack_enter_sandbox).
+        case direct
+
+        /// As `--json` and the log name it.
+        public var name: String {
+            switch self {
+            case .bubblewrap: return "bubblewrap"
+            case .direct: return "namespaces"
+            }
+        }
+    }
+
+    /// One step of making the root, in order (bubblewrap's options, one for one).
+    enum Step: Sendable {
+        /// A bind mount; an optional one is skipped when its source does not exist.
+        case bind(String, at: String, writable: Bool, optional: Bool)
+        case tmpfs(String)
+        case symlink(String, at: String)
+        case remountReadOnly(String)
+        case proc(String)
+        case dev(String)
+    }
+
+    var backend: Backend
     /// The root whose top-level entries make `/`: the host's, or a stack's root filesystem.
     var root = "/"
     /// `/tmp` inside (writable; a directory the caller removes afterwards).
@@ -31,31 +57,53 @@ public struct Sandbox: Sendable {
     static var insideUID: uid_t { getuid() == 0 ? 1000 : getuid() }
     static var insideGID: gid_t { getgid() == 0 ? 1000 : getgid() }
 
-    /// Where a local build or run can have namespaces, or why not. `MULTIPACK_SANDBOX=off` says
-    /// they are unavailable (for tests and for machines where bubblewrap is broken).
-    public static func backend(_ environment: [String: String]) -> Result<String, Unavailable> {
-        if let setting = environment[HiddenVariable.sandbox], ["0", "off", "no", "false"].contains(setting) {
+    /// Where a local build or run can have namespaces, or why not: bubblewrap when it is
+    /// installed, else multipack's own when this machine lets a user make a namespace.
+    /// `MULTIPACK_SANDBOX` forces one: `off` (for tests and machines where namespaces are broken),
+    /// `bubblewrap` or `direct`.
+    public static func backend(_ environment: [String: String]) -> Result<Backend, Unavailable> {
+        let setting = environment[HiddenVariable.sandbox]?.lowercased() ?? ""
+        if ["0", "off", "no", "false"].contains(setting) {
             return .failure(Unavailable(reason: "MULTIPACK_SANDBOX=\(setting)"))
-        }
-        let directories = (environment["PATH"] ?? HerokuEnvironment.path).split(separator: ":")
-        let candidates: [String] = directories.map { String($0) + "/bwrap" }
-        guard let bwrap = candidates.first(where: { Files.isExecutable($0) }) else {
-            return .failure(Unavailable(reason: "bubblewrap (bwrap) is not installed"))
         }
         if let max = try? Files.read("/proc/sys/user/max_user_namespaces"),
             Int(max.trimmingCharacters("\n")) == 0
         {
             return .failure(Unavailable(reason: "user namespaces are disabled (user.max_user_namespaces is 0)"))
         }
-        return .success(bwrap)
+        if setting == "direct" { return .success(.direct) }
+        let directories = (environment["PATH"] ?? HerokuEnvironment.path).split(separator: ":")
+        if let bwrap = directories.map({ String($0) + "/bwrap" }).first(where: { Files.isExecutable($0) }) {
+            return .success(.bubblewrap(bwrap))
+        }
+        if setting == "bubblewrap" || setting == "bwrap" {
+            return .failure(Unavailable(reason: "bubblewrap (bwrap) is not installed"))
+        }
+        if let reason = directUnavailable() { return .failure(Unavailable(reason: reason)) }
+        return .success(.direct)
+    }
+
+    /// Why this machine refuses multipack's own namespace, found by trying it in a child (a
+    /// kernel setting or a security module may forbid it whatever /proc/sys says); nil when it works.
+    static func directUnavailable() -> String? {
+        // An empty root: the set-up is all that is tried, the command is not found and not run.
+        var command = Command("true", environment: [:], stdout: .discard, stderr: .discard)
+        command.namespace = NamespacePlan(uid: (insideUID, getuid()), gid: (insideGID, getgid()), steps: [])
+        do {
+            _ = try Spawner.run(command)
+        } catch let error as SpawnError where error.namespaceStep == nil {
+        } catch {
+            return "bubblewrap (bwrap) is not installed, and this machine refuses a user namespace (\(error))"
+        }
+        return nil
     }
 
     public struct Unavailable: Error, Sendable {
         public var reason: String
     }
 
-    init(bwrap: String, root: String = "/", tmp: String, app: String) {
-        self.bwrap = bwrap
+    init(backend: Backend, root: String = "/", tmp: String, app: String) {
+        self.backend = backend
         self.root = root
         self.tmp = tmp
         self.app = app
@@ -65,13 +113,45 @@ public struct Sandbox: Sendable {
         binds.append(Bind(source: source, target: target ?? source, writable: writable))
     }
 
-    /// `command` run inside: bwrap's own arguments, then the command's. Its environment is
-    /// exactly the command's (bubblewrap passes its own on).
+    /// `command` run inside. Its environment is exactly the command's (bubblewrap passes its own on).
     func wrap(_ command: Command) -> Command {
-        var arguments = [
-            "--unshare-user", "--uid", String(Self.insideUID), "--gid", String(Self.insideGID),
-            "--die-with-parent",
-        ]
+        let directory = command.workingDirectory ?? workingDirectory
+        switch backend {
+        case .bubblewrap(let bwrap):
+            var arguments = [
+                "--unshare-user", "--uid", String(Self.insideUID), "--gid", String(Self.insideGID),
+                "--die-with-parent",
+            ]
+            for step in steps() {
+                switch step {
+                case .bind(let source, let target, let writable, let optional):
+                    arguments += [(writable ? "--bind" : "--ro-bind") + (optional ? "-try" : ""), source, target]
+                case .tmpfs(let target): arguments += ["--tmpfs", target]
+                case .symlink(let text, let target): arguments += ["--symlink", text, target]
+                case .remountReadOnly(let target): arguments += ["--remount-ro", target]
+                case .proc(let target): arguments += ["--proc", target]
+                case .dev(let target): arguments += ["--dev", target]
+                }
+            }
+            arguments += ["--chdir", directory, "--", command.executable]
+            var wrapped = command
+            wrapped.executable = bwrap
+            wrapped.arguments = arguments + command.arguments
+            wrapped.workingDirectory = nil
+            return wrapped
+        case .direct:
+            var wrapped = command
+            wrapped.workingDirectory = directory
+            wrapped.namespace = NamespacePlan(
+                uid: (Self.insideUID, getuid()), gid: (Self.insideGID, getgid()), steps: steps())
+            return wrapped
+        }
+    }
+
+    /// The root's making, in order: top-level directories, /proc, /dev, the resolver, /tmp, /app
+    /// and the binds.
+    func steps() -> [Step] {
+        var steps: [Step] = []
         // What a stack image has at its root and a build needs; each mount costs set-up time
         // (SPEC §15's budget), so the user's home, /sys and the rest stay outside.
         let wanted: Set<String> = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt", "var", "srv"]
@@ -81,53 +161,51 @@ public struct Sandbox: Sendable {
             var info = stat()
             guard lstat(path, &info) == 0 else { continue }
             if info.st_mode & S_IFMT == S_IFLNK, let target = Self.symlinkTarget(path) {
-                arguments += ["--symlink", target, "/" + name]
+                steps.append(.symlink(target, at: "/" + name))
             } else if root != "/", hostDirectories.contains(where: { $0.hasPrefix("/" + name + "/") }) {
                 // A read-only directory cannot take a new mount point: a tmpfs holding the
                 // root's entries can, and is made read-only once the host's directory is in.
-                arguments += ["--tmpfs", "/" + name]
+                steps.append(.tmpfs("/" + name))
                 for entry in Files.list(path) {
                     if let target = Self.symlinkTarget(path + "/" + entry) {
-                        arguments += ["--symlink", target, "/\(name)/\(entry)"]
+                        steps.append(.symlink(target, at: "/\(name)/\(entry)"))
                     } else {
-                        arguments += ["--ro-bind", path + "/" + entry, "/\(name)/\(entry)"]
+                        steps.append(.bind(path + "/" + entry, at: "/\(name)/\(entry)", writable: false, optional: false))
                     }
                 }
                 for directory in hostDirectories where directory.hasPrefix("/" + name + "/") {
-                    arguments += ["--ro-bind", directory, directory]
+                    steps.append(.bind(directory, at: directory, writable: false, optional: false))
                 }
-                arguments += ["--remount-ro", "/" + name]
+                steps.append(.remountReadOnly("/" + name))
             } else if wanted.contains(name) {
-                arguments += ["--ro-bind", path, "/" + name]
+                steps.append(.bind(path, at: "/" + name, writable: false, optional: false))
             }
         }
         for directory in hostDirectories
         where root == "/" || !Files.exists(base + "/" + directory.split(separator: "/")[0]) {
-            arguments += ["--ro-bind", directory, directory]
+            steps.append(.bind(directory, at: directory, writable: false, optional: false))
         }
-        arguments += ["--proc", "/proc", "--dev", "/dev"]
+        steps += [.proc("/proc"), .dev("/dev")]
         if root == "/" {
             // systemd-resolved's resolv.conf is a link into /run.
             if let target = Self.symlinkTarget("/etc/resolv.conf"), let start = target.firstRange(of: "/run/"),
                 let cut = target.lastIndex(of: "/"), start.lowerBound < cut
             {
                 let directory = String(target[start.lowerBound..<cut])
-                arguments += ["--ro-bind-try", directory, directory]
+                steps.append(.bind(directory, at: directory, writable: false, optional: true))
             }
         } else {
             // The stack's own resolver settings would not reach this machine's network.
             for file in ["/etc/resolv.conf", "/etc/hosts"] where Files.isRegularFile(base + file) {
-                arguments += ["--ro-bind-try", file, file]
+                steps.append(.bind(file, at: file, writable: false, optional: true))
             }
         }
-        arguments += ["--bind", tmp, "/tmp", "--bind", app, "/app"]
+        steps.append(.bind(tmp, at: "/tmp", writable: true, optional: false))
+        steps.append(.bind(app, at: "/app", writable: true, optional: false))
         for bind in binds {
-            arguments += [bind.writable ? "--bind" : "--ro-bind-try", bind.source, bind.target]
+            steps.append(.bind(bind.source, at: bind.target, writable: bind.writable, optional: !bind.writable))
         }
-        arguments += ["--chdir", command.workingDirectory ?? workingDirectory, "--", command.executable]
-        return Command(
-            bwrap, arguments + command.arguments, environment: command.environment, stdout: command.stdout,
-            stderr: command.stderr)
+        return steps
     }
 
     /// The directories of the Swift runtime libraries this binary loaded, when it is not linked

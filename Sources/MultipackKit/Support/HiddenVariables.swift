@@ -16,6 +16,8 @@ enum HiddenVariable {
     /// How many seconds without a byte make a download stalled (30 unless set), so tests need not
     /// wait half a minute.
     static let stallSeconds = "MULTIPACK_STALL_SECONDS"
-    /// `off` makes local builds and runs do without namespaces, as on a machine that has none.
+    /// `off` makes local builds and runs do without namespaces, as on a machine that has none;
+    /// `bubblewrap` or `direct` (multipack's own unshare) picks the namespace's maker, for tests and
+    /// benchmarks. Unset: bubblewrap where installed, else direct.
     static let sandbox = "MULTIPACK_SANDBOX"
 }
