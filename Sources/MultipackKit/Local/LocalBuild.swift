@@ -190,7 +190,7 @@ public struct LocalBuild {
             if stackRoot != nil { sandbox.hostDirectories = Sandbox.runtimeLibraryDirectories() }
             command = sandbox.wrap(command)
         }
-        let result = try Spawner.run(command)
+        let result = try Sandbox.run(command)
         let outcomePath = (inside ? state.work + "/tmp/multipack" : workDir) + "/outcome.json"
         let outcome = (try? Files.read(outcomePath)).flatMap {
             try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))

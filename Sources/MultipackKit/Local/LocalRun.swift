@@ -90,7 +90,7 @@ public struct LocalRun {
             "bash", launch, in: app, environment: environment, stdout: .inherit,
             stderr: .inherit)
         if let sandbox { spawned = sandbox.wrap(spawned) }
-        let result = try Spawner.run(spawned)
+        let result = try Sandbox.run(spawned)
         log.step("\(name) ended with \(result.termination)")
         return result.termination.exitCode
     }
@@ -129,7 +129,8 @@ public struct LocalRun {
         if Files.exists(LocalState.releaseSidecar(for: target)) {
             let env = String(target[..<(target.lastIndex(of: "/") ?? target.endIndex)]) + "/env"
             return Source(
-                home: target, release: Self.release(at: LocalState.releaseSidecar(for: target)),
+                home: try fresh(copyOf: target, scratch: scratch),
+                release: Self.release(at: LocalState.releaseSidecar(for: target)),
                 buildConfig: Self.configVars(in: env), dotenv: target + "/.env")
         }
         let state = LocalState.App(appDir: target, environment: invocation.environment)
@@ -142,8 +143,23 @@ public struct LocalRun {
         let which = (try? Files.read(state.buildID).trimmingCharacters("\n")) ?? "build"
         log.step("Using the last build of \(target): \(which) in \(state.build)")
         return Source(
-            home: state.build, release: Self.release(at: state.release), buildConfig: Self.configVars(in: state.env),
-            dotenv: target + "/.env")
+            home: try fresh(copyOf: state.build, scratch: scratch), release: Self.release(at: state.release),
+            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env")
+    }
+
+    /// A kept build is copied, never run in place: a dyno starts from the slug every time and
+    /// what it writes is gone when it stops (Heroku's ephemeral filesystem), so one run cannot
+    /// change what the next one, or the slug, sees.
+    private func fresh(copyOf build: String, scratch: String) throws -> String {
+        let home = scratch + "/app"
+        do {
+            try Files.copyTree(build, to: home)
+        } catch {
+            throw BuildFailure(
+                "Could not copy the build \(build) for the run: \(ErrorReport.reason(error))",
+                hint: "Check that \(scratch) has room for a copy of the build.")
+        }
+        return home
     }
 
     static func release(at path: String) -> Release {

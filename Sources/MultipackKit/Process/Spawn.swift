@@ -85,7 +85,8 @@ public struct SpawnError: Error, CustomStringConvertible {
     var namespaceStep: String?
     public var description: String {
         guard let namespaceStep else { return "could not start \(executable): \(String(cString: strerror(errno)))" }
-        return "could not set up the namespace for \(executable) (\(namespaceStep)): \(String(cString: strerror(errno)))"
+        return
+            "could not set up the namespace for \(executable) (\(namespaceStep)): \(String(cString: strerror(errno)))"
     }
 }
 

@@ -63,7 +63,8 @@ struct NamespacePlan: Sendable {
         let at = 2 + (index - 1) * 3
         guard index > 0, at + 2 < words.count else { return "making the user and mount namespace" }
         let target = String(words[at + 2].dropFirst("/newroot".count))
-        let source = words[at + 1].hasPrefix("/oldroot") ? String(words[at + 1].dropFirst("/oldroot".count)) : words[at + 1]
+        let source =
+            words[at + 1].hasPrefix("/oldroot") ? String(words[at + 1].dropFirst("/oldroot".count)) : words[at + 1]
         switch words[at] {
         case "s": return "linking \(target) to \(source)"
         case "t", "d", "P": return "making \(target)"

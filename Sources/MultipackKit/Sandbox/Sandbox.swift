@@ -141,11 +141,35 @@ public struct Sandbox: Sendable {
             return wrapped
         case .direct:
             var wrapped = command
+            wrapped.executable = insidePath(of: command.executable, searching: command.environment["PATH"])
             wrapped.workingDirectory = directory
             wrapped.namespace = NamespacePlan(
                 uid: (Self.insideUID, getuid()), gid: (Self.insideGID, getgid()), steps: steps())
             return wrapped
         }
+    }
+
+    /// Runs a wrapped command; a namespace that could not be made is said as such, with the way out.
+    static func run(_ command: Command) throws -> ProcessResult {
+        do {
+            return try Spawner.run(command)
+        } catch let error as SpawnError where error.namespaceStep != nil {
+            throw BuildFailure(
+                "The namespace could not be set up: \(error).",
+                hint:
+                    "Install bubblewrap (apt-get install bubblewrap), or set MULTIPACK_SANDBOX=off to run without namespaces."
+            )
+        }
+    }
+
+    /// Where a command named without a slash is on the root, found through the command's own
+    /// PATH (as bubblewrap looks it up); the child's exec would search multipack's PATH instead.
+    func insidePath(of executable: String, searching path: String?) -> String {
+        guard !executable.contains("/") else { return executable }
+        let base = root == "/" ? "" : root
+        let directories = (path ?? HerokuEnvironment.path).split(separator: ":").map(String.init)
+        return directories.first { Files.isExecutable(base + $0 + "/" + executable) }.map { $0 + "/" + executable }
+            ?? executable
     }
 
     /// The root's making, in order: top-level directories, /proc, /dev, the resolver, /tmp, /app
@@ -170,7 +194,8 @@ public struct Sandbox: Sendable {
                     if let target = Self.symlinkTarget(path + "/" + entry) {
                         steps.append(.symlink(target, at: "/\(name)/\(entry)"))
                     } else {
-                        steps.append(.bind(path + "/" + entry, at: "/\(name)/\(entry)", writable: false, optional: false))
+                        steps.append(
+                            .bind(path + "/" + entry, at: "/\(name)/\(entry)", writable: false, optional: false))
                     }
                 }
                 for directory in hostDirectories where directory.hasPrefix("/" + name + "/") {

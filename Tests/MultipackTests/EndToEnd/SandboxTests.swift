@@ -13,6 +13,13 @@ enum Runner: String, CaseIterable, CustomTestStringConvertible {
     static let user = "multipack-test"
     var testDescription: String { rawValue }
 
+    /// The uid a build has inside: the runner's own, or 1000 for root.
+    func insideUID() throws -> Int {
+        guard self == .unprivileged, Runner.unprivilegedReady else { return getuid() == 0 ? 1000 : Int(getuid()) }
+        return Int(try Shell.run("id", ["-u", Runner.user]).stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+            ?? -1
+    }
+
     /// The unprivileged user, created once (needs root; without it, the test runs as the caller).
     static let unprivilegedReady: Bool = {
         guard getuid() == 0 else { return false }
@@ -20,6 +27,15 @@ enum Runner: String, CaseIterable, CustomTestStringConvertible {
         _ = try? Shell.run("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
         return (try? Shell.run("id", ["-u", user]))?.status == 0
     }()
+}
+
+/// Who makes the namespace: bubblewrap, or multipack itself (unshare, mounts, pivot_root).
+enum Backend: String, CaseIterable, CustomTestStringConvertible {
+    case bubblewrap, direct
+
+    var testDescription: String { rawValue }
+    /// As `--json` names it.
+    var name: String { self == .bubblewrap ? "bubblewrap" : "namespaces" }
 }
 
 /// A LocalWorld whose multipack runs as `runner`, with `caller` added to its environment.
@@ -85,12 +101,12 @@ struct SandboxWorld {
 }
 
 @Suite struct SandboxTests {
-    @Test(arguments: Runner.allCases)
-    func aChildSeesHerokusLayoutAndNothingOfTheCallers(runner: Runner) throws {
+    @Test(arguments: Runner.allCases, Backend.allCases)
+    func aChildSeesHerokusLayoutAndNothingOfTheCallers(runner: Runner, backend: Backend) throws {
         var sandbox = try SandboxWorld("sandbox-probe", runner: runner)
         sandbox.caller = [
             "LEAKY_SECRET": "from-the-caller", "https_proxy": "http://127.0.0.1:9", "no_proxy": "127.0.0.1",
-            "EDITOR": "vi",
+            "EDITOR": "vi", "MULTIPACK_SANDBOX": backend.rawValue,
         ]
         let app = try sandbox.app(["probe"])
         let (before, _) = try tmpEntries()
@@ -98,7 +114,7 @@ struct SandboxWorld {
         #expect(build.status == 0, "\(build.all)")
         #expect(!build.stderr.contains("No namespaces here"), "\(build.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(build.stdout.utf8)) as? [String: Any])
-        #expect(json["sandbox"] as? String == "bubblewrap")
+        #expect(json["sandbox"] as? String == backend.name)
         let buildDir = try #require(json["build_directory"] as? String)
         let probe = try sandbox.fields(buildDir + "/probe.txt")
         #expect(probe["HOME"] == "/app")
@@ -108,6 +124,12 @@ struct SandboxWorld {
         #expect(probe["CACHE_DIR"] == "/tmp/codon/tmp/cache")
         let uid = try #require(probe["UID"].flatMap { Int($0) })
         #expect(uid != 0)
+        #expect(uid == (try? runner.insideUID()))
+        // The same root from either maker: the host's system directories and nothing else of it.
+        let system: Set<String> = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt", "var", "srv"]
+        let host = Set(try FileManager.default.contentsOfDirectory(atPath: "/")).intersection(system)
+        let root = Set((probe["ROOT"] ?? "").split(separator: " ").map(String.init))
+        #expect(root == host.union(["app", "dev", "proc", "tmp"]), "\(root)")
         let names = Set((probe["NAMES"] ?? "").split(separator: " ").map(String.init))
         let heroku: Set<String> = ["HOME", "LANG", "PATH", "STACK", "REQUEST_ID"]
         #expect(heroku.isSubset(of: names), "\(names)")
@@ -126,9 +148,10 @@ struct SandboxWorld {
         #expect(after.subtracting(before).filter { $0.hasPrefix("build_") }.isEmpty)
     }
 
-    @Test(arguments: Runner.allCases)
-    func aPythonLikeChildsToolIsTheOneTheHooksAndTheDynoFind(runner: Runner) throws {
-        let sandbox = try SandboxWorld("sandbox-python", runner: runner)
+    @Test(arguments: Runner.allCases, Backend.allCases)
+    func aPythonLikeChildsToolIsTheOneTheHooksAndTheDynoFind(runner: Runner, backend: Backend) throws {
+        var sandbox = try SandboxWorld("sandbox-python", runner: runner)
+        sandbox.caller = ["MULTIPACK_SANDBOX": backend.rawValue]
         let app = try sandbox.app(
             ["python-home"],
             files: [
@@ -158,6 +181,52 @@ struct SandboxWorld {
         #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
     }
 
+    @Test(arguments: Runner.allCases)
+    func withoutBubblewrapMultipackMakesTheNamespaceItself(runner: Runner) throws {
+        var sandbox = try SandboxWorld("sandbox-nobwrap", runner: runner)
+        // No bwrap on the caller's PATH, and nothing forced: multipack's own namespace.
+        sandbox.caller = ["PATH": sandbox.world.temp.path + "/no-bwrap"]
+        let app = try sandbox.app(["probe"])
+        let build = try sandbox.multipack(["build", app, "--json"])
+        #expect(build.status == 0, "\(build.all)")
+        #expect(!build.stderr.contains("No namespaces here"), "\(build.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(build.stdout.utf8)) as? [String: Any])
+        #expect(json["sandbox"] as? String == "namespaces")
+        let probe = try sandbox.fields(try #require(json["build_directory"] as? String) + "/probe.txt")
+        let uid = try runner.insideUID()
+        #expect(probe["HOME"] == "/app" && probe["UID"] == String(uid), "\(probe)")
+        let run = try sandbox.multipack(["run", app, "--", "sh", "-c", "echo $HOME $PWD $(id -u)"])
+        #expect(run.stdout == "/app /app \(uid)\n", "\(run.all)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
+    }
+
+    /// Inside `unshare --user` with no uid map (as in a container that forbids nested user
+    /// namespaces) multipack's own namespace cannot map the caller: the build falls back to the
+    /// host with the one warning, and a forced `direct` says which step failed.
+    @Test func aMachineThatRefusesTheNamespaceFallsBackToTheHostOrSaysWhy() throws {
+        let sandbox = try SandboxWorld("sandbox-refused", runner: .caller)
+        let app = try sandbox.app(["probe"])
+        let environment = sandbox.world.environment.merging(["PATH": sandbox.world.temp.path + "/no-bwrap"]) { $1 }
+        func build(_ extra: [String: String]) throws -> Output {
+            try Shell.run(
+                "/usr/bin/unshare", ["--user", "--", Repo.binary, "build", app, "--json"], in: sandbox.world.temp.path,
+                environment: environment.merging(extra) { $1 })
+        }
+        let fallback = try build([:])
+        #expect(fallback.status == 0, "\(fallback.all)")
+        #expect(fallback.stderr.components(separatedBy: " !     No namespaces here").count == 2, "\(fallback.stderr)")
+        #expect(fallback.stderr.contains("refuses a user namespace"), "\(fallback.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(fallback.stdout.utf8)) as? [String: Any])
+        #expect(json["sandbox"] as? String == "none")
+
+        let forced = try build(["MULTIPACK_SANDBOX": "direct"])
+        #expect(forced.status == 1, "\(forced.all)")
+        #expect(forced.stderr.contains("The namespace could not be set up"), "\(forced.stderr)")
+        #expect(forced.stderr.contains("MULTIPACK_SANDBOX=off"))
+        #expect(!forced.all.contains("POSIXError") && !forced.all.contains("SpawnError"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
+    }
+
     @Test func withoutNamespacesTheBuildRunsOnTheHostWithOneWarning() throws {
         let sandbox = try SandboxWorld("sandbox-off", runner: .caller)
         let app = try sandbox.app(["probe"])
@@ -176,7 +245,9 @@ struct SandboxWorld {
             ["run", app, "--", "sh", "-c", "echo $HOME"], extra: ["MULTIPACK_SANDBOX": "off"])
         #expect(run.status == 0, "\(run.all)")
         #expect(run.stderr.contains(" !     No namespaces here"))
-        #expect(run.stdout == (json["build_directory"] as? String ?? "?") + "\n")
+        // HOME is the run's fresh copy of the build, in TMPDIR, removed afterwards.
+        #expect(run.stdout.hasPrefix(sandbox.world.tmp + "/multipack-run-") && run.stdout.hasSuffix("/app\n"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
     }
 
     @Test func runSaysSoWhenTheAppHasNoBuild() throws {
@@ -192,6 +263,29 @@ struct SandboxWorld {
         let purged = try sandbox.multipack(["run", app])
         #expect(purged.status != 0 && purged.stderr.contains("has no build to run"))
         #expect(!purged.stdout.contains("from-the-source"))
+    }
+
+    /// As on a dyno, each run starts from the build and what it writes is gone afterwards.
+    @Test(arguments: ["bubblewrap", "direct", "off"])
+    func runStartsFromAFreshCopyOfTheLastBuild(backend: String) throws {
+        var sandbox = try SandboxWorld("sandbox-fresh", runner: .caller)
+        sandbox.caller = ["MULTIPACK_SANDBOX": backend]
+        let app = try sandbox.app(["probe"], files: ["Procfile": "web: cat Procfile\n"])
+        let build = try sandbox.multipack(["build", app, "--json"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(build.stdout.utf8)) as? [String: Any])
+        let buildDir = try #require(json["build_directory"] as? String)
+        let before = try FileManager.default.contentsOfDirectory(atPath: buildDir).sorted()
+        let write = try sandbox.multipack(["run", app, "--", "sh", "-c", "echo web: changed > Procfile; touch new"])
+        #expect(write.status == 0, "\(write.all)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: buildDir).sorted() == before)
+        #expect(try String(contentsOfFile: buildDir + "/Procfile", encoding: .utf8) == "web: cat Procfile\n")
+        let again = try sandbox.multipack(["run", app])
+        #expect(again.stdout == "web: cat Procfile\n", "\(again.all)")
+        // A build directory given itself is copied too.
+        let direct = try sandbox.multipack(["run", buildDir, "--", "sh", "-c", "touch new; ls new"])
+        #expect(direct.stdout == "new\n", "\(direct.all)")
+        #expect(!FileManager.default.fileExists(atPath: buildDir + "/new"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
     }
 
     @Test func aFailedBuildLeavesNothingInTMPDIRAndNoBuildToRun() throws {
