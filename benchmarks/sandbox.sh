@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# What the build's namespace costs: `multipack build` of a one-child app with bubblewrap and
-# without (MULTIPACK_SANDBOX=off), interleaved, median wall time of each and the difference
-# (budget: ≤ 20 ms added to a build), plus bubblewrap alone (`bwrap … true` against `true`).
+# What the build's namespace costs: `multipack build` of a one-child app in bubblewrap's namespace
+# (MULTIPACK_SANDBOX=bubblewrap), in multipack's own (MULTIPACK_SANDBOX=direct) and without one
+# (MULTIPACK_SANDBOX=off), interleaved; the median wall time of each and what each namespace adds
+# (budget: ≤ 20 ms added to a build); then the bare set-up: `bwrap … true` and `unshare -Urm true`
+# against `true`.
 # Usage: benchmarks/sandbox.sh [runs=15]    (MULTIPACK=path skips the release build)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,7 +31,7 @@ def timed(argv, env):
     subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return (time.perf_counter() - start) * 1000
 build = [binary, "build", work + "/app"]
-cases = {"sandboxed": dict(base), "host": dict(base, MULTIPACK_SANDBOX="off")}
+cases = {name: dict(base, MULTIPACK_SANDBOX=name) for name in ["bubblewrap", "direct", "off"]}
 times = {name: [] for name in cases}
 for name, env in cases.items(): timed(build, env)  # warm the cache and the page cache
 for _ in range(runs):
@@ -37,11 +39,14 @@ for _ in range(runs):
 bwrap = ["bwrap", "--unshare-user", "--uid", "1000", "--gid", "1000", "--ro-bind", "/usr", "/usr",
          "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
          "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/bin/true"]
-alone = {"bwrap true": [timed(bwrap, base) for _ in range(runs)], "true": [timed(["/bin/true"], base) for _ in range(runs)]}
+alone = {"bwrap true": bwrap, "unshare true": ["unshare", "-Urm", "/bin/true"], "true": ["/bin/true"]}
+alone = {name: [timed(argv, base) for _ in range(runs)] for name, argv in alone.items()}
 median = {name: statistics.median(values) for name, values in {**times, **alone}.items()}
-print(f"multipack build, sandboxed (bubblewrap)   {median['sandboxed']:8.1f} ms  (median of {runs})")
-print(f"multipack build, on the host              {median['host']:8.1f} ms")
-print(f"added by the namespace                    {median['sandboxed'] - median['host']:8.1f} ms  (budget 20 ms)")
-print(f"ratio sandboxed / host                    {median['sandboxed'] / median['host']:8.2f}")
-print(f"bwrap … true / true alone                 {median['bwrap true']:8.1f} ms / {median['true']:.1f} ms")
+host = median["off"]
+print(f"multipack build, no namespace             {host:8.1f} ms  (median of {runs})")
+for name, label in [("bubblewrap", "bubblewrap"), ("direct", "direct (multipack's own)")]:
+    print(f"multipack build, {label:25s}{median[name]:8.1f} ms  added {median[name] - host:5.1f} ms"
+          f"  (budget 20 ms)  ratio {median[name] / host:.2f}")
+print(f"bwrap … true / unshare -Urm true / true   {median['bwrap true']:8.1f} ms / {median['unshare true']:.1f} ms"
+      f" / {median['true']:.1f} ms")
 PY

@@ -200,6 +200,42 @@ struct SandboxWorld {
         #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
     }
 
+    /// `--stack-root` with either maker: the root's directories are what the build sees. The
+    /// root borrows this machine's /usr and /etc (bound in by `unshare -Urm`, so no copy and no
+    /// root needed) and has an /opt of its own.
+    @Test(arguments: Backend.allCases)
+    func aStackRootIsTheBuildsRoot(backend: Backend) throws {
+        let sandbox = try SandboxWorld("sandbox-stack", runner: .caller)
+        let root = sandbox.world.temp.path + "/stack"
+        for directory in ["usr", "etc", "opt"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + directory, withIntermediateDirectories: true)
+        }
+        for name in ["bin", "sbin", "lib", "lib64"] {
+            try FileManager.default.createSymbolicLink(atPath: root + "/" + name, withDestinationPath: "usr/" + name)
+        }
+        try "the stack's own\n".write(toFile: root + "/opt/marker", atomically: true, encoding: .utf8)
+        let app = try sandbox.app(["probe"], files: ["bin/post_compile": "#!/bin/sh\ncat /opt/marker > marker.txt\n"])
+        let mounts = "mount --rbind /usr \"$0/usr\" && mount --rbind /etc \"$0/etc\" && exec \"$@\""
+        let build = try Shell.run(
+            "/usr/bin/unshare",
+            [
+                "-Urm", "sh", "-c", mounts, root, Repo.binary, "build", app, "--stack-root", root, "--stack",
+                "heroku-24", "--json",
+            ],
+            in: sandbox.world.temp.path,
+            environment: sandbox.world.environment.merging(["MULTIPACK_SANDBOX": backend.rawValue]) { $1 })
+        #expect(build.status == 0, "\(build.all)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(build.stdout.utf8)) as? [String: Any])
+        #expect(json["sandbox"] as? String == backend.name)
+        let buildDir = try #require(json["build_directory"] as? String)
+        #expect(try String(contentsOfFile: buildDir + "/marker.txt", encoding: .utf8) == "the stack's own\n")
+        let probe = try sandbox.fields(buildDir + "/probe.txt")
+        #expect(probe["HOME"] == "/app" && probe["UID"] == "1000", "\(probe)")
+        let seen = Set((probe["ROOT"] ?? "").split(separator: " ").map(String.init))
+        #expect(seen == ["app", "bin", "dev", "etc", "lib", "lib64", "opt", "proc", "sbin", "tmp", "usr"], "\(seen)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
+    }
+
     /// Inside `unshare --user` with no uid map (as in a container that forbids nested user
     /// namespaces) multipack's own namespace cannot map the caller: the build falls back to the
     /// host with the one warning, and a forced `direct` says which step failed.
