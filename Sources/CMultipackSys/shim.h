@@ -57,9 +57,13 @@ static inline int multipack_make_parents(const char *path, int last) {
     return 0;
 }
 
-/// A read-only remount must keep the flags the kernel locked on the mount (nosuid, nodev, ...)
-/// in a user namespace, or it is refused.
+/// Makes a mount and every mount under it read-only: mount_setattr (Linux 5.12), else a remount
+/// of the top one, which must keep the flags the kernel locked on it (nosuid, nodev, ...) in a
+/// user namespace, or it is refused.
 static inline int multipack_remount_read_only(const char *target) {
+    struct { unsigned long long set, clear, propagation, userns; } attributes = {1 /* MOUNT_ATTR_RDONLY */, 0, 0, 0};
+    if (syscall(442 /* mount_setattr */, AT_FDCWD, target, 0x8000 /* AT_RECURSIVE */, &attributes, sizeof attributes) == 0)
+        return 0;
     struct statfs info;
     if (statfs(target, &info) != 0) return -1;
     unsigned long kept = (unsigned long)info.f_flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME);

@@ -301,6 +301,29 @@ struct SandboxWorld {
         #expect(!purged.stdout.contains("from-the-source"))
     }
 
+    /// uid 1000 inside is root outside when root starts the build: the read-only mounts are all
+    /// that keeps it from the machine's files.
+    @Test(arguments: Backend.allCases)
+    func theSystemDirectoriesAreReadOnlyInside(backend: Backend) throws {
+        var sandbox = try SandboxWorld("sandbox-readonly", runner: .caller)
+        sandbox.caller = ["MULTIPACK_SANDBOX": backend.rawValue]
+        let app = try sandbox.app(["probe"])
+        #expect(try sandbox.multipack(["build", app]).status == 0)
+        let name = "multipack-readonly-probe-\(getpid())-\(backend.rawValue)"
+        defer { for directory in ["/usr", "/etc", "/var"] { unlink(directory + "/" + name) } }
+        let script = "for d in /usr /etc /var; do touch $d/\(name) 2>/dev/null && echo $d writable; done; echo checked"
+        let run = try sandbox.multipack(["run", app, "--", "sh", "-c", script])
+        #expect(run.stdout == "checked\n", "\(run.all)")
+        for directory in ["/usr", "/etc", "/var"] {
+            #expect(!FileManager.default.fileExists(atPath: directory + "/" + name))
+        }
+        let devices = try sandbox.multipack(["run", app, "--", "sh", "-c", "ls /dev | tr '\\n' ' '"])
+        #expect(
+            devices.stdout.split(separator: " ").allSatisfy {
+                !$0.hasPrefix("sd") && !$0.hasPrefix("vd") && !$0.hasPrefix("nvme")
+            })
+    }
+
     /// As on a dyno, each run starts from the build and what it writes is gone afterwards.
     @Test(arguments: ["bubblewrap", "direct", "off"])
     func runStartsFromAFreshCopyOfTheLastBuild(backend: String) throws {
