@@ -64,8 +64,10 @@ public struct Packager {
             }
         }
         let binary = try buildBinary(version: version)
-        let staging = try Files.temporaryDirectory(prefix: "multipack-package-")
-        defer { Files.remove(staging) }
+        ScratchDirectory.sweepTemporaryRoot()
+        let stagingDirectory = try ScratchDirectory(.package)
+        defer { stagingDirectory.remove() }
+        let staging = stagingDirectory.path
         let ignore = PublishIgnore(patterns: toml.strings("publish.Ignore", "files") + Self.alwaysLeftOut)
         let files = try trackedFiles().filter { !ignore.matches($0) }
         for file in files { try stage(file, into: staging) }

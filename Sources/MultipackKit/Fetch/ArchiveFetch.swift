@@ -104,8 +104,9 @@ struct ArchiveFetch {
     /// Downloads (or revalidates) and installs the archive, remembering what the URL served.
     private func download(into directory: String, store: CacheStore?, remembered: Remembered?) throws -> Fetched {
         // Staged on the cache's filesystem when there is a cache, so that keeping it is a rename.
-        let staging = try store?.stagingDirectory() ?? Files.temporaryDirectory(prefix: "multipack-archive-")
-        defer { Files.remove(staging) }
+        let stagingDirectory = try store?.stagingDirectory() ?? ScratchDirectory(.archive)
+        defer { stagingDirectory.remove() }
+        let staging = stagingDirectory.path
         let request = context.archiveRequest(
             url, ifNoneMatch: remembered?.etag, ifModifiedSince: remembered?.lastModified)
         context.trace(Command("curl", [masked], environment: [:]))

@@ -15,7 +15,7 @@ struct CacheStore: Sendable {
             for path in [store.root, store.archives, store.root + "/urls", store.staging, store.root + "/git"] {
                 try realDirectory(path)
             }
-            Files.remove(try store.stagingDirectory())
+            try store.stagingDirectory().remove()
         } catch let error as FileError {
             return .failure(error)
         } catch {
@@ -31,20 +31,13 @@ struct CacheStore: Sendable {
     /// A private directory for one download or clone, on the cache's filesystem (so that keeping
     /// the result is a rename, whatever filesystem TMPDIR is on), named after this process so that
     /// the next build can tell what a killed one left.
-    func stagingDirectory() throws -> String {
-        var template = Array("\(staging)/\(getpid())-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw FileError(path: staging, action: "create a directory in", errno: errno)
-        }
-        return String(cString: made)
+    func stagingDirectory() throws -> ScratchDirectory {
+        try ScratchDirectory(prefix: "", in: staging)
     }
 
-    /// Removes the staging of builds whose process is gone.
+    /// Removes the staging of builds whose process is gone (`<pid>-XXXXXX`, unlocked).
     private func sweepStaging() {
-        for name in Files.list(staging) {
-            guard let pid = name.split(separator: "-").first.flatMap({ pid_t($0) }), pid != getpid() else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { Files.remove(staging + "/" + name) }
-        }
+        ScratchDirectory.sweep(prefixes: [""], in: staging)
     }
 
     enum Check {

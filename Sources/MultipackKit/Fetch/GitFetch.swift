@@ -71,8 +71,9 @@ struct GitFetch {
 
         // Not cached: fetch into a temporary name, then move into place atomically.
         // On the cache's filesystem when there is a cache: keeping the clone is then a rename.
-        let staging = try context.cache?.stagingDirectory() ?? Files.temporaryDirectory(prefix: "multipack-clone-")
-        defer { Files.remove(staging) }
+        let stagingDirectory = try context.cache?.stagingDirectory() ?? ScratchDirectory(.clone)
+        defer { stagingDirectory.remove() }
+        let staging = stagingDirectory.path
         var checkout = staging + "/tree"
         var source = "cloned"
         let resolved: String
@@ -140,8 +141,9 @@ struct GitFetch {
     func resolveCommit() throws -> String {
         if isFullSHA, let ref { return ref.lowercased() }
         if let commit = try resolveRemote() { return commit }
-        let staging = try Files.temporaryDirectory(prefix: "multipack-clone-")
-        defer { Files.remove(staging) }
+        let stagingDirectory = try ScratchDirectory(.clone)
+        defer { stagingDirectory.remove() }
+        let staging = stagingDirectory.path
         try clone(into: staging + "/tree", knownCommit: nil)
         return try git(["-C", staging + "/tree", "rev-parse", "HEAD"], stage: "reading the cloned commit")
             .trimmingBlanks().trimmingCharacters("\n")

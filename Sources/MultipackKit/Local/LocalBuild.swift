@@ -103,6 +103,8 @@ public struct LocalBuild {
             listed = try BuildpackList.load(appDir + "/.buildpacks", directory: appDir)
         }
         if mode == .ci { _ = try AppJSON.read(appDir + "/app.json") }
+        // The build itself uses the app's state, not TMPDIR; what killed commands left there goes.
+        ScratchDirectory.sweepTemporaryRoot()
         let state = LocalState.App(appDir: appDir, environment: caller)
         let lock = try state.begin()
         let id = "build_" + Self.randomHex()

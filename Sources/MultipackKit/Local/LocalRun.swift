@@ -46,8 +46,10 @@ public struct LocalRun {
                 "multipack run takes a process type or a one-off command after --, not both.",
                 hint: "multipack run APP web, or multipack run APP -- bash")
         }
-        let scratch = try Files.temporaryDirectory(prefix: "multipack-run-")
-        defer { Files.remove(scratch) }
+        ScratchDirectory.sweepTemporaryRoot()
+        let scratchDirectory = try ScratchDirectory(.run)
+        defer { scratchDirectory.remove() }
+        let scratch = scratchDirectory.path
         let source = try resolve(scratch: scratch)
 
         var sandbox: Sandbox?

@@ -149,8 +149,10 @@ public struct Locker {
     /// fetches): its own pin if it has one, nil for a local directory and for entries not wanted.
     private func resolve(_ entries: [BuildpackEntry], wanted: @escaping @Sendable (Int) -> Bool) throws -> [Pin?] {
         let settings = try Settings(configVars: [:], environment: invocation.environment)
-        let scratch = try Files.temporaryDirectory(prefix: "multipack-lock-")
-        defer { Files.remove(scratch) }
+        ScratchDirectory.sweepTemporaryRoot()
+        let scratchDirectory = try ScratchDirectory(.lock)
+        defer { scratchDirectory.remove() }
+        let scratch = scratchDirectory.path
         var environment = invocation.environment
         environment["GIT_DIR"] = nil
         var context = FetchContext(

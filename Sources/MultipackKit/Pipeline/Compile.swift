@@ -113,8 +113,8 @@ public struct Compile {
 
         // Fetch every child first, in parallel, into a private directory outside BUILD_DIR. It is
         // removed whatever the outcome; test-compile's children stay in the state for `bin/test`.
-        ScratchDirectory.sweep(prefix: Self.scratchPrefix)
-        let scratch = testCompile ? nil : try ScratchDirectory(prefix: Self.scratchPrefix)
+        ScratchDirectory.sweepTemporaryRoot()
+        let scratch = testCompile ? nil : try ScratchDirectory(.children)
         defer { scratch?.remove() }
         let workDir = scratch?.path ?? state.childrenDir
         try Files.makeDirectory(workDir)
@@ -207,9 +207,6 @@ public struct Compile {
         if biggest.count > 20 { log.detail("(and \(biggest.count - 20) more)") }
         return outcome.total
     }
-
-    /// The compile's private directory in TMPDIR: `multipack-children-<pid>-XXXXXX`.
-    static let scratchPrefix = "multipack-children-"
 
     private func logRelease(
         _ release: Release, _ provenance: ReleaseProvenance, children: [ChildRun], mode: ReleaseMode

@@ -137,16 +137,6 @@ enum Files {
         ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
     }
 
-    /// A fresh private directory under the temporary directory.
-    static func temporaryDirectory(prefix: String) throws -> String {
-        let base = temporaryRoot
-        var template = Array("\(base)/\(prefix)XXXXXX".utf8CString)
-        guard let result = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw FileError(path: base, action: "create a temporary directory in", errno: errno)
-        }
-        return String(cString: result)
-    }
-
     /// An absolute, normalised path (relative ones against the working directory).
     static func absolute(_ path: String) -> String {
         var full = path

@@ -1,18 +1,44 @@
 import Glibc
 
-/// A build's private directory in TMPDIR (SPEC §5, "nothing is left behind"). Its name carries
-/// the owning process and the owner holds a lock on it, so that what a killed build left can be
-/// told from a running build's and swept by the next one.
-struct ScratchDirectory {
+/// A private temporary directory (SPEC §5, "nothing is left behind"). Its name carries the owning
+/// process and the owner holds a lock on it, so that what a killed multipack left can be told from
+/// a running one's and swept by the next command: a dead pid alone is not enough (another PID
+/// namespace sharing the directory has other pids), and a live pid may be a reused one.
+struct ScratchDirectory: Sendable {
+    /// What each kind of multipack process keeps in TMPDIR, as `multipack-<kind>-<pid>-XXXXXX`.
+    enum Kind: String, CaseIterable {
+        case children, clone, archive, lock, run, package
+        var prefix: String { "multipack-\(rawValue)-" }
+    }
+
     let path: String
     private let lock: Int32
 
-    /// Creates `TMPDIR/<prefix><pid>-XXXXXX`, locked until `remove()`.
-    init(prefix: String) throws {
-        path = try Files.temporaryDirectory(prefix: "\(prefix)\(getpid())-")
-        // Close-on-exec: a daemon a child leaves behind must not keep the lock alive.
-        lock = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if lock >= 0 { flock(lock, LOCK_EX | LOCK_NB) }
+    /// Creates `TMPDIR/multipack-<kind>-<pid>-XXXXXX`, locked until `remove()`.
+    init(_ kind: Kind) throws {
+        try self.init(prefix: kind.prefix, in: Files.temporaryRoot)
+    }
+
+    /// Creates `<parent>/<prefix><pid>-XXXXXX`, locked until `remove()`.
+    init(prefix: String, in parent: String) throws {
+        // A sweeper elsewhere can take a new directory between mkdtemp and flock; then it is gone
+        // (or locked by that sweeper) and another name is made.
+        for _ in 0..<8 {
+            var template = Array("\(parent)/\(prefix)\(getpid())-XXXXXX".utf8CString)
+            guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+                throw FileError(path: parent, action: "create a temporary directory in", errno: errno)
+            }
+            let path = String(cString: made)
+            // Close-on-exec: a daemon a child leaves behind must not keep the lock alive.
+            let lock = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0, Self.isSame(lock, path) {
+                self.path = path
+                self.lock = lock
+                return
+            }
+            if lock >= 0 { close(lock) }
+        }
+        throw FileError(path: parent, action: "lock a temporary directory in", errno: EAGAIN)
     }
 
     /// Removes the directory and everything in it. Runs on every outcome.
@@ -21,23 +47,27 @@ struct ScratchDirectory {
         if lock >= 0 { close(lock) }
     }
 
-    /// Removes what builds that are gone left under TMPDIR with this prefix: entries whose
-    /// process is not running and whose lock nobody holds (a build in another PID namespace
-    /// that shares TMPDIR still holds its lock).
-    static func sweep(prefix: String, in root: String = Files.temporaryRoot) {
+    /// Removes what dead multipack processes left in TMPDIR, every kind.
+    static func sweepTemporaryRoot() {
+        sweep(prefixes: Kind.allCases.map(\.prefix), in: Files.temporaryRoot)
+    }
+
+    /// Removes the entries of `root` named `<prefix><pid>-XXXXXX` whose process is not running and
+    /// whose lock nobody holds.
+    static func sweep(prefixes: [String], in root: String) {
         guard let directory = opendir(root) else { return }
-        var names: [String] = []
+        var dead: [String] = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) {
                 String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
             }
-            if name.hasPrefix(prefix) { names.append(name) }
+            guard let prefix = prefixes.first(where: { name.hasPrefix($0) }),
+                let pid = ownerPID(name, prefix: prefix), pid != getpid()
+            else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { dead.append(name) }
         }
         closedir(directory)
-        for name in names {
-            guard let pid = ownerPID(name, prefix: prefix), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else {
-                continue
-            }
+        for name in dead {
             let path = root + "/" + name
             let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard descriptor >= 0 else { continue }
@@ -51,5 +81,13 @@ struct ScratchDirectory {
         let rest = name.dropFirst(prefix.count)
         guard let dash = rest.firstIndex(of: "-"), rest[rest.index(after: dash)...].count == 6 else { return nil }
         return pid_t(rest[..<dash]).flatMap { $0 > 0 ? $0 : nil }
+    }
+
+    /// Whether the open directory is still the one at `path` (not swept away meanwhile).
+    private static func isSame(_ descriptor: Int32, _ path: String) -> Bool {
+        var open = stat()
+        var named = stat()
+        return fstat(descriptor, &open) == 0 && lstat(path, &named) == 0 && open.st_ino == named.st_ino
+            && open.st_dev == named.st_dev
     }
 }

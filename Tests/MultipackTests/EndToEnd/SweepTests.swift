@@ -1,0 +1,153 @@
+import Foundation
+import Testing
+
+/// SPEC §5: what a SIGKILLed multipack leaves in TMPDIR or in the cache's staging (it cannot
+/// clean up after itself) is swept by the next build; what a live one holds is not.
+@Suite(.serialized) struct SweepTests {
+    enum Killed: String, CaseIterable, CustomTestStringConvertible {
+        case slowChild, cloneIntoTheCache, cloneWithoutACache, lock, run
+        var testDescription: String { rawValue }
+    }
+
+    /// What multipack keeps in TMPDIR and in the cache's staging.
+    static func leftovers(tmp: String, cache: String) -> [String] {
+        let fm = FileManager.default
+        return ((try? fm.contentsOfDirectory(atPath: tmp)) ?? [])
+            + ((try? fm.contentsOfDirectory(atPath: cache + "/.multipack/staging")) ?? []).map { "staging/" + $0 }
+    }
+
+    @Test(arguments: Killed.allCases) func whatASIGKILLedCommandLeftIsSweptByTheNextBuild(_ killed: Killed) throws {
+        let temp = try TempDir("sweep")
+        let ready = temp.path + "/ready"
+        let sleeperPID = temp.path + "/sleeper.pid"
+        // `$((6*7))` keeps the marker out of the command line that `run` echoes.
+        let sleeper = "echo $$ > \(sleeperPID); touch \(ready); echo $((6*7))-sleeping; exec sleep 1000"
+        let server = try LoopbackHTTPServer(routes: [
+            "/stalled.tgz": .stall(body: [UInt8](repeating: 0x1f, count: 100_000), after: 1000)
+        ])
+        defer { server.stop() }
+        let mp = try Multipack(in: temp)
+        let cache = temp.sub("cache")
+        var command: (executable: String, arguments: [String], environment: [String: String]) = ("", [], [:])
+        switch killed {
+        case .slowChild:
+            let app = try App(nil, in: temp, buildpacks: try scriptedChild("slow", in: temp, compile: sleeper) + "\n")
+            command = (mp.dir + "/bin/compile", [app.build, app.cache, app.env], [:])
+        case .cloneIntoTheCache, .cloneWithoutACache:
+            // git runs the post-checkout hook inside the clone, in multipack's staging directory.
+            try temp.write("hooks/post-checkout", "#!/bin/sh\n\(sleeper)\n", executable: true)
+            let app = try App(nil, in: temp, buildpacks: "file://" + (try gitChild("probe", in: temp)) + "\n")
+            // A CACHE_DIR that is a file: the build runs without a cache, its clone in TMPDIR.
+            let cacheDir = killed == .cloneIntoTheCache ? app.cache : temp.path + "/not-a-directory"
+            if killed == .cloneWithoutACache { try temp.write("not-a-directory", "") }
+            command = (
+                mp.dir + "/bin/compile", [app.build, cacheDir, app.env],
+                [
+                    "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.hooksPath",
+                    "GIT_CONFIG_VALUE_0": temp.path + "/hooks",
+                ]
+            )
+        case .lock:
+            let app = try App(nil, in: temp, buildpacks: server.url("/stalled.tgz") + "\n")
+            command = (Repo.binary, ["lock", app.build], [:])
+        case .run:
+            try temp.write("slug/app/Procfile", "web: true\n")
+            let tar = try Shell.run("tar", ["czf", temp.path + "/slug.tgz", "-C", temp.path + "/slug", "./app"])
+            #expect(tar.status == 0, "\(tar.all)")
+            command = (Repo.binary, ["run", temp.path + "/slug.tgz", "--", "sh", "-c", sleeper], [:])
+        }
+        let tmp = temp.sub("tmp")
+        let output = temp.path + "/output.txt"
+        let pid = try spawnInBackground(
+            command.executable, command.arguments, environment: command.environment.merging(["TMPDIR": tmp]) { $1 },
+            output: output)
+        func log() -> String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
+        var started = false
+        for _ in 0..<3000 where !started {
+            started =
+                FileManager.default.fileExists(atPath: ready) || log().contains("42-sleeping")
+                || server.requestCount("/stalled.tgz") > 0
+            usleep(20_000)
+        }
+        #expect(started, "\(log())")
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        // git's hook outlives git: it is the test's to stop.
+        _ = survivors([sleeperPID])
+        let left = Self.leftovers(tmp: tmp, cache: cache)
+        #expect(left.contains { $0.contains("\(pid)-") }, "SIGKILL left nothing of \(pid) to sweep: \(left)")
+
+        let world = try LocalWorld("sweep-next")
+        let app = try world.app("plain", buildpacks: ["probe"])
+        let next = try world.multipack(["build", app, "--cache", cache], extra: ["TMPDIR": tmp])
+        #expect(next.status == 0, "\(next.all)")
+        #expect(Self.leftovers(tmp: tmp, cache: cache).isEmpty, "\(next.all)")
+    }
+
+    @Test func aDirectoryWhoseOwnerLivesOrHoldsItsLockIsKept() throws {
+        let temp = try TempDir("sweep-kept")
+        let tmp = temp.sub("tmp")
+        let app = try App(nil, in: temp, buildpacks: try scriptedChild("quick", in: temp) + "\n")
+        let staging = temp.sub("cache/.multipack/staging")
+        // A pid that was just used and is gone.
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run()
+        gone.waitUntilExit()
+        let dead = gone.processIdentifier
+        let live = getpid()
+        let names = [
+            "multipack-children-\(dead)-aaaaaa", "multipack-run-\(dead)-bbbbbb", "multipack-clone-\(live)-cccccc",
+            "multipack-lock-\(dead)-dddddd", "multipack-test-1-eeeeee", "other-\(dead)-ffffff",
+        ]
+        for name in names { _ = temp.sub("tmp/" + name) }
+        for name in ["\(dead)-gggggg", "\(dead)-hhhhhh"] { _ = temp.sub("cache/.multipack/staging/" + name) }
+        // Held as a process in another PID namespace would hold it: its pid means nothing here.
+        let locks = [tmp + "/multipack-lock-\(dead)-dddddd", staging + "/\(dead)-hhhhhh"].map { path in
+            let descriptor = open(path, O_RDONLY | O_DIRECTORY)
+            flock(descriptor, LOCK_EX | LOCK_NB)
+            return descriptor
+        }
+
+        let mp = try Multipack(in: temp)
+        let first = try mp.shim("compile", [app.build, app.cache, app.env], environment: ["TMPDIR": tmp])
+        #expect(first.status == 0, "\(first.all)")
+        #expect(
+            Self.leftovers(tmp: tmp, cache: app.cache).sorted() == [
+                "multipack-clone-\(live)-cccccc", "multipack-lock-\(dead)-dddddd", "multipack-test-1-eeeeee",
+                "other-\(dead)-ffffff", "staging/\(dead)-hhhhhh",
+            ])
+
+        for descriptor in locks { close(descriptor) }
+        let second = try mp.shim("compile", [app.build, app.cache, app.env], environment: ["TMPDIR": tmp])
+        #expect(second.status == 0, "\(second.all)")
+        #expect(
+            Self.leftovers(tmp: tmp, cache: app.cache).sorted() == [
+                "multipack-clone-\(live)-cccccc", "multipack-test-1-eeeeee", "other-\(dead)-ffffff",
+            ])
+    }
+}
+
+/// Starts a command with its output to a file, reaped by the caller's `waitpid` (not Foundation's
+/// Process, which may never notice the end of a process that is SIGKILLed while its descendants live).
+func spawnInBackground(_ executable: String, _ arguments: [String], environment: [String: String], output: String)
+    throws -> pid_t
+{
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    let envp = Multipack.environment(environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer {
+        argv.forEach { free($0) }
+        envp.forEach { free($0) }
+    }
+    var pid: pid_t = 0
+    let code = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+    guard code == 0 else { throw TestFailure("cannot start \(executable): errno \(code)") }
+    return pid
+}
