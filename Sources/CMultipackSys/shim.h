@@ -138,7 +138,8 @@ static inline int multipack_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidf
 /// (PR_SET_PDEATHSIG). The child has its own process group, stdin /dev/null, default signal
 /// dispositions and an empty mask. `out`/`err`: a descriptor to use, -1 to inherit, -2 for
 /// /dev/null. Only async-signal-safe calls run between fork and exec. Returns 0 or an errno.
-/// `sandbox`: NULL, or a plan for multipack_enter_sandbox, entered before `cwd`.
+/// `sandbox`: NULL, or a plan for multipack_enter_sandbox, entered before `cwd`; it needs this
+/// real fork (a vfork'd child shares memory, and unshare refuses it a user namespace).
 static inline int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[],
                                   char *const envp[], const char *cwd, int out, int err,
                                   char *const sandbox[]) {
