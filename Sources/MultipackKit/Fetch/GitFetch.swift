@@ -202,10 +202,12 @@ struct GitFetch {
             hint: "Check the #ref after the URL in .buildpacks.")
     }
 
-    /// A repository on this machine is read directly: one git process instead of ls-remote's two.
+    /// A repository on this machine is read directly: its HEAD from its files, anything else with
+    /// one git process instead of ls-remote's two.
     private func resolveLocal() throws -> String? {
         let path = url.hasPrefix("file://") ? String(url.dropFirst("file://".count)) : url
         guard Files.isDirectory(path) else { throw FetchProblem("the repository \(path) does not exist") }
+        if ref == nil, let head = LocalRepository.head(of: path) { return head }
         let name = ref ?? "HEAD"
         let command = Command(
             "git", ["-C", path, "rev-parse", "--verify", "--quiet", "--end-of-options", name + "^{commit}"],

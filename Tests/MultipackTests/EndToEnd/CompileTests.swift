@@ -230,8 +230,11 @@ import Testing
         let mp = try Multipack(in: temp)
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(compile.status == 0, "\(compile.all)")
+        // A local child's HEAD is read from its files; cloning it is git's work, shown.
         #expect(
-            compile.stdout.contains("+ git -C \(probe) rev-parse --verify --quiet --end-of-options 'HEAD^{commit}'"))
+            compile.stdout.contains(
+                "+ git -c protocol.file.allow=always clone --quiet --recurse-submodules --depth 1 --shallow-submodules -- file://\(probe) "
+            ))
         #expect(
             compile.stdout.contains("+ \(app.cache)/")
                 || compile.stdout.contains("/bin/compile \(app.build) \(app.cache) \(app.env)"))
@@ -264,6 +267,23 @@ import Testing
         // Only .multipack/ is ours in CACHE_DIR; the child's file sits beside it.
         let entries = try FileManager.default.contentsOfDirectory(atPath: app.cache).sorted()
         #expect(entries == [".multipack", "node-builds"])
+    }
+
+    @Test func aLocalChildsNewCommitIsFetchedByTheNextBuild() throws {
+        let temp = try TempDir("localmoved")
+        let node = try gitChild("node", in: temp)
+        let app = try App("python-node", in: temp, buildpacks: "file://\(node)\n")
+        let mp = try Multipack(in: temp)
+        #expect(try mp.shim("compile", [app.build, app.cache, app.env]).status == 0)
+        let compile = try String(contentsOfFile: node + "/bin/compile", encoding: .utf8)
+        try (compile + "\necho 'second commit of the child'\n").write(
+            toFile: node + "/bin/compile", atomically: true, encoding: .utf8)
+        try Shell.git(["commit", "--quiet", "-am", "second"], in: node)
+        let head = try Shell.gitOutput(["rev-parse", "HEAD"], in: node)
+        let moved = try mp.shim("compile", [app.build, app.cache, app.env])
+        #expect(moved.status == 0, "\(moved.all)")
+        #expect(moved.stdout.contains("@ \(head.prefix(12)) (cloned,"))
+        #expect(moved.stdout.contains("second commit of the child"))
     }
 
     @Test func unreachableRemoteFallsBackToTheCachedCopy() throws {
