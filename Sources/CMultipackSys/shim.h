@@ -2,6 +2,7 @@
 #include <spawn.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
 
@@ -13,6 +14,7 @@ extern int pipe2(int pipefd[2], int flags);
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -134,15 +136,37 @@ static inline int multipack_become_subreaper(void) { return prctl(PR_SET_CHILD_S
 /// A descriptor that polls readable when the process exits (Linux 5.3); -1 where unsupported.
 static inline int multipack_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
-/// fork and exec, with what posix_spawn cannot do: the child gets SIGKILL if multipack dies
-/// (PR_SET_PDEATHSIG). The child has its own process group, stdin /dev/null, default signal
-/// dispositions and an empty mask. `out`/`err`: a descriptor to use, -1 to inherit, -2 for
-/// /dev/null. Only async-signal-safe calls run between fork and exec. Returns 0 or an errno.
-/// `sandbox`: NULL, or a plan for multipack_enter_sandbox, entered before `cwd`; it needs this
-/// real fork (a vfork'd child shares memory, and unshare refuses it a user namespace).
-static inline int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[],
-                                  char *const envp[], const char *cwd, int out, int err,
-                                  char *const sandbox[]) {
+/// A new child's first steps, before exec: default signal dispositions, its own process group,
+/// SIGKILL when multipack dies (PR_SET_PDEATHSIG), stdin /dev/null and the given stdout/stderr
+/// (a descriptor, -1 to inherit, -2 for /dev/null). System calls only.
+static inline void multipack_child_setup(pid_t parent, int out, int err) {
+    struct sigaction standard;
+    memset(&standard, 0, sizeof standard);
+    standard.sa_handler = SIG_DFL;
+    for (int signal = 1; signal < NSIG; signal++) sigaction(signal, &standard, NULL);
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
+    if (getppid() != parent) _exit(127);
+    int null_in = open("/dev/null", O_RDONLY);
+    if (null_in >= 0 && null_in != 0) { dup2(null_in, 0); close(null_in); }
+    int targets[2] = {out, err};
+    for (int index = 0; index < 2; index++) {
+        int fd = targets[index];
+        if (fd == -2) {
+            int null_out = open("/dev/null", O_WRONLY);
+            if (null_out >= 0) { dup2(null_out, index + 1); close(null_out); }
+        } else if (fd >= 0) {
+            dup2(fd, index + 1);
+        }
+    }
+}
+
+/// fork and exec, for a child that enters a namespace first: a child that shares multipack's
+/// memory (as multipack_spawn's other children do) is refused a user namespace by unshare. The
+/// rest as multipack_spawn. Only async-signal-safe calls run between fork and exec.
+static inline int multipack_spawn_forked(pid_t *pid_out, const char *file, char *const argv[],
+                                         char *const envp[], const char *cwd, int out, int err,
+                                         char *const sandbox[]) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return errno;
     sigset_t all, saved;
@@ -152,25 +176,7 @@ static inline int multipack_spawn(pid_t *pid_out, const char *file, char *const 
     pid_t pid = fork();
     if (pid == 0) {
         close(report[0]);
-        struct sigaction standard;
-        memset(&standard, 0, sizeof standard);
-        standard.sa_handler = SIG_DFL;
-        for (int signal = 1; signal < NSIG; signal++) sigaction(signal, &standard, NULL);
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
-        if (getppid() != parent) _exit(127);
-        int null_in = open("/dev/null", O_RDONLY);
-        if (null_in >= 0 && null_in != 0) { dup2(null_in, 0); close(null_in); }
-        int targets[2] = {out, err};
-        for (int index = 0; index < 2; index++) {
-            int fd = targets[index];
-            if (fd == -2) {
-                int null_out = open("/dev/null", O_WRONLY);
-                if (null_out >= 0) { dup2(null_out, index + 1); close(null_out); }
-            } else if (fd >= 0) {
-                dup2(fd, index + 1);
-            }
-        }
+        multipack_child_setup(parent, out, err);
         int code = sandbox != NULL ? multipack_enter_sandbox(sandbox) : 0;
         // Entering a user namespace changes credentials: the parent-death signal is set again.
         if (code == 0 && sandbox != NULL) prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
@@ -203,6 +209,72 @@ static inline int multipack_spawn(pid_t *pid_out, const char *file, char *const 
         int status;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
         return child_errno != 0 ? child_errno : ENOEXEC;
+    }
+    *pid_out = pid;
+    return 0;
+}
+
+// clone(2) with a function on its own stack, as posix_spawn uses it (<sched.h> hides it without
+// _GNU_SOURCE; the flags come from <linux/sched.h>).
+extern int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...);
+
+struct multipack_spawn_request {
+    const char *file;
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    int out, err;
+    pid_t parent;
+    int error;
+};
+
+/// The child's side: runs on its own stack in multipack's memory until exec, so it only makes
+/// system calls and writes nothing but `request->error`.
+static inline int multipack_spawn_child(void *raw) {
+    struct multipack_spawn_request *request = raw;
+    multipack_child_setup(request->parent, request->out, request->err);
+    if (request->cwd != NULL && chdir(request->cwd) != 0) {
+        request->error = errno;
+        _exit(127);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execvpe(request->file, request->argv, request->envp);
+    request->error = errno;
+    _exit(127);
+}
+
+/// Starts a child as posix_spawn does (clone with CLONE_VM|CLONE_VFORK: no copy of multipack's
+/// memory, multipack waits until the exec), with what posix_spawn cannot do: the child gets
+/// SIGKILL if multipack dies (PR_SET_PDEATHSIG). The child has its own process group, stdin
+/// /dev/null, default signal dispositions and an empty mask. `out`/`err`: a descriptor to use, -1
+/// to inherit, -2 for /dev/null. `sandbox`: NULL, or a plan for multipack_enter_sandbox, entered
+/// before `cwd` (in a forked child). Returns 0 or an errno.
+static inline int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[],
+                                  char *const envp[], const char *cwd, int out, int err,
+                                  char *const sandbox[]) {
+    if (sandbox != NULL) return multipack_spawn_forked(pid_out, file, argv, envp, cwd, out, err, sandbox);
+    // execvpe searches PATH in a buffer on this stack.
+    const char *path = getenv("PATH");
+    size_t size = (256 << 10) + (path != NULL ? 2 * strlen(path) : 0);
+    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return errno;
+    struct multipack_spawn_request request = {file, argv, envp, cwd, out, err, getpid(), 0};
+    // No handler of multipack's may run in the child before it resets them.
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t pid = clone(multipack_spawn_child, (char *)stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                      &request);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    munmap(stack, size);
+    if (pid < 0) return clone_errno;
+    if (request.error != 0) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        return request.error;
     }
     *pid_out = pid;
     return 0;

@@ -90,7 +90,7 @@ public struct SpawnError: Error, CustomStringConvertible {
     }
 }
 
-/// Runs commands (fork and exec, so that each child gets a parent-death signal). Never reads one
+/// Runs commands (started as posix_spawn starts them, plus a parent-death signal). Never reads one
 /// pipe to the end before the other.
 public enum Spawner {
     /// How long a child that was asked to stop may take before it gets SIGKILL. Short enough that
