@@ -38,6 +38,10 @@ public struct Compile {
 
     public func run() throws {
         let start = ContinuousClock.now
+        // The cache's records need libcrypto as soon as the fetches start: it loads on the other
+        // core while compile reads its inputs.
+        let digests = BackgroundWork { prepareDigests() }
+        defer { digests.wait() }
         // What an earlier compile of this BUILD_DIR left goes first, so that a failed or killed
         // compile can never leave the previous build's release or "succeeded" record behind.
         let state = BuildState(buildpackDir: invocation.buildpackDir, buildDir: dirs.build)

@@ -32,20 +32,40 @@ private final class ThreadWork: Sendable {
 private func runOnThreads(_ count: Int, _ body: @escaping @Sendable () -> Void) {
     var threads: [pthread_t] = []
     for _ in 0..<count {
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(ThreadWork(body)).toOpaque()
-        let created = pthread_create(
-            &thread, nil,
-            { context in
-                Unmanaged<ThreadWork>.fromOpaque(context!).takeRetainedValue().body()
-                return nil
-            }, context)
-        if created == 0 {
-            threads.append(thread)
-        } else {
-            Unmanaged<ThreadWork>.fromOpaque(context).release()
-        }
+        if let thread = startThread(body) { threads.append(thread) }
     }
     if threads.isEmpty { body() }
     for thread in threads { pthread_join(thread, nil) }
+}
+
+/// Work started now on a thread of its own, to overlap with what the caller does meanwhile.
+struct BackgroundWork {
+    private let thread: pthread_t?
+
+    init(_ body: @escaping @Sendable () -> Void) {
+        thread = startThread(body)
+        if thread == nil { body() }
+    }
+
+    /// Waits until the work is done.
+    func wait() {
+        if let thread { pthread_join(thread, nil) }
+    }
+}
+
+/// A thread running `body`, or nil when none could be started.
+private func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t? {
+    var thread = pthread_t()
+    let context = Unmanaged.passRetained(ThreadWork(body)).toOpaque()
+    let created = pthread_create(
+        &thread, nil,
+        { context in
+            Unmanaged<ThreadWork>.fromOpaque(context!).takeRetainedValue().body()
+            return nil
+        }, context)
+    guard created == 0 else {
+        Unmanaged<ThreadWork>.fromOpaque(context).release()
+        return nil
+    }
+    return thread
 }
