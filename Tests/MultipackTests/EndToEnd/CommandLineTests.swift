@@ -103,6 +103,8 @@ import Testing
         for arguments in [
             ["build"], ["build", app, "--no-such-flag"], ["compile", app], ["ci"], ["run"], ["nonsense"],
             ["build", app, "--slug-limit", "lots"], ["detect"], ["build", app, "-e", "1BAD=x"],
+            // The shims' verbs skip the parser only in their exact shape.
+            ["detect", app, "--bogus"], ["release", app, "extra"], ["compile", app, app, "-x"],
         ] {
             let result = try world.multipack(arguments)
             #expect(result.status == 2, "\(arguments): \(result.all)")
