@@ -77,24 +77,9 @@ export A=1
 (trap '' TERM; exec sleep 1000) & echo \$! >> $work/pids
 trap '' TERM; touch $work/ready; sleep 1000
 X"
-child releaser "echo Releaser" "true" "python3 -c '
-import sys
-w = sys.stdout.write
-w(\"config_vars:\\n\")
-for i in range(300000): w(\"  KEY_%d: value%d\\n\" % (i, i))
-'; touch $work/ready"
-python3 - "$work/big.tgz" <<'EOF'
-import io, sys, tarfile
-class Zeros(io.RawIOBase):
-    def __init__(self, n): self.left = n
-    def readable(self): return True
-    def readinto(self, b):
-        n = min(len(b), self.left); b[:n] = bytes(n); self.left -= n; return n
-size = 900 * 1000 * 1000
-with tarfile.open(sys.argv[1], "w:gz", compresslevel=1) as tar:
-    info = tarfile.TarInfo("bp/bin/compile"); info.size = size; info.mode = 0o755
-    tar.addfile(info, io.BufferedReader(Zeros(size)))
-EOF
+# The same busy inputs as SignalTests: 300,000 config vars, and 900 MB of zeros to extract.
+child releaser "echo Releaser" "true" "python3 $root/fixtures/signal-inputs.py release; touch $work/ready"
+python3 "$root/fixtures/signal-inputs.py" archive "$work/big.tgz"
 
 printf '%-44s %8s %6s\n' "stage" "exit (s)" "alive"
 stop "stalled download, SIGTERM" TERM "http://127.0.0.1:$port/bp.tgz" -

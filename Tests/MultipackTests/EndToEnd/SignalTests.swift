@@ -79,9 +79,31 @@ func survivors(_ files: [String]) -> [String] {
     }
 }
 
+/// Whether the file a test's script touches once it is in its stage is there yet.
+func touched(_ path: String) -> () -> Bool { { FileManager.default.fileExists(atPath: path) } }
+
 /// SPEC §11: every stage stops within 5 seconds of SIGTERM/SIGINT/SIGHUP, nothing left running.
 @Suite(.serialized) struct SignalTests {
     static let stopSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
+
+    /// Compiles an app that lists `buildpack`, sends `signal` once `ready` holds (and `settle`
+    /// seconds more), and checks what every stage must do: end within 5 seconds, non-zero, with no
+    /// summary. The build is returned for the stage's own checks.
+    static func stop(
+        _ buildpack: String, in temp: TempDir, with signal: Int32 = SIGTERM, settle: Double = 0,
+        once ready: () -> Bool
+    ) throws -> BackgroundCompile {
+        let app = try App(nil, in: temp, buildpacks: buildpack + "\n")
+        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
+        let started = build.wait(until: ready)
+        #expect(started, "\(build.output)")
+        usleep(UInt32(settle * 1_000_000))
+        let seconds = build.stop(with: signal)
+        #expect(seconds < 5, "took \(seconds) s")
+        #expect(build.process.terminationStatus != 0)
+        #expect(!build.output.contains("Summary"), "\(build.output.suffix(2000))")
+        return build
+    }
 
     @Test(arguments: stopSignals) func aDetectThatIgnoresTheSignalIsKilledWithinFiveSeconds(_ signal: Int32) throws {
         let temp = try TempDir("sig-detect")
@@ -96,15 +118,9 @@ func survivors(_ files: [String]) -> [String] {
                 touch \(ready)
                 sleep 1000
                 """)
-        let app = try App(nil, in: temp, buildpacks: child + "\n")
-        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
-        #expect(build.wait(until: { FileManager.default.fileExists(atPath: ready) }), "\(build.output)")
-        let seconds = build.stop(with: signal)
-        #expect(seconds < 5, "took \(seconds) s")
-        #expect(build.process.terminationStatus != 0)
+        let build = try Self.stop(child, in: temp, with: signal, once: touched(ready))
         #expect(build.output.contains("stopped by"), "\(build.output)")
         #expect(build.output.contains("was in detect"), "\(build.output)")
-        #expect(!build.output.contains("Summary"))
         #expect(survivors(pids).isEmpty)
     }
 
@@ -141,14 +157,8 @@ func survivors(_ files: [String]) -> [String] {
                 sleep 1000
                 EOF
                 """)
-        let app = try App(nil, in: temp, buildpacks: child + "\n")
-        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
-        #expect(build.wait(until: { FileManager.default.fileExists(atPath: ready) }), "\(build.output)")
-        let seconds = build.stop(with: SIGTERM)
-        #expect(seconds < 5, "took \(seconds) s")
-        #expect(build.process.terminationStatus != 0)
+        let build = try Self.stop(child, in: temp, once: touched(ready))
         #expect(build.output.contains("was in export") || build.output.contains("stopped by SIGTERM"))
-        #expect(!build.output.contains("Summary"))
         #expect(survivors(pids).isEmpty)
     }
 
@@ -177,13 +187,8 @@ func survivors(_ files: [String]) -> [String] {
             "/stalled.tgz": .stall(body: [UInt8](repeating: 0x1f, count: 100_000), after: 1000)
         ])
         defer { server.stop() }
-        let app = try App(nil, in: temp, buildpacks: server.url("/stalled.tgz") + "\n")
-        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
-        #expect(build.wait(until: { server.requestCount("/stalled.tgz") > 0 }))
-        usleep(500_000)
-        let seconds = build.stop(with: SIGTERM)
-        #expect(seconds < 5, "took \(seconds) s")
-        #expect(build.process.terminationStatus != 0)
+        let build = try Self.stop(
+            server.url("/stalled.tgz"), in: temp, settle: 0.5, once: { server.requestCount("/stalled.tgz") > 0 })
         #expect(build.output.contains("stopped by SIGTERM while fetching buildpack [1/1]"), "\(build.output)")
     }
 
@@ -193,57 +198,24 @@ func survivors(_ files: [String]) -> [String] {
         let child = try scriptedChild(
             "big-release", in: temp,
             release: """
-                python3 -c '
-                import sys
-                w = sys.stdout.write
-                w("config_vars:\\n")
-                for i in range(300000): w("  KEY_%d: value%d\\n" % (i, i))
-                '
+                python3 \(Repo.fixtures)/signal-inputs.py release
                 touch \(ready)
                 """)
-        let app = try App(nil, in: temp, buildpacks: child + "\n")
-        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
-        #expect(build.wait(until: { FileManager.default.fileExists(atPath: ready) }), "\(build.output)")
-        let seconds = build.stop(with: SIGTERM)
-        #expect(seconds < 5, "took \(seconds) s")
-        #expect(build.process.terminationStatus != 0)
+        let build = try Self.stop(child, in: temp, once: touched(ready))
         #expect(build.output.contains("stopped by SIGTERM"), "\(build.output.suffix(2000))")
-        #expect(!build.output.contains("Summary"))
     }
 
     @Test func extractingALargeArchiveStopsWithinFiveSeconds() throws {
         let temp = try TempDir("sig-extract")
         // 900 MB of zeros in one member: about 1 MB compressed, seconds to write out.
         let archive = temp.path + "/big.tgz"
-        let made = try Shell.run(
-            "python3",
-            [
-                "-c",
-                """
-                import tarfile, io, sys
-                class Zeros(io.RawIOBase):
-                    def __init__(self, n): self.left = n
-                    def readable(self): return True
-                    def readinto(self, b):
-                        n = min(len(b), self.left); b[:n] = bytes(n); self.left -= n; return n
-                size = 900 * 1000 * 1000
-                with tarfile.open(sys.argv[1], "w:gz", compresslevel=1) as tar:
-                    info = tarfile.TarInfo("bp/bin/compile"); info.size = size; info.mode = 0o755
-                    tar.addfile(info, io.BufferedReader(Zeros(size)))
-                """, archive,
-            ])
+        let made = try Shell.run("python3", [Repo.fixtures + "/signal-inputs.py", "archive", archive])
         #expect(made.status == 0, "\(made.all)")
-        let app = try App(nil, in: temp, buildpacks: "file://\(archive)\n")
-        let build = try BackgroundCompile(try Multipack(in: temp), app, temp: temp)
-        let tmp = build.tmp
-        func extracting() -> Bool {
+        let tmp = temp.path + "/tmp"
+        let build = try Self.stop("file://\(archive)", in: temp) {
             let entries = (try? FileManager.default.subpathsOfDirectory(atPath: tmp)) ?? []
             return entries.contains { $0.hasSuffix("bin/compile") }
         }
-        #expect(build.wait(until: extracting), "\(build.output)")
-        let seconds = build.stop(with: SIGTERM)
-        #expect(seconds < 5, "took \(seconds) s")
-        #expect(build.process.terminationStatus != 0)
         #expect(build.output.contains("stopped by SIGTERM while fetching buildpack [1/1]"), "\(build.output)")
     }
 }
