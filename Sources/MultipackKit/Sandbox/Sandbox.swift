@@ -189,15 +189,7 @@ public struct Sandbox: Sendable {
             } else if root != "/", hostDirectories.contains(where: { $0.hasPrefix("/" + name + "/") }) {
                 // A read-only directory cannot take a new mount point: a tmpfs holding the
                 // root's entries can, and is made read-only once the host's directory is in.
-                steps.append(.tmpfs("/" + name))
-                for entry in Files.list(path) {
-                    if let target = Self.symlinkTarget(path + "/" + entry) {
-                        steps.append(.symlink(target, at: "/\(name)/\(entry)"))
-                    } else {
-                        steps.append(
-                            .bind(path + "/" + entry, at: "/\(name)/\(entry)", writable: false, optional: false))
-                    }
-                }
+                steps += Self.holder(path, at: "/" + name)
                 for directory in hostDirectories where directory.hasPrefix("/" + name + "/") {
                     steps.append(.bind(directory, at: directory, writable: false, optional: false))
                 }
@@ -227,10 +219,46 @@ public struct Sandbox: Sendable {
         }
         steps.append(.bind(tmp, at: "/tmp", writable: true, optional: false))
         steps.append(.bind(app, at: "/app", writable: true, optional: false))
+        for directory in mountPointHolders(wanted) { steps += Self.holder(base + directory, at: directory) }
         for bind in binds {
             steps.append(.bind(bind.source, at: bind.target, writable: bind.writable, optional: !bind.writable))
         }
         return steps
+    }
+
+    /// A tmpfs at `target` holding the entries of `source`: a read-only directory cannot take a
+    /// new mount point, a tmpfs can.
+    static func holder(_ source: String, at target: String) -> [Step] {
+        var steps: [Step] = [.tmpfs(target)]
+        for entry in Files.list(source) {
+            if let link = symlinkTarget(source + "/" + entry) {
+                steps.append(.symlink(link, at: target + "/" + entry))
+            } else {
+                steps.append(.bind(source + "/" + entry, at: target + "/" + entry, writable: false, optional: false))
+            }
+        }
+        return steps
+    }
+
+    /// On a stack root, a bind (the app, a local buildpack, `--cache`) at a path the root lacks
+    /// below one of its read-only directories (an app in /srv/app or /var/tmp/x on this machine)
+    /// has nowhere to go: the deepest directory the root has on that path becomes a holder.
+    /// Parents first, each once.
+    func mountPointHolders(_ bound: Set<String>) -> [String] {
+        guard root != "/" else { return [] }
+        var holders: [String] = []
+        for bind in binds {
+            let parts = bind.target.split(separator: "/").map(String.init)
+            guard let top = parts.first, bound.contains(top), !Files.exists(root + bind.target) else { continue }
+            var deepest = ""
+            for part in parts.dropLast() {
+                var info = stat()
+                guard lstat(root + deepest + "/" + part, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { break }
+                deepest += "/" + part
+            }
+            if !deepest.isEmpty && !holders.contains(deepest) { holders.append(deepest) }
+        }
+        return holders.sorted { $0.count < $1.count }
     }
 
     /// The directories of the Swift runtime libraries this binary loaded, when it is not linked

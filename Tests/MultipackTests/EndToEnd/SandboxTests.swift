@@ -200,23 +200,23 @@ struct SandboxWorld {
         #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
     }
 
-    /// `--stack-root` with either maker: the root's directories are what the build sees. The
-    /// root borrows this machine's /usr and /etc (bound in by `unshare -Urm`, so no copy and no
-    /// root needed) and has an /opt of its own.
-    @Test(arguments: Backend.allCases)
-    func aStackRootIsTheBuildsRoot(backend: Backend) throws {
-        let sandbox = try SandboxWorld("sandbox-stack", runner: .caller)
+    /// A stack root in the temp dir with an /opt (and the given directories) of its own; it
+    /// borrows this machine's /usr and /etc, bound in by `unshare -Urm` (no copy, no root needed).
+    static func stackRoot(_ sandbox: SandboxWorld, directories: [String] = []) throws -> String {
         let root = sandbox.world.temp.path + "/stack"
-        for directory in ["usr", "etc", "opt"] {
+        for directory in ["usr", "etc", "opt"] + directories {
             try FileManager.default.createDirectory(atPath: root + "/" + directory, withIntermediateDirectories: true)
         }
         for name in ["bin", "sbin", "lib", "lib64"] {
             try FileManager.default.createSymbolicLink(atPath: root + "/" + name, withDestinationPath: "usr/" + name)
         }
-        try "the stack's own\n".write(toFile: root + "/opt/marker", atomically: true, encoding: .utf8)
-        let app = try sandbox.app(["probe"], files: ["bin/post_compile": "#!/bin/sh\ncat /opt/marker > marker.txt\n"])
+        return root
+    }
+
+    /// `build APP --stack-root ROOT --json` with the root's /usr and /etc bound in.
+    static func build(_ app: String, on root: String, _ sandbox: SandboxWorld, backend: Backend) throws -> Output {
         let mounts = "mount --rbind /usr \"$0/usr\" && mount --rbind /etc \"$0/etc\" && exec \"$@\""
-        let build = try Shell.run(
+        return try Shell.run(
             "/usr/bin/unshare",
             [
                 "-Urm", "sh", "-c", mounts, root, Repo.binary, "build", app, "--stack-root", root, "--stack",
@@ -224,6 +224,16 @@ struct SandboxWorld {
             ],
             in: sandbox.world.temp.path,
             environment: sandbox.world.environment.merging(["MULTIPACK_SANDBOX": backend.rawValue]) { $1 })
+    }
+
+    /// `--stack-root` with either maker: the root's directories are what the build sees.
+    @Test(arguments: Backend.allCases)
+    func aStackRootIsTheBuildsRoot(backend: Backend) throws {
+        let sandbox = try SandboxWorld("sandbox-stack", runner: .caller)
+        let root = try Self.stackRoot(sandbox)
+        try "the stack's own\n".write(toFile: root + "/opt/marker", atomically: true, encoding: .utf8)
+        let app = try sandbox.app(["probe"], files: ["bin/post_compile": "#!/bin/sh\ncat /opt/marker > marker.txt\n"])
+        let build = try Self.build(app, on: root, sandbox, backend: backend)
         #expect(build.status == 0, "\(build.all)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(build.stdout.utf8)) as? [String: Any])
         #expect(json["sandbox"] as? String == backend.name)
@@ -234,6 +244,29 @@ struct SandboxWorld {
         let seen = Set((probe["ROOT"] ?? "").split(separator: " ").map(String.init))
         #expect(seen == ["app", "bin", "dev", "etc", "lib", "lib64", "opt", "proc", "sbin", "tmp", "usr"], "\(seen)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
+    }
+
+    /// An app in a directory the stack root has read-only but without the app's path (here
+    /// /var/tmp, as scripts/verify-chroot.sh has it): its mount point is made in a tmpfs that
+    /// holds the root's own entries of that directory, which the build still sees.
+    @Test(arguments: Backend.allCases)
+    func aStackRootTakesAnAppFromUnderOneOfItsOwnDirectories(backend: Backend) throws {
+        let sandbox = try SandboxWorld("sandbox-stack-var", runner: .caller)
+        let root = try Self.stackRoot(sandbox, directories: ["var/tmp"])
+        try "the stack's own\n".write(toFile: root + "/var/tmp/marker", atomically: true, encoding: .utf8)
+        let outside = try Shell.run("mktemp", ["-d", "/var/tmp/multipack-test-stack-XXXXXX"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { try? FileManager.default.removeItem(atPath: outside) }
+        let app = outside + "/app"
+        try FileManager.default.moveItem(
+            atPath: try sandbox.app(
+                ["probe"], files: ["bin/post_compile": "#!/bin/sh\ncat /var/tmp/marker > marker.txt\n"]),
+            toPath: app)
+        let build = try Self.build(app, on: root, sandbox, backend: backend)
+        #expect(build.status == 0, "\(build.all)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(build.stdout.utf8)) as? [String: Any])
+        let buildDir = try #require(json["build_directory"] as? String)
+        #expect(try String(contentsOfFile: buildDir + "/marker.txt", encoding: .utf8) == "the stack's own\n")
     }
 
     /// Inside `unshare --user` with no uid map (as in a container that forbids nested user
