@@ -105,6 +105,7 @@ public struct LocalBuild {
         if mode == .ci { _ = try AppJSON.read(appDir + "/app.json") }
         // The build itself uses the app's state, not TMPDIR; what killed commands left there goes.
         ScratchDirectory.sweepTemporaryRoot()
+        StackRoot.sweepPartials(caller)
         let state = LocalState.App(appDir: appDir, environment: caller)
         let lock = try state.begin()
         let id = "build_" + Self.randomHex()

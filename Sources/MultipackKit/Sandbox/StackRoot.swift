@@ -38,20 +38,20 @@ struct StackRoot {
         var info = stat()
         stat(tarball, &info)
         let key = cacheKey("\(tarball) \(info.st_size) \(info.st_mtim.tv_sec)").prefix(12)
-        let root = LocalState.appsRoot(caller).replacing("/apps", with: "/stacks")
+        let root = stacksRoot(caller)
         let name = tarball.split(separator: "/").last.map(String.init) ?? "stack"
         let directory = "\(root)/\(name)-\(key)"
         if Files.isDirectory(directory) { return directory }
         try Files.makeDirectory(root)
-        let staging = "\(directory).partial-\(getpid())"
-        try Files.makeDirectory(staging)
+        let stagingDirectory = try ScratchDirectory(prefix: "\(name)-\(key)\(partial)", in: root)
+        defer { stagingDirectory.remove() }
+        let staging = stagingDirectory.path
         log.step("Unpacking the stack root \(tarball) into \(directory)")
         let result = try Spawner.run(
             Command(
                 "tar", ["-xf", tarball, "-C", staging, "--no-same-owner", "--exclude=./dev/*", "--exclude=dev/*"],
                 environment: ["PATH": HerokuEnvironment.path]))
         guard result.termination.succeeded else {
-            Files.remove(staging)
             throw UsageError(
                 "Could not unpack the stack root \(tarball): tar ended with \(result.termination): "
                     + (result.stderrText.lines.first.map(String.init) ?? ""),
@@ -59,6 +59,21 @@ struct StackRoot {
         }
         try Files.move(staging, to: directory)
         return directory
+    }
+
+    static func stacksRoot(_ caller: [String: String]) -> String {
+        LocalState.appsRoot(caller).replacing("/apps", with: "/stacks")
+    }
+
+    static let partial = ".partial-"
+
+    /// Removes the partial roots (hundreds of MB) that builds killed while unpacking left.
+    static func sweepPartials(_ caller: [String: String]) {
+        let root = stacksRoot(caller)
+        let prefixes = Files.list(root).compactMap { name in
+            name.firstRange(of: partial).map { String(name[..<$0.upperBound]) }
+        }
+        if !prefixes.isEmpty { ScratchDirectory.sweep(prefixes: prefixes, in: root) }
     }
 
     static func stackName(_ osRelease: String) -> String? {

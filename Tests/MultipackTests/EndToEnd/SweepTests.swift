@@ -1,19 +1,21 @@
 import Foundation
 import Testing
 
-/// SPEC §5: what a SIGKILLed multipack leaves in TMPDIR or in the cache's staging (it cannot
-/// clean up after itself) is swept by the next build; what a live one holds is not.
+/// SPEC §5: what a SIGKILLed multipack leaves in TMPDIR, in the cache's staging or, unpacking a
+/// stack root, in the user's cache (it cannot clean up after itself) is swept by the next build;
+/// what a live one holds is not.
 @Suite(.serialized) struct SweepTests {
     enum Killed: String, CaseIterable, CustomTestStringConvertible {
-        case slowChild, cloneIntoTheCache, cloneWithoutACache, lock, run
+        case slowChild, cloneIntoTheCache, cloneWithoutACache, lock, run, unpackingAStackRoot
         var testDescription: String { rawValue }
     }
 
-    /// What multipack keeps in TMPDIR and in the cache's staging.
-    static func leftovers(tmp: String, cache: String) -> [String] {
+    /// What multipack keeps in TMPDIR, in the cache's staging and among the unpacked stack roots.
+    static func leftovers(tmp: String, cache: String, cacheHome: String = "/nonexistent") -> [String] {
         let fm = FileManager.default
         return ((try? fm.contentsOfDirectory(atPath: tmp)) ?? [])
             + ((try? fm.contentsOfDirectory(atPath: cache + "/.multipack/staging")) ?? []).map { "staging/" + $0 }
+            + ((try? fm.contentsOfDirectory(atPath: cacheHome + "/multipack/stacks")) ?? []).map { "stacks/" + $0 }
     }
 
     @Test(arguments: Killed.allCases) func whatASIGKILLedCommandLeftIsSweptByTheNextBuild(_ killed: Killed) throws {
@@ -28,6 +30,8 @@ import Testing
         defer { server.stop() }
         let mp = try Multipack(in: temp)
         let cache = temp.sub("cache")
+        let world = try LocalWorld("sweep-next")
+        let stacks = world.cacheHome + "/multipack/stacks"
         var command: (executable: String, arguments: [String], environment: [String: String]) = ("", [], [:])
         switch killed {
         case .slowChild:
@@ -55,6 +59,15 @@ import Testing
             let tar = try Shell.run("tar", ["czf", temp.path + "/slug.tgz", "-C", temp.path + "/slug", "./app"])
             #expect(tar.status == 0, "\(tar.all)")
             command = (Repo.binary, ["run", temp.path + "/slug.tgz", "--", "sh", "-c", sleeper], [:])
+        case .unpackingAStackRoot:
+            // 900 MB of zeros: tar is still writing it when the build is killed.
+            let made = try Shell.run(
+                "python3", [Repo.fixtures + "/signal-inputs.py", "archive", temp.path + "/root.tgz"])
+            #expect(made.status == 0, "\(made.all)")
+            let app = try world.app("plain", buildpacks: ["probe"], name: "unpacking")
+            command = (
+                Repo.binary, ["build", app, "--stack-root", temp.path + "/root.tgz"], world.environment
+            )
         }
         let tmp = temp.sub("tmp")
         let output = temp.path + "/output.txt"
@@ -67,6 +80,9 @@ import Testing
             started =
                 FileManager.default.fileExists(atPath: ready) || log().contains("42-sleeping")
                 || server.requestCount("/stalled.tgz") > 0
+                || ((try? FileManager.default.contentsOfDirectory(atPath: stacks)) ?? []).contains {
+                    $0.contains(".partial-")
+                }
             usleep(20_000)
         }
         #expect(started, "\(log())")
@@ -75,14 +91,13 @@ import Testing
         waitpid(pid, &status, 0)
         // git's hook outlives git: it is the test's to stop.
         _ = survivors([sleeperPID])
-        let left = Self.leftovers(tmp: tmp, cache: cache)
+        let left = Self.leftovers(tmp: tmp, cache: cache, cacheHome: world.cacheHome)
         #expect(left.contains { $0.contains("\(pid)-") }, "SIGKILL left nothing of \(pid) to sweep: \(left)")
 
-        let world = try LocalWorld("sweep-next")
         let app = try world.app("plain", buildpacks: ["probe"])
         let next = try world.multipack(["build", app, "--cache", cache], extra: ["TMPDIR": tmp])
         #expect(next.status == 0, "\(next.all)")
-        #expect(Self.leftovers(tmp: tmp, cache: cache).isEmpty, "\(next.all)")
+        #expect(Self.leftovers(tmp: tmp, cache: cache, cacheHome: world.cacheHome).isEmpty, "\(next.all)")
     }
 
     @Test func aDirectoryWhoseOwnerLivesOrHoldsItsLockIsKept() throws {
