@@ -42,6 +42,9 @@ public struct Compile {
         // core while compile reads its inputs.
         let digests = BackgroundWork { prepareDigests() }
         defer { digests.wait() }
+        // Declared first so that it is waited for last, after the record is saved.
+        var removal: BackgroundWork?
+        defer { removal?.wait() }
         // What an earlier compile of this BUILD_DIR left goes first, so that a failed or killed
         // compile can never leave the previous build's release or "succeeded" record behind.
         let state = BuildState(buildpackDir: invocation.buildpackDir, buildDir: dirs.build)
@@ -56,7 +59,7 @@ public struct Compile {
             record.save(state)
         }
         do {
-            try run(&record, state: state)
+            try run(&record, state: state, removal: &removal)
             // A signal that came after the last stage still means the build did not finish.
             if SignalForwarding.shouldStop { throw Interrupted(stage: "at the end of the build") }
             record.outcome = "succeeded"
@@ -69,7 +72,7 @@ public struct Compile {
         summary(record, seconds: start.duration(to: .now).seconds)
     }
 
-    private func run(_ record: inout BuildRecord, state: BuildState) throws {
+    private func run(_ record: inout BuildRecord, state: BuildState, removal: inout BackgroundWork?) throws {
         // Hooks a killed build left hidden are the app's: they go back before anything reads the app.
         var hooks = AppHooks(dirs: dirs)
         for name in hooks.recoverLeftovers() {
@@ -119,7 +122,7 @@ public struct Compile {
         // removed whatever the outcome; test-compile's children stay in the state for `bin/test`.
         ScratchDirectory.sweepTemporaryRoot()
         let scratch = testCompile ? nil : try ScratchDirectory(.children)
-        defer { scratch?.remove() }
+        defer { if removal == nil { scratch?.remove() } }
         let workDir = scratch?.path ?? state.childrenDir
         try Files.makeDirectory(workDir)
         var fetchContext = FetchContext(
@@ -162,6 +165,9 @@ public struct Compile {
             }
             if hooks.present("post_compile") { try runHook("post_compile", environment, &sizes) }
         }
+        // Nothing runs from the children's directories any more: they are removed on the other
+        // core while the slug is trimmed and measured and the release written.
+        if let scratch { removal = BackgroundWork { scratch.remove() } }
         if let filter = try SlugFilter.read(dirs.build) {
             let removed = try trim(with: filter, &record)
             record.slugFilterRemoved = removed

@@ -165,8 +165,9 @@ enum Files {
             let path = directory + "/" + name
             var info = stat()
             guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
-            let readBits = info.st_mode & 0o444
-            chmod(path, (info.st_mode & 0o7777) | (readBits >> 2))
+            let executeBits = (info.st_mode & 0o444) >> 2
+            // Most already are; a chmod that changes nothing still costs the file system a write.
+            if info.st_mode & executeBits != executeBits { chmod(path, (info.st_mode & 0o7777) | executeBits) }
         }
     }
 }
