@@ -9,17 +9,24 @@ public enum Slug {
     public static let defaultLimitMB = 500
 
     /// Packs `directory` into `path` under `./app/`. Written to a temporary name next to `path`
-    /// and renamed, so an interrupted pack never leaves a slug that looks whole.
+    /// and renamed, so an interrupted pack never leaves a slug that looks whole; what a killed
+    /// one left there (`<name>.partial-<pid>-XXXXXX`) is swept first.
     public static func pack(_ directory: String, to path: String) throws -> Int64 {
         let path = Files.absolute(path)
-        let temporary = path + ".partial-\(getpid())"
+        let slash = path.lastIndex(of: "/") ?? path.startIndex
+        let parent = slash == path.startIndex ? "/" : String(path[..<slash])
+        let prefix = String(path[path.index(after: slash)...]) + ".partial-"
+        ScratchDirectory.sweep(prefixes: [prefix], in: parent)
+        var partial: ScratchDirectory?
+        defer { partial?.remove() }
         do {
+            partial = try ScratchDirectory(prefix: prefix, in: parent, file: true)
+            let temporary = partial!.path
             var writer = try TarGzWriter(path: temporary, options: TarGzWriter.Options(uid: 0, gid: 0))
             try writer.addTree(Files.absolute(directory), prefix: "./app/")
             try writer.finish()
             try Files.move(temporary, to: path)
         } catch {
-            Files.remove(temporary)
             throw BuildFailure(
                 "Could not write the slug \(path)", details: [ErrorReport.reason(error)],
                 hint:

@@ -19,18 +19,27 @@ struct ScratchDirectory: Sendable {
         try self.init(prefix: kind.prefix, in: Files.temporaryRoot)
     }
 
-    /// Creates `<parent>/<prefix><pid>-XXXXXX`, locked until `remove()`.
-    init(prefix: String, in parent: String) throws {
-        // A sweeper elsewhere can take a new directory between mkdtemp and flock; then it is gone
+    /// Creates `<parent>/<prefix><pid>-XXXXXX`, locked until `remove()`: a directory, or an
+    /// empty file for a single file written and renamed into place (the slug).
+    init(prefix: String, in parent: String, file: Bool = false) throws {
+        // A sweeper elsewhere can take a new entry between its making and flock; then it is gone
         // (or locked by that sweeper) and another name is made.
         for _ in 0..<8 {
             var template = Array("\(parent)/\(prefix)\(getpid())-XXXXXX".utf8CString)
-            guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-                throw FileError(path: parent, action: "create a temporary directory in", errno: errno)
-            }
-            let path = String(cString: made)
             // Close-on-exec: a daemon a child leaves behind must not keep the lock alive.
-            let lock = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            var lock: Int32 = -1
+            let made = template.withUnsafeMutableBufferPointer { buffer -> Bool in
+                if file {
+                    lock = mkstemp(buffer.baseAddress!)
+                    if lock >= 0 { _ = fcntl(lock, F_SETFD, FD_CLOEXEC) }
+                    return lock >= 0
+                }
+                guard mkdtemp(buffer.baseAddress!) != nil else { return false }
+                lock = open(buffer.baseAddress!, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                return true
+            }
+            guard made else { throw FileError(path: parent, action: "create a temporary file in", errno: errno) }
+            let path = String(cString: template)
             if lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0, Self.isSame(lock, path) {
                 self.path = path
                 self.lock = lock
@@ -38,10 +47,10 @@ struct ScratchDirectory: Sendable {
             }
             if lock >= 0 { close(lock) }
         }
-        throw FileError(path: parent, action: "lock a temporary directory in", errno: EAGAIN)
+        throw FileError(path: parent, action: "lock a temporary file in", errno: EAGAIN)
     }
 
-    /// Removes the directory and everything in it. Runs on every outcome.
+    /// Removes it (a directory with everything in it). Runs on every outcome.
     func remove() {
         Files.remove(path)
         if lock >= 0 { close(lock) }
@@ -69,7 +78,8 @@ struct ScratchDirectory: Sendable {
         closedir(directory)
         for name in dead {
             let path = root + "/" + name
-            let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            // Non-blocking: a FIFO given such a name is never waited on.
+            let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
             guard descriptor >= 0 else { continue }
             if flock(descriptor, LOCK_EX | LOCK_NB) == 0 { Files.remove(path) }
             close(descriptor)

@@ -100,17 +100,47 @@ import Testing
         #expect(Self.leftovers(tmp: tmp, cache: cache, cacheHome: world.cacheHome).isEmpty, "\(next.all)")
     }
 
+    /// A pid that was just used and is gone.
+    static func deadPID() throws -> pid_t {
+        let gone = Process()
+        gone.executableURL = URL(fileURLWithPath: "/bin/true")
+        try gone.run()
+        gone.waitUntilExit()
+        return gone.processIdentifier
+    }
+
+    /// Locks `path` as its owner would; the descriptor holds the lock until it is closed.
+    static func lock(_ path: String) -> Int32 {
+        let descriptor = open(path, O_RDONLY)
+        flock(descriptor, LOCK_EX | LOCK_NB)
+        return descriptor
+    }
+
+    /// The slug is written beside its final name and renamed: what a build killed while packing
+    /// left there goes with the next pack; a live one's or a locked one's stays.
+    @Test func aHalfWrittenSlugIsSweptByTheNextBuild() throws {
+        let world = try LocalWorld("sweep-slug")
+        let out = world.temp.sub("out")
+        let dead = try Self.deadPID()
+        let names =
+            ["aaaaaa", "bbbbbb"].map { "slug.tgz.partial-\(dead)-\($0)" } + ["slug.tgz.partial-\(getpid())-cccccc"]
+        for name in names { try world.temp.write("out/" + name, "half a slug") }
+        let held = Self.lock(out + "/" + names[1])
+        defer { close(held) }
+        let build = try world.multipack([
+            "build", try world.app("plain", buildpacks: ["probe"]), "--slug", out + "/slug.tgz",
+        ])
+        #expect(build.status == 0, "\(build.all)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.contains(".partial-") }
+        #expect(Set(left) == [names[1], names[2]])
+    }
+
     @Test func aDirectoryWhoseOwnerLivesOrHoldsItsLockIsKept() throws {
         let temp = try TempDir("sweep-kept")
         let tmp = temp.sub("tmp")
         let app = try App(nil, in: temp, buildpacks: try scriptedChild("quick", in: temp) + "\n")
         let staging = temp.sub("cache/.multipack/staging")
-        // A pid that was just used and is gone.
-        let gone = Process()
-        gone.executableURL = URL(fileURLWithPath: "/bin/true")
-        try gone.run()
-        gone.waitUntilExit()
-        let dead = gone.processIdentifier
+        let dead = try Self.deadPID()
         let live = getpid()
         let names = [
             "multipack-children-\(dead)-aaaaaa", "multipack-run-\(dead)-bbbbbb", "multipack-clone-\(live)-cccccc",
@@ -119,11 +149,7 @@ import Testing
         for name in names { _ = temp.sub("tmp/" + name) }
         for name in ["\(dead)-gggggg", "\(dead)-hhhhhh"] { _ = temp.sub("cache/.multipack/staging/" + name) }
         // Held as a process in another PID namespace would hold it: its pid means nothing here.
-        let locks = [tmp + "/multipack-lock-\(dead)-dddddd", staging + "/\(dead)-hhhhhh"].map { path in
-            let descriptor = open(path, O_RDONLY | O_DIRECTORY)
-            flock(descriptor, LOCK_EX | LOCK_NB)
-            return descriptor
-        }
+        let locks = [tmp + "/multipack-lock-\(dead)-dddddd", staging + "/\(dead)-hhhhhh"].map(Self.lock)
 
         let mp = try Multipack(in: temp)
         let first = try mp.shim("compile", [app.build, app.cache, app.env], environment: ["TMPDIR": tmp])
