@@ -161,12 +161,25 @@ static inline void multipack_child_setup(pid_t parent, int out, int err) {
     }
 }
 
+/// The mask a child execs with: empty, or the stop signals blocked for a wrapper (bubblewrap) that
+/// would die of one and take the multipack it runs with it; that multipack takes them (pending
+/// ones too) once its own handlers are set, and stops in order.
+static inline void multipack_exec_mask(int block_stops) {
+    sigset_t mask;
+    sigemptyset(&mask);
+    if (block_stops) {
+        int stops[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+        for (int index = 0; index < 4; index++) sigaddset(&mask, stops[index]);
+    }
+    sigprocmask(SIG_SETMASK, &mask, NULL);
+}
+
 /// fork and exec, for a child that enters a namespace first: a child that shares multipack's
 /// memory (as multipack_spawn's other children do) is refused a user namespace by unshare. The
 /// rest as multipack_spawn. Only async-signal-safe calls run between fork and exec.
 static inline int multipack_spawn_forked(pid_t *pid_out, const char *file, char *const argv[],
                                          char *const envp[], const char *cwd, int out, int err,
-                                         char *const sandbox[]) {
+                                         char *const sandbox[], int block_stops) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return errno;
     sigset_t all, saved;
@@ -182,9 +195,7 @@ static inline int multipack_spawn_forked(pid_t *pid_out, const char *file, char 
         if (code == 0 && sandbox != NULL) prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
         if (code == 0 && cwd != NULL && chdir(cwd) != 0) code = errno;
         if (code == 0) {
-            sigset_t none;
-            sigemptyset(&none);
-            sigprocmask(SIG_SETMASK, &none, NULL);
+            multipack_exec_mask(block_stops);
             execvpe(file, argv, envp);
             code = errno;
         }
@@ -225,6 +236,7 @@ struct multipack_spawn_request {
     const char *cwd;
     int out, err;
     pid_t parent;
+    int block_stops;
     int error;
 };
 
@@ -237,9 +249,7 @@ static inline int multipack_spawn_child(void *raw) {
         request->error = errno;
         _exit(127);
     }
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    multipack_exec_mask(request->block_stops);
     execvpe(request->file, request->argv, request->envp);
     request->error = errno;
     _exit(127);
@@ -248,19 +258,21 @@ static inline int multipack_spawn_child(void *raw) {
 /// Starts a child as posix_spawn does (clone with CLONE_VM|CLONE_VFORK: no copy of multipack's
 /// memory, multipack waits until the exec), with what posix_spawn cannot do: the child gets
 /// SIGKILL if multipack dies (PR_SET_PDEATHSIG). The child has its own process group, stdin
-/// /dev/null, default signal dispositions and an empty mask. `out`/`err`: a descriptor to use, -1
-/// to inherit, -2 for /dev/null. `sandbox`: NULL, or a plan for multipack_enter_sandbox, entered
-/// before `cwd` (in a forked child). Returns 0 or an errno.
+/// /dev/null, default signal dispositions and an empty mask (see multipack_exec_mask for
+/// `block_stops`). `out`/`err`: a descriptor to use, -1 to inherit, -2 for /dev/null. `sandbox`:
+/// NULL, or a plan for multipack_enter_sandbox, entered before `cwd` (in a forked child). Returns
+/// 0 or an errno.
 static inline int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[],
                                   char *const envp[], const char *cwd, int out, int err,
-                                  char *const sandbox[]) {
-    if (sandbox != NULL) return multipack_spawn_forked(pid_out, file, argv, envp, cwd, out, err, sandbox);
+                                  char *const sandbox[], int block_stops) {
+    if (sandbox != NULL)
+        return multipack_spawn_forked(pid_out, file, argv, envp, cwd, out, err, sandbox, block_stops);
     // execvpe searches PATH in a buffer on this stack.
     const char *path = getenv("PATH");
     size_t size = (256 << 10) + (path != NULL ? 2 * strlen(path) : 0);
     void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) return errno;
-    struct multipack_spawn_request request = {file, argv, envp, cwd, out, err, getpid(), 0};
+    struct multipack_spawn_request request = {file, argv, envp, cwd, out, err, getpid(), block_stops, 0};
     // No handler of multipack's may run in the child before it resets them.
     sigset_t all, saved;
     sigfillset(&all);

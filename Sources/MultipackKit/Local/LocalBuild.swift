@@ -108,12 +108,16 @@ public struct LocalBuild {
         StackRoot.sweepPartials(caller)
         let state = LocalState.App(appDir: appDir, environment: caller)
         let lock = try state.begin()
+        let statePath = state.path
+        let removal = BackgroundWork { LocalState.App.removeReplaced(in: statePath) }
         let id = "build_" + Self.randomHex()
         // While it runs, the build directory and the cache live in the build's /tmp, so that
         // renames between them and TMPDIR stay on one mount, as on Heroku; then they go back.
         let running = (build: state.work + "/tmp/" + id, cache: state.work + "/tmp/codon/tmp/cache")
         defer {
             state.finish(build: running.build, cache: options.noCache || options.cacheDir != nil ? nil : running.cache)
+            // Asked to stop, multipack exits at once: the next build removes the rest.
+            if SignalForwarding.stopSignal == nil { removal.wait() }
             close(lock)
         }
         let stackRoot = try options.stackRoot.map { try StackRoot.prepare($0, caller: caller, log: log) }
@@ -193,6 +197,9 @@ public struct LocalBuild {
             if stackRoot != nil { sandbox.hostDirectories = Sandbox.runtimeLibraryDirectories() }
             command = sandbox.wrap(command)
         }
+        command.stopsItself = true
+        // A signal that came while the app was copied would reach only bubblewrap, which ignores it.
+        if SignalForwarding.stopSignal != nil { throw Interrupted() }
         let result = try Sandbox.run(command)
         let outcomePath = (inside ? state.work + "/tmp/multipack" : workDir) + "/outcome.json"
         let outcome = (try? Files.read(outcomePath)).flatMap {
@@ -206,9 +213,15 @@ public struct LocalBuild {
         summary.slugfilterRemoved = record?.slugFilterRemoved
         summary.lock = record?.lock
         try? Files.write("\(id) \(Self.timestamp())\n", to: state.buildID)
+        // The multipack inside was killed before it could unwind: the app's hooks are put back here.
+        if outcome == nil {
+            _ = AppHooks(dirs: BuildDirectories(build: running.build, cache: "/", env: "/")).recoverLeftovers()
+        }
         state.finish(build: running.build, cache: options.noCache || options.cacheDir != nil ? nil : running.cache)
         guard let outcome, result.termination.succeeded else {
             summary.failure = outcome?.failure
+            // The multipack inside had no time to say where it stopped (it always says it otherwise).
+            if outcome == nil, SignalForwarding.stopSignal != nil { throw Interrupted() }
             if outcome == nil, !result.termination.succeeded {
                 throw BuildFailure(
                     "The build's namespace could not be set up or ended early (\(result.termination)).",

@@ -111,11 +111,6 @@ public enum SignalForwarding {
     static let stopSignals = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
 
     public static func install() {
-        // A parent may have started us with these blocked; they must reach the handler.
-        var unblock = sigset_t()
-        sigemptyset(&unblock)
-        for signal in stopSignals { sigaddset(&unblock, signal) }
-        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         for signal in stopSignals {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { signal in
@@ -129,6 +124,12 @@ public enum SignalForwarding {
             action.sa_flags = 0  // no SA_RESTART: blocking calls return EINTR so their loops notice
             sigaction(signal, &action, nil)
         }
+        // A parent may have started us with these blocked (a local build does, through bubblewrap):
+        // unblocked only now, one that came in meanwhile reaches the handler.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for signal in stopSignals { sigaddset(&unblock, signal) }
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         isSubreaper = multipack_become_subreaper() == 0
     }
 

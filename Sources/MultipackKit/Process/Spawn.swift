@@ -56,6 +56,10 @@ public struct Command: Sendable {
     public var isCancelled: (@Sendable () -> Bool)?
     /// A namespace the process is started in, made by multipack itself (the direct sandbox).
     var namespace: NamespacePlan?
+    /// The process is multipack inside a namespace: it (and bubblewrap around it, which passes no
+    /// signal on) starts with the stop signals blocked until multipack's own handlers take them,
+    /// and it gets twice the grace, to stop its child and unwind (hooks back, outcome written).
+    var stopsItself = false
 
     public init(
         _ executable: String, _ arguments: [String] = [], in workingDirectory: String? = nil,
@@ -129,13 +133,16 @@ public enum Spawner {
         }
         let plan = command.namespace.map { $0.words.map { strdup($0) } + [nil] }
         defer { plan?.forEach { free($0) } }
+        let blockStops: Int32 = command.stopsItself ? 1 : 0
         let started = ChildProcessGroups.shared.start {
             var pid: pid_t = 0
             let code = command.workingDirectory.withOptionalCString { directory in
                 guard let plan else {
-                    return multipack_spawn(&pid, command.executable, argv, envp, directory, targets[0], targets[1], nil)
+                    return multipack_spawn(
+                        &pid, command.executable, argv, envp, directory, targets[0], targets[1], nil, blockStops)
                 }
-                return multipack_spawn(&pid, command.executable, argv, envp, directory, targets[0], targets[1], plan)
+                return multipack_spawn(
+                    &pid, command.executable, argv, envp, directory, targets[0], targets[1], plan, blockStops)
             }
             return (code, pid)
         }
@@ -152,7 +159,7 @@ public enum Spawner {
         let pid = started.pid
         let (termination, captured) = supervise(
             pid, pipes: pipes.map { ($0.read, $0.target) }, limit: command.captureLimit,
-            isCancelled: command.isCancelled)
+            grace: command.stopsItself ? grace * 2 : grace, isCancelled: command.isCancelled)
         ChildProcessGroups.shared.remove(pid)
         // Plumbing (git while fetching in parallel) is swept once when the fetch stage ends.
         if let owner = command.owner { stopLeftovers(owner: owner) }
@@ -165,7 +172,8 @@ public enum Spawner {
     /// asked to stop, the child's group gets a grace period and is then killed; pipes that a
     /// leftover process holds open are let go of.
     private static func supervise(
-        _ pid: pid_t, pipes: [(fd: Int32, target: Int32)], limit: Int, isCancelled: (@Sendable () -> Bool)?
+        _ pid: pid_t, pipes: [(fd: Int32, target: Int32)], limit: Int, grace: Duration,
+        isCancelled: (@Sendable () -> Bool)?
     ) -> (Termination, [Int32: [UInt8]]) {
         var captured: [Int32: [UInt8]] = [1: [], 2: []]
         let exitDescriptor = multipack_pidfd_open(pid)

@@ -1,0 +1,131 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// SIGTERM to `multipack build` while a child compiles inside the namespace: found with the real
+/// Node.js and Python buildpacks (a stop during pip), where bubblewrap died of the signal at once
+/// and took the inner multipack with it, so the build blamed bubblewrap and kept a build directory
+/// whose `bin/post_compile` was still hidden.
+@Suite struct SandboxSignalTests {
+    @Test(arguments: ["bubblewrap", "direct", "off"])
+    func stopDuringACompileNamesTheChildAndPutsTheHooksBack(sandbox: String) throws {
+        let world = try LocalWorld("sandbox-signal-\(sandbox)")
+        let app = try world.app("plain", buildpacks: ["slow"])
+        try FileManager.default.createDirectory(atPath: app + "/bin", withIntermediateDirectories: true)
+        let hook = "#!/usr/bin/env bash\necho post_compile ran\n"
+        try hook.write(toFile: app + "/bin/post_compile", atomically: true, encoding: .utf8)
+
+        let log = world.temp.path + "/build.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Repo.binary)
+        process.arguments = ["build", app]
+        process.environment = world.environment.merging(["MULTIPACK_SANDBOX": sandbox]) { $1 }
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let output = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+        let started = Date()
+        while process.isRunning && !output().contains("slow compile started") && Date().timeIntervalSince(started) < 60
+        {
+            usleep(20_000)
+        }
+        try #require(output().contains("slow compile started"), "\(output())")
+        kill(process.processIdentifier, SIGTERM)
+        let sent = Date()
+        while process.isRunning && Date().timeIntervalSince(sent) < 10 { usleep(20_000) }
+        #expect(Date().timeIntervalSince(sent) <= 5, "multipack build took more than 5 s to stop")
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1, "\(output())")
+
+        let text = output()
+        #expect(text.contains("The build was stopped by SIGTERM"), "\(text)")
+        #expect(text.contains("Slow (fixture)"), "\(text)")
+        #expect(!text.contains("namespace could not be set up"), "\(text)")
+
+        // The kept build directory has the app's hook back, and nothing renamed.
+        let apps = world.cacheHome + "/multipack/apps"
+        let state = try #require(try FileManager.default.contentsOfDirectory(atPath: apps).first)
+        let bin = apps + "/" + state + "/build/bin"
+        #expect(try FileManager.default.contentsOfDirectory(atPath: bin) == ["post_compile"])
+        #expect(try String(contentsOfFile: bin + "/post_compile", encoding: .utf8) == hook)
+        // What the slow child started is gone, and TMPDIR is empty.
+        let pids = ["slow-helper.pid", "slow-compile.pid"].map { apps + "/" + state + "/build/" + $0 }
+        #expect(survivors(pids).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: world.tmp).isEmpty)
+    }
+}
+
+extension SandboxSignalTests {
+    /// A stop that comes before the namespace exists (while the previous build is put aside and the
+    /// app copied) ends the build at once: no child runs, whatever the previous build's size. The
+    /// previous build is removed meanwhile, and what a stopped build left aside the next one removes.
+    @Test(arguments: ["bubblewrap", "direct"])
+    func stopBeforeTheNamespaceRunsNoChildAndTheNextBuildRemovesWhatWasLeft(sandbox: String) throws {
+        let world = try LocalWorld("sandbox-early-stop-\(sandbox)")
+        let child = try scriptedChild(
+            "modes", in: world.temp, detect: "sleep 1; echo Modes",
+            compile: """
+                case "$(cat "$3/MODE" 2>/dev/null)" in
+                  many) mkdir "$1/many" && cd "$1/many" && seq 1 20000 | xargs touch ;;
+                  slow) touch "$1/compiled"; sleep 300 ;;
+                esac
+                """)
+        let app = try world.app("plain", buildpacks: nil)
+        try (child + "\n").write(toFile: app + "/.buildpacks", atomically: true, encoding: .utf8)
+        let environment = world.environment.merging(["MULTIPACK_SANDBOX": sandbox]) { $1 }
+        let first = try Shell.run(Repo.binary, ["build", app, "-e", "MODE=many"], environment: environment)
+        #expect(first.status == 0, "\(first.all)")
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Repo.binary)
+        process.arguments = ["build", app, "-e", "MODE=slow"]
+        process.environment = environment
+        let log = world.temp.path + "/build.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        // As soon as multipack takes SIGTERM (before that, the signal would just kill it).
+        let started = Date()
+        while process.isRunning && !catchesSIGTERM(process.processIdentifier) && Date().timeIntervalSince(started) < 30
+        {
+            usleep(5_000)
+        }
+        kill(process.processIdentifier, SIGTERM)
+        let sent = Date()
+        while process.isRunning && Date().timeIntervalSince(sent) < 15 { usleep(20_000) }
+        #expect(Date().timeIntervalSince(sent) <= 5, "multipack build took more than 5 s to stop")
+        process.waitUntilExit()
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(process.terminationStatus == 1, "\(text)")
+        #expect(text.contains("The build was stopped by SIGTERM"), "\(text)")
+        let apps = world.cacheHome + "/multipack/apps"
+        let state = apps + "/" + (try #require(try FileManager.default.contentsOfDirectory(atPath: apps).first))
+        #expect(!FileManager.default.fileExists(atPath: state + "/build/compiled"), "a child compiled after the stop")
+
+        let next = try Shell.run(Repo.binary, ["build", app], environment: environment)
+        #expect(next.status == 0, "\(next.all)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: state).filter { $0.hasPrefix(".replaced-") }
+        #expect(left.isEmpty, "\(left)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: world.tmp).isEmpty)
+    }
+}
+
+/// Whether the process has a handler for SIGTERM (its `SigCgt` mask in /proc).
+func catchesSIGTERM(_ pid: Int32) -> Bool {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
+        let mask = UInt64(line.dropFirst("SigCgt:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+    else { return false }
+    return mask & (1 << (UInt64(SIGTERM) - 1)) != 0
+}
