@@ -144,7 +144,7 @@ import Testing
         let process = Process()
         process.executableURL = URL(fileURLWithPath: mp.dir + "/bin/compile")
         process.arguments = [app.build, app.cache, app.env]
-        process.environment = Multipack.environment([:])
+        process.environment = Multipack.environment(["TMPDIR": mp.tmp])
         let out = Pipe()
         process.standardOutput = out
         process.standardError = out

@@ -117,9 +117,13 @@ struct TestFailure: Error, CustomStringConvertible {
 /// the tests drive the real bin/ scripts and nothing is written into the checkout.
 struct Multipack {
     let dir: String
+    /// The TMPDIR of the builds the shims start, unless a test gives its own: inside the test's
+    /// temp dir, so that a test that is killed leaves nothing of multipack's in /tmp.
+    let tmp: String
 
     init(in temp: TempDir) throws {
         dir = temp.sub("multipack-buildpack")
+        tmp = temp.sub("tmp")
         let fm = FileManager.default
         for item in ["bin", "lib", "buildpack.toml"] {
             try fm.copyItem(atPath: Repo.root + "/" + item, toPath: dir + "/" + item)
@@ -134,7 +138,9 @@ struct Multipack {
     func shim(
         _ verb: String, _ arguments: [String], in directory: String? = nil, environment extra: [String: String] = [:]
     ) throws -> Output {
-        try Shell.run(dir + "/bin/" + verb, arguments, in: directory, environment: Self.environment(extra))
+        try Shell.run(
+            dir + "/bin/" + verb, arguments, in: directory,
+            environment: Self.environment(["TMPDIR": tmp].merging(extra) { $1 }))
     }
 
     static func environment(_ extra: [String: String]) -> [String: String] {
