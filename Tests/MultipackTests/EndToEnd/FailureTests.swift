@@ -149,9 +149,13 @@ import Testing
         process.standardOutput = out
         process.standardError = out
         try process.run()
-        // Wait until the slow compile (and its background helper) are running.
+        // Wait until the slow compile (and its background helper) are running: both pids written,
+        // not just the files created (an empty one makes the forced pid read below crash the run).
         let deadline = Date().addingTimeInterval(30)
-        while !app.exists("slow-compile.pid") || !app.exists("slow-helper.pid") {
+        let written = { (file: String) in
+            app.read(file).map { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) != nil } ?? false
+        }
+        while !written("slow-compile.pid") || !written("slow-helper.pid") {
             #expect(Date() < deadline, "slow child never started")
             if Date() >= deadline { process.terminate(); return }
             usleep(20_000)
