@@ -183,12 +183,12 @@ enum Removal {
             for entry in TreeWalk.entries(fd) {
                 var info = stat()
                 guard fstatat(fd, entry.name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
-                    throw Removal.failure(path + String(cString: entry.name), errno)
+                    throw Removal.failure(path + Files.string(entry.name), errno)
                 }
                 let childIsDirectory = (info.st_mode & S_IFMT) == S_IFDIR
                 size += try remove(
                     fd, entry.name, isDirectory: childIsDirectory,
-                    path: path + String(cString: entry.name) + (childIsDirectory ? "/" : ""))
+                    path: path + Files.string(entry.name) + (childIsDirectory ? "/" : ""))
             }
         } else {
             var info = stat()

@@ -61,6 +61,11 @@ enum Files {
         }
     }
 
+    /// A NUL-terminated name from a C buffer (a directory entry, a filled-in template), as text.
+    static func string(_ cString: [CChar]) -> String {
+        String(decoding: cString.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     static func write(_ text: String, to path: String, mode: Int = 0o644) throws {
         // Atomic: a reader never sees half a file.
         let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"

@@ -39,7 +39,7 @@ struct ScratchDirectory: Sendable {
                 return true
             }
             guard made else { throw FileError(path: parent, action: "create a temporary file in", errno: errno) }
-            let path = String(cString: template)
+            let path = Files.string(template)
             if lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0, Self.isSame(lock, path) {
                 self.path = path
                 self.lock = lock

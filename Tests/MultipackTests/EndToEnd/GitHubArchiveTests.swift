@@ -18,7 +18,7 @@ import Testing
         let files = FileManager.default.enumerator(atPath: bare)!
         while let relative = files.nextObject() as? String {
             var isDirectory: ObjCBool = false
-            FileManager.default.fileExists(atPath: bare + "/" + relative, isDirectory: &isDirectory)
+            _ = FileManager.default.fileExists(atPath: bare + "/" + relative, isDirectory: &isDirectory)
             if isDirectory.boolValue { continue }
             let bytes = try Data(contentsOf: URL(fileURLWithPath: bare + "/" + relative))
             routes["/org/\(name).git/\(relative)"] = .serve(body: Array(bytes))

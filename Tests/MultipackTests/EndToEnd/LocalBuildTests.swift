@@ -346,7 +346,7 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
         env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
         process.environment = env
         let log = world.temp.path + "/run.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
         process.standardError = handle

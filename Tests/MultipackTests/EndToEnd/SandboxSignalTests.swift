@@ -19,7 +19,7 @@ import Testing
         try hook.write(toFile: app + "/bin/post_compile", atomically: true, encoding: .utf8)
 
         let log = world.temp.path + "/build.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Repo.binary)
@@ -89,7 +89,7 @@ extension SandboxSignalTests {
         process.arguments = ["build", app, "-e", "MODE=slow"]
         process.environment = environment
         let log = world.temp.path + "/build.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
         process.standardError = handle

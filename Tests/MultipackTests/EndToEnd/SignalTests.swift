@@ -26,7 +26,7 @@ final class BackgroundCompile {
     init(_ mp: Multipack, _ app: App, temp: TempDir, environment: [String: String] = [:]) throws {
         outputPath = temp.path + "/compile-output.txt"
         tmp = temp.sub("tmp")
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: mp.dir + "/bin/compile")
         process.arguments = [app.build, app.cache, app.env]
         process.environment = Multipack.environment(environment.merging(["TMPDIR": tmp]) { $1 })

@@ -58,7 +58,7 @@ import Testing
                 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         // Longer than one read chunk.
         let big = [UInt8](repeating: 0x61, count: 200_000)
-        FileManager.default.createFile(atPath: temp.path + "/big", contents: Data(big))
+        _ = FileManager.default.createFile(atPath: temp.path + "/big", contents: Data(big))
         #expect(try sha256Hex(ofFile: temp.path + "/big") == (try sha256Hex(of: big)))
         let expected = try Shell.run("sha256sum", [temp.path + "/big"]).stdout.prefix(64)
         #expect(try sha256Hex(ofFile: temp.path + "/big") == String(expected))
