@@ -339,18 +339,11 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
         #expect(build.status == 0, "\(build.all)")
 
         let port = try freeLoopbackPort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Repo.binary)
-        process.arguments = ["run", slug, "web", "--port", String(port), "--env", "MY_VAR=set"]
         var env = world.environment
         env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
-        process.environment = env
         let log = world.temp.path + "/run.log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        let process = try Repo.start(
+            ["run", slug, "web", "--port", String(port), "--env", "MY_VAR=set"], environment: env, log: log)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
         var page: (status: Int, body: String)?

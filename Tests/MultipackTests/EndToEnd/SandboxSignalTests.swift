@@ -19,16 +19,8 @@ import Testing
         try hook.write(toFile: app + "/bin/post_compile", atomically: true, encoding: .utf8)
 
         let log = world.temp.path + "/build.log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Repo.binary)
-        process.arguments = ["build", app]
-        process.environment = world.environment.merging(["MULTIPACK_SANDBOX": sandbox]) { $1 }
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let process = try Repo.start(
+            ["build", app], environment: world.environment.merging(["MULTIPACK_SANDBOX": sandbox]) { $1 }, log: log)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let output = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
@@ -84,16 +76,8 @@ extension SandboxSignalTests {
         let first = try Shell.run(Repo.binary, ["build", app, "-e", "MODE=many"], environment: environment)
         #expect(first.status == 0, "\(first.all)")
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Repo.binary)
-        process.arguments = ["build", app, "-e", "MODE=slow"]
-        process.environment = environment
         let log = world.temp.path + "/build.log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        let process = try Repo.start(["build", app, "-e", "MODE=slow"], environment: environment, log: log)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         // As soon as multipack takes SIGTERM (before that, the signal would just kill it).
         let started = Date()

@@ -19,6 +19,22 @@ enum Repo {
         if dir.lastPathComponent.hasSuffix(".xctest") { dir.deleteLastPathComponent() }
         return dir.appendingPathComponent("multipack").path
     }()
+
+    /// The binary started in the background with `arguments`, its output going to `log` (made
+    /// empty first) and its input from /dev/null. The caller waits for it or kills it.
+    static func start(_ arguments: [String], environment: [String: String], log: String) throws -> Process {
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.environment = environment
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
 }
 
 /// A temporary directory removed when the test is done with it.
