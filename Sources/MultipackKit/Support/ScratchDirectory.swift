@@ -64,18 +64,13 @@ struct ScratchDirectory: Sendable {
     /// Removes the entries of `root` named `<prefix><pid>-XXXXXX` whose process is not running and
     /// whose lock nobody holds.
     static func sweep(prefixes: [String], in root: String) {
-        guard let directory = opendir(root) else { return }
-        var dead: [String] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
+        guard let names = try? ArchiveTree.contents(of: root) else { return }
+        let dead = names.filter { name in
             guard let prefix = prefixes.first(where: { name.hasPrefix($0) }),
                 let pid = ownerPID(name, prefix: prefix), pid != getpid()
-            else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { dead.append(name) }
+            else { return false }
+            return kill(pid, 0) != 0 && errno == ESRCH
         }
-        closedir(directory)
         for name in dead {
             let path = root + "/" + name
             // Non-blocking: a FIFO given such a name is never waited on.

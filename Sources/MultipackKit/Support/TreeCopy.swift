@@ -23,13 +23,13 @@ struct TreeCopy {
                     throw FileError(path: target, action: "create the directory", errno: errno)
                 }
                 directoryModes.append((target, info.st_mode & 0o7777))
-                guard let dir = opendir(source) else { throw FileError(path: source, action: "read", errno: errno) }
-                defer { closedir(dir) }
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-                    }
-                    if name == "." || name == ".." { continue }
+                let names: [String]
+                do {
+                    names = try ArchiveTree.contents(of: source)
+                } catch let error as ArchiveIOError {
+                    throw FileError(path: source, action: "read", errno: error.code)
+                }
+                for name in names {
                     pending.append((relative.isEmpty ? name : relative + "/" + name, false))
                 }
             case S_IFREG:
