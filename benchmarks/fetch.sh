@@ -8,8 +8,8 @@
 # Usage: benchmarks/fetch.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-swift build -c release --product multipack --static-swift-stdlib --package-path "$root" --scratch-path "$root/.build-static" >&2
-binary="$root/.build-static/release/multipack"
+source "$root/benchmarks/release-binary.sh"
+binary=$MULTIPACK
 
 work=$(mktemp -d /tmp/multipack-fetch-bench-XXXXXX)
 server_pid=

@@ -7,13 +7,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-3}
-if [ -n "${BINARY:-}" ]; then
-  binary=$BINARY
-else
-  swift build -c release --product multipack --static-swift-stdlib --package-path "$root" \
-    --scratch-path "$root/.build-static" >&2
-  binary="$root/.build-static/release/multipack"
-fi
+MULTIPACK=${MULTIPACK:-${BINARY:-}}
+source "$root/benchmarks/release-binary.sh"
+binary=$MULTIPACK
 
 work=$(mktemp -d /tmp/multipack-lock-bench-XXXXXX)
 server_pid=

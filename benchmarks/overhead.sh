@@ -7,9 +7,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 children=${1:-10}
 runs=${2:-5}
-# The binary as it ships: release, Swift's standard library linked statically.
-swift build -c release --product multipack --static-swift-stdlib --package-path "$root" --scratch-path "$root/.build-static" >&2
-binary="$root/.build-static/release/multipack"
+source "$root/benchmarks/release-binary.sh"
+binary=$MULTIPACK
 
 work=$(mktemp -d /tmp/multipack-bench-XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT

@@ -8,10 +8,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-15}
-if [ -z "${MULTIPACK:-}" ]; then
-  swift build -c release --product multipack --static-swift-stdlib --package-path "$root" --scratch-path "$root/.build-static" >&2
-  MULTIPACK="$root/.build-static/release/multipack"
-fi
+source "$root/benchmarks/release-binary.sh"
 work=$(mktemp -d /tmp/multipack-sandbox-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/app" "$work/tmp" "$work/home" "$work/bp/bin"

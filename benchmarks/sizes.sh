@@ -7,11 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-3}
-if [ -z "${MULTIPACK:-}" ]; then
-  # The binary as it ships: release, Swift's standard library linked statically.
-  swift build -c release --product multipack --static-swift-stdlib --package-path "$root" --scratch-path "$root/.build-static" >&2
-  MULTIPACK="$root/.build-static/release/multipack"
-fi
+source "$root/benchmarks/release-binary.sh"
 command -v rsync >/dev/null || { echo "rsync is needed (apt-get install rsync)" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/multipack-sizes-bench-XXXXXX)
