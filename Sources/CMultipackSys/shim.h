@@ -26,6 +26,8 @@ extern int pipe2(int pipefd[2], int flags);
 #include <sys/statfs.h>
 
 extern int execvpe(const char *file, char *const argv[], char *const envp[]);
+// A byte string inside another, in linear time (glibc's two-way search).
+extern void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen);
 extern int unshare(int flags);
 
 /// A failure of the namespace's set-up, as the child reports it: this bit, the step's index

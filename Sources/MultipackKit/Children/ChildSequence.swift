@@ -40,11 +40,11 @@ struct ChildSequence {
     /// build's environment without the exports, as on Heroku. `beforeChild` runs before each
     /// child's detect (with the environment so far, and the meter, so that a hook it runs is
     /// charged its own growth) and `afterChild` after its release or failure: the app's hooks are
-    /// hidden and put back there. `finished` sees each child when done.
+    /// hidden and put back there. `finished` sees each child when done, with the environment so far.
     mutating func run(
         environment: [String: String], releaseEnvironment: [String: String], testCompile: Bool,
         beforeChild: ([String: String], inout SizeMeter?) throws -> Void = { _, _ in }, afterChild: () -> Void = {},
-        finished: (ChildRun) -> Void
+        finished: (ChildRun, [String: String]) -> Void
     ) throws -> [String: String] {
         let runner = ChildRunner(dirs: dirs, trace: trace)
         var environment = environment
@@ -62,7 +62,7 @@ struct ChildSequence {
                 "\(children[index].label) \(children[index].displayName) done in "
                     + formatSeconds(children[index].ownSeconds)
                     + (children[index].growth.map { " (\($0.signedBytes), \($0.signedFiles))" } ?? ""))
-            finished(children[index])
+            finished(children[index], environment)
         }
         return environment
     }

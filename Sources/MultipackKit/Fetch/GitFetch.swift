@@ -3,8 +3,8 @@ import Glibc
 /// A git child: resolved with `git ls-remote`, cloned once, then served from the cache (SPEC §5).
 ///
 /// Cache layout, under CACHE_DIR/.multipack/git/<key of the URL>/:
-///   url          the SHA-256 of the URL the entry belongs to (a key collision is detected, never
-///                trusted; the URL itself is not stored, since it may hold credentials)
+///   url          the masked URL the entry belongs to (a key collision is detected, never trusted;
+///                the URL itself is not stored, since it may hold credentials)
 ///   <commit>/    the checked-out tree of that commit, without .git
 ///   ref-<name>   the commit a floating ref resolved to last time (for offline fallback)
 struct GitFetch {
@@ -159,10 +159,19 @@ struct GitFetch {
         return rewritten.isEmpty ? url : rewritten
     }
 
+    /// Makes the entry's directory, owned by this URL. The owner is the masked URL rather than a
+    /// digest, so that a warm build of git children never waits for libcrypto to load (3 ms): two
+    /// URLs that share the 64-bit key and differ only where masking hides differ in nothing else.
     private func prepare(_ store: String) throws {
-        let owner = try sha256Hex(of: Array(url.utf8))
+        let owner = Masking.url(url)
         if CacheStore.isRealDirectory(store) {
-            if CacheStore.readRecord(store + "/url") == owner { return }
+            let record = CacheStore.readRecord(store + "/url")
+            if record == owner { return }
+            // Earlier versions recorded the URL's SHA-256: their entries are kept, not cloned again.
+            if let record, CacheStore.isDigest(record), record == (try? sha256Hex(of: Array(url.utf8))) {
+                try Files.write(owner, to: store + "/url")
+                return
+            }
             // Another URL hashed to the same key, or an entry of an older layout: start afresh.
             Files.remove(store)
         }

@@ -25,6 +25,14 @@ public struct BuildpackEntry: Equatable, Sendable {
 
     /// The reference with credentials hidden, fit for any output.
     public var maskedText: String { Masking.url(text) }
+
+    /// An archive over HTTP or from the registry: its cache records and pin need SHA-256.
+    var isArchive: Bool {
+        switch reference {
+        case .archive, .registry: true
+        case .git, .directory: false
+        }
+    }
 }
 
 public struct BuildpackListError: Error, Equatable, CustomStringConvertible {

@@ -168,8 +168,8 @@ struct ListStages: BuildStages {
         record?.children = sequence.children.map(BuildRecord.Child.init)
         sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)
         let env = try sequence.run(environment: environment, releaseEnvironment: environment, testCompile: testCompile)
-        {
-            record?.children[$0.position - 1] = BuildRecord.Child($0)
+        { child, _ in
+            record?.children[child.position - 1] = BuildRecord.Child(child)
         }
         children = sequence.children
         finalEnvironment = env

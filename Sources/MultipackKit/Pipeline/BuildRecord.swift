@@ -25,21 +25,22 @@ struct BuildState {
         directory = buildpackDir + "/.multipack/builds/" + cacheKey(self.buildDir)
     }
 
-    var releasePath: String { directory + "/release.yml" }
     var recordPath: String { directory + "/record.json" }
     /// test-compile's children, kept for `bin/test` until the next compile of this BUILD_DIR.
     var childrenDir: String { directory + "/children" }
 
-    /// A new compile starts from nothing: no earlier release or "succeeded" record survives it.
+    /// A new compile starts from nothing: no earlier release or "succeeded" record survives it,
+    /// nor what a killed write left. The directory itself stays: making it again would cost every
+    /// build a directory's allocation, which on a busy ext4 takes a millisecond or more.
     func clear() throws {
-        guard Files.exists(directory) else { return }
-        try Files.removeTree(directory)
+        guard let names = try? ArchiveTree.contents(of: directory) else { return }
+        for name in names { try Files.removeTree(directory + "/" + name) }
     }
 
     /// The merged release, if compile saved one for this BUILD_DIR.
     var release: String? {
-        guard BuildRecord.load(self)?.outcome == "succeeded" else { return nil }
-        return try? Files.read(releasePath)
+        guard let record = BuildRecord.load(self), record.outcome == "succeeded" else { return nil }
+        return record.release
     }
 }
 
@@ -72,6 +73,8 @@ public struct BuildRecord: Codable, Sendable {
     }
 
     public var outcome = "running"
+    /// The merged release YAML that `bin/release` prints, saved with the record in one write.
+    public var release: String?
     public var failure: String?
     public var lock: LockState?
     public var stage = "compile"
@@ -107,10 +110,16 @@ public struct BuildRecord: Codable, Sendable {
         return record
     }
 
+    /// Writes the record (atomically) where `release` and `report` look for it.
+    func write(_ state: BuildState) throws {
+        let data = try JSONEncoder().encode(self)
+        try Files.makeDirectory(state.directory)
+        try Files.write(String(decoding: data, as: UTF8.self), to: state.recordPath)
+    }
+
+    /// As `write`, for a build that is failing anyway.
     func save(_ state: BuildState) {
-        guard let data = try? JSONEncoder().encode(self) else { return }
-        try? Files.makeDirectory(state.directory)
-        try? Files.write(String(decoding: data, as: UTF8.self), to: state.recordPath)
+        try? write(state)
     }
 
     /// Flat YAML for `bin/report`.

@@ -38,10 +38,6 @@ public struct Compile {
 
     public func run() throws {
         let start = ContinuousClock.now
-        // The cache's records need libcrypto as soon as the fetches start: it loads on the other
-        // core while compile reads its inputs.
-        let digests = BackgroundWork { prepareDigests() }
-        defer { digests.wait() }
         // Declared first so that it is waited for last, after the record is saved.
         var removal: BackgroundWork?
         defer { removal?.wait() }
@@ -54,22 +50,30 @@ public struct Compile {
         record.buildDir = state.buildDir
         record.pid = getpid()
         record.save(state)
+        var saved = false
         defer {
-            record.totalSeconds = start.duration(to: .now).seconds
-            record.save(state)
+            if !saved {
+                record.totalSeconds = start.duration(to: .now).seconds
+                record.save(state)
+            }
         }
         do {
             try run(&record, state: state, removal: &removal)
             // A signal that came after the last stage still means the build did not finish.
             if SignalForwarding.shouldStop { throw Interrupted(stage: "at the end of the build") }
             record.outcome = "succeeded"
+            record.totalSeconds = start.duration(to: .now).seconds
+            // The record carries the merged release: a build whose record cannot be written has
+            // not succeeded.
+            try record.write(state)
+            saved = true
         } catch {
             record.outcome = error is Interrupted ? "interrupted" : "failed"
             record.failure = ErrorReport.lines(for: error).first
             Files.remove(state.childrenDir)
             throw error
         }
-        summary(record, seconds: start.duration(to: .now).seconds)
+        summary(record, seconds: record.totalSeconds)
     }
 
     private func run(_ record: inout BuildRecord, state: BuildState, removal: inout BackgroundWork?) throws {
@@ -106,6 +110,10 @@ public struct Compile {
 
         let lock = try LockFile.load(appDir: dirs.build, directory: invocation.appDir(for: dirs))
         let pinned = try lock?.pinning(entries) ?? entries
+        // An archive's records and pins need libcrypto as soon as the fetches start: it loads on
+        // the other core meanwhile. Git and directory children need no digest.
+        let digests = pinned.contains(where: \.isArchive) ? BackgroundWork { prepareDigests() } : nil
+        defer { digests?.wait() }
         let floating = pinned.filter(\.isFloating).count
         record.lock = BuildRecord.LockState(
             used: lock != nil, pinned: pinned.filter { $0.pin != nil }.count, children: pinned.count,
@@ -120,9 +128,13 @@ public struct Compile {
 
         // Fetch every child first, in parallel, into a private directory outside BUILD_DIR. It is
         // removed whatever the outcome; test-compile's children stay in the state for `bin/test`.
-        ScratchDirectory.sweepTemporaryRoot()
+        // What killed builds left in TMPDIR goes on another thread: listing a crowded TMPDIR
+        // takes milliseconds, and nothing of this build depends on it.
+        let sweep = BackgroundWork { ScratchDirectory.sweepTemporaryRoot() }
+        defer { sweep.wait() }
         let scratch = testCompile ? nil : try ScratchDirectory(.children)
-        defer { if removal == nil { scratch?.remove() } }
+        var childDirectories = scratch.map(ChildDirectories.init)
+        defer { if removal == nil { childDirectories?.removeAll().wait() } }
         let workDir = scratch?.path ?? state.childrenDir
         try Files.makeDirectory(workDir)
         var fetchContext = FetchContext(
@@ -155,7 +167,10 @@ public struct Compile {
                 try hooks.hide()
             },
             afterChild: { if managed { hooks.restore() } },
-            finished: { record.children[$0.position - 1] = BuildRecord.Child($0) })
+            finished: { child, environment in
+                record.children[child.position - 1] = BuildRecord.Child(child)
+                childDirectories?.childFinished(child.fetched.directory, environment: environment)
+            })
         var sizes = sequence.sizes
         let children = sequence.children
         if managed {
@@ -165,9 +180,9 @@ public struct Compile {
             }
             if hooks.present("post_compile") { try runHook("post_compile", environment, &sizes) }
         }
-        // Nothing runs from the children's directories any more: they are removed on the other
-        // core while the slug is trimmed and measured and the release written.
-        if let scratch { removal = BackgroundWork { scratch.remove() } }
+        // Nothing runs from the children's directories any more: what is left of them is removed
+        // on the other core while the slug is trimmed and measured and the release written.
+        removal = childDirectories?.removeAll()
         if let filter = try SlugFilter.read(dirs.build) {
             let removed = try trim(with: filter, &record)
             record.slugFilterRemoved = removed
@@ -179,8 +194,7 @@ public struct Compile {
 
         let (release, provenance) = mergeReleases(children.map { ($0.position, $0.release) }, mode: settings.release)
         if SignalForwarding.shouldStop { throw Interrupted(stage: "while the releases were being merged") }
-        try Files.makeDirectory(state.directory)
-        try Files.write(release.yaml, to: state.releasePath)
+        record.release = release.yaml
         logRelease(release, provenance, children: children, mode: settings.release)
 
         try Files.write(

@@ -93,6 +93,33 @@ import Testing
         #expect(setup.server.requests("/node.tgz").first?.headers["if-none-match"] == nil)
     }
 
+    /// A git entry's owner record is the masked URL. One written by an earlier version (the URL's
+    /// SHA-256) is adopted without a new clone; one of another URL means a fresh clone.
+    @Test func gitEntriesOfEarlierVersionsAreKeptAndForeignOnesRecloned() throws {
+        let temp = try TempDir("git-owner")
+        let repo = try gitChild("node", in: temp)
+        let url = "file://\(repo)"
+        let app = try App("python-node", in: temp, buildpacks: url + "\n")
+        let mp = try Multipack(in: temp)
+        let record = app.cache + "/.multipack/git/" + cacheKey(url) + "/url"
+        let cold = try mp.shim("compile", [app.build, app.cache, app.env])
+        #expect(cold.status == 0, "\(cold.all)")
+        #expect(cold.stdout.contains("(cloned,"))
+        #expect(try String(contentsOfFile: record, encoding: .utf8) == Masking.url(url))
+
+        try sha256Hex(of: Array(url.utf8)).write(toFile: record, atomically: true, encoding: .utf8)
+        let adopted = try mp.shim("compile", [app.build, app.cache, app.env])
+        #expect(adopted.status == 0, "\(adopted.all)")
+        #expect(adopted.stdout.contains("(cached,"), "\(adopted.stdout)")
+        #expect(try String(contentsOfFile: record, encoding: .utf8) == Masking.url(url))
+
+        try sha256Hex(of: Array("file:///another/repository".utf8)).write(
+            toFile: record, atomically: true, encoding: .utf8)
+        let foreign = try mp.shim("compile", [app.build, app.cache, app.env])
+        #expect(foreign.status == 0, "\(foreign.all)")
+        #expect(foreign.stdout.contains("(cloned,"), "\(foreign.stdout)")
+    }
+
     @Test func recordsHoldNoCredentials() throws {
         let setup = try Setup("creds", pinned: false) {
             "http://deploy:s3cr3t-pass@127.0.0.1:\($0.port)/node.tgz?token=t0p-s3cr3t"

@@ -102,6 +102,53 @@ import Testing
         #expect(probe.contains("hooks=\n") || !probe.contains("post_compile"))
     }
 
+    /// A finished child's directory may go before the build ends (SPEC §5), but never while a
+    /// variable of the build names it: a tool an export puts on PATH from the child's own
+    /// directory serves every later child and post_compile, cold and warm.
+    @Test func aToolOnPathFromAChildsOwnDirectoryServesEveryLaterStep() throws {
+        let temp = try TempDir("own-dir-tool")
+        let detect = "#!/usr/bin/env bash\necho Child\n"
+        // The first child exports its own tools/ on PATH and a file of its own; the others use them.
+        try temp.write("remotes/toolbox/bin/detect", detect, executable: true)
+        try temp.write(
+            "remotes/toolbox/bin/compile",
+            "#!/usr/bin/env bash\nbp=$(cd \"$(dirname \"$0\")/..\" && pwd)\n"
+                + "printf 'export PATH=\"%s/tools:$PATH\"\\nexport TOOLBOX_CONF=\"%s/conf\"\\n' \"$bp\" \"$bp\" > \"$bp/export\"\n",
+            executable: true)
+        try temp.write("remotes/toolbox/tools/hello", "#!/bin/sh\necho \"hello from the toolbox\"\n", executable: true)
+        try temp.write("remotes/toolbox/conf", "conf of the toolbox\n")
+        for name in ["plain", "user"] {
+            try temp.write("remotes/\(name)/bin/detect", detect, executable: true)
+        }
+        try temp.write(
+            "remotes/plain/bin/compile",
+            "#!/usr/bin/env bash\necho 'export PLAIN=1' > \"$(dirname \"$0\")/../export\"\n", executable: true)
+        try temp.write(
+            "remotes/user/bin/compile",
+            "#!/usr/bin/env bash\nhello > \"$1/user.txt\" && cat \"$TOOLBOX_CONF\" >> \"$1/user.txt\"\n",
+            executable: true)
+        for name in ["toolbox", "plain", "user"] {
+            let repo = temp.path + "/remotes/" + name
+            try Shell.git(["init", "--quiet", "--initial-branch=main"], in: repo)
+            try Shell.git(["add", "-A"], in: repo)
+            try Shell.git(["commit", "--quiet", "-m", name], in: repo)
+        }
+        let list = ["toolbox", "plain", "user", "plain"].map { "file://\(temp.path)/remotes/\($0)" }
+        let app = try App(nil, in: temp, buildpacks: list.joined(separator: "\n") + "\n")
+        try temp.write(
+            "build/bin/post_compile", "#!/bin/sh\nhello > post.txt && cat \"$TOOLBOX_CONF\" >> post.txt\n",
+            executable: true)
+        let mp = try Multipack(in: temp)
+        for round in ["cold", "warm"] {
+            let compile = try mp.shim("compile", [app.build, app.cache, app.env])
+            #expect(compile.status == 0, "\(round): \(compile.all)")
+            #expect(app.read("user.txt") == "hello from the toolbox\nconf of the toolbox\n", "\(round)")
+            #expect(app.read("post.txt") == "hello from the toolbox\nconf of the toolbox\n", "\(round)")
+            // Every child's directory is gone once the build is.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: mp.tmp).isEmpty, "\(round)")
+        }
+    }
+
     @Test func buildpacksFileWithBOMCRLFCommentsAndBlankLines() throws {
         let temp = try TempDir("crlf")
         let node = try gitChild("node", in: temp)

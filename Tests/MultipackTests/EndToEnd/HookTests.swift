@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 
+@testable import MultipackKit
+
 /// The app's hooks as apps and buildpacks use them (SPEC §7.4), end to end through the bin/ shims.
 /// Every build gets its own TMPDIR, which must be empty when the build is over (SPEC §5).
 @Suite struct HookTests {
@@ -219,11 +221,15 @@ import Testing
         #expect(try mp.shim("report", [app.build]).stdout.contains("outcome: \"succeeded\""))
         #expect(try mp.shim("release", [app.build]).stdout.contains("assets"))
 
+        // What a write killed half-way left in the build's state goes with the rest.
+        let state = mp.dir + "/.multipack/builds/" + cacheKey(app.build)
+        try "half".write(toFile: state + "/release.yml.tmp-4000000-17", atomically: false, encoding: .utf8)
         try "file://\(failing)\n".write(toFile: app.build + "/.buildpacks", atomically: true, encoding: .utf8)
         #expect(try mp.shim("compile", [app.build, app.cache, app.env], environment: ["TMPDIR": tmp]).status == 1)
         let report = try mp.shim("report", [app.build]).stdout
         #expect(report.contains("outcome: \"failed\"") && !report.contains("succeeded"), "\(report)")
         #expect(try mp.shim("release", [app.build]).stdout == "--- {}\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: state) == ["record.json"])
         #expect(try leftovers(tmp).isEmpty)
     }
 
