@@ -15,7 +15,11 @@ struct CacheStore: Sendable {
             for path in [store.root, store.archives, store.root + "/urls", store.staging, store.root + "/git"] {
                 try realDirectory(path)
             }
-            try store.stagingDirectory().remove()
+            // Writable (permissions, a read-only mount) without making anything: a warm build
+            // writes nothing in the cache, and every directory made costs an inode.
+            guard faccessat(AT_FDCWD, store.staging, W_OK | X_OK, AT_EACCESS) == 0 else {
+                throw FileError(path: store.staging, action: "write in", errno: errno)
+            }
         } catch let error as FileError {
             return .failure(error)
         } catch {

@@ -7,6 +7,8 @@ import Glibc
 struct TreeCopy {
     /// Paths (relative to the source) skipped because they are not files, directories or links.
     private(set) var skipped: [String] = []
+    /// One buffer for every file of the tree.
+    private var buffer = [UInt8](repeating: 0, count: 1 << 16)
 
     mutating func copy(_ from: String, to: String) throws {
         var pending: [(relative: String, isRoot: Bool)] = [("", true)]
@@ -47,7 +49,7 @@ struct TreeCopy {
         for (path, mode) in directoryModes.reversed() { chmod(path, mode) }
     }
 
-    private func copyFile(_ source: String, to target: String, info: stat) throws {
+    private mutating func copyFile(_ source: String, to target: String, info: stat) throws {
         // O_NONBLOCK: if the path became a FIFO since lstat, the open still returns at once.
         let input = open(source, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard input >= 0 else { throw FileError(path: source, action: "copy", errno: errno) }
@@ -55,15 +57,15 @@ struct TreeCopy {
         let output = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, info.st_mode & 0o777)
         guard output >= 0 else { throw FileError(path: target, action: "copy", errno: errno) }
         defer { close(output) }
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
             let count = buffer.withUnsafeMutableBytes { Glibc.read(input, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             guard count >= 0 else { throw FileError(path: source, action: "copy", errno: errno) }
             if count == 0 { break }
-            guard Files.writeAll(Array(buffer[..<count]), to: output) else {
-                throw FileError(path: target, action: "write", errno: errno)
+            let written = buffer.withUnsafeBytes {
+                Files.writeAll(UnsafeRawBufferPointer(rebasing: $0[..<count]), to: output)
             }
+            guard written else { throw FileError(path: target, action: "write", errno: errno) }
         }
         fchmod(output, info.st_mode & 0o7777)
         var times = [info.st_atim, info.st_mtim]

@@ -18,6 +18,16 @@ import Testing
         #expect(!masked.contains("zz"))
         #expect(masked == "fatal: could not read from 'https://***@h.example/r.git?t=***' (exit 128)")
     }
+
+    /// The separator is found byte by byte: colons that start no `://`, a separator at the very
+    /// end, and multi-byte text around a URL leave the rest as it was.
+    @Test func schemeSeparatorsAmongColonsAndWideCharacters() {
+        #expect(Masking.text("a:b c:/d e:") == "a:b c:/d e:")
+        #expect(Masking.text("ends with ://") == "ends with ://")
+        #expect(Masking.text("été ☃ https://u:p@h.example/x?k=v ☃") == "été ☃ https://***@h.example/x?k=*** ☃")
+        #expect(Masking.url("x:y:https://u:p@h.example") == "x:y:https://***@h.example")
+        #expect(Masking.schemeSeparator(in: "::://"[...]).map { "::://"[$0] } == "://")
+    }
 }
 
 @Suite struct UserinfoMaskingTests {
