@@ -81,17 +81,12 @@ public struct Packager {
             try Files.copyFile(vendored, to: Files.absolute(binaryOutput), mode: 0o755)
         }
 
-        let temporary = output + ".tmp-\(getpid())"
-        do {
+        try Files.replaceWhole(output) { temporary in
             var options = TarGzWriter.Options.reproducible
             options.compressionLevel = 9
             var writer = try TarGzWriter(path: temporary, options: options)
             try writer.addTree(staging, prefix: "")
             try writer.finish()
-            try Files.move(temporary, to: output)
-        } catch {
-            Files.remove(temporary)
-            throw error
         }
         let result = Result(
             archive: output, architecture: architecture, version: version, binarySize: Files.size(vendored),

@@ -13,19 +13,12 @@ public enum Slug {
     /// one left there (`<name>.partial-<pid>-XXXXXX`) is swept first.
     public static func pack(_ directory: String, to path: String) throws -> Int64 {
         let path = Files.absolute(path)
-        let slash = path.lastIndex(of: "/") ?? path.startIndex
-        let parent = slash == path.startIndex ? "/" : String(path[..<slash])
-        let prefix = String(path[path.index(after: slash)...]) + ".partial-"
-        ScratchDirectory.sweep(prefixes: [prefix], in: parent)
-        var partial: ScratchDirectory?
-        defer { partial?.remove() }
         do {
-            partial = try ScratchDirectory(prefix: prefix, in: parent, file: true)
-            let temporary = partial!.path
-            var writer = try TarGzWriter(path: temporary, options: TarGzWriter.Options(uid: 0, gid: 0))
-            try writer.addTree(Files.absolute(directory), prefix: "./app/")
-            try writer.finish()
-            try Files.move(temporary, to: path)
+            try Files.replaceWhole(path) { temporary in
+                var writer = try TarGzWriter(path: temporary, options: TarGzWriter.Options(uid: 0, gid: 0))
+                try writer.addTree(Files.absolute(directory), prefix: "./app/")
+                try writer.finish()
+            }
         } catch {
             throw BuildFailure(
                 "Could not write the slug \(path)", details: [ErrorReport.reason(error)],

@@ -66,20 +66,32 @@ enum Files {
         String(decoding: cString.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// Writes a file whole or not at all, so a reader never sees half of it (see `replaceWhole`).
     static func write(_ text: String, to path: String, mode: Int = 0o644) throws {
-        // Atomic: a reader never sees half a file.
-        let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(mode))
-        guard descriptor >= 0 else { throw FileError(path: path, action: "write", errno: errno) }
-        guard writeAll(Array(text.utf8), to: descriptor) else {
-            let error = errno
-            close(descriptor)
-            unlink(temporary)
-            throw FileError(path: path, action: "write", errno: error)
+        try replaceWhole(path, mode: mode_t(mode)) { temporary in
+            let descriptor = open(temporary, O_WRONLY | O_TRUNC | O_CLOEXEC)
+            guard descriptor >= 0 else { throw FileError(path: path, action: "write", errno: errno) }
+            defer { close(descriptor) }
+            guard writeAll(Array(text.utf8), to: descriptor) else {
+                throw FileError(path: path, action: "write", errno: errno)
+            }
         }
-        close(descriptor)
-        chmod(temporary, mode_t(mode))
-        guard rename(temporary, path) == 0 else { throw FileError(path: path, action: "write", errno: errno) }
+    }
+
+    /// Makes `path` by writing `<name>.partial-<pid>-XXXXXX` beside it (`body` gets that name;
+    /// the file is there, empty, with `mode`, locked while it is written) and renaming it into
+    /// place. What a killed writer left beside it, its process gone and its lock free, goes first
+    /// (SPEC §5).
+    static func replaceWhole(_ path: String, mode: mode_t = 0o644, _ body: (String) throws -> Void) throws {
+        let slash = path.lastIndex(of: "/")
+        let parent = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let prefix = String(slash.map { path[path.index(after: $0)...] } ?? path[...]) + ".partial-"
+        ScratchDirectory.sweep(prefixes: [prefix], in: parent)
+        let partial = try ScratchDirectory(prefix: prefix, in: parent, file: true)
+        defer { partial.remove() }
+        guard chmod(partial.path, mode) == 0 else { throw FileError(path: path, action: "write", errno: errno) }
+        try body(partial.path)
+        guard rename(partial.path, path) == 0 else { throw FileError(path: path, action: "write", errno: errno) }
     }
 
     /// Writes every byte, going on after short writes and EINTR. False (errno set) on failure.
@@ -127,13 +139,27 @@ enum Files {
         return copier.skipped
     }
 
-    /// Copies one regular file's contents, giving the copy `mode` (a temporary name, then rename).
+    /// Copies one regular file's contents, giving the copy `mode` (written whole, then renamed).
     static func copyFile(_ from: String, to: String, mode: mode_t) throws {
-        let temporary = to + ".tmp-\(getpid())"
-        Files.remove(temporary)
-        try copyTree(from, to: temporary)
-        chmod(temporary, mode)
-        try move(temporary, to: to)
+        try replaceWhole(to, mode: mode) { temporary in
+            let input = open(from, O_RDONLY | O_CLOEXEC)
+            guard input >= 0 else { throw FileError(path: from, action: "copy", errno: errno) }
+            defer { close(input) }
+            let output = open(temporary, O_WRONLY | O_TRUNC | O_CLOEXEC)
+            guard output >= 0 else { throw FileError(path: to, action: "write", errno: errno) }
+            defer { close(output) }
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let count = buffer.withUnsafeMutableBytes { Glibc.read(input, $0.baseAddress, $0.count) }
+                if count < 0 && errno == EINTR { continue }
+                guard count >= 0 else { throw FileError(path: from, action: "copy", errno: errno) }
+                if count == 0 { break }
+                let written = buffer.withUnsafeBytes {
+                    writeAll(UnsafeRawBufferPointer(rebasing: $0[..<count]), to: output)
+                }
+                guard written else { throw FileError(path: to, action: "write", errno: errno) }
+            }
+        }
     }
 
     /// A file's size in bytes (0 if it cannot be read).

@@ -223,7 +223,7 @@ import Testing
 
         // What a write killed half-way left in the build's state goes with the rest.
         let state = mp.dir + "/.multipack/builds/" + cacheKey(app.build)
-        try "half".write(toFile: state + "/release.yml.tmp-4000000-17", atomically: false, encoding: .utf8)
+        try "half".write(toFile: state + "/record.json.partial-4000000-Xy12Zw", atomically: false, encoding: .utf8)
         try "file://\(failing)\n".write(toFile: app.build + "/.buildpacks", atomically: true, encoding: .utf8)
         #expect(try mp.shim("compile", [app.build, app.cache, app.env], environment: ["TMPDIR": tmp]).status == 1)
         let report = try mp.shim("report", [app.build]).stdout

@@ -135,6 +135,25 @@ import Testing
         #expect(Set(left) == [names[1], names[2]])
     }
 
+    /// Every file multipack replaces (the combined export, the build's record, a cache record, a
+    /// lock file, the package) is written beside its name and renamed: what a killed write left
+    /// there goes with the next write of that file; a live writer's stays.
+    @Test func aHalfWrittenExportIsSweptByTheNextCompile() throws {
+        let temp = try TempDir("sweep-export")
+        let app = try App(nil, in: temp, buildpacks: try scriptedChild("quick", in: temp) + "\n")
+        let mp = try Multipack(in: temp)
+        let dead = try Self.deadPID()
+        let names = ["export.partial-\(dead)-aaaaaa", "export.partial-\(getpid())-bbbbbb"]
+        for name in names {
+            try "half an export".write(toFile: mp.dir + "/" + name, atomically: false, encoding: .utf8)
+        }
+        let compile = try mp.shim("compile", [app.build, app.cache, app.env])
+        #expect(compile.status == 0, "\(compile.all)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: mp.dir).filter { $0.contains(".partial-") }
+        #expect(left == [names[1]])
+        #expect(FileManager.default.fileExists(atPath: mp.dir + "/export"))
+    }
+
     @Test func aDirectoryWhoseOwnerLivesOrHoldsItsLockIsKept() throws {
         let temp = try TempDir("sweep-kept")
         let tmp = temp.sub("tmp")
