@@ -7,17 +7,26 @@ import Glibc
 /// ends. The later children run meanwhile, so a warm build's end waits for one directory, not all.
 struct ChildDirectories {
     let scratch: ScratchDirectory
+    /// The scratch directory without symlinks, as `pwd -P` shows it to a child when TMPDIR has one.
+    private let physicalPath: String
     private var removals: [BackgroundWork] = []
 
     init(_ scratch: ScratchDirectory) {
         self.scratch = scratch
+        physicalPath =
+            realpath(scratch.path, nil).map { path in
+                defer { free(path) }
+                return String(cString: path)
+            } ?? scratch.path
     }
 
     /// Called once the child's release is done, with the environment its export made.
     mutating func childFinished(_ directory: String, environment: [String: String]) {
-        guard directory.hasPrefix(scratch.path + "/"),
-            !environment.values.contains(where: { Self.contains($0, directory) })
-        else { return }
+        guard directory.hasPrefix(scratch.path + "/") else { return }
+        let names = [directory, physicalPath + directory.dropFirst(scratch.path.count)]
+        guard !environment.values.contains(where: { value in names.contains { Self.contains(value, $0) } }) else {
+            return
+        }
         removals.append(BackgroundWork { Files.remove(directory) })
     }
 

@@ -104,7 +104,8 @@ import Testing
 
     /// A finished child's directory may go before the build ends (SPEC §5), but never while a
     /// variable of the build names it: a tool an export puts on PATH from the child's own
-    /// directory serves every later child and post_compile, cold and warm.
+    /// directory serves every later child and post_compile, cold and warm, even when TMPDIR is a
+    /// symlink and the export names the directory as `pwd -P` shows it.
     @Test func aToolOnPathFromAChildsOwnDirectoryServesEveryLaterStep() throws {
         let temp = try TempDir("own-dir-tool")
         let detect = "#!/usr/bin/env bash\necho Child\n"
@@ -112,7 +113,7 @@ import Testing
         try temp.write("remotes/toolbox/bin/detect", detect, executable: true)
         try temp.write(
             "remotes/toolbox/bin/compile",
-            "#!/usr/bin/env bash\nbp=$(cd \"$(dirname \"$0\")/..\" && pwd)\n"
+            "#!/usr/bin/env bash\nbp=$(cd \"$(dirname \"$0\")/..\" && pwd -P)\n"
                 + "printf 'export PATH=\"%s/tools:$PATH\"\\nexport TOOLBOX_CONF=\"%s/conf\"\\n' \"$bp\" \"$bp\" > \"$bp/export\"\n",
             executable: true)
         try temp.write("remotes/toolbox/tools/hello", "#!/bin/sh\necho \"hello from the toolbox\"\n", executable: true)
@@ -139,8 +140,10 @@ import Testing
             "build/bin/post_compile", "#!/bin/sh\nhello > post.txt && cat \"$TOOLBOX_CONF\" >> post.txt\n",
             executable: true)
         let mp = try Multipack(in: temp)
+        let link = temp.path + "/tmp-link"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: mp.tmp)
         for round in ["cold", "warm"] {
-            let compile = try mp.shim("compile", [app.build, app.cache, app.env])
+            let compile = try mp.shim("compile", [app.build, app.cache, app.env], environment: ["TMPDIR": link])
             #expect(compile.status == 0, "\(round): \(compile.all)")
             #expect(app.read("user.txt") == "hello from the toolbox\nconf of the toolbox\n", "\(round)")
             #expect(app.read("post.txt") == "hello from the toolbox\nconf of the toolbox\n", "\(round)")
