@@ -357,9 +357,13 @@ extension String {
 /// An exclusive lock on CACHE_DIR/.multipack, so builds sharing a cache never see half an entry.
 enum CacheLock {
     static func withLock<T>(in root: String, _ body: () throws -> T) throws -> T {
-        try Files.makeDirectory(root)
         // O_NOFOLLOW: a symlink put in its place never makes multipack create a file elsewhere.
-        let descriptor = open(root + "/lock", O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        func openLock() -> Int32 { open(root + "/lock", O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o644) }
+        var descriptor = openLock()
+        if descriptor < 0 && errno == ENOENT {
+            try Files.makeDirectory(root)
+            descriptor = openLock()
+        }
         guard descriptor >= 0 else { throw FileError(path: root + "/lock", action: "open", errno: errno) }
         defer { close(descriptor) }
         while flock(descriptor, LOCK_EX) != 0 && errno == EINTR {}

@@ -19,10 +19,7 @@ enum Files {
     static func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
 
     static func read(_ path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw FileError(path: path, action: "read", errno: errno)
-        }
-        return String(decoding: data, as: UTF8.self)
+        String(decoding: try readRegularFile(path), as: UTF8.self)
     }
 
     /// The bytes of a regular file. Anything else (a directory, a FIFO, a socket, a device) is
@@ -40,7 +37,8 @@ enum Files {
         defer { close(descriptor) }
         guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw refuse(info.st_mode) }
         var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
+        // Small files (records, exports, refs) in one read of their size; /proc's files say 0.
+        var chunk = [UInt8](repeating: 0, count: Int(min(max(info.st_size + 1, 4096), 65_536)))
         while true {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }

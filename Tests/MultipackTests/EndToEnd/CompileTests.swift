@@ -152,6 +152,23 @@ import Testing
         }
     }
 
+    /// ENV_DIR is the app's: a FIFO (or a directory) in it is not a config var, and is never
+    /// opened in a way that could wait for a writer.
+    @Test func aFIFOInEnvDirIsSkippedNotWaitedOn() throws {
+        let temp = try TempDir("env-fifo")
+        let probe = try gitChild("env-probe", in: temp)
+        let app = try App(nil, in: temp, buildpacks: "file://\(probe)\n", config: ["GOOD": "yes"])
+        try temp.write("build/bin/post_compile", "#!/bin/sh\necho \"GOOD=$GOOD\" > good.txt\n", executable: true)
+        #expect(try Shell.run("mkfifo", [app.env + "/STUCK"]).status == 0)
+        try FileManager.default.createDirectory(atPath: app.env + "/ADIR", withIntermediateDirectories: true)
+        let mp = try Multipack(in: temp)
+        let compile = try Shell.run(
+            "timeout", ["20", mp.dir + "/bin/compile", app.build, app.cache, app.env],
+            environment: Multipack.environment(["TMPDIR": mp.tmp]))
+        #expect(compile.status == 0, "\(compile.all)")
+        #expect(app.read("good.txt") == "GOOD=yes\n")
+    }
+
     @Test func buildpacksFileWithBOMCRLFCommentsAndBlankLines() throws {
         let temp = try TempDir("crlf")
         let node = try gitChild("node", in: temp)
