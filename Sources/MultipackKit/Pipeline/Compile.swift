@@ -49,16 +49,20 @@ public struct Compile {
         record.stage = testCompile ? "test-compile" : "compile"
         record.buildDir = state.buildDir
         record.pid = getpid()
-        record.save(state)
+        // The "running" record is written on another thread while compile reads its inputs and
+        // fetches: it is on disk before the first child runs, and before any later record.
+        let running = record
+        let started = BackgroundWork { running.save(state) }
         var saved = false
         defer {
             if !saved {
+                started.wait()
                 record.totalSeconds = start.duration(to: .now).seconds
                 record.save(state)
             }
         }
         do {
-            try run(&record, state: state, removal: &removal)
+            try run(&record, state: state, started: started, removal: &removal)
             // A signal that came after the last stage still means the build did not finish.
             if SignalForwarding.shouldStop { throw Interrupted(stage: "at the end of the build") }
             record.outcome = "succeeded"
@@ -76,7 +80,9 @@ public struct Compile {
         summary(record, seconds: record.totalSeconds)
     }
 
-    private func run(_ record: inout BuildRecord, state: BuildState, removal: inout BackgroundWork?) throws {
+    private func run(
+        _ record: inout BuildRecord, state: BuildState, started: BackgroundWork, removal: inout BackgroundWork?
+    ) throws {
         // Hooks a killed build left hidden are the app's: they go back before anything reads the app.
         var hooks = AppHooks(dirs: dirs)
         for name in hooks.recoverLeftovers() {
@@ -157,6 +163,7 @@ public struct Compile {
             if let growth = sizes?.growth() { record.hookGrowth[name, default: TreeSize()] += growth }
         }
         sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)
+        started.wait()
         let environment = try sequence.run(
             environment: base, releaseEnvironment: base, testCompile: testCompile,
             beforeChild: { environment, sizes in
@@ -180,9 +187,14 @@ public struct Compile {
             }
             if hooks.present("post_compile") { try runHook("post_compile", environment, &sizes) }
         }
-        // Nothing runs from the children's directories any more: what is left of them is removed
-        // on the other core while the slug is trimmed and measured and the release written.
+        // Nothing runs from the children's directories any more: what is left of them is removed,
+        // and the combined export written, on other threads while the slug is trimmed and
+        // measured and the releases merged.
         removal = childDirectories?.removeAll()
+        let script = BuildEnvironment.exportScript(base: invocation.environment, final: environment)
+        let exportPath = invocation.buildpackDir + "/export"
+        let export = BackgroundWork { try Files.write(script, to: exportPath) }
+        defer { export.wait() }
         if let filter = try SlugFilter.read(dirs.build) {
             let removed = try trim(with: filter, &record)
             record.slugFilterRemoved = removed
@@ -196,10 +208,7 @@ public struct Compile {
         if SignalForwarding.shouldStop { throw Interrupted(stage: "while the releases were being merged") }
         record.release = release.yaml
         logRelease(release, provenance, children: children, mode: settings.release)
-
-        try Files.write(
-            BuildEnvironment.exportScript(base: invocation.environment, final: environment),
-            to: invocation.buildpackDir + "/export")
+        try export.result()
         record.exported = environment.filter { invocation.environment[$0.key] != $0.value }
         record.unset = invocation.environment.keys.filter { environment[$0] == nil }.sorted()
     }

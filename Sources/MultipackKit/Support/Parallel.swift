@@ -39,17 +39,33 @@ private func runOnThreads(_ count: Int, _ body: @escaping @Sendable () -> Void) 
 }
 
 /// Work started now on a thread of its own, to overlap with what the caller does meanwhile.
-struct BackgroundWork {
+final class BackgroundWork: Sendable {
+    private final class Failure: Sendable {
+        let error = Mutex<(any Error)?>(nil)
+    }
+    private let failure = Failure()
     private let thread: pthread_t?
+    private let joined = Atomic<Bool>(false)
 
-    init(_ body: @escaping @Sendable () -> Void) {
-        thread = startThread(body)
-        if thread == nil { body() }
+    init(_ body: @escaping @Sendable () throws -> Void) {
+        let failure = self.failure
+        let run: @Sendable () -> Void = {
+            do { try body() } catch { failure.error.withLock { $0 = error } }
+        }
+        thread = startThread(run)
+        if thread == nil { run() }
     }
 
-    /// Waits until the work is done.
+    /// Waits until the work is done; waiting again returns at once.
     func wait() {
-        if let thread { pthread_join(thread, nil) }
+        guard let thread, !joined.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        pthread_join(thread, nil)
+    }
+
+    /// Waits, then throws what the work threw.
+    func result() throws {
+        wait()
+        if let error = failure.error.withLock({ $0 }) { throw error }
     }
 }
 
