@@ -120,7 +120,7 @@ public struct Sandbox: Sendable {
         case .bubblewrap(let bwrap):
             var arguments = [
                 "--unshare-user", "--uid", String(Self.insideUID), "--gid", String(Self.insideGID),
-                "--die-with-parent",
+                "--unshare-pid", "--die-with-parent",
             ]
             for step in steps() {
                 switch step {

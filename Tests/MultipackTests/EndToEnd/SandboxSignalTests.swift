@@ -49,9 +49,48 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: bin) == ["post_compile"])
         #expect(try String(contentsOfFile: bin + "/post_compile", encoding: .utf8) == hook)
         // What the slow child started is gone, and TMPDIR is empty.
-        let pids = ["slow-helper.pid", "slow-compile.pid"].map { apps + "/" + state + "/build/" + $0 }
-        #expect(survivors(pids).isEmpty)
+        #expect(survivingSleeps(listedIn: apps + "/" + state + "/build/slow-sleeps").isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: world.tmp).isEmpty)
+    }
+}
+
+extension SandboxSignalTests {
+    /// SIGKILL, which multipack cannot catch, to `multipack build` while a child compiles in
+    /// bubblewrap's namespace: the namespace has a PID namespace of its own, so everything the
+    /// child started (its background helper included) dies with it.
+    @Test func sigkillOfABuildLeavesNoProcessOfItsChildren() throws {
+        let world = try LocalWorld("sandbox-sigkill")
+        let app = try world.app("plain", buildpacks: ["slow"])
+        let log = world.temp.path + "/build.log"
+        let process = try Repo.start(
+            ["build", app], environment: world.environment.merging(["MULTIPACK_SANDBOX": "bubblewrap"]) { $1 },
+            log: log)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let output = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        let started = Date()
+        while process.isRunning && !output().contains("slow compile started") && Date().timeIntervalSince(started) < 60
+        {
+            usleep(20_000)
+        }
+        try #require(output().contains("slow compile started"), "\(output())")
+        // The build runs in the state's work/tmp/build_<hex> (/tmp/build_<hex> inside).
+        let apps = world.cacheHome + "/multipack/apps"
+        let state = try #require(try FileManager.default.contentsOfDirectory(atPath: apps).first)
+        let tmp = apps + "/" + state + "/work/tmp"
+        let build = try #require(
+            try FileManager.default.contentsOfDirectory(atPath: tmp).first { $0.hasPrefix("build_") })
+        let sleeps = tmp + "/" + build + "/slow-sleeps"
+        while !FileManager.default.fileExists(atPath: sleeps) && Date().timeIntervalSince(started) < 60 {
+            usleep(20_000)
+        }
+        kill(process.processIdentifier, SIGKILL)
+        // The kernel ends a PID namespace's processes once its first one is gone: a moment.
+        let killed = Date()
+        while !survivingSleeps(listedIn: sleeps, kill: false).isEmpty && Date().timeIntervalSince(killed) < 5 {
+            usleep(50_000)
+        }
+        #expect(survivingSleeps(listedIn: sleeps).isEmpty)
+        process.waitUntilExit()
     }
 }
 

@@ -79,6 +79,23 @@ func survivors(_ files: [String]) -> [String] {
     }
 }
 
+/// The host's `sleep` processes whose argument is one of those listed in `file` (one per line):
+/// found by their command line, so that it works whatever PID namespace they ran in. Each one
+/// found is named in what comes back, and killed unless `kill` is false.
+func survivingSleeps(listedIn file: String, kill killing: Bool = true) -> [String] {
+    usleep(100_000)
+    guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return ["\(file) was not written"] }
+    let arguments = Set(text.split(separator: "\n").map(String.init))
+    let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
+    return pids.compactMap { pid in
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+        let words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard words.count == 2, words[0].hasSuffix("sleep"), arguments.contains(words[1]) else { return nil }
+        if killing { kill(pid, SIGKILL) }
+        return "sleep \(words[1]) (pid \(pid))"
+    }
+}
+
 /// Whether the file a test's script touches once it is in its stage is there yet.
 func touched(_ path: String) -> () -> Bool { { FileManager.default.fileExists(atPath: path) } }
 
