@@ -13,6 +13,7 @@ extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *acti
 extern int pipe2(int pipefd[2], int flags);
 
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -74,18 +75,66 @@ static inline int multipack_remount_read_only(const char *target) {
     return mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept, NULL);
 }
 
-/// Makes the calling (forked, single-threaded) process's own user and mount namespace and root,
-/// as bubblewrap would: `plan` is the uid map, the gid map, then steps of three strings (kind,
-/// source, target) that build the new root at /newroot from the old one at /oldroot, NULL-ended.
-/// Kinds: b/r a directory bound writable/read-only, B/R a file, t a tmpfs, s a symlink (source is
-/// its text), o a read-only remount, d a directory, P a devpts (skipped where refused).
+/// Passes the end of `child`, the first process of a PID namespace, on as this process's own: its
+/// exit code, or the signal that killed it. Every signal stays blocked here until then, so that a
+/// stop sent to the process group reaches the child, not this relay.
+static inline void multipack_relay_exit(pid_t child) {
+    int status;
+    while (waitpid(child, &status, 0) < 0)
+        if (errno != EINTR) _exit(127);
+    if (WIFSIGNALED(status)) {
+        struct sigaction standard;
+        memset(&standard, 0, sizeof standard);
+        standard.sa_handler = SIG_DFL;
+        sigaction(WTERMSIG(status), &standard, NULL);
+        sigset_t only;
+        sigemptyset(&only);
+        sigaddset(&only, WTERMSIG(status));
+        kill(getpid(), WTERMSIG(status));
+        sigprocmask(SIG_UNBLOCK, &only, NULL);
+    }
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+}
+
+/// Makes the calling (forked, single-threaded) process's own user, mount and PID namespace and
+/// root, as bubblewrap would: `plan` is the uid map, the gid map, then steps of three strings
+/// (kind, source, target) that build the new root at /newroot from the old one at /oldroot,
+/// NULL-ended. Kinds: b/r a directory bound writable/read-only, B/R a file, t a tmpfs, s a symlink
+/// (source is its text), o a read-only remount, d a directory, P a devpts (skipped where refused),
+/// p the namespace's own procfs (the source bound where a new one is refused).
+/// With a PID namespace, the caller forks: the child, the namespace's first process, builds the
+/// root and returns, and the caller stays outside as `multipack_relay_exit`; when the first process
+/// ends, the kernel ends every process left in the namespace. Where PID namespaces are refused,
+/// the caller goes on alone. `report` is closed in the relay, which never returns.
 /// Returns 0, or MULTIPACK_SANDBOX_FAILED | step << 8 | errno (step 0: the namespace itself).
-static inline int multipack_enter_sandbox(char *const plan[]) {
+static inline int multipack_enter_sandbox(char *const plan[], int report) {
 #define MULTIPACK_FAIL(step) return MULTIPACK_SANDBOX_FAILED | ((step) << 8) | (errno & 0xff)
-    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) MULTIPACK_FAIL(0);
+    int pid_namespace = unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID) == 0;
+    if (!pid_namespace && unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) MULTIPACK_FAIL(0);
     if (multipack_write_file("/proc/self/setgroups", "deny") != 0 && errno != ENOENT) MULTIPACK_FAIL(0);
     if (multipack_write_file("/proc/self/uid_map", plan[0]) != 0) MULTIPACK_FAIL(0);
     if (multipack_write_file("/proc/self/gid_map", plan[1]) != 0) MULTIPACK_FAIL(0);
+    if (pid_namespace) {
+        // The new credentials cleared the parent-death signal; the relay dies with multipack, and
+        // the namespace's first process with the relay. The relay holds `alive` open until it
+        // ends: a hang-up there tells the first process it came too late for the signal (its
+        // parent's pid means nothing inside).
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
+        int alive[2];
+        if (pipe2(alive, O_CLOEXEC) != 0) MULTIPACK_FAIL(0);
+        pid_t first = fork();
+        if (first < 0) MULTIPACK_FAIL(0);
+        if (first > 0) {
+            close(report);
+            close(alive[0]);
+            multipack_relay_exit(first);
+        }
+        close(alive[1]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
+        struct pollfd relay = {alive[0], POLLIN, 0};
+        if (poll(&relay, 1, 0) != 0) _exit(127);
+        close(alive[0]);
+    }
     // Nothing done here reaches the host; then a scratch root to stand on while the new one is
     // built, so that the old one (with the host's /tmp uncovered) is at /oldroot.
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) MULTIPACK_FAIL(0);
@@ -96,7 +145,8 @@ static inline int multipack_enter_sandbox(char *const plan[]) {
     for (int index = 2, step = 1; plan[index] != NULL; index += 3, step++) {
         char kind = plan[index][0];
         const char *source = plan[index + 1], *target = plan[index + 2];
-        int made = multipack_make_parents(target, kind == 'b' || kind == 'r' || kind == 't' || kind == 'd' || kind == 'P');
+        int made = multipack_make_parents(
+            target, kind == 'b' || kind == 'r' || kind == 't' || kind == 'd' || kind == 'P' || kind == 'p');
         if (made != 0) MULTIPACK_FAIL(step);
         switch (kind) {
         case 'B':
@@ -121,6 +171,11 @@ static inline int multipack_enter_sandbox(char *const plan[]) {
             break;
         case 'P':
             mount("devpts", target, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620");
+            break;
+        case 'p':
+            if (mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0 &&
+                mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0)
+                MULTIPACK_FAIL(step);
             break;
         }
     }
@@ -192,7 +247,7 @@ static inline int multipack_spawn_forked(pid_t *pid_out, const char *file, char 
     if (pid == 0) {
         close(report[0]);
         multipack_child_setup(parent, out, err);
-        int code = sandbox != NULL ? multipack_enter_sandbox(sandbox) : 0;
+        int code = sandbox != NULL ? multipack_enter_sandbox(sandbox, report[1]) : 0;
         // Entering a user namespace changes credentials: the parent-death signal is set again.
         if (code == 0 && sandbox != NULL) prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
         if (code == 0 && cwd != NULL && chdir(cwd) != 0) code = errno;

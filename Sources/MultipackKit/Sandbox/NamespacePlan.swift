@@ -17,9 +17,9 @@ struct NamespacePlan: Sendable {
             case .symlink(let text, let target): add("s", text, target)
             case .remountReadOnly(let target): add("o", "", target)
             case .proc(let target):
-                // The host's /proc, as bubblewrap shows it without a pid namespace (a new procfs
-                // needs one); the corners that could change the machine are covered read-only.
-                bind("/proc", at: target, writable: true, optional: false)
+                // The PID namespace's own procfs (the host's where a new one is refused); the
+                // corners that could change the machine are covered read-only.
+                add("p", "/oldroot/proc", target)
                 for corner in ["sys", "sysrq-trigger", "irq", "bus"] {
                     bind("/proc/" + corner, at: target + "/" + corner, writable: false, optional: true)
                 }
@@ -67,7 +67,7 @@ struct NamespacePlan: Sendable {
             words[at + 1].hasPrefix("/oldroot") ? String(words[at + 1].dropFirst("/oldroot".count)) : words[at + 1]
         switch words[at] {
         case "s": return "linking \(target) to \(source)"
-        case "t", "d", "P": return "making \(target)"
+        case "t", "d", "P", "p": return "making \(target)"
         case "o": return "making \(target) read-only"
         default: return "mounting \(source) at \(target)"
         }

@@ -55,16 +55,16 @@ import Testing
 }
 
 extension SandboxSignalTests {
-    /// SIGKILL, which multipack cannot catch, to `multipack build` while a child compiles in
-    /// bubblewrap's namespace: the namespace has a PID namespace of its own, so everything the
-    /// child started (its background helper included) dies with it.
-    @Test func sigkillOfABuildLeavesNoProcessOfItsChildren() throws {
-        let world = try LocalWorld("sandbox-sigkill")
+    /// SIGKILL, which multipack cannot catch, to `multipack build` while a child compiles in the
+    /// namespace: it has a PID namespace of its own, whichever makes it, so everything the child
+    /// started (its background helper included) dies with it.
+    @Test(arguments: ["bubblewrap", "direct"])
+    func sigkillOfABuildLeavesNoProcessOfItsChildren(sandbox: String) throws {
+        let world = try LocalWorld("sandbox-sigkill-\(sandbox)")
         let app = try world.app("plain", buildpacks: ["slow"])
         let log = world.temp.path + "/build.log"
         let process = try Repo.start(
-            ["build", app], environment: world.environment.merging(["MULTIPACK_SANDBOX": "bubblewrap"]) { $1 },
-            log: log)
+            ["build", app], environment: world.environment.merging(["MULTIPACK_SANDBOX": sandbox]) { $1 }, log: log)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let output = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
         let started = Date()
