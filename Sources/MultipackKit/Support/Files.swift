@@ -147,16 +147,24 @@ enum Files {
             guard output >= 0 else { throw FileError(path: to, action: "write", errno: errno) }
             defer { close(output) }
             var buffer = [UInt8](repeating: 0, count: 1 << 16)
-            while true {
-                let count = buffer.withUnsafeMutableBytes { Glibc.read(input, $0.baseAddress, $0.count) }
-                if count < 0 && errno == EINTR { continue }
-                guard count >= 0 else { throw FileError(path: from, action: "copy", errno: errno) }
-                if count == 0 { break }
-                let written = buffer.withUnsafeBytes {
-                    writeAll(UnsafeRawBufferPointer(rebasing: $0[..<count]), to: output)
-                }
-                guard written else { throw FileError(path: to, action: "write", errno: errno) }
+            try copyBytes(input, from: from, to: output, named: to, through: &buffer)
+        }
+    }
+
+    /// Copies what is left to read from `input` to `output` (their paths name the side that
+    /// failed), through `buffer`.
+    static func copyBytes(
+        _ input: Int32, from source: String, to output: Int32, named target: String, through buffer: inout [UInt8]
+    ) throws {
+        while true {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(input, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw FileError(path: source, action: "copy", errno: errno) }
+            if count == 0 { return }
+            let written = buffer.withUnsafeBytes {
+                writeAll(UnsafeRawBufferPointer(rebasing: $0[..<count]), to: output)
             }
+            guard written else { throw FileError(path: target, action: "write", errno: errno) }
         }
     }
 

@@ -57,16 +57,7 @@ struct TreeCopy {
         let output = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, info.st_mode & 0o777)
         guard output >= 0 else { throw FileError(path: target, action: "copy", errno: errno) }
         defer { close(output) }
-        while true {
-            let count = buffer.withUnsafeMutableBytes { Glibc.read(input, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else { throw FileError(path: source, action: "copy", errno: errno) }
-            if count == 0 { break }
-            let written = buffer.withUnsafeBytes {
-                Files.writeAll(UnsafeRawBufferPointer(rebasing: $0[..<count]), to: output)
-            }
-            guard written else { throw FileError(path: target, action: "write", errno: errno) }
-        }
+        try Files.copyBytes(input, from: source, to: output, named: target, through: &buffer)
         fchmod(output, info.st_mode & 0o7777)
         var times = [info.st_atim, info.st_mtim]
         futimens(output, &times)

@@ -18,17 +18,8 @@ import Testing
         let hook = "#!/usr/bin/env bash\necho post_compile ran\n"
         try hook.write(toFile: app + "/bin/post_compile", atomically: true, encoding: .utf8)
 
-        let log = world.temp.path + "/build.log"
-        let process = try Repo.start(
-            ["build", app], environment: world.environment.merging(["MULTIPACK_SANDBOX": sandbox]) { $1 }, log: log)
+        let (process, output) = try Self.startSlowBuild(world, app, sandbox: sandbox)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        let output = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-
-        let started = Date()
-        while process.isRunning && !output().contains("slow compile started") && Date().timeIntervalSince(started) < 60
-        {
-            usleep(20_000)
-        }
         try #require(output().contains("slow compile started"), "\(output())")
         kill(process.processIdentifier, SIGTERM)
         let sent = Date()
@@ -55,6 +46,21 @@ import Testing
 }
 
 extension SandboxSignalTests {
+    /// Starts `multipack build APP` with the given maker and waits (up to 60 s) for its slow child
+    /// to begin compiling: the process, and a reader of its log.
+    static func startSlowBuild(_ world: LocalWorld, _ app: String, sandbox: String) throws -> (Process, () -> String) {
+        let log = world.temp.path + "/build.log"
+        let process = try Repo.start(
+            ["build", app], environment: world.environment.merging(["MULTIPACK_SANDBOX": sandbox]) { $1 }, log: log)
+        let output = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        let started = Date()
+        while process.isRunning && !output().contains("slow compile started") && Date().timeIntervalSince(started) < 60
+        {
+            usleep(20_000)
+        }
+        return (process, output)
+    }
+
     /// SIGKILL, which multipack cannot catch, to `multipack build` while a child compiles in the
     /// namespace: it has a PID namespace of its own, whichever makes it, so everything the child
     /// started (its background helper included) dies with it.
@@ -62,17 +68,10 @@ extension SandboxSignalTests {
     func sigkillOfABuildLeavesNoProcessOfItsChildren(sandbox: String) throws {
         let world = try LocalWorld("sandbox-sigkill-\(sandbox)")
         let app = try world.app("plain", buildpacks: ["slow"])
-        let log = world.temp.path + "/build.log"
-        let process = try Repo.start(
-            ["build", app], environment: world.environment.merging(["MULTIPACK_SANDBOX": sandbox]) { $1 }, log: log)
+        let (process, output) = try Self.startSlowBuild(world, app, sandbox: sandbox)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
-        let output = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
-        let started = Date()
-        while process.isRunning && !output().contains("slow compile started") && Date().timeIntervalSince(started) < 60
-        {
-            usleep(20_000)
-        }
         try #require(output().contains("slow compile started"), "\(output())")
+        let started = Date()
         // The build runs in the state's work/tmp/build_<hex> (/tmp/build_<hex> inside).
         let apps = world.cacheHome + "/multipack/apps"
         let state = try #require(try FileManager.default.contentsOfDirectory(atPath: apps).first)
