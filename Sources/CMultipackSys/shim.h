@@ -27,6 +27,10 @@ extern int pipe2(int pipefd[2], int flags);
 #include <sys/statfs.h>
 
 extern int execvpe(const char *file, char *const argv[], char *const envp[]);
+// fork without the atfork handlers: async-signal-safe, for a child of a threaded process (glibc 2.34).
+extern pid_t _Fork(void);
+// A temporary file made close-on-exec atomically.
+extern int mkostemp(char *template_, int flags);
 // A byte string inside another, in linear time (glibc's two-way search).
 extern void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen);
 extern int unshare(int flags);
@@ -75,12 +79,24 @@ static inline int multipack_remount_read_only(const char *target) {
     return mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept, NULL);
 }
 
-/// Passes the end of `child`, the first process of a PID namespace, on as this process's own: its
-/// exit code, or the signal that killed it. Every signal stays blocked here until then, so that a
-/// stop sent to the process group reaches the child, not this relay.
-static inline void multipack_relay_exit(pid_t child) {
+/// Closes every descriptor but `keep` (-1: all), for the processes that stay behind in a namespace
+/// and never exec: they must not hold multipack's pipes or locks open.
+static inline void multipack_close_all_but(int keep) {
+    for (int fd = 0; fd < 3; fd++)
+        if (fd != keep) close(fd);
+    int from = keep >= 3 ? keep + 1 : 3;
+    if (keep >= 3 && syscall(436 /* close_range */, 3, keep - 1, 0) != 0)
+        for (int fd = 3; fd < keep; fd++) close(fd);
+    if (syscall(436 /* close_range */, from, ~0U, 0) != 0)
+        for (int fd = from; fd < 4096; fd++) close(fd);
+}
+
+/// Outside the PID namespace: waits for its first process and ends as it did (exit code, or the
+/// signal that killed it). Every signal stays blocked here: a stop sent to the process group
+/// reaches the build inside, not this relay.
+static inline void multipack_relay_exit(pid_t first) {
     int status;
-    while (waitpid(child, &status, 0) < 0)
+    while (waitpid(first, &status, 0) < 0)
         if (errno != EINTR) _exit(127);
     if (WIFSIGNALED(status)) {
         struct sigaction standard;
@@ -96,18 +112,35 @@ static inline void multipack_relay_exit(pid_t child) {
     _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
 }
 
+/// The namespace's first process, as bubblewrap's init: reaps every orphan and ends when the
+/// command does, with its code (128 + the signal that killed it); the kernel then ends every
+/// process left inside. The command is not pid 1, where the kernel drops signals it has no
+/// handler for (a SIGTERM to `multipack run`'s process would do nothing).
+static inline void multipack_init(pid_t command) {
+    int status, code = 127;
+    for (;;) {
+        pid_t reaped = waitpid(-1, &status, 0);
+        if (reaped == command) {
+            code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            break;
+        }
+        if (reaped < 0 && errno != EINTR) break;
+    }
+    _exit(code);
+}
+
 /// Makes the calling (forked, single-threaded) process's own user, mount and PID namespace and
 /// root, as bubblewrap would: `plan` is the uid map, the gid map, then steps of three strings
 /// (kind, source, target) that build the new root at /newroot from the old one at /oldroot,
 /// NULL-ended. Kinds: b/r a directory bound writable/read-only, B/R a file, t a tmpfs, s a symlink
 /// (source is its text), o a read-only remount, d a directory, P a devpts (skipped where refused),
-/// p the namespace's own procfs (the source bound where a new one is refused).
-/// With a PID namespace, the caller forks: the child, the namespace's first process, builds the
-/// root and returns, and the caller stays outside as `multipack_relay_exit`; when the first process
-/// ends, the kernel ends every process left in the namespace. Where PID namespaces are refused,
-/// the caller goes on alone. `report` is closed in the relay, which never returns.
+/// p the namespace's own procfs (the source bound instead where there is no PID namespace).
+/// With a PID namespace, three processes: the caller stays outside as the relay
+/// (`multipack_relay_exit`), its child is the namespace's first process (`multipack_init`), and
+/// the grandchild returns to exec the command. Where PID namespaces are refused, the caller goes on
+/// alone. `parent` is multipack. Only async-signal-safe calls (_Fork, not fork).
 /// Returns 0, or MULTIPACK_SANDBOX_FAILED | step << 8 | errno (step 0: the namespace itself).
-static inline int multipack_enter_sandbox(char *const plan[], int report) {
+static inline int multipack_enter_sandbox(char *const plan[], pid_t parent) {
 #define MULTIPACK_FAIL(step) return MULTIPACK_SANDBOX_FAILED | ((step) << 8) | (errno & 0xff)
     int pid_namespace = unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID) == 0;
     if (!pid_namespace && unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) MULTIPACK_FAIL(0);
@@ -115,18 +148,18 @@ static inline int multipack_enter_sandbox(char *const plan[], int report) {
     if (multipack_write_file("/proc/self/uid_map", plan[0]) != 0) MULTIPACK_FAIL(0);
     if (multipack_write_file("/proc/self/gid_map", plan[1]) != 0) MULTIPACK_FAIL(0);
     if (pid_namespace) {
-        // The new credentials cleared the parent-death signal; the relay dies with multipack, and
-        // the namespace's first process with the relay. The relay holds `alive` open until it
-        // ends: a hang-up there tells the first process it came too late for the signal (its
-        // parent's pid means nothing inside).
+        // The new credentials cleared the parent-death signal: set again, then checked, since
+        // multipack may have died in between. The relay dies with multipack, the first process
+        // with the relay; the relay holds `alive` open, and a hang-up there tells the first
+        // process it came too late for its own signal (a parent's pid means nothing inside).
         prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
+        if (getppid() != parent) _exit(127);
         int alive[2];
         if (pipe2(alive, O_CLOEXEC) != 0) MULTIPACK_FAIL(0);
-        pid_t first = fork();
+        pid_t first = _Fork();
         if (first < 0) MULTIPACK_FAIL(0);
         if (first > 0) {
-            close(report);
-            close(alive[0]);
+            multipack_close_all_but(alive[1]);
             multipack_relay_exit(first);
         }
         close(alive[1]);
@@ -173,8 +206,10 @@ static inline int multipack_enter_sandbox(char *const plan[], int report) {
             mount("devpts", target, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620");
             break;
         case 'p':
+            // In a PID namespace only its own procfs will do: the host's would show pids that
+            // mean other processes inside (multipack looks there for what a stage left running).
             if (mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0 &&
-                mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0)
+                (pid_namespace || mount(source, target, NULL, MS_BIND | MS_REC, NULL) != 0))
                 MULTIPACK_FAIL(step);
             break;
         }
@@ -182,6 +217,14 @@ static inline int multipack_enter_sandbox(char *const plan[], int report) {
     // The new root replaces the scratch one, which goes with the old root under it.
     if (chdir("/newroot") != 0 || syscall(SYS_pivot_root, ".", ".") != 0) MULTIPACK_FAIL(0);
     if (umount2(".", MNT_DETACH) != 0 || chdir("/") != 0) MULTIPACK_FAIL(0);
+    if (pid_namespace) {
+        pid_t command = _Fork();
+        if (command < 0) MULTIPACK_FAIL(0);
+        if (command > 0) {
+            multipack_close_all_but(-1);
+            multipack_init(command);
+        }
+    }
     return 0;
 #undef MULTIPACK_FAIL
 }
@@ -247,7 +290,7 @@ static inline int multipack_spawn_forked(pid_t *pid_out, const char *file, char 
     if (pid == 0) {
         close(report[0]);
         multipack_child_setup(parent, out, err);
-        int code = sandbox != NULL ? multipack_enter_sandbox(sandbox, report[1]) : 0;
+        int code = sandbox != NULL ? multipack_enter_sandbox(sandbox, parent) : 0;
         // Entering a user namespace changes credentials: the parent-death signal is set again.
         if (code == 0 && sandbox != NULL) prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
         if (code == 0 && cwd != NULL && chdir(cwd) != 0) code = errno;

@@ -94,7 +94,8 @@ public struct ConfigVarArguments: Sendable {
         for envFile in envFiles {
             let text: String
             do {
-                text = try Files.read(Files.absolute(envFile))
+                // The user named it: a pipe (`--env-file <(…)`, /dev/stdin) is read to its end.
+                text = try Files.readStream(Files.absolute(envFile))
             } catch {
                 throw UsageError(
                     "Could not read the --env-file \(envFile): \(ErrorReport.reason(error))",

@@ -159,11 +159,12 @@ struct GitFetch {
         return rewritten.isEmpty ? url : rewritten
     }
 
-    /// Makes the entry's directory, owned by this URL. The owner is the masked URL rather than a
-    /// digest, so that a warm build of git children never waits for libcrypto to load (3 ms): two
-    /// URLs that share the 64-bit key and differ only where masking hides differ in nothing else.
+    /// Makes the entry's directory, owned by this URL. The owner is the masked URL (a password in
+    /// scp-like `user:TOKEN@host:path` masked too) rather than a digest, so that a warm build of
+    /// git children never waits for libcrypto to load (3 ms). Two URLs that share the 64-bit key
+    /// and differ only in what masking hides (credentials, query values) share the entry.
     private func prepare(_ store: String) throws {
-        let owner = Masking.url(url)
+        let owner = Masking.text(url)
         if CacheStore.isRealDirectory(store) {
             let record = CacheStore.readRecord(store + "/url")
             if record == owner { return }

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import Synchronization
 
 /// Small file-system helpers over FileManager and POSIX calls.
 enum Files {
@@ -20,6 +21,23 @@ enum Files {
 
     static func read(_ path: String) throws -> String {
         String(decoding: try readRegularFile(path), as: UTF8.self)
+    }
+
+    /// Everything a file or a pipe gives until its end, for a path the user named on the command
+    /// line (anything else multipack reads goes through `readRegularFile`, which never waits).
+    static func readStream(_ path: String) throws -> String {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
+            if count == 0 { return String(decoding: bytes, as: UTF8.self) }
+            bytes += chunk[..<count]
+        }
     }
 
     /// The bytes of a regular file. Anything else (a directory, a FIFO, a socket, a device) is
@@ -80,11 +98,16 @@ enum Files {
     /// the file is there, empty, with `mode`, locked while it is written) and renaming it into
     /// place. What a killed writer left beside it, its process gone and its lock free, goes first
     /// (SPEC §5).
+    private static let sweptParents = Mutex<Set<String>>([])
+
     static func replaceWhole(_ path: String, mode: mode_t = 0o644, _ body: (String) throws -> Void) throws {
         let slash = path.lastIndex(of: "/")
         let parent = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
         let prefix = String(slash.map { path[path.index(after: $0)...] } ?? path[...]) + ".partial-"
-        ScratchDirectory.sweep(prefixes: [prefix], in: parent)
+        // Once per directory and process: a build writes many files in some (one per config var).
+        if sweptParents.withLock({ $0.insert(parent).inserted }) {
+            ScratchDirectory.sweep(prefixes: [".partial-"], in: parent, containing: true)
+        }
         let partial = try ScratchDirectory(prefix: prefix, in: parent, file: true)
         defer { partial.remove() }
         guard chmod(partial.path, mode) == 0 else { throw FileError(path: path, action: "write", errno: errno) }

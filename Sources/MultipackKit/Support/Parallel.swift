@@ -44,22 +44,25 @@ final class BackgroundWork: Sendable {
         let error = Mutex<(any Error)?>(nil)
     }
     private let failure = Failure()
-    private let thread: pthread_t?
-    private let joined = Atomic<Bool>(false)
+    /// The thread until it is joined; joined under the lock, so a second waiter waits for it too.
+    private let thread: Mutex<pthread_t?>
 
     init(_ body: @escaping @Sendable () throws -> Void) {
         let failure = self.failure
         let run: @Sendable () -> Void = {
             do { try body() } catch { failure.error.withLock { $0 = error } }
         }
-        thread = startThread(run)
-        if thread == nil { run() }
+        let started = startThread(run)
+        thread = Mutex(started)
+        if started == nil { run() }
     }
 
     /// Waits until the work is done; waiting again returns at once.
     func wait() {
-        guard let thread, !joined.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        pthread_join(thread, nil)
+        thread.withLock { thread in
+            if let running = thread { pthread_join(running, nil) }
+            thread = nil
+        }
     }
 
     /// Waits, then throws what the work threw.

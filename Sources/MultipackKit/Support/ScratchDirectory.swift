@@ -1,3 +1,4 @@
+import CMultipackSys
 import Glibc
 
 /// A private temporary directory (SPEC §5, "nothing is left behind"). Its name carries the owning
@@ -30,8 +31,8 @@ struct ScratchDirectory: Sendable {
             var lock: Int32 = -1
             let made = template.withUnsafeMutableBufferPointer { buffer -> Bool in
                 if file {
-                    lock = mkstemp(buffer.baseAddress!)
-                    if lock >= 0 { _ = fcntl(lock, F_SETFD, FD_CLOEXEC) }
+                    // Close-on-exec from the start: children are spawned on other threads meanwhile.
+                    lock = mkostemp(buffer.baseAddress!, O_CLOEXEC)
                     return lock >= 0
                 }
                 guard mkdtemp(buffer.baseAddress!) != nil else { return false }
@@ -61,15 +62,21 @@ struct ScratchDirectory: Sendable {
         sweep(prefixes: Kind.allCases.map(\.prefix), in: Files.temporaryRoot)
     }
 
-    /// Removes the entries of `root` named `<prefix><pid>-XXXXXX` whose process is not running and
-    /// whose lock nobody holds.
-    static func sweep(prefixes: [String], in root: String) {
+    /// Removes the entries of `root` named `<prefix><pid>-XXXXXX` whose lock nobody holds. The lock
+    /// decides, not the pid: a build in a PID namespace of its own is pid 1 or 2 there, every time,
+    /// so the pid of a killed one is a live process's (even the sweeper's own), here and outside;
+    /// its owner holds the lock for the entry's whole life, and a second open of the entry by that
+    /// same process does not get it either.
+    /// With `containing`, a marker anywhere in the name will do (`<name>.partial-<pid>-XXXXXX`, for
+    /// every file of a directory at once).
+    static func sweep(prefixes: [String], in root: String, containing: Bool = false) {
         guard let names = try? ArchiveTree.contents(of: root) else { return }
         let dead = names.filter { name in
-            guard let prefix = prefixes.first(where: { name.hasPrefix($0) }),
-                let pid = ownerPID(name, prefix: prefix), pid != getpid()
-            else { return false }
-            return kill(pid, 0) != 0 && errno == ESRCH
+            prefixes.contains { marker in
+                guard containing else { return name.hasPrefix(marker) && ownerPID(name, prefix: marker) != nil }
+                guard let range = name.ranges(of: marker).last else { return false }
+                return ownerPID(String(name[range.lowerBound...]), prefix: marker) != nil
+            }
         }
         for name in dead {
             let path = root + "/" + name

@@ -120,6 +120,22 @@ import Testing
         #expect(foreign.stdout.contains("(cloned,"), "\(foreign.stdout)")
     }
 
+    /// An scp-like git reference with a password (`user:TOKEN@host:path`) leaves no trace of the
+    /// password in the cache either, even when the fetch fails.
+    @Test func anScpLikeReferencesPasswordStaysOutOfTheCache() throws {
+        let temp = try TempDir("scp-owner")
+        let app = try App(nil, in: temp, buildpacks: "deploy:s3cr3t-pass@127.0.0.1:org/repo.git\n")
+        let mp = try Multipack(in: temp)
+        let compile = try mp.shim(
+            "compile", [app.build, app.cache, app.env], environment: ["GIT_SSH_COMMAND": "false"])
+        #expect(compile.status != 0)
+        #expect(!compile.all.contains("s3cr3t"), "\(compile.all)")
+        let grep = try Shell.run("grep", ["-r", "-l", "-a", "-e", "s3cr3t", app.cache])
+        #expect(grep.stdout.isEmpty, "\(grep.stdout)")
+        let records = try Shell.run("sh", ["-c", "cat \"$0\"/.multipack/git/*/url", app.cache]).stdout
+        #expect(records.contains("***@127.0.0.1:org/repo.git"), "\(records)")
+    }
+
     @Test func recordsHoldNoCredentials() throws {
         let setup = try Setup("creds", pinned: false) {
             "http://deploy:s3cr3t-pass@127.0.0.1:\($0.port)/node.tgz?token=t0p-s3cr3t"

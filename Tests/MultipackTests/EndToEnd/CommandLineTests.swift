@@ -55,6 +55,26 @@ import Testing
         #expect(!list.all.contains("127.0.0.1:9"))
     }
 
+    /// `--env-file <(…)`: a file the user names may be a pipe, read to its end.
+    @Test func anEnvFileMayBeAPipe() throws {
+        let world = try LocalWorld("envpipe")
+        let app = try world.app(buildpacks: nil)
+        let dump = try dumpBuildpack(in: world.temp)
+        let build = try Shell.run(
+            "bash",
+            [
+                "-c", "\"$0\" build \"$1\" --buildpack \"$2\" --env-file <(echo FROM_PIPE=piped)", Repo.binary, app,
+                dump,
+            ],
+            in: world.temp.path, environment: world.environment)
+        #expect(build.status == 0, "\(build.all)")
+        let buildDir = try #require(
+            build.stdout.split(separator: "\n").first { $0.hasPrefix("=====> Build directory: ") }?.split(
+                separator: " "
+            ).last)
+        #expect(try String(contentsOfFile: "\(buildDir)/config.txt", encoding: .utf8).contains("FROM_PIPE=[piped]"))
+    }
+
     @Test func configVarsFromRepeatedEnvFilesEnvAndTheCallersEnvironment() throws {
         let world = try LocalWorld("envflags")
         let app = try world.app(buildpacks: nil)

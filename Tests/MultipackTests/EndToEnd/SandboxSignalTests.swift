@@ -61,6 +61,33 @@ extension SandboxSignalTests {
         return (process, output)
     }
 
+    /// SIGTERM to `multipack run` reaches a command that has no handler of its own (`sleep`), as on
+    /// a dyno: the command is not the first process of the PID namespace, where the kernel would
+    /// drop the signal and only the grace period's SIGKILL would end it, two seconds later.
+    @Test(arguments: ["bubblewrap", "direct"])
+    func sigtermEndsARunCommandAtOnce(sandbox: String) throws {
+        let world = try LocalWorld("sandbox-run-term-\(sandbox)")
+        let app = try world.app("plain", buildpacks: ["probe"])
+        let environment = world.environment.merging(["MULTIPACK_SANDBOX": sandbox]) { $1 }
+        #expect(try world.multipack(["build", app], extra: ["MULTIPACK_SANDBOX": sandbox]).status == 0)
+        let log = world.temp.path + "/run.log"
+        let process = try Repo.start(
+            ["run", app, "--", "sh", "-c", "echo run-started; exec sleep 61"], environment: environment, log: log)
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let output = { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        let started = Date()
+        while process.isRunning && !output().contains("run-started") && Date().timeIntervalSince(started) < 30 {
+            usleep(20_000)
+        }
+        try #require(output().contains("run-started"), "\(output())")
+        usleep(100_000)
+        kill(process.processIdentifier, SIGTERM)
+        let sent = Date()
+        process.waitUntilExit()
+        #expect(Date().timeIntervalSince(sent) < 1.5, "\(output())")
+        #expect(process.terminationStatus != 0)
+    }
+
     /// SIGKILL, which multipack cannot catch, to `multipack build` while a child compiles in the
     /// namespace: it has a PID namespace of its own, whichever makes it, so everything the child
     /// started (its background helper included) dies with it.
