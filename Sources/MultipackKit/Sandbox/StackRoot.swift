@@ -69,11 +69,7 @@ struct StackRoot {
 
     /// Removes the partial roots (hundreds of MB) that builds killed while unpacking left.
     static func sweepPartials(_ caller: [String: String]) {
-        let root = stacksRoot(caller)
-        let prefixes = Files.list(root).compactMap { name in
-            name.firstRange(of: partial).map { String(name[..<$0.upperBound]) }
-        }
-        if !prefixes.isEmpty { ScratchDirectory.sweep(prefixes: prefixes, in: root) }
+        ScratchDirectory.sweep(prefixes: [partial], in: stacksRoot(caller), containing: true)
     }
 
     static func stackName(_ osRelease: String) -> String? {

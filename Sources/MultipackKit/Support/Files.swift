@@ -29,13 +29,18 @@ enum Files {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
         defer { close(descriptor) }
+        return String(decoding: try readToEnd(descriptor, path: path, chunk: 65_536), as: UTF8.self)
+    }
+
+    /// What is left to read from `descriptor`, `chunk` bytes at a time; errors name `path`.
+    private static func readToEnd(_ descriptor: Int32, path: String, chunk size: Int) throws -> [UInt8] {
         var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
+        var chunk = [UInt8](repeating: 0, count: size)
         while true {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             guard count >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
-            if count == 0 { return String(decoding: bytes, as: UTF8.self) }
+            if count == 0 { return bytes }
             bytes += chunk[..<count]
         }
     }
@@ -54,16 +59,8 @@ enum Files {
         guard descriptor >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
         defer { close(descriptor) }
         guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw refuse(info.st_mode) }
-        var bytes: [UInt8] = []
         // Small files (records, exports, refs) in one read of their size; /proc's files say 0.
-        var chunk = [UInt8](repeating: 0, count: Int(min(max(info.st_size + 1, 4096), 65_536)))
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
-            if count == 0 { return bytes }
-            bytes += chunk[..<count]
-        }
+        return try readToEnd(descriptor, path: path, chunk: Int(min(max(info.st_size + 1, 4096), 65_536)))
     }
 
     /// "a directory", "a FIFO", … for a file that is not a regular one.
@@ -94,12 +91,12 @@ enum Files {
         }
     }
 
-    /// Makes `path` by writing `<name>.partial-<pid>-XXXXXX` beside it (`body` gets that name;
-    /// the file is there, empty, with `mode`, locked while it is written) and renaming it into
-    /// place. What a killed writer left beside it, its process gone and its lock free, goes first
-    /// (SPEC §5).
+    /// The directories `replaceWhole` has swept in this process.
     private static let sweptParents = Mutex<Set<String>>([])
 
+    /// Makes `path` by writing `<name>.partial-<pid>-XXXXXX` beside it (`body` gets that name;
+    /// the file is there, empty, with `mode`, locked while it is written) and renaming it into
+    /// place. What killed writers left in that directory, their locks free, goes first (SPEC §5).
     static func replaceWhole(_ path: String, mode: mode_t = 0o644, _ body: (String) throws -> Void) throws {
         let slash = path.lastIndex(of: "/")
         let parent = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
