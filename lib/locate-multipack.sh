@@ -2,6 +2,8 @@
 # Bash builtins only (no dirname, no uname): every build calls the shims several times, and the
 # usual case (a packaged or already downloaded binary) is one test.
 # Logs go to stderr: detect's and release's stdout belong to Heroku.
+# The shims name /bin/bash, which every Heroku stack has: `#!/usr/bin/env bash` searched PATH for
+# it and cost each call 1.2 ms more.
 MULTIPACK_BUILDPACK_DIR="${BASH_SOURCE[0]%/lib/*}"
 [ "$MULTIPACK_BUILDPACK_DIR" = "${BASH_SOURCE[0]}" ] && MULTIPACK_BUILDPACK_DIR=.
 MULTIPACK_BUILDPACK_DIR="${MULTIPACK_BUILDPACK_DIR%/bin/..}"  # the shims source it as bin/../lib/…

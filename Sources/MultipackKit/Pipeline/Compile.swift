@@ -134,10 +134,11 @@ public struct Compile {
 
         // Fetch every child first, in parallel, into a private directory outside BUILD_DIR. It is
         // removed whatever the outcome; test-compile's children stay in the state for `bin/test`.
-        // What killed builds left in TMPDIR goes on another thread: listing a crowded TMPDIR
-        // takes milliseconds, and nothing of this build depends on it.
-        let sweep = BackgroundWork { ScratchDirectory.sweepTemporaryRoot() }
-        defer { sweep.wait() }
+        // What killed builds left in TMPDIR goes on another thread while the children run (listing
+        // a crowded TMPDIR takes milliseconds, nothing of this build depends on it, and the fetch's
+        // copies keep both cores busy), or at the end of a build that fails before they run.
+        var sweep: BackgroundWork?
+        defer { if let sweep { sweep.wait() } else { ScratchDirectory.sweepTemporaryRoot() } }
         let scratch = testCompile ? nil : try ScratchDirectory(.children)
         var childDirectories = scratch.map(ChildDirectories.init)
         defer { if removal == nil { childDirectories?.removeAll().wait() } }
@@ -154,6 +155,7 @@ public struct Compile {
             pinned, context: fetchContext,
             heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s")")
         record.children = sequence.children.map(BuildRecord.Child.init)
+        sweep = BackgroundWork { ScratchDirectory.sweepTemporaryRoot() }
 
         // The app's hooks run in place; each child runs with them hidden (SPEC §7.4).
         let managed = settings.hooks == .multipack

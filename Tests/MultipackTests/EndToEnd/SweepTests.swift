@@ -191,6 +191,23 @@ import Testing
         #expect(
             Self.leftovers(tmp: tmp, cache: app.cache).sorted() == ["multipack-test-1-eeeeee", "other-\(dead)-ffffff"])
     }
+
+    /// The sweep of TMPDIR waits for the fetch (whose copies keep the cores busy), so a build
+    /// whose fetch fails sweeps before it ends.
+    @Test func aBuildWhoseFetchFailsStillSweeps() throws {
+        let temp = try TempDir("sweep-fetch-fails")
+        let tmp = temp.sub("tmp")
+        let app = try App(nil, in: temp, buildpacks: "./no-such-buildpack\n")
+        let dead = try Self.deadPID()
+        for name in ["multipack-children-\(dead)-aaaaaa", "multipack-clone-\(dead)-bbbbbb"] {
+            _ = temp.sub("tmp/" + name + "/1/bin")
+        }
+        let mp = try Multipack(in: temp)
+        let compile = try mp.shim("compile", [app.build, app.cache, app.env], environment: ["TMPDIR": tmp])
+        #expect(compile.status == 1, "\(compile.all)")
+        #expect(compile.all.contains("Failed to fetch buildpack [1/1]"), "\(compile.all)")
+        #expect(Self.leftovers(tmp: tmp, cache: app.cache) == [])
+    }
 }
 
 /// Starts a command with its output to a file, reaped by the caller's `waitpid` (not Foundation's
