@@ -2,14 +2,14 @@ import CMultipackSys
 import Glibc
 
 /// The build's private directory of children (SPEC §5), removed as early as nothing can run from
-/// it: a child's own directory on a thread of its own once the child is done and no variable of
-/// the build names it (an export that puts its `bin/` on PATH keeps it), the rest when the build
+/// it: a child's own directory on another thread once the child is done and no variable of the
+/// build names it (an export that puts its `bin/` on PATH keeps it), the rest when the build
 /// ends. The later children run meanwhile, so a warm build's end waits for one directory, not all.
 struct ChildDirectories {
     let scratch: ScratchDirectory
     /// The scratch directory without symlinks, as `pwd -P` shows it to a child when TMPDIR has one.
     private let physicalPath: String
-    private var removals: [BackgroundWork] = []
+    private let removals = SerialWork()
 
     init(_ scratch: ScratchDirectory) {
         self.scratch = scratch
@@ -21,13 +21,13 @@ struct ChildDirectories {
     }
 
     /// Called once the child's release is done, with the environment its export made.
-    mutating func childFinished(_ directory: String, environment: [String: String]) {
+    func childFinished(_ directory: String, environment: [String: String]) {
         guard directory.hasPrefix(scratch.path + "/") else { return }
         let names = [directory, physicalPath + directory.dropFirst(scratch.path.count)]
         guard !environment.values.contains(where: { value in names.contains { Self.contains(value, $0) } }) else {
             return
         }
-        removals.append(BackgroundWork { Files.remove(directory) })
+        removals.add { Files.remove(directory) }
     }
 
     /// Whether `part` occurs in `text`, byte for byte: memmem is linear whatever the variables hold,
@@ -47,7 +47,7 @@ struct ChildDirectories {
         let removals = self.removals
         let scratch = self.scratch
         return BackgroundWork {
-            for removal in removals { removal.wait() }
+            removals.finish()
             scratch.remove()
         }
     }

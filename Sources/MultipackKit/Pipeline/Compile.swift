@@ -140,7 +140,7 @@ public struct Compile {
         var sweep: BackgroundWork?
         defer { if let sweep { sweep.wait() } else { ScratchDirectory.sweepTemporaryRoot() } }
         let scratch = testCompile ? nil : try ScratchDirectory(.children)
-        var childDirectories = scratch.map(ChildDirectories.init)
+        let childDirectories = scratch.map(ChildDirectories.init)
         defer { if removal == nil { childDirectories?.removeAll().wait() } }
         let workDir = scratch?.path ?? state.childrenDir
         try Files.makeDirectory(workDir)

@@ -88,3 +88,60 @@ private func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t? {
     }
     return thread
 }
+
+/// Jobs run in order on one thread of their own, started with the first job: a thread per job
+/// cost a build 70 µs per child.
+final class SerialWork: Sendable {
+    private struct State {
+        var queue: [@Sendable () -> Void] = []
+        var closed = false
+        var thread: pthread_t?
+        var noThread = false
+    }
+    private let state = Mutex(State())
+    /// Posted once per job queued, and once by `finish`.
+    nonisolated(unsafe) private let posted = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+
+    init() { sem_init(posted, 0, 0) }
+
+    deinit {
+        sem_destroy(posted)
+        posted.deallocate()
+    }
+
+    /// Queues `job` after those queued before it; once finished, or without a thread, it runs now.
+    func add(_ job: @escaping @Sendable () -> Void) {
+        let queued = state.withLock { state -> Bool in
+            guard !state.closed, !state.noThread else { return false }
+            if state.thread == nil {
+                state.thread = startThread { [self] in drain() }
+                state.noThread = state.thread == nil
+                if state.noThread { return false }
+            }
+            state.queue.append(job)
+            return true
+        }
+        if queued { sem_post(posted) } else { job() }
+    }
+
+    /// Waits for every job queued; later ones run on the caller's thread.
+    func finish() {
+        let thread = state.withLock { state -> pthread_t? in
+            state.closed = true
+            defer { state.thread = nil }
+            return state.thread
+        }
+        guard let thread else { return }
+        sem_post(posted)
+        pthread_join(thread, nil)
+    }
+
+    /// One job per post, in order; the post that finds nothing queued is `finish`'s.
+    private func drain() {
+        while true {
+            while sem_wait(posted) != 0 && errno == EINTR {}
+            guard let job = state.withLock({ $0.queue.isEmpty ? nil : $0.queue.removeFirst() }) else { return }
+            job()
+        }
+    }
+}
