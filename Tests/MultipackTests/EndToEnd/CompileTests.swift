@@ -126,7 +126,10 @@ import Testing
             "#!/usr/bin/env bash\necho 'export PLAIN=1' > \"$(dirname \"$0\")/../export\"\n", executable: true)
         try temp.write(
             "remotes/user/bin/compile",
-            "#!/usr/bin/env bash\nhello > \"$1/user.txt\" && cat \"$TOOLBOX_CONF\" >> \"$1/user.txt\"\n",
+            "#!/usr/bin/env bash\nhello > \"$1/user.txt\" && cat \"$TOOLBOX_CONF\" >> \"$1/user.txt\"\n"
+                // The second child's directory goes while the third runs (given 2 s); the first's stays.
+                + "d=$(dirname \"$0\")/../..\nfor i in $(seq 100); do [ -e \"$d/2\" ] || break; sleep 0.02; done\n"
+                + "for i in 2 1; do [ -e \"$d/$i\" ] && echo \"$i kept\" || echo \"$i gone\"; done > \"$1/dirs.txt\"\n",
             executable: true)
         for name in ["toolbox", "plain", "user"] {
             let repo = temp.path + "/remotes/" + name
@@ -147,6 +150,7 @@ import Testing
             #expect(compile.status == 0, "\(round): \(compile.all)")
             #expect(app.read("user.txt") == "hello from the toolbox\nconf of the toolbox\n", "\(round)")
             #expect(app.read("post.txt") == "hello from the toolbox\nconf of the toolbox\n", "\(round)")
+            #expect(app.read("dirs.txt") == "2 gone\n1 kept\n", "\(round)")
             // Every child's directory is gone once the build is.
             #expect(try FileManager.default.contentsOfDirectory(atPath: mp.tmp).isEmpty, "\(round)")
         }
