@@ -233,6 +233,14 @@ static inline int multipack_enter_sandbox(char *const plan[], pid_t parent) {
 /// compile starts with setsid or nohup can be found and stopped when the stage ends.
 static inline int multipack_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L); }
 
+/// renameat2 (Linux 3.15), which the Glibc module does not show: EXCHANGE swaps two names at once,
+/// NOREPLACE fails rather than replace. -1 with EINVAL where the file system has neither.
+#define MULTIPACK_RENAME_NOREPLACE 1
+#define MULTIPACK_RENAME_EXCHANGE 2
+static inline int multipack_rename(const char *from, const char *to, unsigned int flags) {
+    return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, flags);
+}
+
 /// A descriptor that polls readable when the process exits (Linux 5.3); -1 where unsupported.
 static inline int multipack_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 

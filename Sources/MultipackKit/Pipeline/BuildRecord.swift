@@ -1,3 +1,4 @@
+import CMultipackSys
 import FoundationEssentials
 import Glibc
 
@@ -31,10 +32,23 @@ struct BuildState {
 
     /// A new compile starts from nothing: no earlier release or "succeeded" record survives it,
     /// nor what a killed write left. The directory itself stays: making it again would cost every
-    /// build a directory's allocation, which on a busy ext4 takes a millisecond or more.
-    func clear() throws {
+    /// build a directory's allocation, which on a busy ext4 takes a millisecond or more. The record
+    /// is renamed to a partial's name at once and removed there by `trash` (as `replaceWhole`
+    /// does), or by the next write's sweep if this build is killed first.
+    func clear(trash: SerialWork? = nil) throws {
         guard let names = try? ArchiveTree.contents(of: directory) else { return }
-        for name in names { try Files.removeTree(directory + "/" + name) }
+        for name in names {
+            let path = directory + "/" + name
+            if let trash, name == "record.json" {
+                let tag = String(UInt32.random(in: 60_466_176..<2_176_782_336), radix: 36)  // six digits
+                let aside = "\(path).partial-\(getpid())-\(tag)"
+                if multipack_rename(path, aside, UInt32(MULTIPACK_RENAME_NOREPLACE)) == 0 {
+                    trash.add { Files.remove(aside) }
+                    continue
+                }
+            }
+            try Files.removeTree(path)
+        }
     }
 
     /// The merged release, if compile saved one for this BUILD_DIR.
@@ -111,15 +125,15 @@ public struct BuildRecord: Codable, Sendable {
     }
 
     /// Writes the record (atomically) where `release` and `report` look for it.
-    func write(_ state: BuildState) throws {
+    func write(_ state: BuildState, replacedGoesTo trash: SerialWork? = nil) throws {
         let data = try JSONEncoder().encode(self)
         try Files.makeDirectory(state.directory)
-        try Files.write(String(decoding: data, as: UTF8.self), to: state.recordPath)
+        try Files.write(String(decoding: data, as: UTF8.self), to: state.recordPath, replacedGoesTo: trash)
     }
 
     /// As `write`, for a build that is failing anyway.
-    func save(_ state: BuildState) {
-        try? write(state)
+    func save(_ state: BuildState, replacedGoesTo trash: SerialWork? = nil) {
+        try? write(state, replacedGoesTo: trash)
     }
 
     /// Flat YAML for `bin/report`.

@@ -38,13 +38,16 @@ public struct Compile {
 
     public func run() throws {
         let start = ContinuousClock.now
-        // Declared first so that it is waited for last, after the record is saved.
+        // Declared first so that they are waited for last, after the record is saved: the
+        // children's directories, and the files the records and the export replace.
         var removal: BackgroundWork?
         defer { removal?.wait() }
+        let trash = SerialWork()
+        defer { trash.finish() }
         // What an earlier compile of this BUILD_DIR left goes first, so that a failed or killed
         // compile can never leave the previous build's release or "succeeded" record behind.
         let state = BuildState(buildpackDir: invocation.buildpackDir, buildDir: dirs.build)
-        try state.clear()
+        try state.clear(trash: trash)
         var record = BuildRecord()
         record.stage = testCompile ? "test-compile" : "compile"
         record.buildDir = state.buildDir
@@ -52,24 +55,24 @@ public struct Compile {
         // The "running" record is written on another thread while compile reads its inputs and
         // fetches: it is on disk before the first child runs, and before any later record.
         let running = record
-        let started = BackgroundWork { running.save(state) }
+        let started = BackgroundWork { running.save(state, replacedGoesTo: trash) }
         var saved = false
         defer {
             if !saved {
                 started.wait()
                 record.totalSeconds = start.duration(to: .now).seconds
-                record.save(state)
+                record.save(state, replacedGoesTo: trash)
             }
         }
         do {
-            try run(&record, state: state, started: started, removal: &removal)
+            try run(&record, state: state, started: started, removal: &removal, trash: trash)
             // A signal that came after the last stage still means the build did not finish.
             if SignalForwarding.shouldStop { throw Interrupted(stage: "at the end of the build") }
             record.outcome = "succeeded"
             record.totalSeconds = start.duration(to: .now).seconds
             // The record carries the merged release: a build whose record cannot be written has
             // not succeeded.
-            try record.write(state)
+            try record.write(state, replacedGoesTo: trash)
             saved = true
         } catch {
             record.outcome = error is Interrupted ? "interrupted" : "failed"
@@ -81,7 +84,8 @@ public struct Compile {
     }
 
     private func run(
-        _ record: inout BuildRecord, state: BuildState, started: BackgroundWork, removal: inout BackgroundWork?
+        _ record: inout BuildRecord, state: BuildState, started: BackgroundWork, removal: inout BackgroundWork?,
+        trash: SerialWork
     ) throws {
         // Hooks a killed build left hidden are the app's: they go back before anything reads the app.
         var hooks = AppHooks(dirs: dirs)
@@ -195,7 +199,7 @@ public struct Compile {
         removal = childDirectories?.removeAll()
         let script = BuildEnvironment.exportScript(base: invocation.environment, final: environment)
         let exportPath = invocation.buildpackDir + "/export"
-        let export = BackgroundWork { try Files.write(script, to: exportPath) }
+        let export = BackgroundWork { try Files.write(script, to: exportPath, replacedGoesTo: trash) }
         defer { export.wait() }
         if let filter = try SlugFilter.read(dirs.build) {
             let removed = try trim(with: filter, &record)

@@ -1,3 +1,4 @@
+import CMultipackSys
 import FoundationEssentials
 import Glibc
 import Synchronization
@@ -80,8 +81,10 @@ enum Files {
     }
 
     /// Writes a file whole or not at all, so a reader never sees half of it (see `replaceWhole`).
-    static func write(_ text: String, to path: String, mode: Int = 0o644) throws {
-        try replaceWhole(path, mode: mode_t(mode)) { temporary in
+    static func write(
+        _ text: String, to path: String, mode: Int = 0o644, replacedGoesTo trash: SerialWork? = nil
+    ) throws {
+        try replaceWhole(path, mode: mode_t(mode), replacedGoesTo: trash) { temporary in
             let descriptor = open(temporary, O_WRONLY | O_TRUNC | O_CLOEXEC)
             guard descriptor >= 0 else { throw FileError(path: path, action: "write", errno: errno) }
             defer { close(descriptor) }
@@ -97,7 +100,12 @@ enum Files {
     /// Makes `path` by writing `<name>.partial-<pid>-XXXXXX` beside it (`body` gets that name;
     /// the file is there, empty, with `mode`, locked while it is written) and renaming it into
     /// place. What killed writers left in that directory, their locks free, goes first (SPEC §5).
-    static func replaceWhole(_ path: String, mode: mode_t = 0o644, _ body: (String) throws -> Void) throws {
+    /// With `trash`, the file replaced is swapped out to the partial's name and removed there by
+    /// `trash`, off the caller's path: freeing a file's blocks can wait for the disk (a file system
+    /// mounted with `discard` trims them at once).
+    static func replaceWhole(
+        _ path: String, mode: mode_t = 0o644, replacedGoesTo trash: SerialWork? = nil, _ body: (String) throws -> Void
+    ) throws {
         let slash = path.lastIndex(of: "/")
         let parent = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
         let prefix = String(slash.map { path[path.index(after: $0)...] } ?? path[...]) + ".partial-"
@@ -106,9 +114,16 @@ enum Files {
             ScratchDirectory.sweep(prefixes: [".partial-"], in: parent, containing: true)
         }
         let partial = try ScratchDirectory(prefix: prefix, in: parent, file: true)
-        defer { partial.remove() }
+        var swapped = false
+        defer { swapped ? partial.unlock() : partial.remove() }
         guard chmod(partial.path, mode) == 0 else { throw FileError(path: path, action: "write", errno: errno) }
         try body(partial.path)
+        if let trash, multipack_rename(partial.path, path, UInt32(MULTIPACK_RENAME_EXCHANGE)) == 0 {
+            swapped = true
+            let replaced = partial.path
+            trash.add { Files.remove(replaced) }
+            return
+        }
         guard rename(partial.path, path) == 0 else { throw FileError(path: path, action: "write", errno: errno) }
     }
 

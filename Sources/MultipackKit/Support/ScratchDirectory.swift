@@ -54,6 +54,12 @@ struct ScratchDirectory: Sendable {
     /// Removes it (a directory with everything in it). Runs on every outcome.
     func remove() {
         Files.remove(path)
+        unlock()
+    }
+
+    /// Lets go of the lock and leaves the entry: it holds another file now (`replaceWhole`'s
+    /// exchange), which the sweep may take.
+    func unlock() {
         if lock >= 0 { close(lock) }
     }
 

@@ -220,9 +220,12 @@ import Testing
         #expect(try mp.shim("compile", [app.build, app.cache, app.env], environment: ["TMPDIR": tmp]).status == 0)
         #expect(try mp.shim("report", [app.build]).stdout.contains("outcome: \"succeeded\""))
         #expect(try mp.shim("release", [app.build]).stdout.contains("assets"))
+        // The records and the export replaced along the way are gone with the build.
+        let state = mp.dir + "/.multipack/builds/" + cacheKey(app.build)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: state) == ["record.json"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: mp.dir).filter { $0.contains(".partial-") } == [])
 
         // What a write killed half-way left in the build's state goes with the rest.
-        let state = mp.dir + "/.multipack/builds/" + cacheKey(app.build)
         try "half".write(toFile: state + "/record.json.partial-4000000-Xy12Zw", atomically: false, encoding: .utf8)
         try "file://\(failing)\n".write(toFile: app.build + "/.buildpacks", atomically: true, encoding: .utf8)
         #expect(try mp.shim("compile", [app.build, app.cache, app.env], environment: ["TMPDIR": tmp]).status == 1)
