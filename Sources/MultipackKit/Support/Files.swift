@@ -118,7 +118,11 @@ enum Files {
         defer { swapped ? partial.unlock() : partial.remove() }
         guard chmod(partial.path, mode) == 0 else { throw FileError(path: path, action: "write", errno: errno) }
         try body(partial.path)
-        if let trash, multipack_rename(partial.path, path, UInt32(MULTIPACK_RENAME_EXCHANGE)) == 0 {
+        // Only a regular file is swapped out: a directory or a symlink in its place is refused
+        // or replaced by `rename` as before, never carried off under a name the sweep skips.
+        if let trash, isRegularFileNoFollow(path),
+            multipack_rename(partial.path, path, UInt32(MULTIPACK_RENAME_EXCHANGE)) == 0
+        {
             swapped = true
             let replaced = partial.path
             trash.add { Files.remove(replaced) }
@@ -281,6 +285,11 @@ extension Files {
     static func size(_ path: String) -> Int64? {
         var info = stat()
         return stat(path, &info) == 0 ? Int64(info.st_size) : nil
+    }
+
+    static func isRegularFileNoFollow(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
     }
 
     static func isRegularFile(_ path: String) -> Bool {

@@ -156,6 +156,32 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: mp.dir + "/export"))
     }
 
+    /// A replaced file is swapped out of the way and removed on another thread; anything else in
+    /// its place is left to `rename`: a directory fails the write (and keeps its contents), a
+    /// symlink is replaced without following it. Neither is carried off under a partial's name.
+    @Test func whatIsNotAFileWhereTheExportGoesIsNotCarriedOff() throws {
+        let temp = try TempDir("sweep-export-kinds")
+        let app = try App(nil, in: temp, buildpacks: try scriptedChild("quick", in: temp) + "\n")
+        let mp = try Multipack(in: temp)
+        try temp.write("elsewhere/keep", "kept\n")
+        try FileManager.default.createDirectory(atPath: mp.dir + "/export", withIntermediateDirectories: false)
+        try "mine\n".write(toFile: mp.dir + "/export/inside", atomically: false, encoding: .utf8)
+        let refused = try mp.shim("compile", [app.build, app.cache, app.env])
+        #expect(refused.status == 1, "\(refused.all)")
+        #expect(try String(contentsOfFile: mp.dir + "/export/inside", encoding: .utf8) == "mine\n")
+
+        try FileManager.default.removeItem(atPath: mp.dir + "/export")
+        try FileManager.default.createSymbolicLink(
+            atPath: mp.dir + "/export", withDestinationPath: temp.path + "/elsewhere/keep")
+        let replaced = try mp.shim("compile", [app.build, app.cache, app.env])
+        #expect(replaced.status == 0, "\(replaced.all)")
+        let attributes = try FileManager.default.attributesOfItem(atPath: mp.dir + "/export")
+        #expect(attributes[.type] as? FileAttributeType == .typeRegular)
+        #expect(try String(contentsOfFile: temp.path + "/elsewhere/keep", encoding: .utf8) == "kept\n")
+        let left = try FileManager.default.contentsOfDirectory(atPath: mp.dir).filter { $0.contains(".partial-") }
+        #expect(left == [])
+    }
+
     /// Only the lock keeps an entry: an unlocked one goes even when a live process has its pid,
     /// since a build in a PID namespace of its own always has the same small pid there.
     @Test func aDirectoryWhoseOwnerHoldsItsLockIsKept() throws {
