@@ -14,7 +14,20 @@ children=${1:-10}
 runs=${2:-15}
 source "$root/benchmarks/release-binary.sh"
 binary=$MULTIPACK
-where=${OVERHEAD_ON:-"TMPDIR (${TMPDIR:-/tmp}, $(stat -f -c %T "${TMPDIR:-/tmp}"))"}
+# What weighs on making and removing files there: the file system, its options (`discard` trims
+# freed blocks at once) and, for ext4, whether it has a journal.
+describe_tmpdir() {
+  local dir=${TMPDIR:-/tmp} source type options journal=""
+  read -r source type options < <(findmnt -T "$dir" -no SOURCE,FSTYPE,OPTIONS 2> /dev/null) ||
+    type=$(stat -f -c %T "$dir")
+  if [ "${type:-}" = ext4 ] && [ -n "${source:-}" ]; then
+    local device
+    device=$(readlink -f "$source")
+    if [ -e "/proc/fs/jbd2/${device##*/}-8" ]; then journal=", journal"; else journal=", no journal"; fi
+  fi
+  echo "TMPDIR ($dir, $type${options:+ $options}$journal)"
+}
+where=${OVERHEAD_ON:-$(describe_tmpdir)}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/multipack-bench-XXXXXX")
 trap '[ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
