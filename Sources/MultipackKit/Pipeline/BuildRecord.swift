@@ -40,7 +40,8 @@ struct BuildState {
         for name in names {
             let path = directory + "/" + name
             if let trash, name == "record.json" {
-                let tag = String(UInt32.random(in: 60_466_176..<2_176_782_336), radix: 36)  // six digits
+                // Six base-36 digits (36⁵ up to 36⁶), the shape the sweep takes for a partial's.
+                let tag = String(UInt32.random(in: 60_466_176..<2_176_782_336), radix: 36)
                 let aside = "\(path).partial-\(getpid())-\(tag)"
                 if multipack_rename(path, aside, UInt32(MULTIPACK_RENAME_NOREPLACE)) == 0 {
                     trash.add { Files.remove(aside) }
