@@ -233,13 +233,17 @@ struct GitFetch {
         return result.stdoutText.trimmingCharacters("\n")
     }
 
+    /// No sample hooks, `info/exclude` or description in the clone's .git, which is removed once
+    /// checked out: 18 files fewer made and deleted per clone.
+    static let noTemplates = "--template="
+
     private func clone(into checkout: String, knownCommit: String?) throws {
         let submodules = ["-c", "protocol.file.allow=" + (isLocal ? "always" : "user")]
         let isBranchOrTag = ref != nil && knownCommit != nil && !(ref!.allSatisfy(\.isHexDigit) && ref!.count >= 4)
         if ref == nil || isBranchOrTag {
             let branch = ref.map { ["--branch", $0] } ?? []
             let shallow = ["--depth", "1", "--shallow-submodules"]
-            let clone = submodules + ["clone", "--quiet", "--recurse-submodules"] + branch
+            let clone = submodules + ["clone", "--quiet", Self.noTemplates, "--recurse-submodules"] + branch
             do {
                 _ = try git(clone + shallow + ["--", url, checkout], stage: "cloning")
             } catch let problem as FetchProblem where problem.output?.contains("shallow") == true {
@@ -255,7 +259,8 @@ struct GitFetch {
             return
         }
         // A commit: a full clone is the path that works with every server.
-        _ = try git(submodules + ["clone", "--quiet", "--no-checkout", "--", url, checkout], stage: "cloning")
+        _ = try git(
+            submodules + ["clone", "--quiet", Self.noTemplates, "--no-checkout", "--", url, checkout], stage: "cloning")
         let target = knownCommit ?? ref!
         do {
             _ = try git(["-C", checkout, "checkout", "--quiet", "--detach", target], stage: "checking out \(target)")
@@ -276,7 +281,7 @@ struct GitFetch {
         throws -> Bool
     {
         guard !(lockedRef.allSatisfy(\.isHexDigit) && lockedRef.count >= 4) else { return false }
-        let clone = submodules + ["clone", "--quiet", "--no-checkout", "--branch", lockedRef]
+        let clone = submodules + ["clone", "--quiet", Self.noTemplates, "--no-checkout", "--branch", lockedRef]
         do {
             do {
                 _ = try git(clone + ["--depth", "1", "--", url, checkout], stage: "cloning")

@@ -226,14 +226,15 @@ struct LockWorld {
             "compile", [world.app.build, world.temp.sub("cache-1"), world.app.env],
             environment: world.environment.merging(trace) { $1 })
         #expect(shallow.status == 0, "\(shallow.all)")
-        #expect(shallow.stdout.contains("clone --quiet --no-checkout --branch main --depth 1"))
+        #expect(shallow.stdout.contains("clone --quiet --template= --no-checkout --branch main --depth 1"))
 
         try world.advance("version", version: "2")
         let moved = try world.mp.shim(
             "compile", [world.app.build, world.temp.sub("cache-2"), world.app.env],
             environment: world.environment.merging(trace) { $1 })
         #expect(moved.status == 0, "\(moved.all)")
-        #expect(moved.stdout.contains("clone --quiet --no-checkout -- file://"), "the full clone, once main moved on")
+        // The full clone, once main moved on.
+        #expect(moved.stdout.contains("clone --quiet --template= --no-checkout -- file://"))
         #expect(world.app.read("versions-run") == "1\n1\n")
     }
 
