@@ -40,9 +40,7 @@ struct BuildState {
         for name in names {
             let path = directory + "/" + name
             if let trash, name == "record.json" {
-                // Six base-36 digits (36⁵ up to 36⁶), the shape the sweep takes for a partial's.
-                let tag = String(UInt32.random(in: 60_466_176..<2_176_782_336), radix: 36)
-                let aside = "\(path).partial-\(getpid())-\(tag)"
+                let aside = ScratchDirectory.name(prefix: name + ".partial-", in: directory)
                 if multipack_rename(path, aside, UInt32(MULTIPACK_RENAME_NOREPLACE)) == 0 {
                     trash.add { Files.remove(aside) }
                     continue

@@ -120,7 +120,7 @@ enum Files {
         try body(partial.path)
         // Only a regular file is swapped out: a directory or a symlink in its place is refused
         // or replaced by `rename` as before, never carried off under a name the sweep skips.
-        if let trash, isRegularFileNoFollow(path),
+        if let trash, isRegularFile(path, followingLinks: false),
             multipack_rename(partial.path, path, UInt32(MULTIPACK_RENAME_EXCHANGE)) == 0
         {
             swapped = true
@@ -287,13 +287,8 @@ extension Files {
         return stat(path, &info) == 0 ? Int64(info.st_size) : nil
     }
 
-    static func isRegularFileNoFollow(_ path: String) -> Bool {
+    static func isRegularFile(_ path: String, followingLinks: Bool = true) -> Bool {
         var info = stat()
-        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
-    }
-
-    static func isRegularFile(_ path: String) -> Bool {
-        var info = stat()
-        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+        return (followingLinks ? stat(path, &info) : lstat(path, &info)) == 0 && (info.st_mode & S_IFMT) == S_IFREG
     }
 }

@@ -20,6 +20,13 @@ struct ScratchDirectory: Sendable {
         try self.init(prefix: kind.prefix, in: Files.temporaryRoot)
     }
 
+    /// A name of the same shape, `<parent>/<prefix><pid>-XXXXXX`, for an entry made by a rename
+    /// (one that refuses a name taken): nothing is created.
+    static func name(prefix: String, in parent: String) -> String {
+        // Six base-36 digits (36⁵ up to 36⁶), as mkstemp's XXXXXX would be.
+        "\(parent)/\(prefix)\(getpid())-\(String(UInt32.random(in: 60_466_176..<2_176_782_336), radix: 36))"
+    }
+
     /// Creates `<parent>/<prefix><pid>-XXXXXX`, locked until `remove()`: a directory, or an
     /// empty file for a single file written and renamed into place (the slug).
     init(prefix: String, in parent: String, file: Bool = false) throws {
