@@ -43,6 +43,6 @@ enum HerokuEnvironment {
         if let home = caller["HOME"], !home.isEmpty { candidates.append(home + "/.gitconfig") }
         let xdg = caller["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? caller["HOME"].map { $0 + "/.config" }
         if let xdg { candidates.append(xdg + "/git/config") }
-        return candidates.first(where: Files.isRegularFile)
+        return candidates.first { Files.isRegularFile($0) }
     }
 }
