@@ -32,14 +32,14 @@ struct BuildState {
 
     /// A new compile starts from nothing: no earlier release or "succeeded" record survives it,
     /// nor what a killed write left. The directory itself stays: making it again would cost every
-    /// build a directory's allocation, which on a busy ext4 takes a millisecond or more. The record
-    /// is renamed to a partial's name at once and removed there by `trash` (as `replaceWhole`
-    /// does), or by the next write's sweep if this build is killed first.
+    /// build a directory's allocation, which on a busy ext4 takes a millisecond or more. With
+    /// `trash`, each entry is renamed to a partial's name at once and removed there by `trash` (as
+    /// `replaceWhole` does), or by the next write's sweep if this build is killed first.
     func clear(trash: SerialWork? = nil) throws {
         guard let names = try? ArchiveTree.contents(of: directory) else { return }
         for name in names {
             let path = directory + "/" + name
-            if let trash, name == "record.json" {
+            if let trash {
                 let aside = ScratchDirectory.name(prefix: name + ".partial-", in: directory)
                 if multipack_rename(path, aside, UInt32(MULTIPACK_RENAME_NOREPLACE)) == 0 {
                     trash.add { Files.remove(aside) }
