@@ -7,7 +7,7 @@ let package = Package(
         .executable(name: "multipack", targets: ["multipack"])
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         .systemLibrary(name: "CMultipackZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -19,8 +19,12 @@ let package = Package(
         .systemLibrary(name: "CMultipackCrypto"),
         // libyaml for release YAML, loaded with dlopen too (yaml.h gives the types only).
         .systemLibrary(name: "CMultipackYaml", providers: [.apt(["libyaml-dev"])]),
-        // Declarations Swift's Glibc module hides (posix_spawn's chdir action).
+        // Declarations Swift's Glibc module hides (memmem).
         .systemLibrary(name: "CMultipackSys"),
+        // Spawning (clone/fork and exec), the direct sandbox's namespaces, its relay and init, and
+        // the stop signals' handler: C that runs where Swift cannot (between fork and exec, in a
+        // signal handler).
+        .target(name: "CMultipackSpawn"),
         // The version and commit `multipack package` links into the release binary (a weak default
         // here, a strong definition in an object file given to the linker), so that packaging a new
         // commit only relinks.
@@ -28,7 +32,8 @@ let package = Package(
         .target(
             name: "MultipackKit",
             dependencies: [
-                "CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl", "CMultipackCrypto",
+                "CMultipackSys", "CMultipackSpawn", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl",
+                "CMultipackCrypto",
                 "CMultipackYaml", "CMultipackStamp",
             ]
         ),

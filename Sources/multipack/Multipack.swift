@@ -64,7 +64,8 @@ extension Multipack {
 
 /// Runs a verb: prints the ` !     ` block for any failure and decides the exit code, once.
 func perform(_ body: (Invocation) throws -> Void) throws {
-    SignalForwarding.install()
+    StopToken.installSignalHandlers()
+    Spawner.becomeSubreaper()
     let invocation = Invocation.current()
     do {
         try body(invocation)
@@ -75,7 +76,7 @@ func perform(_ body: (Invocation) throws -> Void) throws {
         ErrorReport.record(error, environment: invocation.environment)
         throw ExitCode(ErrorReport.exitCode(for: error))
     }
-    if SignalForwarding.stopSignal != nil { throw ExitCode(1) }
+    if invocation.stop.isRequested { throw ExitCode(1) }
 }
 
 /// Runs a verb that returns its own exit code (its failures printed by `perform`).

@@ -13,7 +13,7 @@
 /// directories 0755, whatever the umask.
 @discardableResult
 public func extractArchive(
-    atPath path: String, into destination: String, limits: ArchiveLimits = .default
+    atPath path: String, into destination: String, limits: ArchiveLimits = .default, stop: StopToken = .signals
 ) throws -> ExtractionSummary {
     let file: ArchiveFile
     let root: ArchiveDirectory
@@ -30,7 +30,7 @@ public func extractArchive(
         throw ArchiveError(
             .system, "Could not open the extraction directory '\(destination)': \(ArchiveIOError.text(error)).")
     }
-    var extractor = Extractor(root: root, limits: limits)
+    var extractor = Extractor(root: root, limits: limits, stop: stop)
     switch CompressionFormat(magic: magic) {
     case .gzip:
         var reader = extractor.reader(try GzipSource(FileSource(handle: file)))
@@ -69,15 +69,18 @@ struct Extractor {
 
     let root: ArchiveDirectory
     let limits: ArchiveLimits
+    /// A signal must stop even a huge archive within seconds (SPEC §11).
+    let stop: StopToken
     private(set) var summary = ExtractionSummary(entries: 0, bytes: 0)
     private var tree = PathTree()
     /// Open directories by tree node. Directories are never removed or replaced, so a cached
     /// descriptor always names the directory it was opened as.
     private var directories: [Int: ArchiveDirectory] = [:]
 
-    init(root: ArchiveDirectory, limits: ArchiveLimits) {
+    init(root: ArchiveDirectory, limits: ArchiveLimits, stop: StopToken) {
         self.root = root
         self.limits = limits
+        self.stop = stop
     }
 
     func reader<S: ByteSource>(_ source: S) -> TarReader<S> {
@@ -86,8 +89,7 @@ struct Extractor {
 
     mutating func run<S: ByteSource>(_ reader: inout TarReader<S>) throws {
         while let entry = try reader.next() {
-            // A signal must stop even a huge archive within seconds (SPEC §11).
-            if SignalForwarding.shouldStop { throw Interrupted() }
+            try stop.check()
             try extract(entry, from: &reader)
         }
         try reader.finish(readingAtMost: maxTrailingBytes)
@@ -140,7 +142,7 @@ struct Extractor {
                 try clear(name, in: parent, member: member)
                 let file = try parent.createFile(name)
                 try reader.readContent { buffer, range in
-                    if SignalForwarding.shouldStop { throw Interrupted() }
+                    try stop.check()
                     try file.write(buffer, range)
                 }
                 try file.setMode(entry.mode & 0o111 != 0 ? 0o755 : 0o644)

@@ -22,6 +22,7 @@ public struct ChildRun: Sendable {
 struct ChildRunner {
     var dirs: BuildDirectories
     var trace: @Sendable (Command) -> Void
+    var stop: StopToken
 
     func detect(_ child: inout ChildRun, environment: [String: String]) throws {
         let script = child.fetched.directory + "/bin/detect"
@@ -80,10 +81,10 @@ struct ChildRunner {
         do {
             let change = try BuildEnvironment.sourceExport(
                 file, environment: environment, in: child.fetched.directory,
-                owner: "Buildpack \(child.label) \(child.displayName) (its export file)")
+                owner: "Buildpack \(child.label) \(child.displayName) (its export file)", stop: stop)
             return (BuildEnvironment.apply(change, to: environment), change)
         } catch {
-            if SignalForwarding.stopSignal != nil { throw Interrupted() }
+            try stop.check(Interrupted.during(child, "export"))
             let stderr = error.stderr.trimmingBlanks().trimmingCharacters("\n")
             if error.endedEarly {
                 throw failure(
@@ -119,9 +120,9 @@ struct ChildRunner {
             )
         }
         do {
-            child.release = try Release.parse(result.stdoutText)
+            child.release = try Release.parse(result.stdoutText, stop: stop)
         } catch {
-            if SignalForwarding.shouldStop { throw Interrupted(child: child, stage: "release") }
+            try stop.check(Interrupted.during(child, "release"))
             let shown = result.stdoutText.lines.prefix(10).map { "    " + $0 }.joined(separator: "\n")
             throw failure(
                 child, stage: "release", "bin/release must print a YAML mapping, but \(error).\n\nIt printed:\n\(shown)"
@@ -135,11 +136,11 @@ struct ChildRunner {
         trace(command)
         let result: ProcessResult
         do {
-            result = try Spawner.run(command)
+            result = try Spawner.run(command, stop: stop)
         } catch {
             throw failure(child, stage: stage, "bin/\(stage) could not be started: \(ErrorReport.reason(error)).")
         }
-        if SignalForwarding.stopSignal != nil { throw Interrupted(child: child, stage: stage) }
+        try stop.check(Interrupted.during(child, stage))
         return result
     }
 
@@ -152,8 +153,8 @@ struct ChildRunner {
 }
 
 extension Interrupted {
-    init(child: ChildRun, stage: String) {
-        self.init()
-        self.context = "while buildpack \(child.label) \(child.displayName) (\(child.url)) was in \(stage)"
+    /// Where a child was when the build was stopped.
+    static func during(_ child: ChildRun, _ stage: String) -> String {
+        "while buildpack \(child.label) \(child.displayName) (\(child.url)) was in \(stage)"
     }
 }

@@ -5,14 +5,16 @@ struct ChildSequence {
     var dirs: BuildDirectories
     var log: Log
     var trace: @Sendable (Command) -> Void
+    var stop: StopToken
     private(set) var children: [ChildRun] = []
     /// Charges each child with BUILD_DIR's growth during its turn.
     var sizes: SizeMeter?
 
-    init(dirs: BuildDirectories, log: Log, trace: @escaping @Sendable (Command) -> Void) {
+    init(dirs: BuildDirectories, log: Log, trace: @escaping @Sendable (Command) -> Void, stop: StopToken) {
         self.dirs = dirs
         self.log = log
         self.trace = trace
+        self.stop = stop
     }
 
     /// Fetches every entry (in parallel) and logs each one's resolved version, in list order.
@@ -46,7 +48,7 @@ struct ChildSequence {
         beforeChild: ([String: String], inout SizeMeter?) throws -> Void = { _, _ in }, afterChild: () -> Void = {},
         finished: (ChildRun, [String: String]) -> Void
     ) throws -> [String: String] {
-        let runner = ChildRunner(dirs: dirs, trace: trace)
+        let runner = ChildRunner(dirs: dirs, trace: trace, stop: stop)
         var environment = environment
         for index in children.indices {
             defer { afterChild() }

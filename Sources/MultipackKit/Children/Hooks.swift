@@ -90,9 +90,9 @@ struct AppHooks {
 
     /// Runs one hook at its own path with cwd BUILD_DIR. One without its executable bit is made
     /// executable and run through its `#!` line, as the Python buildpack does (bash without one).
-    mutating func run(_ name: String, environment: [String: String], log: Log, trace: (Command) -> Void) throws
-        -> Double
-    {
+    mutating func run(
+        _ name: String, environment: [String: String], log: Log, trace: (Command) -> Void, stop: StopToken
+    ) throws -> Double {
         let path = self.path(name)
         if name == "pre_compile" { preCompilePending = false }
         var info = stat()
@@ -108,15 +108,11 @@ struct AppHooks {
         trace(command)
         let result: ProcessResult
         do {
-            result = try Spawner.run(command)
+            result = try Spawner.run(command, stop: stop)
         } catch {
             throw BuildFailure("The app's bin/\(name) could not be started: \(ErrorReport.reason(error))")
         }
-        if SignalForwarding.stopSignal != nil {
-            var interrupted = Interrupted()
-            interrupted.context = "while the app's bin/\(name) was running"
-            throw interrupted
-        }
+        try stop.check("while the app's bin/\(name) was running")
         guard result.termination.succeeded else {
             throw BuildFailure(
                 "The app's bin/\(name) hook failed with \(result.termination)",

@@ -91,7 +91,7 @@ struct ArchiveFetch {
                 ]
             )
         } catch let problem as HTTPError {
-            if problem.kind == .stopped && SignalForwarding.stopSignal != nil { throw Interrupted() }
+            if problem.kind == .stopped { try context.stop.check() }
             throw FetchProblem(problem.description, hint: hint(for: problem))
         }
     }
@@ -111,7 +111,7 @@ struct ArchiveFetch {
             url, ifNoneMatch: remembered?.etag, ifModifiedSince: remembered?.lastModified)
         context.trace(Command("curl", [masked], environment: [:]))
         let result = try context.download(request, to: staging + "/archive")
-        if SignalForwarding.stopSignal != nil { throw Interrupted() }
+        try context.stop.check()
         guard case .downloaded(_, let etag, let lastModified, _) = result else {
             // 304: what the cache holds is current (checked before the request was made).
             guard let known = remembered, let store, case .valid(let archive) = store.verifiedArchive(known.digest)
@@ -152,7 +152,7 @@ struct ArchiveFetch {
         defer { Files.remove(extracted) }
         try Files.makeDirectory(extracted)
         do {
-            try extractArchive(atPath: archive, into: extracted)
+            try extractArchive(atPath: archive, into: extracted, stop: context.stop)
         } catch let error as ArchiveError {
             throw FetchProblem("the archive cannot be used: \(error.message)")
         }

@@ -32,6 +32,11 @@ public struct FetchContext: Sendable {
     /// CACHE_DIR/.multipack once checked; nil when there is no cache or it cannot be written.
     var cache: CacheStore?
     public var http = HTTPClient()
+    /// Whether multipack was asked to stop; the HTTP client and every process started for a fetch read it.
+    public var stop: StopToken {
+        get { http.stop }
+        set { http.stop = newValue }
+    }
     /// How many children are fetched at once (`MULTIPACK_FETCH_PARALLELISM`, for benchmarks).
     public var parallelism = 4
     /// How long a download may receive nothing before it counts as stalled.
@@ -89,12 +94,12 @@ public enum Fetcher {
         context.openCache()
         // Once one fetch has failed the build cannot run: downloads in flight are abandoned and
         // the fetches not yet started are not started (SPEC §5).
-        let http = context.http
-        context.http.shouldStop = { http.shouldStop() || failed.load(ordering: .relaxed) }
+        let cancelled = context.http.isCancelled
+        context.http.isCancelled = { cancelled() || failed.load(ordering: .relaxed) }
         let outcomes = parallelMap(entries, width: context.parallelism) { [context] index, entry in
             if failed.load(ordering: .relaxed) { return Result<FetchedChild, any Error>.failure(Cancelled()) }
             let outcome = Result { () throws -> FetchedChild in
-                if SignalForwarding.stopSignal != nil { throw Interrupted(stage: "while fetching the buildpacks") }
+                try context.stop.check("while fetching the buildpacks")
                 return try fetch(entry, position: index + 1, total: entries.count, context: context)
             }
             if case .failure(let error) = outcome, !(error is Interrupted) {
@@ -191,11 +196,14 @@ struct FetchProblem: Error {
 
 /// multipack was asked to stop (SIGTERM/SIGINT).
 public struct Interrupted: Error, CustomStringConvertible {
+    public var signal: Int32
     public var context = ""
-    public init() {}
-    init(stage: String) { context = stage }
+    init(signal: Int32, context: String = "") {
+        self.signal = signal
+        self.context = context
+    }
     public var description: String {
-        "The build was stopped by \(signalName(SignalForwarding.received))\(context.isEmpty ? "" : " " + context); "
+        "The build was stopped by \(signalName(signal))\(context.isEmpty ? "" : " " + context); "
             + "its processes were stopped with it."
     }
 }

@@ -125,9 +125,9 @@ struct GitFetch {
         do {
             _ = try context.download(context.archiveRequest(archiveURL), to: staging + "/archive.tar.gz")
             try Files.makeDirectory(staging + "/archive")
-            try extractArchive(atPath: staging + "/archive.tar.gz", into: staging + "/archive")
+            try extractArchive(atPath: staging + "/archive.tar.gz", into: staging + "/archive", stop: context.stop)
         } catch {
-            if SignalForwarding.stopSignal != nil { throw Interrupted() }
+            try context.stop.check()
             // Cancelled because another child failed: no clone either.
             if context.http.shouldStop() { throw FetchProblem("cancelled") }
             return nil
@@ -305,15 +305,15 @@ struct GitFetch {
     private func git(_ arguments: [String], stage: String) throws -> String {
         var command = Command("git", arguments, environment: environment)
         // A clone in flight stops when another child's fetch fails (SPEC §5).
-        command.isCancelled = context.http.shouldStop
+        command.isCancelled = context.http.isCancelled
         context.trace(command)
         let result: ProcessResult
         do {
-            result = try Spawner.run(command)
+            result = try Spawner.run(command, stop: context.stop)
         } catch {
             throw FetchProblem("git could not be started (\(ErrorReport.reason(error)))", hint: "Install git.")
         }
-        if SignalForwarding.stopSignal != nil { throw Interrupted() }
+        try context.stop.check()
         if context.http.shouldStop() { throw FetchProblem("cancelled: another buildpack could not be fetched") }
         guard result.termination.succeeded else {
             // git prints credentials in its own forms ("unable to look up user:TOKEN@host").

@@ -68,18 +68,26 @@ public struct HTTPClient: Sendable {
     public var progressInterval: Duration
     /// When a download that is still running reports progress the first time (SPEC §9).
     public var firstProgress: Duration
-    /// Waits between attempts; tests replace it to run fast.
-    public var sleep: @Sendable (Duration) -> Void
-    /// Whether to abandon the download: multipack was asked to stop, or the build was cancelled
-    /// because another fetch failed.
-    public var shouldStop: @Sendable () -> Bool = { SignalForwarding.shouldStop }
+    /// Waits between attempts (nil: a wait that a stop cuts short); tests replace it to run fast.
+    public var sleep: (@Sendable (Duration) -> Void)?
+    /// multipack was asked to stop: the download is abandoned, and so are the waits between tries.
+    public var stop: StopToken = .signals
+    /// Whether the build no longer needs the download (another fetch failed).
+    public var isCancelled: @Sendable () -> Bool = { false }
+
+    /// Whether to abandon the download: a stop, or a cancellation.
+    public var shouldStop: @Sendable () -> Bool {
+        let stop = self.stop
+        let isCancelled = self.isCancelled
+        return { stop.isRequested || isCancelled() }
+    }
 
     public init(
         backoffBase: Duration = .seconds(2),
         maxBackoff: Duration = .seconds(30),
         progressInterval: Duration = .seconds(5),
         firstProgress: Duration = .seconds(1),
-        sleep: @escaping @Sendable (Duration) -> Void = HTTPClient.systemSleep
+        sleep: (@Sendable (Duration) -> Void)? = nil
     ) {
         self.backoffBase = backoffBase
         self.maxBackoff = maxBackoff
@@ -131,6 +139,7 @@ public struct HTTPClient: Sendable {
                 let error = HTTPError(kind: failure.kind, url: request.url, detail: failure.detail, attempts: attempt)
                 let delay = backoff(beforeRetry: attempt)
                 // No retry that the deadline would cut short anyway.
+                let shouldStop = self.shouldStop
                 guard error.isTransient, attempt < attempts, clock.now + delay < deadline, !shouldStop() else {
                     unlink(path)
                     throw error
@@ -138,7 +147,7 @@ public struct HTTPClient: Sendable {
                 notice?(
                     "\(Masking.url(request.url)): retrying in \(Self.describe(delay)) after \(error.shortReason) "
                         + "(attempt \(attempt + 1) of \(attempts))")
-                sleep(delay)
+                if let sleep { sleep(delay) } else { stop.sleep(delay) }
                 if shouldStop() {
                     unlink(path)
                     throw HTTPError(kind: .stopped, url: request.url, attempts: attempt)
@@ -162,16 +171,4 @@ public struct HTTPClient: Sendable {
         return min(delay, maxBackoff)
     }
 
-    /// Sleeps the calling thread (downloads are synchronous and run on their own threads), waking
-    /// early when multipack is asked to stop.
-    public static func systemSleep(_ duration: Duration) {
-        let clock = ContinuousClock()
-        let end = clock.now + duration
-        while clock.now < end && !SignalForwarding.shouldStop {
-            let slice = min(end - clock.now, .milliseconds(100))
-            let (seconds, attoseconds) = slice.components
-            var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-            _ = nanosleep(&request, nil)
-        }
-    }
 }

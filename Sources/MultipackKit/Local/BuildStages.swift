@@ -25,12 +25,14 @@ struct SelfStages: BuildStages {
     /// Where a verb that fails writes its ` !     ` block's lines, for `--json`.
     var failureFile: String
     var log: Log
+    var stop: StopToken
     private let outerEnvironment: [String: String]
 
     init(
         dirs: BuildDirectories, buildpackDir: String, appDir: String, environment: [String: String],
-        failureFile: String, log: Log
+        failureFile: String, log: Log, stop: StopToken
     ) {
+        self.stop = stop
         self.dirs = dirs
         self.buildpackDir = buildpackDir
         self.appDir = appDir
@@ -59,8 +61,8 @@ struct SelfStages: BuildStages {
         if (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true {
             log.detail("+ " + command.traceLine)
         }
-        let result = try Spawner.run(command)
-        if SignalForwarding.stopSignal != nil { throw ReportedFailure(code: 1) }
+        let result = try Spawner.run(command, stop: stop)
+        if stop.isRequested { throw ReportedFailure(code: 1) }
         return result
     }
 
@@ -123,14 +125,16 @@ struct ListStages: BuildStages {
     var environment: [String: String]
     var configVars: [String: String]
     var log: Log
+    var stop: StopToken
     private var children: [ChildRun] = []
     private var finalEnvironment: [String: String] = [:]
     private(set) var record: BuildRecord? = BuildRecord()
 
     init(
         entries: [BuildpackEntry], dirs: BuildDirectories, workDir: String, callerDir: String,
-        environment: [String: String], configVars: [String: String], log: Log
+        environment: [String: String], configVars: [String: String], log: Log, stop: StopToken
     ) {
+        self.stop = stop
         self.entries = entries
         self.dirs = dirs
         self.workDir = workDir
@@ -158,10 +162,11 @@ struct ListStages: BuildStages {
         let settings = try Settings(configVars: configVars, environment: environment)
         let log = self.log
         let trace = log.tracer(settings.xtrace)
-        let context = FetchContext(
+        var context = FetchContext(
             appDir: callerDir, cacheDir: dirs.cache, workDir: workDir, environment: environment,
             settings: settings)
-        var sequence = ChildSequence(dirs: dirs, log: log, trace: trace)
+        context.stop = stop
+        var sequence = ChildSequence(dirs: dirs, log: log, trace: trace, stop: stop)
         try sequence.fetch(
             entries, context: context,
             heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)")
@@ -198,8 +203,8 @@ struct ListStages: BuildStages {
             let result = try Spawner.run(
                 Command(
                     script, [dirs.build, dirs.env], in: child.fetched.directory, environment: finalEnvironment,
-                    stdout: .inherit, stderr: .inherit))
-            if SignalForwarding.stopSignal != nil { throw Interrupted(child: child, stage: "test") }
+                    stdout: .inherit, stderr: .inherit), stop: stop)
+            try stop.check(Interrupted.during(child, "test"))
             guard result.termination.succeeded else {
                 throw BuildFailure(
                     "Tests failed: buildpack \(child.label) \(child.displayName)'s bin/test ended with \(result.termination)",

@@ -78,7 +78,7 @@ public struct LocalBuild {
             summary.failure = ErrorReport.lines(for: error).first
         }
         summary.exitCode = code
-        summary.outcome = code == 0 ? "succeeded" : SignalForwarding.stopSignal != nil ? "interrupted" : "failed"
+        summary.outcome = code == 0 ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
         summary.seconds = start.duration(to: .now).seconds
         if let jsonOutput {
             Log.writeToDescriptor(summary.json + "\n", jsonOutput)
@@ -117,7 +117,7 @@ public struct LocalBuild {
         defer {
             state.finish(build: running.build, cache: options.noCache || options.cacheDir != nil ? nil : running.cache)
             // Asked to stop, multipack exits at once: the next build removes the rest.
-            if SignalForwarding.stopSignal == nil { removal.wait() }
+            if !invocation.stop.isRequested { removal.wait() }
             close(lock)
         }
         let stackRoot = try options.stackRoot.map { try StackRoot.prepare($0, caller: caller, log: log) }
@@ -199,8 +199,8 @@ public struct LocalBuild {
         }
         command.stopsItself = true
         // A signal that came while the app was copied would reach only bubblewrap, which ignores it.
-        if SignalForwarding.stopSignal != nil { throw Interrupted() }
-        let result = try Sandbox.run(command)
+        try invocation.stop.check()
+        let result = try Sandbox.run(command, stop: invocation.stop)
         let outcomePath = (inside ? state.work + "/tmp/multipack" : workDir) + "/outcome.json"
         let outcome = (try? Files.read(outcomePath)).flatMap {
             try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))
@@ -221,7 +221,7 @@ public struct LocalBuild {
         guard let outcome, result.termination.succeeded else {
             summary.failure = outcome?.failure
             // The multipack inside had no time to say where it stopped (it always says it otherwise).
-            if outcome == nil, SignalForwarding.stopSignal != nil { throw Interrupted() }
+            if outcome == nil { try invocation.stop.check() }
             if outcome == nil, !result.termination.succeeded {
                 throw BuildFailure(
                     "The build's namespace could not be set up or ended early (\(result.termination)).",

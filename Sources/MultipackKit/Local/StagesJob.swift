@@ -55,15 +55,15 @@ public struct StagesJob: Codable, Sendable {
                 entries.isEmpty
                 ? SelfStages(
                     dirs: dirs, buildpackDir: work + "/buildpack", appDir: appDir, environment: environment,
-                    failureFile: work + "/failure", log: log)
+                    failureFile: work + "/failure", log: log, stop: invocation.stop)
                 : ListStages(
                     entries: entries, dirs: dirs, workDir: work + "/children", callerDir: callerDir,
-                    environment: environment, configVars: Self.configVars(in: env), log: log)
+                    environment: environment, configVars: Self.configVars(in: env), log: log, stop: invocation.stop)
             try stages!.compile(testCompile: ci)
             if ci {
                 try runTests(
                     stages!, appJSON: try AppJSON.read(appDir + "/app.json"),
-                    configVars: LocalRun.configVars(in: env), log: log)
+                    configVars: LocalRun.configVars(in: env), log: log, stop: invocation.stop)
             } else {
                 outcome.release = try stages!.release().yaml
                 outcome.report = stages!.report()
@@ -131,11 +131,11 @@ public struct StagesJob: Codable, Sendable {
 
     /// Runs one of app.json's scripts; a non-zero exit fails the run with that exit code.
     private func runAppJSONScript(
-        _ script: String, step: String, environment: [String: String], log: Log,
+        _ script: String, step: String, environment: [String: String], log: Log, stop: StopToken,
         failure: (Int32) -> String, hint: String
     ) throws {
         log.step(step)
-        let code = try runScript(script, environment: environment, log: log)
+        let code = try runScript(script, environment: environment, log: log, stop: stop)
         guard code == 0 else {
             throw ScriptFailure(
                 code: code, failure: BuildFailure(failure(code), details: ["Script: \(script)"], hint: hint))
@@ -145,19 +145,20 @@ public struct StagesJob: Codable, Sendable {
     /// Heroku CI's part after test-compile (SPEC §8): app.json's `test-setup`, then its `test`
     /// script instead of the buildpacks' `bin/test` when it has one, whose exit code is the run's.
     private func runTests(
-        _ stages: any BuildStages, appJSON: AppJSON?, configVars: [(key: String, value: String)], log: Log
+        _ stages: any BuildStages, appJSON: AppJSON?, configVars: [(key: String, value: String)], log: Log,
+        stop: StopToken
     ) throws {
         var environment = stages.testEnvironment()
         for (key, value) in configVars { environment[key] = value }
         if let setup = appJSON?.testSetup {
             try runAppJSONScript(
-                setup, step: "Running app.json's test-setup script", environment: environment, log: log,
+                setup, step: "Running app.json's test-setup script", environment: environment, log: log, stop: stop,
                 failure: { "app.json's test-setup script failed with exit code \($0)." },
                 hint: "Its output above says why; the tests did not run.")
         }
         if let test = appJSON?.test {
             try runAppJSONScript(
-                test, step: "Running app.json's test script", environment: environment, log: log,
+                test, step: "Running app.json's test script", environment: environment, log: log, stop: stop,
                 failure: { "Tests failed: app.json's test script ended with exit code \($0)." },
                 hint: "The test output above says which tests failed.")
         } else {
@@ -169,7 +170,9 @@ public struct StagesJob: Codable, Sendable {
 
     /// An app.json script, run by bash in the build directory as Heroku CI runs it in the test
     /// dyno: `.profile.d/*.sh` sourced first. Returns its exit code (128 + signal when killed).
-    private func runScript(_ script: String, environment: [String: String], log: Log) throws -> Int32 {
+    private func runScript(_ script: String, environment: [String: String], log: Log, stop: StopToken) throws
+        -> Int32
+    {
         let profile = "for f in .profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; unset f\n"
         let command = Command(
             "bash", ["-c", profile + script], in: build, environment: environment, stdout: .inherit,
@@ -177,8 +180,8 @@ public struct StagesJob: Codable, Sendable {
         if (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true {
             log.detail("+ bash -c \(script)")
         }
-        let result = try Spawner.run(command)
-        if SignalForwarding.stopSignal != nil { throw ReportedFailure(code: 1) }
+        let result = try Spawner.run(command, stop: stop)
+        if stop.isRequested { throw ReportedFailure(code: 1) }
         return result.termination.exitCode
     }
 }

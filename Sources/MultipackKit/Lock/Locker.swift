@@ -164,7 +164,7 @@ public struct Locker {
         let outcomes = parallelMap(Array(entries.enumerated()), width: 4) { _, item in
             let (index, entry) = item
             return Result { () throws -> Pin? in
-                if SignalForwarding.stopSignal != nil { throw Interrupted() }
+                try shared.stop.check()
                 guard wanted(index) else { return nil }
                 return try Self.resolve(entry, position: index + 1, total: entries.count, context: shared)
             }
@@ -208,7 +208,7 @@ public struct Locker {
         context.trace(Command("curl", [Masking.url(url)], environment: [:]))
         // The limits and checks of compile's own downloads (deadline, stall, size, HTML pages).
         _ = try context.download(context.archiveRequest(url), to: path)
-        if SignalForwarding.stopSignal != nil { throw Interrupted() }
+        try context.stop.check()
         return try sha256Hex(ofFile: path)
     }
 }

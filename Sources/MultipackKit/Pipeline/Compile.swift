@@ -8,11 +8,14 @@ public struct Invocation: Sendable {
     /// multipack's own environment.
     public var environment: [String: String]
     public var log: Log
+    /// Whether multipack was asked to stop.
+    public var stop: StopToken
 
-    public init(buildpackDir: String, environment: [String: String], log: Log = Log()) {
+    public init(buildpackDir: String, environment: [String: String], log: Log = Log(), stop: StopToken = .signals) {
         self.buildpackDir = buildpackDir
         self.environment = environment
         self.log = log
+        self.stop = stop
     }
 
     /// Relative paths in `.buildpacks` are relative to the app root. A local build compiles a copy
@@ -67,7 +70,7 @@ public struct Compile {
         do {
             try run(&record, state: state, started: started, removal: &removal, trash: trash)
             // A signal that came after the last stage still means the build did not finish.
-            if SignalForwarding.shouldStop { throw Interrupted(stage: "at the end of the build") }
+            try invocation.stop.check("at the end of the build")
             record.outcome = "succeeded"
             record.totalSeconds = start.duration(to: .now).seconds
             // The record carries the merged release: a build whose record cannot be written has
@@ -151,10 +154,11 @@ public struct Compile {
         var fetchContext = FetchContext(
             appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: base,
             settings: settings)
+        fetchContext.stop = invocation.stop
         if let width = invocation.environment[HiddenVariable.fetchParallelism].flatMap(Int.init), width > 0 {
             fetchContext.parallelism = width
         }
-        var sequence = ChildSequence(dirs: dirs, log: log, trace: trace)
+        var sequence = ChildSequence(dirs: dirs, log: log, trace: trace, stop: invocation.stop)
         try sequence.fetch(
             pinned, context: fetchContext,
             heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s")")
@@ -165,7 +169,8 @@ public struct Compile {
         let managed = settings.hooks == .multipack
         func runHook(_ name: String, _ environment: [String: String], _ sizes: inout SizeMeter?) throws {
             let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
-            record.hookSeconds[name, default: 0] += try hooks.run(name, environment: env, log: log, trace: trace)
+            record.hookSeconds[name, default: 0] += try hooks.run(
+                name, environment: env, log: log, trace: trace, stop: invocation.stop)
             if let growth = sizes?.growth() { record.hookGrowth[name, default: TreeSize()] += growth }
         }
         sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)
@@ -210,8 +215,9 @@ public struct Compile {
             record.sizesSeconds = sizes.seconds
         }
 
-        let (release, provenance) = mergeReleases(children.map { ($0.position, $0.release) }, mode: settings.release)
-        if SignalForwarding.shouldStop { throw Interrupted(stage: "while the releases were being merged") }
+        let (release, provenance) = mergeReleases(
+            children.map { ($0.position, $0.release) }, mode: settings.release, stop: invocation.stop)
+        try invocation.stop.check("while the releases were being merged")
         record.release = release.yaml
         logRelease(release, provenance, children: children, mode: settings.release)
         try export.result()

@@ -77,12 +77,8 @@ public struct TestVerb {
             let result = try Spawner.run(
                 Command(
                     script, [buildDir, envDir], in: child.directory, environment: environment, stdout: .inherit,
-                    stderr: .inherit))
-            if SignalForwarding.stopSignal != nil {
-                var interrupted = Interrupted()
-                interrupted.context = "while buildpack \(label) was in test"
-                throw interrupted
-            }
+                    stderr: .inherit), stop: invocation.stop)
+            try invocation.stop.check("while buildpack \(label) was in test")
             guard result.termination.succeeded else {
                 throw BuildFailure(
                     "Tests failed: buildpack \(label)'s bin/test ended with \(result.termination)",

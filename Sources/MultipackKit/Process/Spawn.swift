@@ -1,5 +1,6 @@
-import CMultipackSys
+import CMultipackSpawn
 import Glibc
+import Synchronization
 
 /// How a process ended: its exit code, or the signal that killed it.
 public enum Termination: Equatable, Sendable, CustomStringConvertible {
@@ -104,7 +105,14 @@ public enum Spawner {
     /// its stdout must not hold the build.
     static let drainAfterExit: Duration = .seconds(1)
 
-    public static func run(_ command: Command) throws -> ProcessResult {
+    /// Held while a child starts and while leftovers are looked for, so that the search never
+    /// takes a child that was just started for one of ours.
+    static let starting = Mutex(())
+
+    /// Runs `command` to its end. A stop requested through `stop` reaches the child's process
+    /// group (the signal handler passes it on; a manual token's stop is sent from here), then
+    /// SIGKILL after the grace period.
+    public static func run(_ command: Command, stop: StopToken = .signals) throws -> ProcessResult {
         let start = ContinuousClock.now
         var pipes: [(read: Int32, write: Int32, target: Int32)] = []
         var targets: [Int32] = [-1, -1]
@@ -114,7 +122,7 @@ public enum Spawner {
             case .discard: targets[index] = -2
             case .capture:
                 var fds: [Int32] = [0, 0]
-                guard pipe2(&fds, O_CLOEXEC) == 0 else {
+                guard multipack_pipe(&fds) == 0 else {
                     let code = errno
                     pipes.forEach {
                         close($0.read); close($0.write)
@@ -134,9 +142,9 @@ public enum Spawner {
         let plan = command.namespace.map { $0.words.map { strdup($0) } + [nil] }
         defer { plan?.forEach { free($0) } }
         let blockStops: Int32 = command.stopsItself ? 1 : 0
-        let started = ChildProcessGroups.shared.start {
-            var pid: pid_t = 0
-            let code = command.workingDirectory.withOptionalCString { directory in
+        var pid: pid_t = 0
+        let code = starting.withLock { _ in
+            command.workingDirectory.withOptionalCString { directory in
                 guard let plan else {
                     return multipack_spawn(
                         &pid, command.executable, argv, envp, directory, targets[0], targets[1], nil, blockStops)
@@ -144,23 +152,21 @@ public enum Spawner {
                 return multipack_spawn(
                     &pid, command.executable, argv, envp, directory, targets[0], targets[1], plan, blockStops)
             }
-            return (code, pid)
         }
         pipes.forEach { close($0.write) }
-        guard started.code == 0 else {
+        guard code == 0 else {
             pipes.forEach { close($0.read) }
-            guard started.code & MULTIPACK_SANDBOX_FAILED != 0, let namespace = command.namespace else {
-                throw SpawnError(executable: command.executable, errno: started.code)
+            guard code & MULTIPACK_SANDBOX_FAILED != 0, let namespace = command.namespace else {
+                throw SpawnError(executable: command.executable, errno: code)
             }
             throw SpawnError(
-                executable: command.executable, errno: started.code & 0xff,
-                namespaceStep: namespace.describe(step: Int(started.code & ~MULTIPACK_SANDBOX_FAILED) >> 8))
+                executable: command.executable, errno: code & 0xff,
+                namespaceStep: namespace.describe(step: Int(code & ~MULTIPACK_SANDBOX_FAILED) >> 8))
         }
-        let pid = started.pid
         let (termination, captured) = supervise(
             pid, pipes: pipes.map { ($0.read, $0.target) }, limit: command.captureLimit,
-            grace: command.stopsItself ? grace * 2 : grace, isCancelled: command.isCancelled)
-        ChildProcessGroups.shared.remove(pid)
+            grace: command.stopsItself ? grace * 2 : grace, stop: stop, isCancelled: command.isCancelled)
+        multipack_children_remove(pid)
         // Plumbing (git while fetching in parallel) is swept once when the fetch stage ends.
         if let owner = command.owner { stopLeftovers(owner: owner) }
         return ProcessResult(
@@ -168,11 +174,11 @@ public enum Spawner {
             seconds: start.duration(to: .now).seconds)
     }
 
-    /// Reads every pipe whichever has data first, and waits for the child. Once multipack has been
-    /// asked to stop, the child's group gets a grace period and is then killed; pipes that a
-    /// leftover process holds open are let go of.
+    /// Reads every pipe whichever has data first, and waits for the child. Once a stop is
+    /// requested (or the command cancelled), the child's group gets a grace period and is then
+    /// killed; pipes that a leftover process holds open are let go of.
     private static func supervise(
-        _ pid: pid_t, pipes: [(fd: Int32, target: Int32)], limit: Int, grace: Duration,
+        _ pid: pid_t, pipes: [(fd: Int32, target: Int32)], limit: Int, grace: Duration, stop: StopToken,
         isCancelled: (@Sendable () -> Bool)?
     ) -> (Termination, [Int32: [UInt8]]) {
         var captured: [Int32: [UInt8]] = [1: [], 2: []]
@@ -196,9 +202,12 @@ public enum Spawner {
                 if open.isEmpty { break }
                 if ContinuousClock.now - exitedAt >= drainAfterExit { letGo() }
             }
-            if SignalForwarding.received != 0 || (killAt == nil && isCancelled?() == true) {
-                // A signal reached the group from the handler; a cancellation has to be sent.
-                if killAt == nil && SignalForwarding.received == 0 { kill(-pid, SIGTERM) }
+            let stopped = stop.isRequested
+            if stopped || (killAt == nil && isCancelled?() == true) {
+                // The signal handler passed a stop on already; a cancellation or a manual stop is sent here.
+                if killAt == nil && !(stopped && stop.passedOnByHandler) {
+                    kill(-pid, stopped ? stop.forwardedSignal : SIGTERM)
+                }
                 let deadline = killAt ?? ContinuousClock.now + grace
                 killAt = deadline
                 if ContinuousClock.now >= deadline {
@@ -206,11 +215,14 @@ public enum Spawner {
                     letGo()
                 }
             }
-            // The exit descriptor (or a short timeout without one) wakes us when the child ends;
-            // the timeout also notices a stop signal that was delivered to another thread.
+            // The exit descriptor (or a short timeout without one) wakes us when the child ends,
+            // the stop descriptor when a stop is requested.
             var polls = open.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
             if exitedAt == nil && exitDescriptor >= 0 {
                 polls.append(pollfd(fd: exitDescriptor, events: Int16(POLLIN), revents: 0))
+            }
+            if killAt == nil && stop.descriptor >= 0 {
+                polls.append(pollfd(fd: stop.descriptor, events: Int16(POLLIN), revents: 0))
             }
             let timeout: Int32 = exitedAt == nil && exitDescriptor < 0 ? 10 : 100
             let ready = poll(&polls, nfds_t(polls.count), timeout)
@@ -234,65 +246,13 @@ public enum Spawner {
             }
             open = stillOpen
         }
-        if SignalForwarding.received != 0 {
+        if stop.isRequested {
             // Whatever the child started in its group and left running goes too.
             kill(-pid, SIGKILL)
         }
         if status & 0x7f == 0 { return (.exited((status >> 8) & 0xff), captured) }
         return (.signaled(status & 0x7f), captured)
     }
-
-    /// Stops every process the finished command left behind (a daemon a compile started with
-    /// setsid or nohup): they were reparented to multipack, their subreaper. SIGTERM, a second to
-    /// go, then SIGKILL; repeated while stopping one orphans more.
-    public static func stopLeftovers(owner: String) {
-        guard SignalForwarding.isSubreaper else { return }
-        // No child at all (the common case once a stage's process is reaped): nothing to look for.
-        var info = siginfo_t()
-        if waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == ECHILD { return }
-        var stopped: [String] = []
-        for round in 0..<8 {
-            var alive: [pid_t] = []
-            for orphan in ChildProcessGroups.shared.orphans() {
-                if orphan.zombie {
-                    var status: Int32 = 0
-                    waitpid(orphan.pid, &status, WNOHANG)
-                } else {
-                    alive.append(orphan.pid)
-                    stopped.append("\(orphan.name) (pid \(orphan.pid))")
-                    kill(orphan.pid, SIGTERM)
-                }
-            }
-            if alive.isEmpty { break }
-            let deadline = ContinuousClock.now + (round == 0 ? .seconds(1) : .milliseconds(200))
-            while !alive.isEmpty {
-                alive = alive.filter { pid in
-                    var status: Int32 = 0
-                    return waitpid(pid, &status, WNOHANG) == 0
-                }
-                if alive.isEmpty { break }
-                if ContinuousClock.now >= deadline {
-                    for pid in alive {
-                        kill(pid, SIGKILL)
-                        var status: Int32 = 0
-                        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                    }
-                    break
-                }
-                usleep(10_000)
-            }
-        }
-        guard !stopped.isEmpty else { return }
-        leftoverWarning(
-            "\(owner) left \(stopped.count == 1 ? "a process" : "\(stopped.count) processes") running after it ended: "
-                + stopped.joined(separator: ", ") + ". multipack stopped "
-                + (stopped.count == 1 ? "it" : "them")
-                + ": nothing a build starts may outlive it (a server a build needs must be started by the app at run time)."
-        )
-    }
-
-    /// Where the warning about leftover processes goes.
-    nonisolated(unsafe) public static var leftoverWarning: (String) -> Void = { Log().warning($0) }
 }
 
 extension Optional where Wrapped == String {

@@ -37,7 +37,7 @@ enum YAMLEvents {
         var size = 1
     }
 
-    static func parse(_ bytes: [UInt8]) throws(YAMLError) -> YAMLNode {
+    static func parse(_ bytes: [UInt8], stop: StopToken) throws(YAMLError) -> YAMLNode {
         let library: YAMLLibrary
         switch YAMLLibrary.shared {
         case .success(let loaded): library = loaded
@@ -55,7 +55,7 @@ enum YAMLEvents {
             var event = yaml_event_t()
             while true {
                 // A huge release must not hold multipack past a stop signal (SPEC §11).
-                if SignalForwarding.shouldStop {
+                if stop.isRequested {
                     result = .failure(YAMLError(line: 0, message: "multipack was asked to stop"))
                     return
                 }

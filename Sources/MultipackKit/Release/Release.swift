@@ -12,10 +12,10 @@ public struct Release: Equatable, Sendable {
     }
 
     /// Reads `bin/release` output: a YAML mapping, or nothing at all.
-    public static func parse(_ text: String) throws(ReleaseError) -> Release {
+    public static func parse(_ text: String, stop: StopToken = .signals) throws(ReleaseError) -> Release {
         let node: YAMLNode
         do {
-            node = try YAML.parse(text)
+            node = try YAML.parse(text, stop: stop)
         } catch {
             throw ReleaseError(message: "its output is not valid YAML (\(error))")
         }
@@ -106,9 +106,9 @@ public enum ReleaseMode: String, Sendable { case merge, last }
 
 /// Merges the children's releases (SPEC §7.5): key by key, a later child winning a key; addons
 /// united in first-appearance order. `.last` keeps only the last child's release.
-public func mergeReleases(_ releases: [(position: Int, release: Release)], mode: ReleaseMode)
-    -> (Release, ReleaseProvenance)
-{
+public func mergeReleases(
+    _ releases: [(position: Int, release: Release)], mode: ReleaseMode, stop: StopToken = .signals
+) -> (Release, ReleaseProvenance) {
     var merged = Release()
     var provenance = ReleaseProvenance()
     let considered = mode == .last ? Array(releases.suffix(1)) : releases
@@ -126,7 +126,7 @@ public func mergeReleases(_ releases: [(position: Int, release: Release)], mode:
             merged.processTypes.upsert(key, value, index: &typeIndex)
             provenance.processTypes[key] = position
         }
-        if SignalForwarding.shouldStop { break }
+        if stop.isRequested { break }
     }
     return (merged, provenance)
 }

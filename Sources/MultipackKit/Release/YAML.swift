@@ -34,8 +34,8 @@ public enum YAML {
     /// Nodes that aliases may expand to, in all: a "billion laughs" stops here.
     public static let maxAliasNodes = 100_000
 
-    public static func parse(_ text: String) throws(YAMLError) -> YAMLNode {
-        try YAMLEvents.parse(Array(text.utf8))
+    public static func parse(_ text: String, stop: StopToken = .signals) throws(YAMLError) -> YAMLNode {
+        try YAMLEvents.parse(Array(text.utf8), stop: stop)
     }
 
     /// A double-quoted YAML string: safe for any value.

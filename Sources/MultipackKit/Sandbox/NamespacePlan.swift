@@ -1,7 +1,7 @@
 import Glibc
 
-/// The direct backend's steps as the forked child reads them (CMultipackSys'
-/// `multipack_enter_sandbox`): the uid and gid maps, then (kind, source, target) triples that
+/// The direct backend's steps as the forked child reads them (CMultipackSpawn's
+/// `enter_sandbox` in spawn.c): the uid and gid maps, then (kind, source, target) triples that
 /// build the new root at `/newroot` from the old one, seen at `/oldroot`. Sources are resolved
 /// here, where allocating is allowed: the child only makes mount points and mounts.
 struct NamespacePlan: Sendable {

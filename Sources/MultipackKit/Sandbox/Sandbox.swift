@@ -16,7 +16,7 @@ public struct Sandbox: Sendable {
     public enum Backend: Sendable, Equatable {
         /// bubblewrap at this path.
         case bubblewrap(String)
-        /// unshare, mounts and pivot_root done by multipack (CMultipackSys' multipack_enter_sandbox).
+        /// unshare, mounts and pivot_root done by multipack (CMultipackSpawn, spawn.c's enter_sandbox).
         case direct
 
         /// As `--json` and the log name it.
@@ -150,9 +150,9 @@ public struct Sandbox: Sendable {
     }
 
     /// Runs a wrapped command; a namespace that could not be made is said as such, with the way out.
-    static func run(_ command: Command) throws -> ProcessResult {
+    static func run(_ command: Command, stop: StopToken) throws -> ProcessResult {
         do {
-            return try Spawner.run(command)
+            return try Spawner.run(command, stop: stop)
         } catch let error as SpawnError where error.namespaceStep != nil {
             throw BuildFailure(
                 "The namespace could not be set up: \(error).",

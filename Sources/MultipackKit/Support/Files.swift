@@ -1,4 +1,4 @@
-import CMultipackSys
+import CMultipackSpawn
 import FoundationEssentials
 import Glibc
 import Synchronization

@@ -1,4 +1,4 @@
-import CMultipackSys
+import CMultipackSpawn
 import Glibc
 
 /// A private temporary directory (SPEC §5, "nothing is left behind"). Its name carries the owning
@@ -39,7 +39,7 @@ struct ScratchDirectory: Sendable {
             let made = template.withUnsafeMutableBufferPointer { buffer -> Bool in
                 if file {
                     // Close-on-exec from the start: children are spawned on other threads meanwhile.
-                    lock = mkostemp(buffer.baseAddress!, O_CLOEXEC)
+                    lock = multipack_make_temporary_file(buffer.baseAddress!)
                     return lock >= 0
                 }
                 guard mkdtemp(buffer.baseAddress!) != nil else { return false }

@@ -13,7 +13,8 @@ struct RunCommand: ParsableCommand {
     var command: [String] = []
 
     func run() throws {
-        SignalForwarding.install()
+        StopToken.installSignalHandlers()
+        Spawner.becomeSubreaper()
         let invocation = Invocation.current()
         var localRun = LocalRun(target: target, process: process, invocation: invocation)
         localRun.command = command

@@ -1,0 +1,79 @@
+#ifndef CMULTIPACK_SPAWN_H
+#define CMULTIPACK_SPAWN_H
+
+#include <sys/types.h>
+
+// Processes, namespaces and stop signals: the code that must run where Swift cannot (between
+// fork and exec, in a signal handler). Swift reaches it through Process/Spawn.swift and
+// Process/StopToken.swift only.
+
+// MARK: Starting children
+
+/// A failure of the namespace's set-up, as the child reports it: this bit, the step's index
+/// shifted by 8, and the errno.
+#define MULTIPACK_SANDBOX_FAILED 0x40000000
+
+/// Starts a child as posix_spawn does (clone with CLONE_VM|CLONE_VFORK: no copy of multipack's
+/// memory), with what posix_spawn cannot do: the child gets SIGKILL if multipack dies
+/// (PR_SET_PDEATHSIG). The child has its own process group, stdin /dev/null, default signal
+/// dispositions and an empty signal mask, or the stop signals blocked with `block_stops` (for a
+/// wrapper that would die of one and take the multipack it runs with it). `out`/`err`: a
+/// descriptor to use, -1 to inherit, -2 for /dev/null. `sandbox`: NULL, or a plan for a private
+/// user, mount and PID namespace, entered (in a forked child) before `cwd`; see spawn.c. The child
+/// is registered for stop signals (multipack_children_add) before this returns.
+/// Returns 0 or an errno (MULTIPACK_SANDBOX_FAILED | step << 8 | errno for the namespace).
+int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[], char *const envp[], const char *cwd,
+                    int out, int err, char *const sandbox[], int block_stops);
+
+/// A pipe whose ends are closed on exec, made atomically. 0 or -1 with errno.
+int multipack_pipe(int fds[2]);
+
+/// mkostemp with O_CLOEXEC: a temporary file no child inherits.
+int multipack_make_temporary_file(char *path_template);
+
+/// A descriptor that polls readable when the process exits (Linux 5.3); -1 where unsupported.
+int multipack_pidfd_open(pid_t pid);
+
+/// Makes multipack the reaper of every orphan its children leave (SPEC §11), so that a daemon a
+/// compile starts with setsid or nohup can be found and stopped when the stage ends.
+int multipack_become_subreaper(void);
+
+/// renameat2 (Linux 3.15): EXCHANGE swaps two names at once, NOREPLACE fails rather than replace.
+/// -1 with EINVAL where the file system has neither.
+#define MULTIPACK_RENAME_NOREPLACE 1
+#define MULTIPACK_RENAME_EXCHANGE 2
+int multipack_rename(const char *from, const char *to, unsigned int flags);
+
+// MARK: Stop signals
+
+/// Installs the handler for SIGTERM, SIGINT, SIGHUP and SIGQUIT, makes the self-pipe and unblocks
+/// the signals (a parent may have started multipack with them blocked). The handler only records
+/// the first signal in an atomic, passes it on to the registered children's process groups, writes
+/// one byte to the self-pipe and restores errno: no allocation, no lock. Returns 0 or an errno.
+int multipack_stop_install(void);
+
+/// The first stop signal received, or 0.
+int multipack_stop_signal(void);
+
+/// What the children get for it: the signal itself, except SIGQUIT, which asks for a core dump
+/// nobody wants from a build: SIGTERM instead.
+int multipack_stop_forwarded(void);
+
+/// The self-pipe's reading end: it polls readable once a stop signal came (it is never read, so
+/// every poller sees it). -1 before multipack_stop_install.
+int multipack_stop_descriptor(void);
+
+/// How many children can be registered at once.
+#define MULTIPACK_CHILDREN_CAPACITY 64
+
+/// Registers a child's process group for the handler; a stop that came before is passed on now.
+/// Returns 0, or -1 when every slot is taken (the child then only gets the supervisor's signals).
+int multipack_children_add(pid_t group);
+
+/// Forgets a child's process group.
+void multipack_children_remove(pid_t group);
+
+/// Whether `pid` is a registered child.
+int multipack_children_contains(pid_t pid);
+
+#endif
