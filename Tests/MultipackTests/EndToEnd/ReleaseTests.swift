@@ -36,6 +36,12 @@ enum Released {
         if !FileManager.default.fileExists(atPath: checkout + "/.git") {
             try Shell.git(["init", "--quiet", "--initial-branch=main"], in: checkout)
         }
+        // A file the checkout no longer has goes from the copy too (a deleted source would still build there).
+        let kept = Set(files)
+        let copied = try Shell.run("git", ["-C", checkout, "ls-files", "-z", "--cached"]).stdout
+        for file in copied.split(separator: "\0").map(String.init) where !kept.contains(file) {
+            try? FileManager.default.removeItem(atPath: checkout + "/" + file)
+        }
         // The previous run's assets are not part of the next release.
         try? FileManager.default.removeItem(atPath: checkout + "/dist")
         for tag in try Shell.gitOutput(["tag", "-l"], in: checkout).split(separator: "\n") {
