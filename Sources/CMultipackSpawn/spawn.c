@@ -28,11 +28,16 @@ extern pid_t _Fork(void);
 
 // A handler may only touch lock-free atomics.
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "stop signals need lock-free int atomics");
+_Static_assert(ATOMIC_POINTER_LOCK_FREE == 2, "stop signals need lock-free pointer atomics");
 
 static atomic_int stop_signal;
 static atomic_int stop_pipe_write = -1;
 static atomic_int stop_pipe_read = -1;
-static atomic_int children[MULTIPACK_CHILDREN_CAPACITY];
+// The registered children's process groups: here, or in memory shared with the watchdog once
+// multipack_watchdog_start moved them there.
+static atomic_int local_children[MULTIPACK_CHILDREN_CAPACITY];
+static _Atomic(atomic_int *) children_slots = local_children;
+#define children (atomic_load(&children_slots))
 static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 
 int multipack_stop_signal(void) { return atomic_load(&stop_signal); }
@@ -110,6 +115,121 @@ int multipack_children_contains(pid_t pid) {
     for (int index = 0; index < MULTIPACK_CHILDREN_CAPACITY; index++)
         if (atomic_load(&children[index]) == pid) return 1;
     return 0;
+}
+
+// MARK: The watchdog
+
+static int watchdog_end = -1;
+static int watchdog_done = -1;
+
+/// Closes every descriptor but those in `keep` (-1 entries ignored). System calls only.
+static void close_all_except(const int *keep, int count) {
+    int sorted[8], used = 0;
+    for (int index = 0; index < count && used < 8; index++)
+        if (keep[index] >= 0) sorted[used++] = keep[index];
+    for (int i = 1; i < used; i++)
+        for (int j = i; j > 0 && sorted[j - 1] > sorted[j]; j--) {
+            int swap = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = swap;
+        }
+    unsigned int from = 0;
+    for (int index = 0; index <= used; index++) {
+        unsigned int to = index < used ? (unsigned int)sorted[index] : ~0U;
+        if (to > from) {
+            unsigned int last = index < used ? to - 1 : ~0U;
+            if (syscall(436 /* close_range */, from, last, 0) != 0)
+                for (unsigned int fd = from; fd <= last && fd < 4096; fd++) close((int)fd);
+        }
+        if (index < used) from = to + 1;
+    }
+}
+
+/// The watchdog's life: it waits for multipack's end of the pipe to close (multipack exited or
+/// was killed, SIGKILL included) and then kills every process group still registered, so that
+/// what a child started in its group (a compile's background job) cannot outlive multipack.
+static void watch(int end, int done) {
+    struct sigaction ignore;
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    for (int signal = 1; signal < NSIG; signal++)
+        if (signal != SIGKILL && signal != SIGSTOP) sigaction(signal, &ignore, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int keep[] = {end, done};
+    close_all_except(keep, 2);
+    if (chdir("/") != 0) {
+    }
+    prctl(PR_SET_NAME, "multipack-watch", 0L, 0L, 0L);
+    for (;;) {
+        char byte;
+        ssize_t count = read(end, &byte, 1);
+        if (count == 0 || (count < 0 && errno != EINTR)) break;
+    }
+    atomic_int *slots = children;
+    for (int index = 0; index < MULTIPACK_CHILDREN_CAPACITY; index++) {
+        pid_t group = atomic_load(&slots[index]);
+        if (group > 0) kill(-group, SIGKILL);
+    }
+    _exit(0);
+}
+
+int multipack_watchdog_start(void) {
+    if (watchdog_end >= 0) return 0;
+    atomic_int *shared = mmap(NULL, sizeof(atomic_int) * MULTIPACK_CHILDREN_CAPACITY, PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED) return errno;
+    for (int index = 0; index < MULTIPACK_CHILDREN_CAPACITY; index++)
+        atomic_store(&shared[index], atomic_load(&local_children[index]));
+    atomic_store(&children_slots, shared);
+    int pipe_fds[2], done_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) return errno;
+    if (pipe2(done_fds, O_CLOEXEC) != 0) {
+        int code = errno;
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        return code;
+    }
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t middle = _Fork();
+    if (middle == 0) {
+        // Its own session: a signal or SIGKILL sent to multipack's process group leaves it. Not
+        // multipack's child (the middle process exits): a subreaper's scan for leftovers never
+        // meets it, and multipack's own waits never reap it.
+        setsid();
+        if (_Fork() == 0) watch(pipe_fds[0], done_fds[1]);
+        _exit(0);
+    }
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    close(pipe_fds[0]);
+    close(done_fds[1]);
+    if (middle < 0) {
+        close(pipe_fds[1]);
+        close(done_fds[0]);
+        return fork_errno;
+    }
+    int status;
+    while (waitpid(middle, &status, 0) < 0 && errno == EINTR) {
+    }
+    watchdog_end = pipe_fds[1];
+    watchdog_done = done_fds[0];
+    return 0;
+}
+
+void multipack_watchdog_stop(void) {
+    if (watchdog_end < 0) return;
+    close(watchdog_end);
+    watchdog_end = -1;
+    // Gone before multipack: an ancestor that reaps orphans then meets at most its zombie.
+    struct pollfd done = {watchdog_done, POLLIN, 0};
+    while (poll(&done, 1, 1000) < 0 && errno == EINTR) {
+    }
+    close(watchdog_done);
+    watchdog_done = -1;
 }
 
 // MARK: Small system calls Swift's Glibc module does not show

@@ -38,6 +38,15 @@ int multipack_pidfd_open(pid_t pid);
 /// compile starts with setsid or nohup can be found and stopped when the stage ends.
 int multipack_become_subreaper(void);
 
+/// Starts the watchdog, once: a small process of its own session (not multipack's child) that
+/// waits for multipack to end, however it ends (SIGKILL included), and then kills every process
+/// group still registered, so that what a child started in its group dies with multipack
+/// (SPEC §11). The registry moves to memory the two share. Returns 0 or an errno.
+int multipack_watchdog_start(void);
+
+/// Ends the watchdog (at a normal exit) and waits a moment for it to be gone.
+void multipack_watchdog_stop(void);
+
 /// renameat2 (Linux 3.15): EXCHANGE swaps two names at once, NOREPLACE fails rather than replace.
 /// -1 with EINVAL where the file system has neither.
 #define MULTIPACK_RENAME_NOREPLACE 1
