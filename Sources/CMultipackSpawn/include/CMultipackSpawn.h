@@ -18,9 +18,10 @@
 /// (PR_SET_PDEATHSIG). The child has its own process group, stdin /dev/null, default signal
 /// dispositions and an empty signal mask, or the stop signals blocked with `block_stops` (for a
 /// wrapper that would die of one and take the multipack it runs with it). `out`/`err`: a
-/// descriptor to use, -1 to inherit, -2 for /dev/null. `sandbox`: NULL, or a plan for a private
-/// user, mount and PID namespace, entered (in a forked child) before `cwd`; see spawn.c. The child
-/// is registered for stop signals (multipack_children_add) before this returns.
+/// descriptor to use, -1 to inherit, -2 for /dev/null. `sandbox`: NULL, or a plan (in a forked
+/// child, before `cwd`): the ids the child takes, and the private user, mount and PID namespace it
+/// enters, if any; see spawn.c. With a plan, the command runs with no_new_privs. The child is
+/// registered for stop signals (multipack_children_add) before this returns.
 /// Returns 0 or an errno (MULTIPACK_SANDBOX_FAILED | step << 8 | errno for the namespace).
 int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[], char *const envp[], const char *cwd,
                     int out, int err, char *const sandbox[], int block_stops);
@@ -46,6 +47,14 @@ int multipack_watchdog_start(void);
 
 /// Ends the watchdog (at a normal exit) and waits a moment for it to be gone.
 void multipack_watchdog_stop(void);
+
+/// A user namespace that maps `from_uid`/`from_gid` (the caller's) onto `to_uid`/`to_gid` (the
+/// build's), for idmapped mounts: an O_CLOEXEC descriptor, or -1 with errno. Needs privilege.
+int multipack_idmap_namespace(uid_t from_uid, uid_t to_uid, gid_t from_gid, gid_t to_gid);
+
+/// 0 when the mount `path` is on can be idmapped through `userns`; else an errno (EINVAL: its file
+/// system cannot, ENOSYS: the kernel is older than 5.12).
+int multipack_idmap_check(const char *path, int userns);
 
 /// renameat2 (Linux 3.15): EXCHANGE swaps two names at once, NOREPLACE fails rather than replace.
 /// -1 with EINVAL where the file system has neither.

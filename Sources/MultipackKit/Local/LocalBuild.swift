@@ -124,11 +124,13 @@ public struct LocalBuild {
         let stack = stackRoot?.stack ?? options.stack
         summary.stack = stack
 
-        let sandbox: Sandbox?
-        switch Sandbox.backend(caller) {
+        // Who the buildpacks run as: uid 1000 inside; for root, an id that owns nothing outside.
+        let user = try BuildUser.current()
+        var sandbox: Sandbox?
+        switch Sandbox.backend(caller, user: user) {
         case .success(let backend):
             sandbox = Sandbox(
-                backend: backend, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp",
+                backend: backend, user: user, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp",
                 app: state.work + "/home")
             summary.sandbox = backend.name
         case .failure(let unavailable):
@@ -142,8 +144,10 @@ public struct LocalBuild {
             sandbox = nil
             summary.sandbox = "none"
             log.warning(
-                "No namespaces here (\(unavailable.reason)): the build runs on this machine as you, with HOME=\(state.work)/home "
-                    + "instead of /app, BUILD_DIR \(running.build) instead of /tmp/\(id), and /app does not exist.")
+                "No namespaces here (\(unavailable.reason)): the build runs on this machine as "
+                    + (user.isIsolated ? "uid \(user.uid) (never as root)" : "you")
+                    + ", with HOME=\(state.work)/home instead of /app, BUILD_DIR \(running.build) instead of /tmp/\(id), "
+                    + "and /app does not exist.")
         }
         // Inside, the directories are where Heroku has them; on the host they are in the app's state.
         let inside = sandbox != nil
@@ -167,12 +171,18 @@ public struct LocalBuild {
             environment["HEROKU_TEST_RUN_ID"] = UUID().uuidString.lowercased()
             if let sourceVersion { environment["HEROKU_TEST_RUN_COMMIT_VERSION"] = sourceVersion }
         }
-        let gitConfig = HerokuEnvironment.gitConfig(caller)
         if !inside {
             environment["HOME"] = state.work + "/home"
             environment["TMPDIR"] = state.work + "/tmp"
         }
-        environment["GIT_CONFIG_GLOBAL"] = inside ? gitConfig.map { _ in workDir + "/gitconfig" } : gitConfig
+        // git's configuration for the build: a copy among the build's directories (the caller's
+        // own file may be private to it), which the build's user reaches as it reaches them.
+        let localPaths = StagesJob.localPaths(entries, base: callerDir) + StagesJob.localPaths(listed, base: appDir)
+        if let gitConfig = HerokuEnvironment.buildGitConfig(caller, trusting: user.isIsolated ? localPaths : []) {
+            try Files.makeDirectory(state.work + "/tmp/multipack")
+            try Files.write(gitConfig, to: state.work + "/tmp/multipack/gitconfig")
+            environment["GIT_CONFIG_GLOBAL"] = workDir + "/gitconfig"
+        }
 
         let job = StagesJob(
             ci: mode == .ci, buildpacks: options.buildpacks, appDir: appDir, callerDir: callerDir, build: buildDir,
@@ -182,25 +192,34 @@ public struct LocalBuild {
         var command = Command(
             Self.executablePath(), ["stages", String(decoding: try JSONEncoder().encode(job), as: UTF8.self)],
             in: inside ? "/app" : state.work + "/home", environment: environment, stdout: .inherit, stderr: .inherit)
-        if var sandbox {
+        if var configured = sandbox {
             let executable = workDir + "/multipack"
-            sandbox.bind(Self.executablePath(), at: executable)
+            configured.bind(Self.executablePath(), at: executable)
             command.executable = executable
-            if let own = options.cacheDir { sandbox.bind(Files.absolute(own), at: job.cache, writable: true) }
-            sandbox.bind(state.env, at: job.env)
-            sandbox.bind(appDir)
-            for path in StagesJob.localPaths(entries, base: callerDir) + StagesJob.localPaths(listed, base: appDir) {
-                sandbox.bind(path)
+            if let own = options.cacheDir {
+                configured.bind(Files.absolute(own), at: job.cache, writable: true, owned: true)
             }
-            if let gitConfig { sandbox.bind(gitConfig, at: workDir + "/gitconfig") }
-            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") { sandbox.bind(socket, writable: true) }
-            if stackRoot != nil { sandbox.hostDirectories = Sandbox.runtimeLibraryDirectories() }
-            command = sandbox.wrap(command)
+            configured.bind(state.env, at: job.env, owned: true)
+            configured.bind(appDir)
+            for path in localPaths { configured.bind(path) }
+            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") {
+                configured.bind(socket, writable: true, owned: true)
+            }
+            if stackRoot != nil { configured.hostDirectories = Sandbox.runtimeLibraryDirectories() }
+            sandbox = configured
         }
         command.stopsItself = true
         // A signal that came while the app was copied would reach only bubblewrap, which ignores it.
         try invocation.stop.check()
-        let result = try Sandbox.run(command, stop: invocation.stop)
+        let handover = try grantAccess(
+            user, sandbox: &sandbox, state: state, cache: options.cacheDir.map(Files.absolute),
+            reads: [appDir] + localPaths)
+        if let sandbox {
+            command = sandbox.wrap(command)
+        } else if user.isIsolated {
+            command.namespace = NamespacePlan(idsOf: user)
+        }
+        let result = try handover.during { try Sandbox.run(command, stop: invocation.stop) }
         let outcomePath = (inside ? state.work + "/tmp/multipack" : workDir) + "/outcome.json"
         let outcome = (try? Files.read(outcomePath)).flatMap {
             try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))
@@ -256,6 +275,36 @@ public struct LocalBuild {
         if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
             log.detail("Try it: multipack run \(appDir) \(web.key)")
         }
+    }
+
+    /// The caller's directories as the build's user reaches them (SPEC §15, "Not root, for
+    /// real"): for a root caller, idmapped into the namespace (or handed over where they cannot
+    /// be), or without namespaces handed over, after a check that the build's user can reach
+    /// them at all. Nothing for anyone else: the build runs as the caller.
+    private func grantAccess(
+        _ user: BuildUser, sandbox: inout Sandbox?, state: LocalState.App, cache: String?, reads: [String]
+    ) throws -> Handover {
+        guard user.isIsolated else { return Handover(user: user) }
+        if var configured = sandbox {
+            log.detail(
+                "Buildpacks run as uid \(BuildUser.insideUID) inside, \(user.uid) outside: root's files are out of their reach"
+            )
+            defer { sandbox = configured }
+            return try configured.grantOwnedBinds(marker: state.handoverMarker)
+        }
+        log.detail("Buildpacks run as uid \(user.uid): root's files are out of their reach")
+        let handed = [state.work, state.env] + (cache.map { [$0] } ?? [])
+        // What is handed over becomes the build's user's; what leads to it must let it through.
+        for path in handed.map(Files.parent(of:)) + reads + [Self.executablePath()] {
+            guard let closed = user.firstClosedDirectory(on: path) else { continue }
+            throw BuildFailure(
+                "Without namespaces, a build run by root runs its buildpacks as uid \(user.uid), which cannot reach \(path): "
+                    + "\(closed) is closed to it.",
+                hint: "Keep multipack's state where every user may pass (XDG_CACHE_HOME=/var/cache), the app, its "
+                    + "buildpacks and multipack where every user may read them, or allow namespaces; or run multipack as "
+                    + "an ordinary user.")
+        }
+        return try Handover.begin(user: user, handed: handed, idmapped: [], marker: state.handoverMarker)
     }
 
     /// Packs BUILD_DIR as the slug (in the app's state directory unless `--slug` says where) and

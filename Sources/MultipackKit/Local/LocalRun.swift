@@ -52,15 +52,18 @@ public struct LocalRun {
         let scratch = scratchDirectory.path
         let source = try resolve(scratch: scratch)
 
+        // As a build's: uid 1000 inside; for root, an id that owns nothing outside.
+        let user = try BuildUser.current()
         var sandbox: Sandbox?
-        switch Sandbox.backend(invocation.environment) {
+        switch Sandbox.backend(invocation.environment, user: user) {
         case .success(let backend):
             try Files.makeDirectory(scratch + "/tmp")
-            sandbox = Sandbox(backend: backend, tmp: scratch + "/tmp", app: source.home)
+            sandbox = Sandbox(backend: backend, user: user, tmp: scratch + "/tmp", app: source.home)
         case .failure(let unavailable):
             log.warning(
-                "No namespaces here (\(unavailable.reason)): the process runs on this machine as you, in \(source.home) "
-                    + "with HOME=\(source.home) instead of /app.")
+                "No namespaces here (\(unavailable.reason)): the process runs on this machine as "
+                    + (user.isIsolated ? "uid \(user.uid) (never as root)" : "you")
+                    + ", in \(source.home) with HOME=\(source.home) instead of /app.")
         }
         // Where the app is as the process sees it.
         let app = sandbox == nil ? source.home : "/app"
@@ -91,7 +94,21 @@ public struct LocalRun {
         var spawned = Command(
             "bash", launch, in: app, environment: environment, stdout: .inherit,
             stderr: .inherit)
-        if let sandbox { spawned = sandbox.wrap(spawned) }
+        // The run's scratch (a copy of the build) is the process's: idmapped, or handed over; it
+        // is removed afterwards, whoever owns it, so nothing is handed back.
+        if var sandbox {
+            _ = try sandbox.grantOwnedBinds(marker: nil)
+            spawned = sandbox.wrap(spawned)
+        } else if user.isIsolated {
+            // The scratch itself is handed over; what leads to it must let the process through.
+            if let closed = user.firstClosedDirectory(on: Files.parent(of: scratch)) {
+                throw BuildFailure(
+                    "Without namespaces, root runs the process as uid \(user.uid), which cannot reach \(scratch): \(closed) is closed to it.",
+                    hint: "Set TMPDIR to a directory every user may pass (/tmp), or allow namespaces.")
+            }
+            _ = try Handover.begin(user: user, handed: [scratch], idmapped: [], marker: nil)
+            spawned.namespace = NamespacePlan(idsOf: user)
+        }
         let result = try Sandbox.run(spawned, stop: invocation.stop)
         log.step("\(name) ended with \(result.termination)")
         return result.termination.exitCode

@@ -46,6 +46,8 @@ public enum LocalState {
         var work: String { path + "/work" }
         var slug: String { path + "/slug.tgz" }
         var buildID: String { path + "/build.id" }
+        /// What a root caller's build has handed to the build's user (Handover).
+        var handoverMarker: String { path + "/.handed-over" }
         var report: String { path + "/build.report.yml" }
         var release: String { LocalState.releaseSidecar(for: build) }
 
@@ -60,6 +62,8 @@ public enum LocalState {
                     "Another multipack build of this app is running (it holds \(path)/.lock).",
                     hint: "Wait for it to finish, or stop it.")
             }
+            // A root caller's build that was killed left its directories the build's user's.
+            Handover.recover(marker: handoverMarker, within: path)
             // A build that was killed left the cache in its /tmp: it goes back first.
             for leftover in Files.list(work + "/tmp") where leftover.hasPrefix("build_") {
                 finish(build: work + "/tmp/" + leftover, cache: work + "/tmp/codon/tmp/cache")

@@ -235,6 +235,12 @@ enum Files {
         return "/" + parts.joined(separator: "/")
     }
 
+    /// The directory an absolute path is in (`/` for `/x`).
+    static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+        return String(path[..<slash])
+    }
+
     static func join(_ base: String, _ path: String) -> String {
         path.hasPrefix("/") ? absolute(path) : absolute(base + "/" + path)
     }
