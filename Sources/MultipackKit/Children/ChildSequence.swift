@@ -48,7 +48,7 @@ struct ChildSequence {
         beforeChild: ([String: String], inout SizeMeter?) throws -> Void = { _, _ in }, afterChild: () -> Void = {},
         finished: (ChildRun, [String: String]) -> Void
     ) throws -> [String: String] {
-        let runner = ChildRunner(dirs: dirs, trace: trace, stop: stop)
+        let runner = ChildRunner(dirs: dirs, runner: StageRunner(stop: stop, trace: trace))
         var environment = environment
         for index in children.indices {
             defer { afterChild() }

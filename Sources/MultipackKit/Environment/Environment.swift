@@ -68,7 +68,7 @@ public enum BuildEnvironment {
             command.owner = owner
             result = try Spawner.run(command, stop: stop)
         } catch {
-            throw ExportError(termination: .exited(127), stderr: ErrorReport.reason(error))
+            throw ExportError(termination: .exited(127), stderr: MultipackError.reason(error))
         }
         guard result.termination.succeeded else {
             throw ExportError(termination: result.termination, stderr: result.stderrText)

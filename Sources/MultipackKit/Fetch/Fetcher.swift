@@ -102,7 +102,7 @@ public enum Fetcher {
                 try context.stop.check("while fetching the buildpacks")
                 return try fetch(entry, position: index + 1, total: entries.count, context: context)
             }
-            if case .failure(let error) = outcome, !(error is Interrupted) {
+            if case .failure(let error) = outcome, (error as? MultipackError)?.isInterrupted != true {
                 // A failure that follows another is the cancellation's doing, not a cause.
                 if failed.exchange(true, ordering: .relaxed) { return .failure(Cancelled()) }
             }
@@ -155,14 +155,14 @@ public enum Fetcher {
                     entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings
                 )
             }
-        } catch var interrupted as Interrupted {
-            if interrupted.context.isEmpty {
-                interrupted.context = "while fetching buildpack [\(position)/\(total)] \(entry.maskedText)"
-            }
-            throw interrupted
+        } catch let stopped as StopRequested {
+            throw MultipackError.interrupted(
+                stopped.signal, "while fetching buildpack [\(position)/\(total)] \(entry.maskedText)")
+        } catch let error as MultipackError where error.isInterrupted {
+            throw error
         } catch {
-            let problem = error as? FetchProblem ?? FetchProblem(ErrorReport.reason(error))
-            throw BuildFailure(
+            let problem = error as? FetchProblem ?? FetchProblem(MultipackError.reason(error))
+            throw MultipackError.build(
                 "Failed to fetch buildpack [\(position)/\(total)] \(entry.maskedText)",
                 details: ["Stage: fetch", "Reason: \(problem.message)"] + (problem.output.map { ["", $0] } ?? []),
                 hint: problem.hint)
@@ -191,19 +191,5 @@ struct FetchProblem: Error {
         self.message = message
         self.output = output
         self.hint = hint
-    }
-}
-
-/// multipack was asked to stop (SIGTERM/SIGINT).
-public struct Interrupted: Error, CustomStringConvertible {
-    public var signal: Int32
-    public var context = ""
-    init(signal: Int32, context: String = "") {
-        self.signal = signal
-        self.context = context
-    }
-    public var description: String {
-        "The build was stopped by \(signalName(signal))\(context.isEmpty ? "" : " " + context); "
-            + "its processes were stopped with it."
     }
 }

@@ -311,7 +311,7 @@ struct GitFetch {
         do {
             result = try Spawner.run(command, stop: context.stop)
         } catch {
-            throw FetchProblem("git could not be started (\(ErrorReport.reason(error)))", hint: "Install git.")
+            throw FetchProblem("git could not be started (\(MultipackError.reason(error)))", hint: "Install git.")
         }
         try context.stop.check()
         if context.http.shouldStop() { throw FetchProblem("cancelled: another buildpack could not be fetched") }

@@ -3,7 +3,7 @@ import FoundationEssentials
 /// The buildpack side of a local build: compile (or test-compile), release, test, report.
 protocol BuildStages {
     /// Detects and compiles; a failure is thrown (or, when a child process printed it already,
-    /// thrown as `ReportedFailure`).
+    /// thrown as a `MultipackError` that was `printed`).
     mutating func compile(testCompile: Bool) throws
     func release() throws -> Release
     func test() throws
@@ -48,9 +48,9 @@ struct SelfStages: BuildStages {
     }
 
     /// A verb failed and printed its block: its exit code, and its first line for `--json`.
-    private func reported(_ result: ProcessResult) -> ReportedFailure {
+    private func reported(_ result: ProcessResult) -> MultipackError {
         let lines = (try? Files.read(failureFile))?.lines.map(String.init)
-        return ReportedFailure(code: result.termination.exitCode, failure: lines?.first)
+        return .printedBefore(exitCode: result.termination.exitCode, headline: lines?.first)
     }
 
     private func verb(_ arguments: [String], stdout: Command.Output, stderr: Command.Output = .inherit) throws
@@ -58,12 +58,9 @@ struct SelfStages: BuildStages {
     {
         let command = Command(
             LocalBuild.executablePath(), arguments, environment: environment, stdout: stdout, stderr: stderr)
-        if (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true {
-            log.detail("+ " + command.traceLine)
-        }
-        let result = try Spawner.run(command, stop: stop)
-        if stop.isRequested { throw ReportedFailure(code: 1) }
-        return result
+        let xtrace = (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true
+        let runner = StageRunner(stop: stop, trace: log.tracer(xtrace))
+        return try runner.run(command, owner: .verb(failureFile: failureFile), stage: arguments[0])
     }
 
     mutating func compile(testCompile: Bool) throws {
@@ -74,7 +71,7 @@ struct SelfStages: BuildStages {
                 if text.hasPrefix(" !     ") { text = text.dropFirst(7) }
                 return String(text)
             }.filter { !$0.isEmpty }
-            throw BuildFailure(
+            throw MultipackError.build(
                 "App not compatible with multipack: its detect failed.", details: reason,
                 hint: "List the app's buildpacks in .buildpacks at its root, or name them with --buildpack URL.")
         }
@@ -87,7 +84,7 @@ struct SelfStages: BuildStages {
     func release() throws -> Release {
         let result = try verb(["release", dirs.build], stdout: .capture)
         guard result.termination.succeeded else {
-            throw BuildFailure(
+            throw MultipackError.build(
                 "multipack's release failed with \(result.termination).", hint: "Its output above says why.")
         }
         return try Release.parse(result.stdoutText)
@@ -152,8 +149,8 @@ struct ListStages: BuildStages {
             try run(testCompile: testCompile)
             record?.outcome = "succeeded"
         } catch {
-            record?.outcome = error is Interrupted ? "interrupted" : "failed"
-            record?.failure = ErrorReport.lines(for: error).first
+            record?.outcome = MultipackError(error).isInterrupted ? "interrupted" : "failed"
+            record?.failure = MultipackError(error).lines.first
             throw error
         }
     }
@@ -193,25 +190,10 @@ struct ListStages: BuildStages {
     func testEnvironment() -> [String: String] { finalEnvironment }
 
     func test() throws {
-        guard children.contains(where: { Files.exists($0.fetched.directory + "/bin/test") }) else {
-            throw TestVerb.nothingTested
-        }
-        for child in children {
-            let script = child.fetched.directory + "/bin/test"
-            guard Files.exists(script) else { continue }
-            log.step("Testing with \(child.label) \(child.displayName)")
-            let result = try Spawner.run(
-                Command(
-                    script, [dirs.build, dirs.env], in: child.fetched.directory, environment: finalEnvironment,
-                    stdout: .inherit, stderr: .inherit), stop: stop)
-            try stop.check(Interrupted.during(child, "test"))
-            guard result.termination.succeeded else {
-                throw BuildFailure(
-                    "Tests failed: buildpack \(child.label) \(child.displayName)'s bin/test ended with \(result.termination)",
-                    details: ["URL: \(child.url)", "Stage: test"],
-                    hint: "The test output above says which tests failed.")
-            }
-        }
+        let tests = ChildTests(
+            buildDir: dirs.build, envDir: dirs.env, environment: finalEnvironment, log: log,
+            runner: StageRunner(stop: stop))
+        try tests.run(children.map { ChildTests.Child(name: $0.named, directory: $0.fetched.directory) })
     }
 
     func report() -> String { record?.reportYAML ?? "" }

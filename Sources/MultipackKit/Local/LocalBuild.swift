@@ -25,14 +25,15 @@ public struct LocalBuildOptions: Sendable {
     public static let stacks = ["heroku-18", "heroku-20", "heroku-22", "heroku-24"]
 
     /// Command-line values that no build could use: usage errors (exit 2) before anything runs.
-    public func validate() throws(UsageError) {
+    public func validate() throws(MultipackError) {
         guard Self.stacks.contains(stack) else {
-            throw UsageError(
+            throw MultipackError.usage(
                 "--stack \(Masking.text(stack)) is not a Heroku stack.",
                 hint: "Give one of \(Self.stacks.joined(separator: ", ")).")
         }
         guard slugLimitMB >= 0 else {
-            throw UsageError("--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
+            throw MultipackError.usage(
+                "--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
         }
     }
 }
@@ -55,43 +56,40 @@ public struct LocalBuild {
 
     var log: Log { invocation.log }
 
-    /// Runs the build and returns its exit code. Every failure is printed here, once; with
-    /// `--json` the log goes to stderr and stdout gets one JSON object, whatever the outcome.
-    public func run() -> Int32 {
+    /// Runs the build; its failure is thrown for the caller to print. With `--json` the log goes
+    /// to stderr and stdout gets one JSON object, whatever the outcome.
+    public func run() throws {
         let start = ContinuousClock.now
         let jsonOutput = options.json ? StandardOutput.divertToStandardError() : nil
         var summary = LocalBuildSummary(
             command: mode == .build ? "build" : "ci", app: options.appDir, stack: options.stack)
-        var code: Int32 = 0
+        var failure: MultipackError?
         do {
             try perform(&summary)
-        } catch let reported as ReportedFailure {
-            code = reported.code
-            summary.failure = summary.failure ?? reported.failure
-        } catch let script as ScriptFailure {
-            log.failure(script.failure)
-            code = script.code
-            summary.failure = script.failure.headline
         } catch {
-            log.failure(error)
-            code = ErrorReport.exitCode(for: error)
-            summary.failure = ErrorReport.lines(for: error).first
+            failure = MultipackError(error)
         }
-        summary.exitCode = code
-        summary.outcome = code == 0 ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
+        if let failure {
+            summary.failure =
+                failure.printed
+                ? summary.failure ?? (failure.headline.isEmpty ? nil : failure.headline) : failure.lines.first
+        }
+        summary.exitCode = failure?.exitCode ?? 0
+        summary.outcome = failure == nil ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
         summary.seconds = start.duration(to: .now).seconds
         if let jsonOutput {
             Log.writeToDescriptor(summary.json + "\n", jsonOutput)
             close(jsonOutput)
         }
-        return code
+        if let failure { throw failure }
     }
 
     private func perform(_ summary: inout LocalBuildSummary) throws {
         let appDir = options.appDir
         try options.validate()
         guard Files.isDirectory(appDir) else {
-            throw UsageError("\(appDir) is not a directory.", hint: "Give multipack the path of your app's directory.")
+            throw MultipackError.usage(
+                "\(appDir) is not a directory.", hint: "Give multipack the path of your app's directory.")
         }
         let caller = invocation.environment
         let callerDir = Files.absolute(".")
@@ -133,7 +131,7 @@ public struct LocalBuild {
             summary.sandbox = backend.name
         case .failure(let unavailable):
             if stackRoot != nil {
-                throw UsageError(
+                throw MultipackError.usage(
                     "--stack-root needs a user namespace, and this machine gives none: \(unavailable.reason).",
                     hint:
                         "Install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or build without --stack-root."
@@ -223,12 +221,12 @@ public struct LocalBuild {
             // The multipack inside had no time to say where it stopped (it always says it otherwise).
             if outcome == nil { try invocation.stop.check() }
             if outcome == nil, !result.termination.succeeded {
-                throw BuildFailure(
+                throw MultipackError.build(
                     "The build's namespace could not be set up or ended early (\(result.termination)).",
                     details: sandbox.map { ["namespace: \($0.backend)"] } ?? [],
                     hint: "The message above says why; set MULTIPACK_SANDBOX=off to build without namespaces.")
             }
-            throw ReportedFailure(code: outcome?.code ?? result.termination.exitCode)
+            throw MultipackError.printedBefore(exitCode: outcome?.code ?? result.termination.exitCode, headline: nil)
         }
         if mode == .ci {
             if options.slugPath != nil { try writeSlug(state.build, &summary) }
@@ -274,7 +272,7 @@ public struct LocalBuild {
         log.detail(
             "Slug: \(slugPath) (\(bytes) bytes; Heroku warns above 300M and refuses above \(options.slugLimitMB)M)")
         if bytes > limit {
-            throw BuildFailure(
+            throw MultipackError.build(
                 "Compiled slug size: \(Slug.formatSize(bytes)) is too large (max is \(options.slugLimitMB)M).",
                 details: ["Slug: \(slugPath)"],
                 hint: "Heroku would reject this build. Add what the app does not need at run time to .slugignore "
@@ -298,9 +296,9 @@ public struct LocalBuild {
                 skipped += try Files.copyTree(options.appDir + "/" + name, to: buildDir + "/" + name)
                     .map { $0.hasPrefix("/") ? name : name + "/" + $0 }
             } catch {
-                throw BuildFailure(
+                throw MultipackError.build(
                     "Could not copy the app into the build directory: \(options.appDir)/\(name)",
-                    details: [ErrorReport.reason(error)],
+                    details: [MultipackError.reason(error)],
                     hint: "Check that every file in the app is readable and that \(buildDir) has room.")
             }
         }
@@ -388,19 +386,6 @@ public struct LocalBuild {
         guard count > 0 else { return CommandLine.arguments[0] }
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
-}
-
-/// A failure whose ` !     ` block a child process already printed: only its exit code is left
-/// (and, for `--json`, its first line when the child process left it).
-struct ReportedFailure: Error {
-    var code: Int32
-    var failure: String?
-}
-
-/// An app.json script failed: the run ends with the script's own exit code.
-struct ScriptFailure: Error {
-    var code: Int32
-    var failure: BuildFailure
 }
 
 enum StandardOutput {

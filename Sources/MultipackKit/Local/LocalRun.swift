@@ -42,7 +42,7 @@ public struct LocalRun {
     /// Runs the process and returns its exit code (128 + the signal when a signal ended it).
     public func run() throws -> Int32 {
         if !command.isEmpty, process != nil {
-            throw UsageError(
+            throw MultipackError.usage(
                 "multipack run takes a process type or a one-off command after --, not both.",
                 hint: "multipack run APP web, or multipack run APP -- bash")
         }
@@ -72,7 +72,7 @@ public struct LocalRun {
             let types = Procfile.processTypes(
                 release: source.release, procfile: Procfile.read(source.home + "/Procfile"))
             guard let line = types.first(where: { $0.key == name })?.value else {
-                throw UsageError(
+                throw MultipackError.usage(
                     "There is no process type `\(name)` in \(target).",
                     hint: types.isEmpty
                         ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: multipack run \(target) -- bash"
@@ -105,13 +105,13 @@ public struct LocalRun {
             do {
                 try extractArchive(atPath: target, into: dir, limits: Self.slugLimits)
             } catch {
-                throw UsageError(
-                    "\(target) is not a slug multipack can extract: \(ErrorReport.reason(error))",
+                throw MultipackError.usage(
+                    "\(target) is not a slug multipack can extract: \(MultipackError.reason(error))",
                     hint: "Give multipack run a slug that multipack build wrote, or the app's directory.")
             }
             let home = dir + "/app"
             guard Files.isDirectory(home) else {
-                throw UsageError(
+                throw MultipackError.usage(
                     "\(target) is not a slug: it has no ./app/ directory.",
                     hint: "Give multipack run a slug that multipack build wrote, or the app's directory.")
             }
@@ -123,7 +123,7 @@ public struct LocalRun {
                 buildConfig: config ?? [], dotenv: home + "/.env")
         }
         guard Files.isDirectory(target) else {
-            throw UsageError(
+            throw MultipackError.usage(
                 "\(target) does not exist.",
                 hint: "Give multipack run a slug that multipack build wrote, or an app's directory.")
         }
@@ -137,7 +137,7 @@ public struct LocalRun {
         }
         let state = LocalState.App(appDir: target, environment: invocation.environment)
         guard Files.isDirectory(state.build), Files.exists(state.release) else {
-            throw BuildFailure(
+            throw MultipackError.build(
                 "\(target) has no build to run: multipack keeps the last successful build of each app, and there is none"
                     + " (never built, the last build failed, or its cache was purged).",
                 hint: "Build it first: multipack build \(target)")
@@ -157,8 +157,8 @@ public struct LocalRun {
         do {
             try Files.copyTree(build, to: home)
         } catch {
-            throw BuildFailure(
-                "Could not copy the build \(build) for the run: \(ErrorReport.reason(error))",
+            throw MultipackError.build(
+                "Could not copy the build \(build) for the run: \(MultipackError.reason(error))",
                 hint: "Check that \(scratch) has room for a copy of the build.")
         }
         return home

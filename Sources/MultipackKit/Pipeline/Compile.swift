@@ -78,8 +78,8 @@ public struct Compile {
             try record.write(state, replacedGoesTo: trash)
             saved = true
         } catch {
-            record.outcome = error is Interrupted ? "interrupted" : "failed"
-            record.failure = ErrorReport.lines(for: error).first
+            record.outcome = MultipackError(error).isInterrupted ? "interrupted" : "failed"
+            record.failure = MultipackError(error).lines.first
             Files.remove(state.childrenDir)
             throw error
         }
@@ -107,13 +107,13 @@ public struct Compile {
 
         let listPath = dirs.build + "/.buildpacks"
         guard Files.exists(listPath) else {
-            throw UsageError(
+            throw MultipackError.usage(
                 "There is no .buildpacks file in the app.",
                 hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
         }
         let entries = try BuildpackList.load(listPath, directory: invocation.appDir(for: dirs))
         guard !entries.isEmpty else {
-            throw UsageError(
+            throw MultipackError.usage(
                 ".buildpacks lists no buildpack.",
                 hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
         }
@@ -170,7 +170,7 @@ public struct Compile {
         func runHook(_ name: String, _ environment: [String: String], _ sizes: inout SizeMeter?) throws {
             let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
             record.hookSeconds[name, default: 0] += try hooks.run(
-                name, environment: env, log: log, trace: trace, stop: invocation.stop)
+                name, environment: env, log: log, runner: StageRunner(stop: invocation.stop, trace: trace))
             if let growth = sizes?.growth() { record.hookGrowth[name, default: TreeSize()] += growth }
         }
         sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)

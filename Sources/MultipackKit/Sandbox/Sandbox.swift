@@ -154,7 +154,7 @@ public struct Sandbox: Sendable {
         do {
             return try Spawner.run(command, stop: stop)
         } catch let error as SpawnError where error.namespaceStep != nil {
-            throw BuildFailure(
+            throw MultipackError.build(
                 "The namespace could not be set up: \(error).",
                 hint:
                     "Install bubblewrap (apt-get install bubblewrap), or set MULTIPACK_SANDBOX=off to run without namespaces."
