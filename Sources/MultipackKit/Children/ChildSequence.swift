@@ -3,18 +3,17 @@
 /// `--buildpack` list both run their buildpacks through this.
 struct ChildSequence {
     var dirs: BuildDirectories
-    var log: Log
+    var context: BuildContext
     var trace: @Sendable (Command) -> Void
-    var stop: StopToken
+    var log: Log { context.log }
     private(set) var children: [ChildRun] = []
     /// Charges each child with BUILD_DIR's growth during its turn.
     var sizes: SizeMeter?
 
-    init(dirs: BuildDirectories, log: Log, trace: @escaping @Sendable (Command) -> Void, stop: StopToken) {
+    init(dirs: BuildDirectories, context: BuildContext, trace: @escaping @Sendable (Command) -> Void) {
         self.dirs = dirs
-        self.log = log
+        self.context = context
         self.trace = trace
-        self.stop = stop
     }
 
     /// Fetches every entry (in parallel) and logs each one's resolved version, in list order.
@@ -48,7 +47,7 @@ struct ChildSequence {
         beforeChild: ([String: String], inout SizeMeter?) throws -> Void = { _, _ in }, afterChild: () -> Void = {},
         finished: (ChildRun, [String: String]) -> Void
     ) throws -> [String: String] {
-        let runner = ChildRunner(dirs: dirs, runner: StageRunner(stop: stop, trace: trace))
+        let runner = ChildRunner(dirs: dirs, context: context, trace: trace)
         var environment = environment
         for index in children.indices {
             defer { afterChild() }

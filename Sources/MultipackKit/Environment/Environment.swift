@@ -45,7 +45,7 @@ public enum BuildEnvironment {
     /// Sources a child's `export` with bash on top of `environment` and returns what it changed.
     public static func sourceExport(
         _ file: String, environment: [String: String], in directory: String, owner: String? = nil,
-        stop: StopToken = .signals
+        processes: any ProcessRunner = SystemProcesses(), stop: StopToken = .signals
     ) throws(ExportError) -> EnvironmentChange {
         // The exported variables before and after, from the same shell, so bash's own cancel out.
         // Builtins only (every name by its first letter, ${!n@a} for the export flag): no fork per dump.
@@ -66,7 +66,7 @@ public enum BuildEnvironment {
         do {
             var command = Command("bash", ["-c", script, "bash", file], in: directory, environment: environment)
             command.owner = owner
-            result = try Spawner.run(command, stop: stop)
+            result = try processes.run(command, stop: stop)
         } catch {
             throw ExportError(termination: .exited(127), stderr: MultipackError.reason(error))
         }

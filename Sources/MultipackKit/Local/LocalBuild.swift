@@ -59,7 +59,7 @@ public struct LocalBuild {
     /// Runs the build; its failure is thrown for the caller to print. With `--json` the log goes
     /// to stderr and stdout gets one JSON object, whatever the outcome.
     public func run() throws {
-        let start = ContinuousClock.now
+        let start = invocation.context.clock.now
         let jsonOutput = options.json ? StandardOutput.divertToStandardError() : nil
         var summary = LocalBuildSummary(
             command: mode == .build ? "build" : "ci", app: options.appDir, stack: options.stack)
@@ -76,7 +76,7 @@ public struct LocalBuild {
         }
         summary.exitCode = failure?.exitCode ?? 0
         summary.outcome = failure == nil ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
-        summary.seconds = start.duration(to: .now).seconds
+        summary.seconds = invocation.context.seconds(since: start)
         if let jsonOutput {
             Log.writeToDescriptor(summary.json + "\n", jsonOutput)
             close(jsonOutput)
@@ -198,7 +198,7 @@ public struct LocalBuild {
         command.stopsItself = true
         // A signal that came while the app was copied would reach only bubblewrap, which ignores it.
         try invocation.stop.check()
-        let result = try Sandbox.run(command, stop: invocation.stop)
+        let result = try Sandbox.run(command, in: invocation.context)
         let outcomePath = (inside ? state.work + "/tmp/multipack" : workDir) + "/outcome.json"
         let outcome = (try? Files.read(outcomePath)).flatMap {
             try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))

@@ -7,15 +7,15 @@ public struct Invocation: Sendable {
     public var buildpackDir: String
     /// multipack's own environment.
     public var environment: [String: String]
-    public var log: Log
-    /// Whether multipack was asked to stop.
-    public var stop: StopToken
+    /// The files, processes, HTTP, clock, log and stop token every stage works through.
+    public var context: BuildContext
+    public var log: Log { context.log }
+    public var stop: StopToken { context.stop }
 
-    public init(buildpackDir: String, environment: [String: String], log: Log = Log(), stop: StopToken = .signals) {
+    public init(buildpackDir: String, environment: [String: String], context: BuildContext = .production) {
         self.buildpackDir = buildpackDir
         self.environment = environment
-        self.log = log
-        self.stop = stop
+        self.context = context
     }
 
     /// Relative paths in `.buildpacks` are relative to the app root. A local build compiles a copy
@@ -40,7 +40,8 @@ public struct Compile {
     var log: Log { invocation.log }
 
     public func run() throws {
-        let start = ContinuousClock.now
+        let clock = invocation.context.clock
+        let start = clock.now
         // Declared first so that they are waited for last, after the record is saved: the
         // children's directories, and the files the records and the export replace.
         var removal: BackgroundWork?
@@ -63,7 +64,7 @@ public struct Compile {
         defer {
             if !saved {
                 started.wait()
-                record.totalSeconds = start.duration(to: .now).seconds
+                record.totalSeconds = (clock.now - start).seconds
                 record.save(state, replacedGoesTo: trash)
             }
         }
@@ -72,7 +73,7 @@ public struct Compile {
             // A signal that came after the last stage still means the build did not finish.
             try invocation.stop.check("at the end of the build")
             record.outcome = "succeeded"
-            record.totalSeconds = start.duration(to: .now).seconds
+            record.totalSeconds = (clock.now - start).seconds
             // The record carries the merged release: a build whose record cannot be written has
             // not succeeded.
             try record.write(state, replacedGoesTo: trash)
@@ -153,12 +154,11 @@ public struct Compile {
         try Files.makeDirectory(workDir)
         var fetchContext = FetchContext(
             appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: base,
-            settings: settings)
-        fetchContext.stop = invocation.stop
+            settings: settings, build: invocation.context)
         if let width = invocation.environment[HiddenVariable.fetchParallelism].flatMap(Int.init), width > 0 {
             fetchContext.parallelism = width
         }
-        var sequence = ChildSequence(dirs: dirs, log: log, trace: trace, stop: invocation.stop)
+        var sequence = ChildSequence(dirs: dirs, context: invocation.context, trace: trace)
         try sequence.fetch(
             pinned, context: fetchContext,
             heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s")")
@@ -170,10 +170,10 @@ public struct Compile {
         func runHook(_ name: String, _ environment: [String: String], _ sizes: inout SizeMeter?) throws {
             let env = AppHooks.environment(base: environment, dirs: dirs, configVars: configVars)
             record.hookSeconds[name, default: 0] += try hooks.run(
-                name, environment: env, log: log, runner: StageRunner(stop: invocation.stop, trace: trace))
+                name, environment: env, log: log, runner: invocation.context.runner(trace: trace))
             if let growth = sizes?.growth() { record.hookGrowth[name, default: TreeSize()] += growth }
         }
-        sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)
+        sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes, clock: invocation.context.clock)
         started.wait()
         let environment = try sequence.run(
             environment: base, releaseEnvironment: base, testCompile: testCompile,
@@ -231,9 +231,9 @@ public struct Compile {
         for number in filter.trailingBlankLines {
             log.warning(".slugfilter line \(number): the pattern ends in a blank, which is part of it (as in rsync).")
         }
-        let start = ContinuousClock.now
+        let start = invocation.context.clock.now
         let outcome = try filter.apply(to: dirs.build)
-        record.slugFilterSeconds = start.duration(to: .now).seconds
+        record.slugFilterSeconds = invocation.context.seconds(since: start)
         for path in outcome.unreadable {
             log.warning(".slugfilter: \(path) cannot be read, so it was kept whole without looking inside.")
         }

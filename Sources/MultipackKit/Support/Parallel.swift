@@ -92,7 +92,7 @@ private func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t? {
 /// Jobs run in order on one thread of their own, started with the first job: a thread per job
 /// cost a build 70 µs per child. Its owner calls `finish` once, after the last `add`: until then
 /// the thread waits for more.
-final class SerialWork: Sendable {
+public final class SerialWork: Sendable {
     private struct State {
         var queue: [@Sendable () -> Void] = []
         var closed = false
