@@ -162,3 +162,13 @@ extension ChildRun {
         named.failure(stage: stage, reason, hint: hint)
     }
 }
+
+extension BuildRecord.Child {
+    init(_ child: ChildRun) {
+        self.init(
+            position: child.position, url: child.url, name: child.name, version: child.fetched.version,
+            source: child.fetched.source, directory: child.fetched.directory, fetchSeconds: child.fetched.seconds,
+            detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds,
+            releaseSeconds: child.releaseSeconds, growth: child.growth)
+    }
+}

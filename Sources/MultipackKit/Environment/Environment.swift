@@ -107,13 +107,15 @@ public enum BuildEnvironment {
 
     /// A bash script that reproduces the final environment's changes against the base (SPEC §7.6).
     public static func exportScript(base: [String: String], final: [String: String]) -> String {
-        var lines: [String] = []
-        for name in final.keys.sorted() where base[name] != final[name] {
-            lines.append("export \(name)=\(shellQuoted(final[name]!))")
-        }
-        for name in base.keys.sorted() where final[name] == nil {
-            lines.append("unset \(name)")
-        }
+        exportScript(
+            exported: final.filter { base[$0.key] != $0.value }, unset: base.keys.filter { final[$0] == nil })
+    }
+
+    /// A bash script that sets `exported` and unsets `unset`, in name order.
+    static func exportScript(exported: [String: String], unset: [String]) -> String {
+        let lines =
+            exported.keys.sorted().map { "export \($0)=\(shellQuoted(exported[$0]!))" }
+            + unset.sorted().map { "unset \($0)" }
         return lines.map { $0 + "\n" }.joined()
     }
 

@@ -155,23 +155,18 @@ struct ListStages: BuildStages {
 
     private mutating func run(testCompile: Bool) throws {
         let settings = try Settings(configVars: configVars, environment: environment)
-        let log = self.log
-        let trace = log.tracer(settings.xtrace)
-        let fetchContext = FetchContext(
-            appDir: callerDir, cacheDir: dirs.cache, workDir: workDir, environment: environment,
-            settings: settings, build: context)
-        var sequence = ChildSequence(dirs: dirs, context: context, trace: trace)
-        try sequence.fetch(
-            entries, context: fetchContext,
-            heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)")
-        record?.children = sequence.children.map(BuildRecord.Child.init)
-        sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes, clock: context.clock)
-        let env = try sequence.run(environment: environment, releaseEnvironment: environment, testCompile: testCompile)
-        { child, _ in
+        let plan = BuildPlan(
+            request: BuildRequest(dirs: dirs, appDir: callerDir, environment: environment, testCompile: testCompile),
+            entries: entries, settings: settings, configVars: configVars, environment: environment,
+            trace: log.tracer(settings.xtrace))
+        let heading = "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)"
+        let fetched = try FetchStage(workDir: workDir, heading: heading).run(plan, in: context)
+        record?.children = fetched.map(BuildRecord.Child.init)
+        let built = try ChildrenStage(plan: plan, runsHooks: false).run(fetched, in: context) { child, _ in
             record?.children[child.position - 1] = BuildRecord.Child(child)
         }
-        children = sequence.children
-        finalEnvironment = env
+        children = built.children
+        finalEnvironment = built.environment
         if settings.sizes { record?.buildDirSize = TreeWalk.measure(dirs.build) }
     }
 

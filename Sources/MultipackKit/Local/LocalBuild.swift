@@ -84,7 +84,10 @@ public struct LocalBuild {
         if let failure { throw failure }
     }
 
+    /// The build in three parts: the workspace (the app's state, a copy of the app, the cache),
+    /// the stages launched in a namespace, and the slug published from what they left.
     private func perform(_ summary: inout LocalBuildSummary) throws {
+        let context = invocation.context
         let appDir = options.appDir
         try options.validate()
         guard Files.isDirectory(appDir) else {
@@ -104,240 +107,49 @@ public struct LocalBuild {
         // The build itself uses the app's state, not TMPDIR; what killed commands left there goes.
         ScratchDirectory.sweepTemporaryRoot()
         StackRoot.sweepPartials(caller)
-        let state = LocalState.App(appDir: appDir, environment: caller)
-        let lock = try state.begin()
-        let statePath = state.path
-        let removal = BackgroundWork { LocalState.App.removeReplaced(in: statePath) }
-        let id = "build_" + Self.randomHex()
-        // While it runs, the build directory and the cache live in the build's /tmp, so that
-        // renames between them and TMPDIR stay on one mount, as on Heroku; then they go back.
-        let running = (build: state.work + "/tmp/" + id, cache: state.work + "/tmp/codon/tmp/cache")
-        defer {
-            state.finish(build: running.build, cache: options.noCache || options.cacheDir != nil ? nil : running.cache)
-            // Asked to stop, multipack exits at once: the next build removes the rest.
-            if !invocation.stop.isRequested { removal.wait() }
-            close(lock)
-        }
-        let stackRoot = try options.stackRoot.map { try StackRoot.prepare($0, caller: caller, log: log) }
-        let stack = stackRoot?.stack ?? options.stack
-        summary.stack = stack
 
-        let sandbox: Sandbox?
-        switch Sandbox.backend(caller) {
-        case .success(let backend):
-            sandbox = Sandbox(
-                backend: backend, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp",
-                app: state.work + "/home")
-            summary.sandbox = backend.name
-        case .failure(let unavailable):
-            if stackRoot != nil {
-                throw MultipackError.usage(
-                    "--stack-root needs a user namespace, and this machine gives none: \(unavailable.reason).",
-                    hint:
-                        "Install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or build without --stack-root."
-                )
-            }
-            sandbox = nil
-            summary.sandbox = "none"
-            log.warning(
-                "No namespaces here (\(unavailable.reason)): the build runs on this machine as you, with HOME=\(state.work)/home "
-                    + "instead of /app, BUILD_DIR \(running.build) instead of /tmp/\(id), and /app does not exist.")
-        }
-        // Inside, the directories are where Heroku has them; on the host they are in the app's state.
-        let inside = sandbox != nil
-        let buildDir = inside ? "/tmp/" + id : running.build
-        let workDir = inside ? "/tmp/multipack" : state.work + "/tmp/multipack"
-        summary.buildDirectory = state.build
-        log.step("Building \(appDir) in \(state.build) (\(buildDir) while it runs)")
-        try Files.makeDirectory(running.build)
-        try copyApp(to: running.build)
-        if mode == .build { applySlugIgnore(running.build) }
-
-        let cache = try prepareCache(state, running: running.cache)
-        summary.cache = options.noCache ? nil : cache
-        for (name, value) in configVars { try Files.write(value, to: state.env + "/" + name) }
-
+        var workspace = try LocalWorkspace(options: options, caller: caller)
+        defer { workspace.close(stopped: context.stop.isRequested) }
+        let launch = try SandboxLaunch(
+            options: options, ci: mode == .ci, caller: caller, callerDir: callerDir, workspace: workspace,
+            context: context)
+        summary.stack = launch.stack
+        summary.sandbox = launch.sandbox?.backend.name ?? "none"
+        summary.buildDirectory = workspace.state.build
+        log.step("Building \(appDir) in \(workspace.state.build) (\(launch.buildDir) while it runs)")
+        try workspace.fill(options: options, configVars: configVars, applySlugIgnore: mode == .build, context: context)
+        summary.cache = options.noCache ? nil : workspace.cache
         let sourceVersion = Self.sourceVersion(of: appDir, environment: caller)
         summary.sourceVersion = sourceVersion
-        var environment = HerokuEnvironment.build(stack: stack, sourceVersion: sourceVersion, caller: caller)
-        if mode == .ci {
-            environment["CI"] = "true"
-            environment["HEROKU_TEST_RUN_ID"] = UUID().uuidString.lowercased()
-            if let sourceVersion { environment["HEROKU_TEST_RUN_COMMIT_VERSION"] = sourceVersion }
-        }
-        let gitConfig = HerokuEnvironment.gitConfig(caller)
-        if !inside {
-            environment["HOME"] = state.work + "/home"
-            environment["TMPDIR"] = state.work + "/tmp"
-        }
-        environment["GIT_CONFIG_GLOBAL"] = inside ? gitConfig.map { _ in workDir + "/gitconfig" } : gitConfig
 
-        let job = StagesJob(
-            ci: mode == .ci, buildpacks: options.buildpacks, appDir: appDir, callerDir: callerDir, build: buildDir,
-            cache: inside ? "/tmp/codon/tmp/cache" : cache == state.cache ? running.cache : cache,
-            env: inside ? "/tmp/env" : state.env, work: workDir,
-            outcome: workDir + "/outcome.json")
-        var command = Command(
-            Self.executablePath(), ["stages", String(decoding: try JSONEncoder().encode(job), as: UTF8.self)],
-            in: inside ? "/app" : state.work + "/home", environment: environment, stdout: .inherit, stderr: .inherit)
-        if var sandbox {
-            let executable = workDir + "/multipack"
-            sandbox.bind(Self.executablePath(), at: executable)
-            command.executable = executable
-            if let own = options.cacheDir { sandbox.bind(Files.absolute(own), at: job.cache, writable: true) }
-            sandbox.bind(state.env, at: job.env)
-            sandbox.bind(appDir)
-            for path in StagesJob.localPaths(entries, base: callerDir) + StagesJob.localPaths(listed, base: appDir) {
-                sandbox.bind(path)
-            }
-            if let gitConfig { sandbox.bind(gitConfig, at: workDir + "/gitconfig") }
-            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") { sandbox.bind(socket, writable: true) }
-            if stackRoot != nil { sandbox.hostDirectories = Sandbox.runtimeLibraryDirectories() }
-            command = sandbox.wrap(command)
-        }
-        command.stopsItself = true
-        // A signal that came while the app was copied would reach only bubblewrap, which ignores it.
-        try invocation.stop.check()
-        let result = try Sandbox.run(command, in: invocation.context)
-        let outcomePath = (inside ? state.work + "/tmp/multipack" : workDir) + "/outcome.json"
-        let outcome = (try? Files.read(outcomePath)).flatMap {
-            try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))
-        }
-        let record = outcome?.record
-        summary.children = record?.children.map(LocalBuildSummary.Child.init) ?? []
-        summary.hookSeconds = record?.hookSeconds ?? [:]
-        summary.hookGrowth = record?.hookGrowth ?? [:]
-        summary.buildDirSize = record?.buildDirSize
-        summary.slugfilterRemoved = record?.slugFilterRemoved
-        summary.lock = record?.lock
-        try? Files.write("\(id) \(Self.timestamp())\n", to: state.buildID)
+        let (result, outcome) = try launch.run(
+            workspace, entries: entries, listed: listed, sourceVersion: sourceVersion, in: context)
+        summary.add(outcome?.record)
+        try? Files.write("\(workspace.id) \(Self.timestamp())\n", to: workspace.state.buildID)
         // The multipack inside was killed before it could unwind: the app's hooks are put back here.
         if outcome == nil {
-            _ = AppHooks(dirs: BuildDirectories(build: running.build, cache: "/", env: "/")).recoverLeftovers()
+            _ = AppHooks(dirs: BuildDirectories(build: workspace.running.build, cache: "/", env: "/"))
+                .recoverLeftovers()
         }
-        state.finish(build: running.build, cache: options.noCache || options.cacheDir != nil ? nil : running.cache)
+        workspace.finish()
         guard let outcome, result.termination.succeeded else {
             summary.failure = outcome?.failure
             // The multipack inside had no time to say where it stopped (it always says it otherwise).
-            if outcome == nil { try invocation.stop.check() }
+            if outcome == nil { try context.stop.check() }
             if outcome == nil, !result.termination.succeeded {
                 throw MultipackError.build(
                     "The build's namespace could not be set up or ended early (\(result.termination)).",
-                    details: sandbox.map { ["namespace: \($0.backend)"] } ?? [],
+                    details: launch.sandbox.map { ["namespace: \($0.backend)"] } ?? [],
                     hint: "The message above says why; set MULTIPACK_SANDBOX=off to build without namespaces.")
             }
             throw MultipackError.printedBefore(exitCode: outcome?.code ?? result.termination.exitCode, headline: nil)
         }
+        let publish = SlugPublish(options: options, caller: caller)
         if mode == .ci {
-            if options.slugPath != nil { try writeSlug(state.build, &summary) }
+            if options.slugPath != nil { try publish.writeSlug(workspace.state.build, &summary, log: log) }
             return
         }
-
-        let release = try Release.parse(outcome.release ?? "")
-        let procfile = Procfile.read(state.build + "/Procfile")
-        let processTypes = Procfile.processTypes(release: release, procfile: procfile)
-        logProcessTypes(processTypes, procfile: procfile)
-        summary.processTypes = Dictionary(processTypes.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
-        var final = release
-        final.processTypes = processTypes
-        try Files.write(final.yaml, to: state.release)
-        summary.release = state.release
-        try Files.write(outcome.report ?? "", to: state.report)
-        summary.report = state.report
-
-        let slugPath = try writeSlug(state.build, &summary)
-        try Files.write(final.yaml, to: LocalState.releaseSidecar(for: slugPath))
-        try Files.write(LocalState.dotenv(configVars), to: LocalState.configSidecar(for: slugPath), mode: 0o600)
-        log.step("Build directory: \(state.build)")
-        log.detail("Release (for multipack run): \(state.release)")
-        log.detail("Report: \(state.report)")
-        if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
-            log.detail("Try it: multipack run \(appDir) \(web.key)")
-        }
-    }
-
-    /// Packs BUILD_DIR as the slug (in the app's state directory unless `--slug` says where) and
-    /// checks it against Heroku's limits.
-    @discardableResult
-    private func writeSlug(_ buildDir: String, _ summary: inout LocalBuildSummary) throws -> String {
-        log.step("Compressing...")
-        let slugPath =
-            options.slugPath.map(Files.absolute)
-            ?? LocalState.App(appDir: options.appDir, environment: invocation.environment).slug
-        for sidecar in LocalState.sidecars(of: slugPath) { Files.remove(sidecar) }
-        let bytes = try Slug.pack(buildDir, to: slugPath)
-        let limit = Int64(options.slugLimitMB) << 20
-        summary.slug = LocalBuildSummary.SlugInfo(path: slugPath, bytes: bytes, limitBytes: limit)
-        log.detail("Done: \(Slug.formatSize(bytes))")
-        log.detail(
-            "Slug: \(slugPath) (\(bytes) bytes; Heroku warns above 300M and refuses above \(options.slugLimitMB)M)")
-        if bytes > limit {
-            throw MultipackError.build(
-                "Compiled slug size: \(Slug.formatSize(bytes)) is too large (max is \(options.slugLimitMB)M).",
-                details: ["Slug: \(slugPath)"],
-                hint: "Heroku would reject this build. Add what the app does not need at run time to .slugignore "
-                    + "(tests, docs, build caches) or move large assets elsewhere; `tar tzvf \(slugPath) | sort -k3 -n | tail` "
-                    + "shows the biggest files. --slug-limit MB changes the limit for local builds.")
-        }
-        if bytes > Slug.softLimitBytes {
-            log.warning(
-                "Warning: Your slug size (\(Slug.formatSize(bytes))) exceeds Heroku's soft limit (300M), which may affect boot time."
-            )
-        }
-        return slugPath
-    }
-
-    /// The app's files, except `.git` (Heroku builds the pushed tree, not the repository), owned
-    /// by the caller whoever owns the originals.
-    private func copyApp(to buildDir: String) throws {
-        var skipped: [String] = []
-        for name in Files.list(options.appDir) where name != ".git" {
-            do {
-                skipped += try Files.copyTree(options.appDir + "/" + name, to: buildDir + "/" + name)
-                    .map { $0.hasPrefix("/") ? name : name + "/" + $0 }
-            } catch {
-                throw MultipackError.build(
-                    "Could not copy the app into the build directory: \(options.appDir)/\(name)",
-                    details: [MultipackError.reason(error)],
-                    hint: "Check that every file in the app is readable and that \(buildDir) has room.")
-            }
-        }
-        // Sockets and FIFOs are not files a slug can hold; opening a FIFO would block the build.
-        for path in skipped.prefix(20) {
-            log.detail("Skipped \(path): a socket, FIFO or device is not copied into the build.")
-        }
-        if skipped.count > 20 { log.detail("Skipped \(skipped.count - 20) more sockets, FIFOs or devices.") }
-    }
-
-    private func applySlugIgnore(_ buildDir: String) {
-        guard let text = try? Files.read(buildDir + "/.slugignore") else { return }
-        let removed = SlugIgnore(text).apply(to: buildDir)
-        log.step("Deleting \(removed.count) file\(removed.count == 1 ? "" : "s") matching .slugignore patterns.")
-        for path in removed.prefix(20) { log.detail("- \(path)") }
-        if removed.count > 20 { log.detail("(and \(removed.count - 20) more)") }
-    }
-
-    /// The cache's directory outside the build; the app's own cache is moved to `running` for
-    /// the build's time, a throwaway one is made there.
-    private func prepareCache(_ state: LocalState.App, running: String) throws -> String {
-        if options.noCache {
-            let cache = running
-            try Files.makeDirectory(cache)
-            log.step("Using a throwaway cache (--no-cache): every buildpack starts cold")
-            return cache
-        }
-        if let dir = options.cacheDir {
-            let cache = Files.absolute(dir)
-            try Files.makeDirectory(cache)
-            log.step("Using the cache in \(cache) (--cache)")
-            return cache
-        }
-        try Files.makeDirectory(state.cache)
-        try Files.makeDirectory(String(running[..<running.lastIndex(of: "/")!]))
-        try Files.move(state.cache, to: running)
-        log.step("Using the cache in \(state.cache)")
-        log.detail("(kept between builds of this app; `multipack cache purge \(options.appDir)` empties it)")
-        return state.cache
+        try publish.run(outcome, workspace: workspace, configVars: configVars, summary: &summary, in: context)
     }
 
     /// The commit of the app's git HEAD, when the app is in a repository.
@@ -352,18 +164,6 @@ public struct LocalBuild {
         else { return nil }
         let commit = result.stdoutText.trimmingCharacters("\n")
         return commit.isEmpty ? nil : commit
-    }
-
-    private func logProcessTypes(_ types: [(key: String, value: String)], procfile: [(key: String, value: String)]) {
-        log.step("Discovering process types")
-        log.detail(
-            "Procfile declares types     -> \(procfile.isEmpty ? "(none)" : procfile.map(\.key).joined(separator: ", "))"
-        )
-        let defaults = types.filter { type in !procfile.contains { $0.key == type.key } }
-        log.detail(
-            "Default types for buildpack -> \(defaults.isEmpty ? "(none)" : defaults.map(\.key).joined(separator: ", "))"
-        )
-        for (key, value) in types { log.detail("\(key): \(value)") }
     }
 
     static func randomHex() -> String {
