@@ -62,26 +62,25 @@ extension Multipack {
     }
 }
 
-/// Runs a verb: prints the ` !     ` block for any failure and decides the exit code, once.
-func perform(_ body: (Invocation) throws -> Void) throws {
+/// Runs a verb: prints the ` !     ` block for any failure and decides the exit code, once, from
+/// the failure's kind (SPEC §11: 2 usage, 1 build, 128 + N stopped by signal N). `passesOnExit`:
+/// the command stands in for a process whose exit code is its own, a stop included (`run`).
+func perform(passesOnExit: Bool = false, _ body: (Invocation) throws -> Void) throws {
     StopToken.installSignalHandlers()
     Spawner.becomeSubreaper()
     let invocation = Invocation.current()
     do {
         try body(invocation)
+        // A stop that came after the last stage still means the command did not finish.
+        if !passesOnExit { try invocation.stop.check() }
     } catch let exit as ExitCode {
         throw exit
     } catch {
-        invocation.log.failure(error)
-        ErrorReport.record(error, environment: invocation.environment)
-        throw ExitCode(ErrorReport.exitCode(for: error))
+        let failure = MultipackError(error)
+        if !failure.printed {
+            invocation.log.failure(failure)
+            failure.record(environment: invocation.environment)
+        }
+        throw ExitCode(failure.exitCode)
     }
-    if invocation.stop.isRequested { throw ExitCode(1) }
-}
-
-/// Runs a verb that returns its own exit code (its failures printed by `perform`).
-func performReturningCode(_ body: (Invocation) throws -> Int32) throws {
-    var code: Int32 = 0
-    try perform { invocation in code = try body(invocation) }
-    if code != 0 { throw ExitCode(code) }
 }

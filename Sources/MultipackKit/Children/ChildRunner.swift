@@ -21,24 +21,27 @@ public struct ChildRun: Sendable {
 /// Runs one child's entry points (SPEC §7.2).
 struct ChildRunner {
     var dirs: BuildDirectories
-    var trace: @Sendable (Command) -> Void
-    var stop: StopToken
+    var context: BuildContext
+    /// `BUILDPACK_XTRACE`: prints each command before it runs.
+    var trace: @Sendable (Command) -> Void = { _ in }
+    var runner: StageRunner { context.runner(trace: trace) }
+    var stop: StopToken { context.stop }
 
     func detect(_ child: inout ChildRun, environment: [String: String]) throws {
         let script = child.fetched.directory + "/bin/detect"
         guard Files.exists(script) else {
-            throw failure(child, stage: "detect", "The buildpack has no bin/detect, so it is not a buildpack.")
+            throw child.failure(stage: "detect", "The buildpack has no bin/detect, so it is not a buildpack.")
         }
         // detect prints a name; its output is capped (200 MB of it once cost 794 MB of memory).
         var command = Command(script, [dirs.build], in: child.fetched.directory, environment: environment)
         command.captureLimit = 1 << 20
-        let result = try run(command, child, "detect")
+        let result = try runner.run(command, owner: .child(child.named), stage: "detect")
         child.detectSeconds = result.seconds
         guard result.termination.succeeded else {
             var details = ["URL: \(child.url)", "Stage: detect (\(result.termination))"]
             let stderr = result.stderrText.trimmingBlanks().trimmingCharacters("\n")
             if !stderr.isEmpty { details += ["", stderr] }
-            throw BuildFailure(
+            throw MultipackError.build(
                 "App not compatible with buildpack: \(child.url)", details: details,
                 hint:
                     "Buildpack \(child.label) did not recognise the app. Check the order in .buildpacks and that the app has the files this buildpack looks for."
@@ -55,18 +58,17 @@ struct ChildRunner {
             script = child.fetched.directory + "/bin/test-compile"
         }
         guard Files.exists(script) else {
-            throw failure(child, stage: stage, "The buildpack has no bin/\(stage).")
+            throw child.failure(stage: stage, "The buildpack has no bin/\(stage).")
         }
         let command = Command(
             script, [dirs.build, dirs.cache, dirs.env], in: child.fetched.directory, environment: environment,
             stdout: .inherit, stderr: .inherit)
-        let result = try run(command, child, stage)
-        child.compileSeconds = result.seconds
-        guard result.termination.succeeded else {
-            throw failure(
-                child, stage: stage, "bin/\(stage) failed with \(result.termination).",
+        let result = try runner.run(command, owner: .child(child.named), stage: stage).succeeded { termination in
+            child.failure(
+                stage: stage, "bin/\(stage) failed with \(termination).",
                 hint: "The buildpack's own output above says why; no later buildpack was run.")
         }
+        child.compileSeconds = result.seconds
     }
 
     /// Sources the child's `export`, if it wrote one, on top of the environment so far.
@@ -81,21 +83,22 @@ struct ChildRunner {
         do {
             let change = try BuildEnvironment.sourceExport(
                 file, environment: environment, in: child.fetched.directory,
-                owner: "Buildpack \(child.label) \(child.displayName) (its export file)", stop: stop)
+                owner: "Buildpack \(child.label) \(child.displayName) (its export file)", processes: context.processes,
+                stop: stop)
             return (BuildEnvironment.apply(change, to: environment), change)
         } catch {
-            try stop.check(Interrupted.during(child, "export"))
+            try stop.check(child.whileIn("export"))
             let stderr = error.stderr.trimmingBlanks().trimmingCharacters("\n")
             if error.endedEarly {
-                throw failure(
-                    child, stage: "export",
+                throw child.failure(
+                    stage: "export",
                     "The export file it wrote ended the shell early (an `exit` or `exec` in it), so the environment it hands on cannot be read.\(stderr.isEmpty ? "" : "\n\n" + stderr)",
                     hint:
                         "The export file is sourced by bash for the buildpacks after it: it must set variables and return, never exit or exec."
                 )
             }
-            throw failure(
-                child, stage: "export",
+            throw child.failure(
+                stage: "export",
                 "Sourcing the export file it wrote failed with \(error.termination).\(stderr.isEmpty ? "" : "\n\n" + stderr)",
                 hint:
                     "The export file is a bash script the buildpack writes for the buildpacks after it; it must run cleanly under bash."
@@ -106,55 +109,66 @@ struct ChildRunner {
     func release(_ child: inout ChildRun, environment: [String: String]) throws {
         let script = child.fetched.directory + "/bin/release"
         guard Files.exists(script) else { return }
-        let result = try run(
-            Command(script, [dirs.build], in: child.fetched.directory, environment: environment, stderr: .inherit),
-            child, "release")
-        child.releaseSeconds = result.seconds
-        guard result.termination.succeeded else {
-            throw failure(child, stage: "release", "bin/release failed with \(result.termination).")
+        let command = Command(
+            script, [dirs.build], in: child.fetched.directory, environment: environment, stderr: .inherit)
+        let result = try runner.run(command, owner: .child(child.named), stage: "release").succeeded { termination in
+            child.failure(stage: "release", "bin/release failed with \(termination).")
         }
+        child.releaseSeconds = result.seconds
         guard result.stdout.count < Command.defaultCaptureLimit else {
-            throw failure(
-                child, stage: "release",
+            throw child.failure(
+                stage: "release",
                 "bin/release printed more than \(Command.defaultCaptureLimit >> 20) MB, more than any release can need."
             )
         }
         do {
             child.release = try Release.parse(result.stdoutText, stop: stop)
         } catch {
-            try stop.check(Interrupted.during(child, "release"))
+            try stop.check(child.whileIn("release"))
             let shown = result.stdoutText.lines.prefix(10).map { "    " + $0 }.joined(separator: "\n")
-            throw failure(
-                child, stage: "release", "bin/release must print a YAML mapping, but \(error).\n\nIt printed:\n\(shown)"
-            )
+            throw child.failure(
+                stage: "release", "bin/release must print a YAML mapping, but \(error).\n\nIt printed:\n\(shown)")
         }
     }
+}
 
-    private func run(_ command: Command, _ child: ChildRun, _ stage: String) throws -> ProcessResult {
-        var command = command
-        command.owner = "Buildpack \(child.label) \(child.displayName) (bin/\(stage))"
-        trace(command)
-        let result: ProcessResult
-        do {
-            result = try Spawner.run(command, stop: stop)
-        } catch {
-            throw failure(child, stage: stage, "bin/\(stage) could not be started: \(ErrorReport.reason(error)).")
-        }
-        try stop.check(Interrupted.during(child, stage))
-        return result
+/// A child as the build's messages name it: `[2/3] Node.js`, its masked URL and its version.
+struct ChildName: Sendable {
+    var label: String
+    var displayName: String
+    var url: String
+    var version: String
+
+    /// Where the build was when it was stopped during this child's `stage`.
+    func whileIn(_ stage: String) -> String {
+        "while buildpack \(label) \(displayName) (\(url)) was in \(stage)"
     }
 
-    func failure(_ child: ChildRun, stage: String, _ reason: String, hint: String? = nil) -> BuildFailure {
-        BuildFailure(
-            "Buildpack \(child.label) \(child.displayName) failed during \(stage)",
-            details: ["URL: \(child.url)", "Version: \(child.fetched.version)", "Stage: \(stage)", "", reason],
+    /// This child's failure during `stage`: the block names it, its URL, version and stage.
+    func failure(stage: String, _ reason: String, hint: String? = nil) -> MultipackError {
+        .build(
+            "Buildpack \(label) \(displayName) failed during \(stage)",
+            details: ["URL: \(url)", "Version: \(version)", "Stage: \(stage)", "", reason],
             hint: hint)
     }
 }
 
-extension Interrupted {
-    /// Where a child was when the build was stopped.
-    static func during(_ child: ChildRun, _ stage: String) -> String {
-        "while buildpack \(child.label) \(child.displayName) (\(child.url)) was in \(stage)"
+extension ChildRun {
+    var named: ChildName { ChildName(label: label, displayName: displayName, url: url, version: fetched.version) }
+
+    func whileIn(_ stage: String) -> String { named.whileIn(stage) }
+
+    func failure(stage: String, _ reason: String, hint: String? = nil) -> MultipackError {
+        named.failure(stage: stage, reason, hint: hint)
+    }
+}
+
+extension BuildRecord.Child {
+    init(_ child: ChildRun) {
+        self.init(
+            position: child.position, url: child.url, name: child.name, version: child.fetched.version,
+            source: child.fetched.source, directory: child.fetched.directory, fetchSeconds: child.fetched.seconds,
+            detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds,
+            releaseSeconds: child.releaseSeconds, growth: child.growth)
     }
 }

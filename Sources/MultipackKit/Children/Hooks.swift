@@ -47,7 +47,7 @@ struct AppHooks {
     mutating func hide() throws {
         for name in Self.names where Files.lexists(path(name)) {
             guard rename(path(name), heldPath(name)) == 0 else {
-                throw BuildFailure(
+                throw MultipackError.build(
                     "Could not hide the app's bin/\(name) from the buildpacks: \(String(cString: strerror(errno)))",
                     hint: "multipack renames it inside BUILD_DIR/bin while each buildpack runs; check the permissions.")
             }
@@ -90,36 +90,23 @@ struct AppHooks {
 
     /// Runs one hook at its own path with cwd BUILD_DIR. One without its executable bit is made
     /// executable and run through its `#!` line, as the Python buildpack does (bash without one).
-    mutating func run(
-        _ name: String, environment: [String: String], log: Log, trace: (Command) -> Void, stop: StopToken
-    ) throws -> Double {
+    mutating func run(_ name: String, environment: [String: String], log: Log, runner: StageRunner) throws -> Double {
         let path = self.path(name)
         if name == "pre_compile" { preCompilePending = false }
         var info = stat()
         if stat(path, &info) == 0, info.st_mode & 0o111 == 0 {
             chmod(path, (info.st_mode & 0o7777) | ((info.st_mode & 0o444) >> 2))
         }
-        var command =
+        let command =
             Self.hasShebang(path) && Files.isExecutable(path)
             ? Command(path, [], in: dirs.build, environment: environment, stdout: .inherit, stderr: .inherit)
             : Command("bash", [path], in: dirs.build, environment: environment, stdout: .inherit, stderr: .inherit)
-        command.owner = "The app's bin/\(name)"
         log.step("Running bin/\(name)")
-        trace(command)
-        let result: ProcessResult
-        do {
-            result = try Spawner.run(command, stop: stop)
-        } catch {
-            throw BuildFailure("The app's bin/\(name) could not be started: \(ErrorReport.reason(error))")
-        }
-        try stop.check("while the app's bin/\(name) was running")
-        guard result.termination.succeeded else {
-            throw BuildFailure(
-                "The app's bin/\(name) hook failed with \(result.termination)",
-                details: ["Stage: \(name)"],
+        return try runner.run(command, owner: .hook(name), stage: name).succeeded { termination in
+            .build(
+                "The app's bin/\(name) hook failed with \(termination)", details: ["Stage: \(name)"],
                 hint: "bin/\(name) is your app's own script; its output above says why.")
-        }
-        return result.seconds
+        }.seconds
     }
 
     static func hasShebang(_ path: String) -> Bool {

@@ -2,7 +2,7 @@
 /// comments and blank lines, values bare, 'single-quoted' (literal) or "double-quoted" (with
 /// `\n`, `\t`, `\"`, `\\` escapes). A line that is none of these is an error with its number.
 public enum DotEnv {
-    public static func parse(_ text: String, file: String) throws(UsageError) -> [(key: String, value: String)] {
+    public static func parse(_ text: String, file: String) throws(MultipackError) -> [(key: String, value: String)] {
         var pairs: [(key: String, value: String)] = []
         var body = Substring(text)
         if body.hasPrefix("\u{FEFF}") { body = body.dropFirst() }
@@ -10,8 +10,8 @@ public enum DotEnv {
             var line = rawLine.trimmingBlanks()
             if line.isEmpty || line.first == "#" { continue }
             if line.hasPrefix("export ") || line.hasPrefix("export\t") { line = line.dropFirst(7).trimmingBlanks() }
-            func bad(_ reason: String) -> UsageError {
-                UsageError(
+            func bad(_ reason: String) -> MultipackError {
+                MultipackError.usage(
                     "\(file) line \(index + 1) is not a dotenv line: \(reason).",
                     hint:
                         "Write KEY=VALUE (optionally `export KEY=VALUE`, the value in quotes when it has blanks or #); fix or remove line \(index + 1)."
@@ -71,7 +71,7 @@ public enum DotEnv {
         return pairs
     }
 
-    private static func trailing(_ rest: Substring, _ bad: (String) -> UsageError) throws(UsageError) {
+    private static func trailing(_ rest: Substring, _ bad: (String) -> MultipackError) throws(MultipackError) {
         let after = rest.trimmingBlanks()
         if !after.isEmpty && after.first != "#" { throw bad("there is text after the closing quote") }
     }
@@ -97,8 +97,8 @@ public struct ConfigVarArguments: Sendable {
                 // The user named it: a pipe (`--env-file <(…)`, /dev/stdin) is read to its end.
                 text = try Files.readStream(Files.absolute(envFile))
             } catch {
-                throw UsageError(
-                    "Could not read the --env-file \(envFile): \(ErrorReport.reason(error))",
+                throw MultipackError.usage(
+                    "Could not read the --env-file \(envFile): \(MultipackError.reason(error))",
                     hint: "Check the path; it is relative to the current directory.")
             }
             for (key, value) in try DotEnv.parse(text, file: envFile) { vars.upsert(key, value) }
@@ -106,7 +106,7 @@ public struct ConfigVarArguments: Sendable {
         for pair in pairs {
             let name = pair.firstIndex(of: "=").map { pair[..<$0] } ?? pair[...]
             guard SimpleExport.isName(name) else {
-                throw UsageError(
+                throw MultipackError.usage(
                     "--env takes NAME=VALUE or NAME, but got `\(Masking.text(pair))`.",
                     hint:
                         "Write it as --env NAME=VALUE, or --env NAME to pass NAME's value from your environment (NAME: letters, digits and _, not starting with a digit)."
@@ -117,7 +117,7 @@ public struct ConfigVarArguments: Sendable {
             } else if let value = environment[String(name)] {
                 vars.upsert(String(name), value)
             } else {
-                throw UsageError(
+                throw MultipackError.usage(
                     "--env \(name) takes the value of \(name) from your environment, but \(name) is not set there.",
                     hint: "Export \(name) first, or write --env \(name)=VALUE.")
             }

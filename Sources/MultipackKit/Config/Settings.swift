@@ -30,14 +30,14 @@ public struct Settings: Sendable {
 
     public init() {}
 
-    public init(configVars: [String: String], environment: [String: String]) throws(UsageError) {
+    public init(configVars: [String: String], environment: [String: String]) throws(MultipackError) {
         // Every variable is trimmed the same way: surrounding blanks and line ends.
         func value(_ name: String) -> String? { (configVars[name] ?? environment[name]).map(Self.trimmed) }
-        func choice<T: RawRepresentable>(_ name: String, _ fallback: T) throws(UsageError) -> T
+        func choice<T: RawRepresentable>(_ name: String, _ fallback: T) throws(MultipackError) -> T
         where T.RawValue == String {
             guard let raw = value(name), !raw.isEmpty else { return fallback }
             guard let parsed = T(rawValue: raw.lowercased()) else {
-                throw UsageError(variableProblem: name, value: raw, accepted: "\(T.self)".choices)
+                throw MultipackError.unknownValue(name, raw, accepted: "\(T.self)".choices)
             }
             return parsed
         }
@@ -46,16 +46,16 @@ public struct Settings: Sendable {
         if let raw = value("MULTIPACK_FETCH_TIMEOUT"), !raw.isEmpty {
             // Bounded: a value near Int.max overflowed the timeout's arithmetic (SPEC §10, §11).
             guard let seconds = Int(raw), (1...86_400).contains(seconds) else {
-                throw UsageError(
-                    variableProblem: "MULTIPACK_FETCH_TIMEOUT", value: String(raw.prefix(40)),
+                throw MultipackError.unknownValue(
+                    "MULTIPACK_FETCH_TIMEOUT", String(raw.prefix(40)),
                     accepted: "a whole number of seconds from 1 to 86400")
             }
             fetchTimeout = seconds
         }
         if let raw = value("MULTIPACK_MAX_DOWNLOAD"), !raw.trimmingBlanks().isEmpty {
             guard let bytes = Self.byteCount(raw.trimmingBlanks()), bytes > 0 else {
-                throw UsageError(
-                    variableProblem: "MULTIPACK_MAX_DOWNLOAD", value: raw,
+                throw MultipackError.unknownValue(
+                    "MULTIPACK_MAX_DOWNLOAD", raw,
                     accepted: "a number of bytes above 0, with an optional K, M or G suffix (e.g. 500M or 2G)")
             }
             maxDownload = bytes
@@ -105,14 +105,14 @@ public struct Settings: Sendable {
     }
 
     /// 1/true/yes/on and 0/false/no/off/empty, in any case: `0` means off.
-    public static func boolean(_ name: String, _ raw: String?) throws(UsageError) -> Bool {
+    public static func boolean(_ name: String, _ raw: String?) throws(MultipackError) -> Bool {
         guard let raw else { return false }
         switch raw.trimmingBlanks().lowercased() {
         case "1", "true", "yes", "on": return true
         case "0", "false", "no", "off", "": return false
         default:
-            throw UsageError(
-                variableProblem: name, value: raw, accepted: "1, true, yes, on (on) or 0, false, no, off, empty (off)")
+            throw MultipackError.unknownValue(
+                name, raw, accepted: "1, true, yes, on (on) or 0, false, no, off, empty (off)")
         }
     }
 }

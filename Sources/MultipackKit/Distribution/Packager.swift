@@ -42,13 +42,14 @@ public struct Packager {
 
     public func run() throws -> Result {
         guard Files.exists(sourceDir + "/Package.swift"), Files.exists(sourceDir + "/buildpack.toml") else {
-            throw UsageError(
+            throw MultipackError.usage(
                 "\(sourceDir) is not a multipack checkout (it needs Package.swift and buildpack.toml).",
                 hint: "Run multipack package in the checkout, or pass --source DIR.")
         }
         let toml = BuildpackToml(try Files.read(sourceDir + "/buildpack.toml"))
         guard let versionText = toml.string("buildpack", "version"), !versionText.isEmpty else {
-            throw UsageError("buildpack.toml has no version under [buildpack].", hint: "Add version = \"x.y.z\" there.")
+            throw MultipackError.usage(
+                "buildpack.toml has no version under [buildpack].", hint: "Add version = \"x.y.z\" there.")
         }
         let version = MultipackVersion(version: versionText, commit: try commit())
         let architecture = Self.machine()
@@ -177,7 +178,7 @@ public struct Packager {
     @discardableResult
     private func tool(_ names: [String], _ arguments: [String], what: String, quiet: Bool = true) throws -> String {
         guard let executable = names.lazy.compactMap({ Self.which($0, self.invocation.environment) }).first else {
-            throw BuildFailure(
+            throw MultipackError.build(
                 "Could not \(what): \(names.joined(separator: " or ")) is not on PATH.",
                 hint: "multipack package needs a Swift toolchain, git and binutils (apt-get install binutils git).")
         }
@@ -189,7 +190,7 @@ public struct Packager {
                 stderr: quiet ? .capture : .inherit))
         guard result.termination.succeeded else {
             let output = (result.stdoutText + result.stderrText).lines.suffix(30).map { "    " + $0 }
-            throw BuildFailure(
+            throw MultipackError.build(
                 "Could not \(what): \(executable) ended with \(result.termination).", details: output)
         }
         return result.stdoutText

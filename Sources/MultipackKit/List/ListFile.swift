@@ -8,7 +8,7 @@ extension BuildpackList {
         do {
             bytes = try Files.readRegularFile(path)
         } catch let error as FileError where error.errno == EINVAL {
-            throw UsageError(
+            throw MultipackError.usage(
                 "The app's .buildpacks is \(error.detail ?? "not a regular file").",
                 hint: "Make .buildpacks a plain text file listing one buildpack per line.")
         }

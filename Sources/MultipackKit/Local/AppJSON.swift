@@ -34,7 +34,7 @@ struct AppJSON: Decodable {
         do {
             return try JSONDecoder().decode(AppJSON.self, from: Data(text.utf8))
         } catch let error as DecodingError {
-            throw UsageError(
+            throw MultipackError.usage(
                 "The app's app.json cannot be read: \(Self.describe(error)).",
                 hint: "Heroku CI reads it too: fix it (environments.test.scripts holds strings), or remove it.")
         }

@@ -3,7 +3,7 @@ import FoundationEssentials
 /// The buildpack side of a local build: compile (or test-compile), release, test, report.
 protocol BuildStages {
     /// Detects and compiles; a failure is thrown (or, when a child process printed it already,
-    /// thrown as `ReportedFailure`).
+    /// thrown as a `MultipackError` that was `printed`).
     mutating func compile(testCompile: Bool) throws
     func release() throws -> Release
     func test() throws
@@ -24,20 +24,19 @@ struct SelfStages: BuildStages {
     var environment: [String: String]
     /// Where a verb that fails writes its ` !     ` block's lines, for `--json`.
     var failureFile: String
-    var log: Log
-    var stop: StopToken
+    var context: BuildContext
+    var log: Log { context.log }
     private let outerEnvironment: [String: String]
 
     init(
         dirs: BuildDirectories, buildpackDir: String, appDir: String, environment: [String: String],
-        failureFile: String, log: Log, stop: StopToken
+        failureFile: String, context: BuildContext
     ) {
-        self.stop = stop
+        self.context = context
         self.dirs = dirs
         self.buildpackDir = buildpackDir
         self.appDir = appDir
         self.failureFile = failureFile
-        self.log = log
         self.outerEnvironment = environment
         var environment = environment
         environment[HiddenVariable.buildpackDir] = buildpackDir
@@ -48,9 +47,9 @@ struct SelfStages: BuildStages {
     }
 
     /// A verb failed and printed its block: its exit code, and its first line for `--json`.
-    private func reported(_ result: ProcessResult) -> ReportedFailure {
+    private func reported(_ result: ProcessResult) -> MultipackError {
         let lines = (try? Files.read(failureFile))?.lines.map(String.init)
-        return ReportedFailure(code: result.termination.exitCode, failure: lines?.first)
+        return .printedBefore(exitCode: result.termination.exitCode, headline: lines?.first)
     }
 
     private func verb(_ arguments: [String], stdout: Command.Output, stderr: Command.Output = .inherit) throws
@@ -58,12 +57,9 @@ struct SelfStages: BuildStages {
     {
         let command = Command(
             LocalBuild.executablePath(), arguments, environment: environment, stdout: stdout, stderr: stderr)
-        if (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true {
-            log.detail("+ " + command.traceLine)
-        }
-        let result = try Spawner.run(command, stop: stop)
-        if stop.isRequested { throw ReportedFailure(code: 1) }
-        return result
+        let xtrace = (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true
+        let runner = context.runner(trace: log.tracer(xtrace))
+        return try runner.run(command, owner: .verb(failureFile: failureFile), stage: arguments[0])
     }
 
     mutating func compile(testCompile: Bool) throws {
@@ -74,7 +70,7 @@ struct SelfStages: BuildStages {
                 if text.hasPrefix(" !     ") { text = text.dropFirst(7) }
                 return String(text)
             }.filter { !$0.isEmpty }
-            throw BuildFailure(
+            throw MultipackError.build(
                 "App not compatible with multipack: its detect failed.", details: reason,
                 hint: "List the app's buildpacks in .buildpacks at its root, or name them with --buildpack URL.")
         }
@@ -87,7 +83,7 @@ struct SelfStages: BuildStages {
     func release() throws -> Release {
         let result = try verb(["release", dirs.build], stdout: .capture)
         guard result.termination.succeeded else {
-            throw BuildFailure(
+            throw MultipackError.build(
                 "multipack's release failed with \(result.termination).", hint: "Its output above says why.")
         }
         return try Release.parse(result.stdoutText)
@@ -124,60 +120,53 @@ struct ListStages: BuildStages {
     var callerDir: String
     var environment: [String: String]
     var configVars: [String: String]
-    var log: Log
-    var stop: StopToken
+    var context: BuildContext
+    var log: Log { context.log }
     private var children: [ChildRun] = []
     private var finalEnvironment: [String: String] = [:]
     private(set) var record: BuildRecord? = BuildRecord()
 
     init(
         entries: [BuildpackEntry], dirs: BuildDirectories, workDir: String, callerDir: String,
-        environment: [String: String], configVars: [String: String], log: Log, stop: StopToken
+        environment: [String: String], configVars: [String: String], context: BuildContext
     ) {
-        self.stop = stop
+        self.context = context
         self.entries = entries
         self.dirs = dirs
         self.workDir = workDir
         self.callerDir = callerDir
         self.environment = environment
         self.configVars = configVars
-        self.log = log
     }
 
     mutating func compile(testCompile: Bool) throws {
-        let start = ContinuousClock.now
+        let start = context.clock.now
         record?.stage = testCompile ? "test-compile" : "compile"
-        defer { record?.totalSeconds = start.duration(to: .now).seconds }
+        defer { record?.totalSeconds = context.seconds(since: start) }
         do {
             try run(testCompile: testCompile)
             record?.outcome = "succeeded"
         } catch {
-            record?.outcome = error is Interrupted ? "interrupted" : "failed"
-            record?.failure = ErrorReport.lines(for: error).first
+            record?.outcome = MultipackError(error).isInterrupted ? "interrupted" : "failed"
+            record?.failure = MultipackError(error).lines.first
             throw error
         }
     }
 
     private mutating func run(testCompile: Bool) throws {
         let settings = try Settings(configVars: configVars, environment: environment)
-        let log = self.log
-        let trace = log.tracer(settings.xtrace)
-        var context = FetchContext(
-            appDir: callerDir, cacheDir: dirs.cache, workDir: workDir, environment: environment,
-            settings: settings)
-        context.stop = stop
-        var sequence = ChildSequence(dirs: dirs, log: log, trace: trace, stop: stop)
-        try sequence.fetch(
-            entries, context: context,
-            heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)")
-        record?.children = sequence.children.map(BuildRecord.Child.init)
-        sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)
-        let env = try sequence.run(environment: environment, releaseEnvironment: environment, testCompile: testCompile)
-        { child, _ in
+        let plan = BuildPlan(
+            request: BuildRequest(dirs: dirs, appDir: callerDir, environment: environment, testCompile: testCompile),
+            entries: entries, settings: settings, configVars: configVars, environment: environment,
+            trace: log.tracer(settings.xtrace))
+        let heading = "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)"
+        let fetched = try FetchStage(workDir: workDir, heading: heading).run(plan, in: context)
+        record?.children = fetched.map(BuildRecord.Child.init)
+        let built = try ChildrenStage(plan: plan, runsHooks: false).run(fetched, in: context) { child, _ in
             record?.children[child.position - 1] = BuildRecord.Child(child)
         }
-        children = sequence.children
-        finalEnvironment = env
+        children = built.children
+        finalEnvironment = built.environment
         if settings.sizes { record?.buildDirSize = TreeWalk.measure(dirs.build) }
     }
 
@@ -193,25 +182,10 @@ struct ListStages: BuildStages {
     func testEnvironment() -> [String: String] { finalEnvironment }
 
     func test() throws {
-        guard children.contains(where: { Files.exists($0.fetched.directory + "/bin/test") }) else {
-            throw TestVerb.nothingTested
-        }
-        for child in children {
-            let script = child.fetched.directory + "/bin/test"
-            guard Files.exists(script) else { continue }
-            log.step("Testing with \(child.label) \(child.displayName)")
-            let result = try Spawner.run(
-                Command(
-                    script, [dirs.build, dirs.env], in: child.fetched.directory, environment: finalEnvironment,
-                    stdout: .inherit, stderr: .inherit), stop: stop)
-            try stop.check(Interrupted.during(child, "test"))
-            guard result.termination.succeeded else {
-                throw BuildFailure(
-                    "Tests failed: buildpack \(child.label) \(child.displayName)'s bin/test ended with \(result.termination)",
-                    details: ["URL: \(child.url)", "Stage: test"],
-                    hint: "The test output above says which tests failed.")
-            }
-        }
+        let tests = ChildTests(
+            buildDir: dirs.build, envDir: dirs.env, environment: finalEnvironment, log: log,
+            runner: context.runner())
+        try tests.run(children.map { ChildTests.Child(name: $0.named, directory: $0.fetched.directory) })
     }
 
     func report() -> String { record?.reportYAML ?? "" }

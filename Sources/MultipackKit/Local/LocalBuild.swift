@@ -25,14 +25,15 @@ public struct LocalBuildOptions: Sendable {
     public static let stacks = ["heroku-18", "heroku-20", "heroku-22", "heroku-24"]
 
     /// Command-line values that no build could use: usage errors (exit 2) before anything runs.
-    public func validate() throws(UsageError) {
+    public func validate() throws(MultipackError) {
         guard Self.stacks.contains(stack) else {
-            throw UsageError(
+            throw MultipackError.usage(
                 "--stack \(Masking.text(stack)) is not a Heroku stack.",
                 hint: "Give one of \(Self.stacks.joined(separator: ", ")).")
         }
         guard slugLimitMB >= 0 else {
-            throw UsageError("--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
+            throw MultipackError.usage(
+                "--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
         }
     }
 }
@@ -55,43 +56,43 @@ public struct LocalBuild {
 
     var log: Log { invocation.log }
 
-    /// Runs the build and returns its exit code. Every failure is printed here, once; with
-    /// `--json` the log goes to stderr and stdout gets one JSON object, whatever the outcome.
-    public func run() -> Int32 {
-        let start = ContinuousClock.now
+    /// Runs the build; its failure is thrown for the caller to print. With `--json` the log goes
+    /// to stderr and stdout gets one JSON object, whatever the outcome.
+    public func run() throws {
+        let start = invocation.context.clock.now
         let jsonOutput = options.json ? StandardOutput.divertToStandardError() : nil
         var summary = LocalBuildSummary(
             command: mode == .build ? "build" : "ci", app: options.appDir, stack: options.stack)
-        var code: Int32 = 0
+        var failure: MultipackError?
         do {
             try perform(&summary)
-        } catch let reported as ReportedFailure {
-            code = reported.code
-            summary.failure = summary.failure ?? reported.failure
-        } catch let script as ScriptFailure {
-            log.failure(script.failure)
-            code = script.code
-            summary.failure = script.failure.headline
         } catch {
-            log.failure(error)
-            code = ErrorReport.exitCode(for: error)
-            summary.failure = ErrorReport.lines(for: error).first
+            failure = MultipackError(error)
         }
-        summary.exitCode = code
-        summary.outcome = code == 0 ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
-        summary.seconds = start.duration(to: .now).seconds
+        if let failure {
+            summary.failure =
+                failure.printed
+                ? summary.failure ?? (failure.headline.isEmpty ? nil : failure.headline) : failure.lines.first
+        }
+        summary.exitCode = failure?.exitCode ?? 0
+        summary.outcome = failure == nil ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
+        summary.seconds = invocation.context.seconds(since: start)
         if let jsonOutput {
             Log.writeToDescriptor(summary.json + "\n", jsonOutput)
             close(jsonOutput)
         }
-        return code
+        if let failure { throw failure }
     }
 
+    /// The build in three parts: the workspace (the app's state, a copy of the app, the cache),
+    /// the stages launched in a namespace, and the slug published from what they left.
     private func perform(_ summary: inout LocalBuildSummary) throws {
+        let context = invocation.context
         let appDir = options.appDir
         try options.validate()
         guard Files.isDirectory(appDir) else {
-            throw UsageError("\(appDir) is not a directory.", hint: "Give multipack the path of your app's directory.")
+            throw MultipackError.usage(
+                "\(appDir) is not a directory.", hint: "Give multipack the path of your app's directory.")
         }
         let caller = invocation.environment
         let callerDir = Files.absolute(".")
@@ -106,289 +107,49 @@ public struct LocalBuild {
         // The build itself uses the app's state, not TMPDIR; what killed commands left there goes.
         ScratchDirectory.sweepTemporaryRoot()
         StackRoot.sweepPartials(caller)
-        let state = LocalState.App(appDir: appDir, environment: caller)
-        let lock = try state.begin()
-        let statePath = state.path
-        let removal = BackgroundWork { LocalState.App.removeReplaced(in: statePath) }
-        let id = "build_" + Self.randomHex()
-        // While it runs, the build directory and the cache live in the build's /tmp, so that
-        // renames between them and TMPDIR stay on one mount, as on Heroku; then they go back.
-        let running = (build: state.work + "/tmp/" + id, cache: state.work + "/tmp/codon/tmp/cache")
-        defer {
-            state.finish(build: running.build, cache: options.noCache || options.cacheDir != nil ? nil : running.cache)
-            // Asked to stop, multipack exits at once: the next build removes the rest.
-            if !invocation.stop.isRequested { removal.wait() }
-            close(lock)
-        }
-        let stackRoot = try options.stackRoot.map { try StackRoot.prepare($0, caller: caller, log: log) }
-        let stack = stackRoot?.stack ?? options.stack
-        summary.stack = stack
 
-        // Who the buildpacks run as: uid 1000 inside; for root, an id that owns nothing outside.
-        let user = try BuildUser.current()
-        var sandbox: Sandbox?
-        switch Sandbox.backend(caller, user: user) {
-        case .success(let backend):
-            sandbox = Sandbox(
-                backend: backend, user: user, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp",
-                app: state.work + "/home")
-            summary.sandbox = backend.name
-        case .failure(let unavailable):
-            if stackRoot != nil {
-                throw UsageError(
-                    "--stack-root needs a user namespace, and this machine gives none: \(unavailable.reason).",
-                    hint:
-                        "Install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or build without --stack-root."
-                )
-            }
-            sandbox = nil
-            summary.sandbox = "none"
-            log.warning(
-                "No namespaces here (\(unavailable.reason)): the build runs on this machine as "
-                    + (user.isIsolated ? "uid \(user.uid) (never as root)" : "you")
-                    + ", with HOME=\(state.work)/home instead of /app, BUILD_DIR \(running.build) instead of /tmp/\(id), "
-                    + "and /app does not exist.")
-        }
-        // Inside, the directories are where Heroku has them; on the host they are in the app's state.
-        let inside = sandbox != nil
-        let buildDir = inside ? "/tmp/" + id : running.build
-        let workDir = inside ? "/tmp/multipack" : state.work + "/tmp/multipack"
-        summary.buildDirectory = state.build
-        log.step("Building \(appDir) in \(state.build) (\(buildDir) while it runs)")
-        try Files.makeDirectory(running.build)
-        try copyApp(to: running.build)
-        if mode == .build { applySlugIgnore(running.build) }
-
-        let cache = try prepareCache(state, running: running.cache)
-        summary.cache = options.noCache ? nil : cache
-        for (name, value) in configVars { try Files.write(value, to: state.env + "/" + name) }
-
+        var workspace = try LocalWorkspace(options: options, caller: caller)
+        defer { workspace.close(stopped: context.stop.isRequested) }
+        let launch = try SandboxLaunch(
+            options: options, ci: mode == .ci, caller: caller, callerDir: callerDir, workspace: workspace,
+            context: context)
+        summary.stack = launch.stack
+        summary.sandbox = launch.sandbox?.backend.name ?? "none"
+        summary.buildDirectory = workspace.state.build
+        log.step("Building \(appDir) in \(workspace.state.build) (\(launch.buildDir) while it runs)")
+        try workspace.fill(options: options, configVars: configVars, applySlugIgnore: mode == .build, context: context)
+        summary.cache = options.noCache ? nil : workspace.cache
         let sourceVersion = Self.sourceVersion(of: appDir, environment: caller)
         summary.sourceVersion = sourceVersion
-        var environment = HerokuEnvironment.build(stack: stack, sourceVersion: sourceVersion, caller: caller)
-        if mode == .ci {
-            environment["CI"] = "true"
-            environment["HEROKU_TEST_RUN_ID"] = UUID().uuidString.lowercased()
-            if let sourceVersion { environment["HEROKU_TEST_RUN_COMMIT_VERSION"] = sourceVersion }
-        }
-        if !inside {
-            environment["HOME"] = state.work + "/home"
-            environment["TMPDIR"] = state.work + "/tmp"
-        }
-        // git's configuration for the build: a copy among the build's directories (the caller's
-        // own file may be private to it), which the build's user reaches as it reaches them.
-        let localPaths = StagesJob.localPaths(entries, base: callerDir) + StagesJob.localPaths(listed, base: appDir)
-        if let gitConfig = HerokuEnvironment.buildGitConfig(caller, trusting: user.isIsolated ? localPaths : []) {
-            try Files.makeDirectory(state.work + "/tmp/multipack")
-            try Files.write(gitConfig, to: state.work + "/tmp/multipack/gitconfig")
-            environment["GIT_CONFIG_GLOBAL"] = workDir + "/gitconfig"
-        }
 
-        let job = StagesJob(
-            ci: mode == .ci, buildpacks: options.buildpacks, appDir: appDir, callerDir: callerDir, build: buildDir,
-            cache: inside ? "/tmp/codon/tmp/cache" : cache == state.cache ? running.cache : cache,
-            env: inside ? "/tmp/env" : state.env, work: workDir,
-            outcome: workDir + "/outcome.json")
-        var command = Command(
-            Self.executablePath(), ["stages", String(decoding: try JSONEncoder().encode(job), as: UTF8.self)],
-            in: inside ? "/app" : state.work + "/home", environment: environment, stdout: .inherit, stderr: .inherit)
-        if var configured = sandbox {
-            let executable = workDir + "/multipack"
-            configured.bind(Self.executablePath(), at: executable)
-            command.executable = executable
-            if let own = options.cacheDir {
-                configured.bind(Files.absolute(own), at: job.cache, writable: true, owned: true)
-            }
-            configured.bind(state.env, at: job.env, owned: true)
-            configured.bind(appDir)
-            for path in localPaths { configured.bind(path) }
-            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") {
-                configured.bind(socket, writable: true, owned: true)
-            }
-            if stackRoot != nil { configured.hostDirectories = Sandbox.runtimeLibraryDirectories() }
-            sandbox = configured
-        }
-        command.stopsItself = true
-        // A signal that came while the app was copied would reach only bubblewrap, which ignores it.
-        try invocation.stop.check()
-        let handover = try grantAccess(
-            user, sandbox: &sandbox, state: state, cache: options.cacheDir.map(Files.absolute),
-            reads: [appDir] + localPaths)
-        if let sandbox {
-            command = sandbox.wrap(command)
-        } else if user.isIsolated {
-            command.namespace = NamespacePlan(idsOf: user)
-        }
-        let result = try handover.during { try Sandbox.run(command, stop: invocation.stop) }
-        let outcomePath = (inside ? state.work + "/tmp/multipack" : workDir) + "/outcome.json"
-        let outcome = (try? Files.read(outcomePath)).flatMap {
-            try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))
-        }
-        let record = outcome?.record
-        summary.children = record?.children.map(LocalBuildSummary.Child.init) ?? []
-        summary.hookSeconds = record?.hookSeconds ?? [:]
-        summary.hookGrowth = record?.hookGrowth ?? [:]
-        summary.buildDirSize = record?.buildDirSize
-        summary.slugfilterRemoved = record?.slugFilterRemoved
-        summary.lock = record?.lock
-        try? Files.write("\(id) \(Self.timestamp())\n", to: state.buildID)
+        let (result, outcome) = try launch.run(
+            workspace, entries: entries, listed: listed, sourceVersion: sourceVersion, in: context)
+        summary.add(outcome?.record)
+        try? Files.write("\(workspace.id) \(Self.timestamp())\n", to: workspace.state.buildID)
         // The multipack inside was killed before it could unwind: the app's hooks are put back here.
         if outcome == nil {
-            _ = AppHooks(dirs: BuildDirectories(build: running.build, cache: "/", env: "/")).recoverLeftovers()
+            _ = AppHooks(dirs: BuildDirectories(build: workspace.running.build, cache: "/", env: "/"))
+                .recoverLeftovers()
         }
-        state.finish(build: running.build, cache: options.noCache || options.cacheDir != nil ? nil : running.cache)
+        workspace.finish()
         guard let outcome, result.termination.succeeded else {
             summary.failure = outcome?.failure
             // The multipack inside had no time to say where it stopped (it always says it otherwise).
-            if outcome == nil { try invocation.stop.check() }
+            if outcome == nil { try context.stop.check() }
             if outcome == nil, !result.termination.succeeded {
-                throw BuildFailure(
+                throw MultipackError.build(
                     "The build's namespace could not be set up or ended early (\(result.termination)).",
-                    details: sandbox.map { ["namespace: \($0.backend)"] } ?? [],
+                    details: launch.sandbox.map { ["namespace: \($0.backend)"] } ?? [],
                     hint: "The message above says why; set MULTIPACK_SANDBOX=off to build without namespaces.")
             }
-            throw ReportedFailure(code: outcome?.code ?? result.termination.exitCode)
+            throw MultipackError.printedBefore(exitCode: outcome?.code ?? result.termination.exitCode, headline: nil)
         }
+        let publish = SlugPublish(options: options, caller: caller)
         if mode == .ci {
-            if options.slugPath != nil { try writeSlug(state.build, &summary) }
+            if options.slugPath != nil { try publish.writeSlug(workspace.state.build, &summary, log: log) }
             return
         }
-
-        let release = try Release.parse(outcome.release ?? "")
-        let procfile = Procfile.read(state.build + "/Procfile")
-        let processTypes = Procfile.processTypes(release: release, procfile: procfile)
-        logProcessTypes(processTypes, procfile: procfile)
-        summary.processTypes = Dictionary(processTypes.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
-        var final = release
-        final.processTypes = processTypes
-        try Files.write(final.yaml, to: state.release)
-        summary.release = state.release
-        try Files.write(outcome.report ?? "", to: state.report)
-        summary.report = state.report
-
-        let slugPath = try writeSlug(state.build, &summary)
-        try Files.write(final.yaml, to: LocalState.releaseSidecar(for: slugPath))
-        try Files.write(LocalState.dotenv(configVars), to: LocalState.configSidecar(for: slugPath), mode: 0o600)
-        log.step("Build directory: \(state.build)")
-        log.detail("Release (for multipack run): \(state.release)")
-        log.detail("Report: \(state.report)")
-        if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
-            log.detail("Try it: multipack run \(appDir) \(web.key)")
-        }
-    }
-
-    /// The caller's directories as the build's user reaches them (SPEC §15, "Not root, for
-    /// real"): for a root caller, idmapped into the namespace (or handed over where they cannot
-    /// be), or without namespaces handed over, after a check that the build's user can reach
-    /// them at all. Nothing for anyone else: the build runs as the caller.
-    private func grantAccess(
-        _ user: BuildUser, sandbox: inout Sandbox?, state: LocalState.App, cache: String?, reads: [String]
-    ) throws -> Handover {
-        guard user.isIsolated else { return Handover(user: user) }
-        if var configured = sandbox {
-            log.detail(
-                "Buildpacks run as uid \(BuildUser.insideUID) inside, \(user.uid) outside: root's files are out of their reach"
-            )
-            defer { sandbox = configured }
-            return try configured.grantOwnedBinds(marker: state.handoverMarker)
-        }
-        log.detail("Buildpacks run as uid \(user.uid): root's files are out of their reach")
-        let handed = [state.work, state.env] + (cache.map { [$0] } ?? [])
-        // What is handed over becomes the build's user's; what leads to it must let it through.
-        for path in handed.map(Files.parent(of:)) + reads + [Self.executablePath()] {
-            guard let closed = user.firstClosedDirectory(on: path) else { continue }
-            throw BuildFailure(
-                "Without namespaces, a build run by root runs its buildpacks as uid \(user.uid), which cannot reach \(path): "
-                    + "\(closed) is closed to it.",
-                hint: "Keep multipack's state where every user may pass (XDG_CACHE_HOME=/var/cache), the app, its "
-                    + "buildpacks and multipack where every user may read them, or allow namespaces; or run multipack as "
-                    + "an ordinary user.")
-        }
-        return try Handover.begin(user: user, handed: handed, idmapped: [], marker: state.handoverMarker)
-    }
-
-    /// Packs BUILD_DIR as the slug (in the app's state directory unless `--slug` says where) and
-    /// checks it against Heroku's limits.
-    @discardableResult
-    private func writeSlug(_ buildDir: String, _ summary: inout LocalBuildSummary) throws -> String {
-        log.step("Compressing...")
-        let slugPath =
-            options.slugPath.map(Files.absolute)
-            ?? LocalState.App(appDir: options.appDir, environment: invocation.environment).slug
-        for sidecar in LocalState.sidecars(of: slugPath) { Files.remove(sidecar) }
-        let bytes = try Slug.pack(buildDir, to: slugPath)
-        let limit = Int64(options.slugLimitMB) << 20
-        summary.slug = LocalBuildSummary.SlugInfo(path: slugPath, bytes: bytes, limitBytes: limit)
-        log.detail("Done: \(Slug.formatSize(bytes))")
-        log.detail(
-            "Slug: \(slugPath) (\(bytes) bytes; Heroku warns above 300M and refuses above \(options.slugLimitMB)M)")
-        if bytes > limit {
-            throw BuildFailure(
-                "Compiled slug size: \(Slug.formatSize(bytes)) is too large (max is \(options.slugLimitMB)M).",
-                details: ["Slug: \(slugPath)"],
-                hint: "Heroku would reject this build. Add what the app does not need at run time to .slugignore "
-                    + "(tests, docs, build caches) or move large assets elsewhere; `tar tzvf \(slugPath) | sort -k3 -n | tail` "
-                    + "shows the biggest files. --slug-limit MB changes the limit for local builds.")
-        }
-        if bytes > Slug.softLimitBytes {
-            log.warning(
-                "Warning: Your slug size (\(Slug.formatSize(bytes))) exceeds Heroku's soft limit (300M), which may affect boot time."
-            )
-        }
-        return slugPath
-    }
-
-    /// The app's files, except `.git` (Heroku builds the pushed tree, not the repository), owned
-    /// by the caller whoever owns the originals.
-    private func copyApp(to buildDir: String) throws {
-        var skipped: [String] = []
-        for name in Files.list(options.appDir) where name != ".git" {
-            do {
-                skipped += try Files.copyTree(options.appDir + "/" + name, to: buildDir + "/" + name)
-                    .map { $0.hasPrefix("/") ? name : name + "/" + $0 }
-            } catch {
-                throw BuildFailure(
-                    "Could not copy the app into the build directory: \(options.appDir)/\(name)",
-                    details: [ErrorReport.reason(error)],
-                    hint: "Check that every file in the app is readable and that \(buildDir) has room.")
-            }
-        }
-        // Sockets and FIFOs are not files a slug can hold; opening a FIFO would block the build.
-        for path in skipped.prefix(20) {
-            log.detail("Skipped \(path): a socket, FIFO or device is not copied into the build.")
-        }
-        if skipped.count > 20 { log.detail("Skipped \(skipped.count - 20) more sockets, FIFOs or devices.") }
-    }
-
-    private func applySlugIgnore(_ buildDir: String) {
-        guard let text = try? Files.read(buildDir + "/.slugignore") else { return }
-        let removed = SlugIgnore(text).apply(to: buildDir)
-        log.step("Deleting \(removed.count) file\(removed.count == 1 ? "" : "s") matching .slugignore patterns.")
-        for path in removed.prefix(20) { log.detail("- \(path)") }
-        if removed.count > 20 { log.detail("(and \(removed.count - 20) more)") }
-    }
-
-    /// The cache's directory outside the build; the app's own cache is moved to `running` for
-    /// the build's time, a throwaway one is made there.
-    private func prepareCache(_ state: LocalState.App, running: String) throws -> String {
-        if options.noCache {
-            let cache = running
-            try Files.makeDirectory(cache)
-            log.step("Using a throwaway cache (--no-cache): every buildpack starts cold")
-            return cache
-        }
-        if let dir = options.cacheDir {
-            let cache = Files.absolute(dir)
-            try Files.makeDirectory(cache)
-            log.step("Using the cache in \(cache) (--cache)")
-            return cache
-        }
-        try Files.makeDirectory(state.cache)
-        try Files.makeDirectory(String(running[..<running.lastIndex(of: "/")!]))
-        try Files.move(state.cache, to: running)
-        log.step("Using the cache in \(state.cache)")
-        log.detail("(kept between builds of this app; `multipack cache purge \(options.appDir)` empties it)")
-        return state.cache
+        try publish.run(outcome, workspace: workspace, configVars: configVars, summary: &summary, in: context)
     }
 
     /// The commit of the app's git HEAD, when the app is in a repository.
@@ -403,18 +164,6 @@ public struct LocalBuild {
         else { return nil }
         let commit = result.stdoutText.trimmingCharacters("\n")
         return commit.isEmpty ? nil : commit
-    }
-
-    private func logProcessTypes(_ types: [(key: String, value: String)], procfile: [(key: String, value: String)]) {
-        log.step("Discovering process types")
-        log.detail(
-            "Procfile declares types     -> \(procfile.isEmpty ? "(none)" : procfile.map(\.key).joined(separator: ", "))"
-        )
-        let defaults = types.filter { type in !procfile.contains { $0.key == type.key } }
-        log.detail(
-            "Default types for buildpack -> \(defaults.isEmpty ? "(none)" : defaults.map(\.key).joined(separator: ", "))"
-        )
-        for (key, value) in types { log.detail("\(key): \(value)") }
     }
 
     static func randomHex() -> String {
@@ -437,19 +186,6 @@ public struct LocalBuild {
         guard count > 0 else { return CommandLine.arguments[0] }
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
-}
-
-/// A failure whose ` !     ` block a child process already printed: only its exit code is left
-/// (and, for `--json`, its first line when the child process left it).
-struct ReportedFailure: Error {
-    var code: Int32
-    var failure: String?
-}
-
-/// An app.json script failed: the run ends with the script's own exit code.
-struct ScriptFailure: Error {
-    var code: Int32
-    var failure: BuildFailure
 }
 
 enum StandardOutput {

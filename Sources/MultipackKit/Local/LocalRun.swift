@@ -42,7 +42,7 @@ public struct LocalRun {
     /// Runs the process and returns its exit code (128 + the signal when a signal ended it).
     public func run() throws -> Int32 {
         if !command.isEmpty, process != nil {
-            throw UsageError(
+            throw MultipackError.usage(
                 "multipack run takes a process type or a one-off command after --, not both.",
                 hint: "multipack run APP web, or multipack run APP -- bash")
         }
@@ -75,7 +75,7 @@ public struct LocalRun {
             let types = Procfile.processTypes(
                 release: source.release, procfile: Procfile.read(source.home + "/Procfile"))
             guard let line = types.first(where: { $0.key == name })?.value else {
-                throw UsageError(
+                throw MultipackError.usage(
                     "There is no process type `\(name)` in \(target).",
                     hint: types.isEmpty
                         ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: multipack run \(target) -- bash"
@@ -102,14 +102,14 @@ public struct LocalRun {
         } else if user.isIsolated {
             // The scratch itself is handed over; what leads to it must let the process through.
             if let closed = user.firstClosedDirectory(on: Files.parent(of: scratch)) {
-                throw BuildFailure(
+                throw MultipackError.build(
                     "Without namespaces, root runs the process as uid \(user.uid), which cannot reach \(scratch): \(closed) is closed to it.",
                     hint: "Set TMPDIR to a directory every user may pass (/tmp), or allow namespaces.")
             }
             _ = try Handover.begin(user: user, handed: [scratch], idmapped: [], marker: nil)
             spawned.namespace = NamespacePlan(idsOf: user)
         }
-        let result = try Sandbox.run(spawned, stop: invocation.stop)
+        let result = try Sandbox.run(spawned, in: invocation.context)
         log.step("\(name) ended with \(result.termination)")
         return result.termination.exitCode
     }
@@ -122,13 +122,13 @@ public struct LocalRun {
             do {
                 try extractArchive(atPath: target, into: dir, limits: Self.slugLimits)
             } catch {
-                throw UsageError(
-                    "\(target) is not a slug multipack can extract: \(ErrorReport.reason(error))",
+                throw MultipackError.usage(
+                    "\(target) is not a slug multipack can extract: \(MultipackError.reason(error))",
                     hint: "Give multipack run a slug that multipack build wrote, or the app's directory.")
             }
             let home = dir + "/app"
             guard Files.isDirectory(home) else {
-                throw UsageError(
+                throw MultipackError.usage(
                     "\(target) is not a slug: it has no ./app/ directory.",
                     hint: "Give multipack run a slug that multipack build wrote, or the app's directory.")
             }
@@ -140,7 +140,7 @@ public struct LocalRun {
                 buildConfig: config ?? [], dotenv: home + "/.env")
         }
         guard Files.isDirectory(target) else {
-            throw UsageError(
+            throw MultipackError.usage(
                 "\(target) does not exist.",
                 hint: "Give multipack run a slug that multipack build wrote, or an app's directory.")
         }
@@ -154,7 +154,7 @@ public struct LocalRun {
         }
         let state = LocalState.App(appDir: target, environment: invocation.environment)
         guard Files.isDirectory(state.build), Files.exists(state.release) else {
-            throw BuildFailure(
+            throw MultipackError.build(
                 "\(target) has no build to run: multipack keeps the last successful build of each app, and there is none"
                     + " (never built, the last build failed, or its cache was purged).",
                 hint: "Build it first: multipack build \(target)")
@@ -174,8 +174,8 @@ public struct LocalRun {
         do {
             try Files.copyTree(build, to: home)
         } catch {
-            throw BuildFailure(
-                "Could not copy the build \(build) for the run: \(ErrorReport.reason(error))",
+            throw MultipackError.build(
+                "Could not copy the build \(build) for the run: \(MultipackError.reason(error))",
                 hint: "Check that \(scratch) has room for a copy of the build.")
         }
         return home

@@ -58,7 +58,7 @@ public enum LocalState {
             guard fd >= 0 else { throw FileError(path: path + "/.lock", action: "open", errno: errno) }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 close(fd)
-                throw UsageError(
+                throw MultipackError.usage(
                     "Another multipack build of this app is running (it holds \(path)/.lock).",
                     hint: "Wait for it to finish, or stop it.")
             }

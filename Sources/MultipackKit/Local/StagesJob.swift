@@ -29,17 +29,17 @@ public struct StagesJob: Codable, Sendable {
         var report: String?
     }
 
-    public static func run(json: String, invocation: Invocation) -> Int32 {
+    /// Runs the job; a failure it printed already is thrown with its exit code.
+    public static func run(json: String, invocation: Invocation) throws {
         guard let job = try? JSONDecoder().decode(StagesJob.self, from: Data(json.utf8)) else {
-            invocation.log.failure(UsageError("multipack stages takes the job multipack build gives it."))
-            return 2
+            throw MultipackError.usage("multipack stages takes the job multipack build gives it.")
         }
         var outcome = Outcome()
         job.perform(&outcome, invocation: invocation)
         if let data = try? JSONEncoder().encode(outcome) {
             try? Files.write(String(decoding: data, as: UTF8.self), to: job.outcome)
         }
-        return outcome.code
+        if outcome.code != 0 { throw MultipackError.printedBefore(exitCode: outcome.code, headline: nil) }
     }
 
     private func perform(_ outcome: inout Outcome, invocation: Invocation) {
@@ -55,31 +55,26 @@ public struct StagesJob: Codable, Sendable {
                 entries.isEmpty
                 ? SelfStages(
                     dirs: dirs, buildpackDir: work + "/buildpack", appDir: appDir, environment: environment,
-                    failureFile: work + "/failure", log: log, stop: invocation.stop)
+                    failureFile: work + "/failure", context: invocation.context)
                 : ListStages(
                     entries: entries, dirs: dirs, workDir: work + "/children", callerDir: callerDir,
-                    environment: environment, configVars: Self.configVars(in: env), log: log, stop: invocation.stop)
+                    environment: environment, configVars: Self.configVars(in: env), context: invocation.context)
             try stages!.compile(testCompile: ci)
             if ci {
                 try runTests(
                     stages!, appJSON: try AppJSON.read(appDir + "/app.json"),
-                    configVars: LocalRun.configVars(in: env), log: log, stop: invocation.stop)
+                    configVars: LocalRun.configVars(in: env), context: invocation.context)
             } else {
                 outcome.release = try stages!.release().yaml
                 outcome.report = stages!.report()
             }
             outcome.code = 0
-        } catch let reported as ReportedFailure {
-            outcome.code = reported.code
-            outcome.failure = reported.failure
-        } catch let script as ScriptFailure {
-            log.failure(script.failure)
-            outcome.code = script.code
-            outcome.failure = script.failure.headline
         } catch {
-            log.failure(error)
-            outcome.code = ErrorReport.exitCode(for: error)
-            outcome.failure = ErrorReport.lines(for: error).first
+            let failure = MultipackError(error)
+            if !failure.printed { log.failure(failure) }
+            outcome.code = failure.exitCode
+            outcome.failure =
+                failure.printed ? (failure.headline.isEmpty ? nil : failure.headline) : failure.lines.first
         }
         outcome.record = stages?.record
         if outcome.failure == nil, outcome.code != 0 { outcome.failure = outcome.record?.failure }
@@ -98,7 +93,7 @@ public struct StagesJob: Codable, Sendable {
                 entry.line = index + 1
                 entries.append(entry)
             } catch {
-                throw UsageError(
+                throw MultipackError.usage(
                     "--buildpack `\(Masking.url(text))` is not a buildpack reference: \((error as? BuildpackListError)?.reason ?? "\(error)").",
                     hint:
                         "Give a git URL (optionally with #ref), an archive URL, a registry name (namespace/name) or a local directory."
@@ -129,50 +124,15 @@ public struct StagesJob: Codable, Sendable {
         return vars
     }
 
-    /// Runs one of app.json's scripts; a non-zero exit fails the run with that exit code.
+    /// Runs one of app.json's scripts (`name`), by bash in the build directory as Heroku CI runs it
+    /// in the test dyno: `.profile.d/*.sh` sourced first. A non-zero exit fails the run with that
+    /// exit code (128 + the signal when one killed it).
     private func runAppJSONScript(
-        _ script: String, step: String, environment: [String: String], log: Log, stop: StopToken,
+        _ script: String, name: String, environment: [String: String], context: BuildContext,
         failure: (Int32) -> String, hint: String
     ) throws {
-        log.step(step)
-        let code = try runScript(script, environment: environment, log: log, stop: stop)
-        guard code == 0 else {
-            throw ScriptFailure(
-                code: code, failure: BuildFailure(failure(code), details: ["Script: \(script)"], hint: hint))
-        }
-    }
-
-    /// Heroku CI's part after test-compile (SPEC §8): app.json's `test-setup`, then its `test`
-    /// script instead of the buildpacks' `bin/test` when it has one, whose exit code is the run's.
-    private func runTests(
-        _ stages: any BuildStages, appJSON: AppJSON?, configVars: [(key: String, value: String)], log: Log,
-        stop: StopToken
-    ) throws {
-        var environment = stages.testEnvironment()
-        for (key, value) in configVars { environment[key] = value }
-        if let setup = appJSON?.testSetup {
-            try runAppJSONScript(
-                setup, step: "Running app.json's test-setup script", environment: environment, log: log, stop: stop,
-                failure: { "app.json's test-setup script failed with exit code \($0)." },
-                hint: "Its output above says why; the tests did not run.")
-        }
-        if let test = appJSON?.test {
-            try runAppJSONScript(
-                test, step: "Running app.json's test script", environment: environment, log: log, stop: stop,
-                failure: { "Tests failed: app.json's test script ended with exit code \($0)." },
-                hint: "The test output above says which tests failed.")
-        } else {
-            log.step("Running the tests")
-            try stages.test()
-        }
-        log.step("Tests passed")
-    }
-
-    /// An app.json script, run by bash in the build directory as Heroku CI runs it in the test
-    /// dyno: `.profile.d/*.sh` sourced first. Returns its exit code (128 + signal when killed).
-    private func runScript(_ script: String, environment: [String: String], log: Log, stop: StopToken) throws
-        -> Int32
-    {
+        let log = context.log
+        log.step("Running \(name)")
         let profile = "for f in .profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; unset f\n"
         let command = Command(
             "bash", ["-c", profile + script], in: build, environment: environment, stdout: .inherit,
@@ -180,8 +140,36 @@ public struct StagesJob: Codable, Sendable {
         if (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true {
             log.detail("+ bash -c \(script)")
         }
-        let result = try Spawner.run(command, stop: stop)
-        if stop.isRequested { throw ReportedFailure(code: 1) }
-        return result.termination.exitCode
+        let code = try context.runner().run(command, owner: .other(name), stage: name).termination.exitCode
+        guard code == 0 else {
+            throw MultipackError(.exited(code), failure(code), details: ["Script: \(script)"], hint: hint)
+        }
+    }
+
+    /// Heroku CI's part after test-compile (SPEC §8): app.json's `test-setup`, then its `test`
+    /// script instead of the buildpacks' `bin/test` when it has one, whose exit code is the run's.
+    private func runTests(
+        _ stages: any BuildStages, appJSON: AppJSON?, configVars: [(key: String, value: String)],
+        context: BuildContext
+    ) throws {
+        let log = context.log
+        var environment = stages.testEnvironment()
+        for (key, value) in configVars { environment[key] = value }
+        if let setup = appJSON?.testSetup {
+            try runAppJSONScript(
+                setup, name: "app.json's test-setup script", environment: environment, context: context,
+                failure: { "app.json's test-setup script failed with exit code \($0)." },
+                hint: "Its output above says why; the tests did not run.")
+        }
+        if let test = appJSON?.test {
+            try runAppJSONScript(
+                test, name: "app.json's test script", environment: environment, context: context,
+                failure: { "Tests failed: app.json's test script ended with exit code \($0)." },
+                hint: "The test output above says which tests failed.")
+        } else {
+            log.step("Running the tests")
+            try stages.test()
+        }
+        log.step("Tests passed")
     }
 }

@@ -89,12 +89,12 @@ public struct LockFile: Sendable {
         let path = path(inApp: appDir)
         guard Files.exists(path) else { return nil }
         guard Files.isRegularFile(path) else {
-            throw UsageError("\(name) is not a regular file.", hint: "Remove it, then run `multipack lock`.")
+            throw MultipackError.usage("\(name) is not a regular file.", hint: "Remove it, then run `multipack lock`.")
         }
         do {
             return LockFile(entries: try BuildpackList.parse(try Files.read(path), directory: directory ?? appDir))
         } catch let problem as BuildpackListError {
-            throw UsageError(
+            throw MultipackError.usage(
                 "Your \(name) has a line multipack cannot read.\nLine \(problem.line): \(problem.text)\n"
                     + problem.reason.prefix(1).uppercased() + problem.reason.dropFirst() + ".",
                 hint: "Run `multipack lock` to write it again.")
@@ -130,9 +130,9 @@ public struct LockFile: Sendable {
 
     /// The entries compile fetches: `.buildpacks`' own, each with the lock's pin. A lock that is
     /// not `.buildpacks`' is refused, as `npm ci` refuses a stale lock.
-    func pinning(_ listed: [BuildpackEntry]) throws(UsageError) -> [BuildpackEntry] {
+    func pinning(_ listed: [BuildpackEntry]) throws(MultipackError) -> [BuildpackEntry] {
         if let difference = firstDifference(from: listed) {
-            throw UsageError(
+            throw MultipackError.usage(
                 "\(Self.name) does not match .buildpacks.\n\(difference)",
                 hint: "Run `multipack lock` to lock the buildpacks .buildpacks lists now, and commit \(Self.name).")
         }

@@ -28,12 +28,12 @@ public struct Locker {
         let earlier = previousPins(listed, previous: previous)
         if !updates.isEmpty {
             guard previous != nil else {
-                throw UsageError(
+                throw MultipackError.usage(
                     "There is no \(LockFile.name) to update one buildpack of.",
                     hint: "Run `multipack lock` without --update to lock every buildpack.")
             }
             for name in updates where !listed.contains(where: { $0.isNamed(name) }) {
-                throw UsageError(
+                throw MultipackError.usage(
                     "No line of .buildpacks is `\(Masking.url(name))`.",
                     hint: "Give --update the reference as .buildpacks writes it (without its options).")
             }
@@ -73,20 +73,20 @@ public struct Locker {
                 + (previous == nil ? "" : ", \(changed) changed") + "): commit it with the app")
     }
 
-    /// Exits 1 (a `BuildFailure` naming the lines) unless the lock is current: present, the lock
+    /// Exits 1 (a build failure naming the lines) unless the lock is current: present, the lock
     /// of `.buildpacks` as it is, and every floating entry still resolving to its pin.
     public func check() throws {
         let listed = try listedEntries()
         let lock: LockFile
         do {
             guard let found = try LockFile.load(appDir: appDir) else {
-                throw BuildFailure(
+                throw MultipackError.build(
                     "There is no \(LockFile.name) in \(appDir).",
                     hint: "Run `multipack lock` and commit \(LockFile.name).")
             }
             lock = found
-        } catch let unreadable as UsageError {
-            throw BuildFailure(unreadable.message, hint: unreadable.hint)
+        } catch let unreadable as MultipackError where unreadable.kind == .usage {
+            throw MultipackError.build(unreadable.headline, hint: unreadable.hint)
         }
         log.step("Checking \(LockFile.name) (\(lock.pinSummary))")
         var problems: [String] = []
@@ -108,7 +108,7 @@ public struct Locker {
             }
         }
         guard problems.isEmpty else {
-            throw BuildFailure(
+            throw MultipackError.build(
                 "\(LockFile.name) is not current:", details: problems,
                 hint: "Run `multipack lock` and commit \(LockFile.name).")
         }
@@ -117,18 +117,21 @@ public struct Locker {
 
     private func listedEntries() throws -> [BuildpackEntry] {
         guard Files.isDirectory(appDir) else {
-            throw UsageError("\(appDir) is not a directory.", hint: "Give multipack the path of your app's directory.")
+            throw MultipackError.usage(
+                "\(appDir) is not a directory.", hint: "Give multipack the path of your app's directory.")
         }
         let path = appDir + "/.buildpacks"
         guard Files.exists(path) else {
-            throw UsageError(
+            throw MultipackError.usage(
                 "There is no .buildpacks file in \(appDir).",
                 hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
         }
-        guard Files.isRegularFile(path) else { throw UsageError(".buildpacks in \(appDir) is not a regular file.") }
+        guard Files.isRegularFile(path) else {
+            throw MultipackError.usage(".buildpacks in \(appDir) is not a regular file.")
+        }
         let entries = try BuildpackList.parse(try Files.read(path), directory: appDir)
         guard !entries.isEmpty else {
-            throw UsageError(
+            throw MultipackError.usage(
                 ".buildpacks lists no buildpack.",
                 hint: "List your buildpacks, one per line, in .buildpacks at the app's root.")
         }
@@ -188,13 +191,15 @@ public struct Locker {
                 let url = "\(context.settings.registryURL)/\(namespace)/\(name).tgz"
                 return .sha256(try digest(of: url, position: position, context: context))
             }
-        } catch let interrupted as Interrupted {
-            throw interrupted
+        } catch let stopped as StopRequested {
+            throw MultipackError(stopped)
+        } catch let error as MultipackError where error.isInterrupted {
+            throw error
         } catch {
             let problem =
                 error as? FetchProblem ?? (error as? HTTPError).map { FetchProblem($0.description) }
                 ?? FetchProblem("\(error)")
-            throw BuildFailure(
+            throw MultipackError.build(
                 "Could not resolve buildpack [\(position)/\(total)] \(entry.maskedText)",
                 details: ["Stage: lock", "Reason: \(problem.message)"] + (problem.output.map { ["", $0] } ?? []),
                 hint: problem.hint)

@@ -30,7 +30,7 @@ public struct Log: Sendable {
 
     /// The error block every failure ends with, on stderr.
     public func failure(_ error: any Error) {
-        write("\n" + ErrorReport.lines(for: error).map { " !     \($0)\n" }.joined() + "\n", 2)
+        write("\n" + MultipackError(error).lines.map { " !     \($0)\n" }.joined() + "\n", 2)
     }
 
     public static let writeToDescriptor: @Sendable (String, Int32) -> Void = { text, descriptor in

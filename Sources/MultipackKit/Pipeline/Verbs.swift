@@ -4,11 +4,11 @@ public enum Detect {
         let buildDir = Files.absolute(buildDir)
         let path = buildDir + "/.buildpacks"
         guard Files.exists(path) else {
-            throw BuildFailure("No .buildpacks file in the app: multipack has nothing to run.")
+            throw MultipackError.build("No .buildpacks file in the app: multipack has nothing to run.")
         }
         let entries = try BuildpackList.load(path, directory: buildDir)
         guard !entries.isEmpty else {
-            throw BuildFailure(".buildpacks lists no buildpack: multipack has nothing to run.")
+            throw MultipackError.build(".buildpacks lists no buildpack: multipack has nothing to run.")
         }
         return "Multipack"
     }
@@ -45,16 +45,10 @@ public struct TestVerb {
         self.invocation = invocation
     }
 
-    /// A run that tested nothing never reports success (SPEC §8).
-    static let nothingTested = BuildFailure(
-        "Nothing was tested: none of the buildpacks has a bin/test.",
-        hint: "Give the app a test script in app.json (environments.test.scripts.test), which Heroku CI runs "
-            + "instead, or use buildpacks that can test it (they have bin/test).")
-
     public func run() throws {
         let state = BuildState(buildpackDir: invocation.buildpackDir, buildDir: buildDir)
         guard let record = BuildRecord.load(state), record.outcome == "succeeded" else {
-            throw BuildFailure(
+            throw MultipackError.build(
                 "There is no successful test-compile to run the tests of.",
                 hint: "Heroku CI runs bin/test-compile before bin/test; run it first.")
         }
@@ -64,26 +58,16 @@ public struct TestVerb {
         environment["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
         for name in record.unset { environment[name] = nil }
         environment.merge(record.exported) { $1 }
-        let log = invocation.log
-        guard record.children.contains(where: { Files.exists($0.directory + "/bin/test") }) else {
-            throw Self.nothingTested
+        let children = record.children.map { child in
+            ChildTests.Child(
+                name: ChildName(
+                    label: "[\(child.position)/\(record.children.count)]",
+                    displayName: child.name.isEmpty ? child.url : child.name, url: child.url, version: child.version),
+                directory: child.directory)
         }
-        for child in record.children {
-            let script = child.directory + "/bin/test"
-            guard Files.exists(script) else { continue }
-            let label = "[\(child.position)/\(record.children.count)] \(child.name.isEmpty ? child.url : child.name)"
-            log.step("Testing with \(label)")
-            if settings.xtrace { log.detail("+ \(script) \(buildDir) \(envDir)") }
-            let result = try Spawner.run(
-                Command(
-                    script, [buildDir, envDir], in: child.directory, environment: environment, stdout: .inherit,
-                    stderr: .inherit), stop: invocation.stop)
-            try invocation.stop.check("while buildpack \(label) was in test")
-            guard result.termination.succeeded else {
-                throw BuildFailure(
-                    "Tests failed: buildpack \(label)'s bin/test ended with \(result.termination)",
-                    details: ["URL: \(child.url)", "Stage: test"])
-            }
-        }
+        let tests = ChildTests(
+            buildDir: buildDir, envDir: envDir, environment: environment, log: invocation.log,
+            runner: invocation.context.runner(trace: invocation.log.tracer(settings.xtrace)))
+        try tests.run(children)
     }
 }

@@ -51,9 +51,15 @@ public struct StopToken: Sendable {
         return false
     }
 
-    /// Throws `Interrupted` naming where the build was, once a stop was requested.
-    func check(_ context: @autoclosure () -> String = "") throws {
-        if let signal { throw Interrupted(signal: signal, context: context()) }
+    /// Throws `StopRequested` once a stop was requested: for a library's long loop, whose caller
+    /// knows the stage and says where the build was.
+    public func check() throws(StopRequested) {
+        if let signal { throw StopRequested(signal: signal) }
+    }
+
+    /// Throws the build's interruption, saying where it was ("while …"), once a stop was requested.
+    public func check(_ context: @autoclosure () -> String) throws(MultipackError) {
+        if let signal { throw .interrupted(signal, context()) }
     }
 
     /// Waits `duration`, waking early when a stop is requested. Returns false when it was.
@@ -76,6 +82,12 @@ public struct StopToken: Sendable {
     public static func installSignalHandlers() {
         _ = multipack_stop_install()
     }
+}
+
+/// A library's loop stopped because multipack was asked to stop; the stage it ran for turns it
+/// into the build's `MultipackError.interrupted`, naming where the build was.
+public struct StopRequested: Error, Sendable {
+    public var signal: Int32
 }
 
 /// The stop of a `StopToken(manual)`: the first `request` counts.

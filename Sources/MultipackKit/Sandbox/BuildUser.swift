@@ -50,7 +50,7 @@ public struct BuildUser: Sendable, Equatable {
         let id = ranged ?? fallbackID
         let source = ranged != nil ? "the first id of root's range in \(subordinate)" : "multipack's fallback id"
         if let owner = owner(of: id, in: (try? Files.read(names)) ?? "") {
-            throw BuildFailure(
+            throw MultipackError.build(
                 "A build run by root needs a \(kind) that owns nothing, and \(id) (\(source)) belongs to `\(owner)` in \(names).",
                 hint: ranged != nil
                     ? "Give root a range no user or group has in \(subordinate) (usermod --add-subuids/--add-subgids)."
@@ -58,7 +58,7 @@ public struct BuildUser: Sendable, Equatable {
             )
         }
         guard map.contains(where: { $0.contains(id) }) else {
-            throw BuildFailure(
+            throw MultipackError.build(
                 "A build run by root needs a \(kind) that owns nothing, and this user namespace maps none but root's own"
                     + " (\(id), \(source), is not in /proc/self/\(kind)_map).",
                 hint: "Run multipack as an ordinary user, or in a user namespace that maps a range of ids (newuidmap).")

@@ -215,12 +215,12 @@ public struct Sandbox: Sendable {
     }
 
     /// Runs a wrapped command; a namespace that could not be made is said as such, with the way out.
-    static func run(_ command: Command, stop: StopToken) throws -> ProcessResult {
+    static func run(_ command: Command, in context: BuildContext) throws -> ProcessResult {
         do {
-            return try Spawner.run(command, stop: stop)
+            return try context.processes.run(command, stop: context.stop)
         } catch let error as SpawnError where error.namespaceStep != nil {
             let diagnosis = NamespaceDiagnosis.current()
-            throw BuildFailure(
+            throw MultipackError.build(
                 "The namespace could not be set up: \(error).", details: diagnosis.map { ["Why: " + $0.cause] } ?? [],
                 hint: diagnosis?.fix
                     ?? "Install bubblewrap (apt-get install bubblewrap), or set MULTIPACK_SANDBOX=off to run without namespaces."

@@ -16,14 +16,14 @@ struct StackRoot {
         } else if Files.isRegularFile(path) {
             directory = try extracted(path, caller: caller, log: log)
         } else {
-            throw UsageError(
+            throw MultipackError.usage(
                 "--stack-root \(path) is neither a directory nor a tarball.",
                 hint:
                     "Give the root filesystem of a stack: a directory, or a .tar/.tar.gz (docker export heroku/heroku:24-build)."
             )
         }
         guard Files.isDirectory(directory + "/usr") else {
-            throw UsageError(
+            throw MultipackError.usage(
                 "--stack-root \(path) has no usr/: it is not a root filesystem.",
                 hint: "Give the root of a stack (a debootstrap'd directory, or docker export of a stack image).")
         }
@@ -52,7 +52,7 @@ struct StackRoot {
                 "tar", ["-xf", tarball, "-C", staging, "--no-same-owner", "--exclude=./dev/*", "--exclude=dev/*"],
                 environment: ["PATH": HerokuEnvironment.path]))
         guard result.termination.succeeded else {
-            throw UsageError(
+            throw MultipackError.usage(
                 "Could not unpack the stack root \(tarball): tar ended with \(result.termination): "
                     + (result.stderrText.lines.first.map(String.init) ?? ""),
                 hint: "Give a tarball of a root filesystem (docker export), or an unpacked directory.")

@@ -20,8 +20,8 @@ public enum Slug {
                 try writer.finish()
             }
         } catch {
-            throw BuildFailure(
-                "Could not write the slug \(path)", details: [ErrorReport.reason(error)],
+            throw MultipackError.build(
+                "Could not write the slug \(path)", details: [MultipackError.reason(error)],
                 hint:
                     "Check that its directory exists and is writable and that the disk has room, or choose another path with --slug FILE."
             )

@@ -12,12 +12,12 @@ public struct SlugFilter: Sendable {
     /// Lines whose pattern ends in blanks: rsync keeps them, which is rarely what was meant.
     public private(set) var trailingBlankLines: [Int] = []
 
-    public init(_ text: String) throws(UsageError) {
+    public init(_ text: String) throws(MultipackError) {
         try self.init(bytes: Array(text.utf8))
     }
 
     /// Reads the rules as bytes, as rsync does: a pattern need not be UTF-8, as file names need not.
-    init(bytes text: [UInt8]) throws(UsageError) {
+    init(bytes text: [UInt8]) throws(MultipackError) {
         rules = Self.kept.map { SlugFilterRule(include: true, pattern: Array("/\($0)".utf8))! }
         var text = text[...]
         if text.starts(with: [0xEF, 0xBB, 0xBF]) { text = text.dropFirst(3) }
@@ -29,7 +29,7 @@ public struct SlugFilter: Sendable {
         }
     }
 
-    private mutating func add(_ bytes: [UInt8], number: Int) throws(UsageError) {
+    private mutating func add(_ bytes: [UInt8], number: Int) throws(MultipackError) {
         if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
         if bytes[0] == UInt8(ascii: "#") || bytes[0] == UInt8(ascii: ";") { return }
         let shown = String(decoding: bytes, as: UTF8.self)
@@ -66,8 +66,8 @@ public struct SlugFilter: Sendable {
         return true
     }
 
-    private static func badLine(_ number: Int, _ line: String, _ reason: String) -> UsageError {
-        UsageError(
+    private static func badLine(_ number: Int, _ line: String, _ reason: String) -> MultipackError {
+        MultipackError.usage(
             ".slugfilter line \(number) is not a filter rule: \(line)",
             hint:
                 "Fix line \(number): \(reason); `#` starts a comment. See \"Trimming the slug\" in multipack's README.")

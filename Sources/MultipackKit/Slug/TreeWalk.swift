@@ -159,8 +159,8 @@ extension SlugFilter {
 /// Deleting by descriptor, making read-only directories writable on the way (a Go module cache
 /// is all `0555`), and counting what went.
 enum Removal {
-    static func failure(_ path: String, _ error: Int32) -> BuildFailure {
-        BuildFailure(
+    static func failure(_ path: String, _ error: Int32) -> MultipackError {
+        MultipackError.build(
             "Could not remove \(path) as .slugfilter asks: \(String(cString: strerror(error)))",
             hint: "Check the permissions in the build directory, or keep that path with a `+` rule in .slugfilter.")
     }

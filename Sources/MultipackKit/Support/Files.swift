@@ -281,8 +281,8 @@ extension Files {
         do {
             try FileManager.default.removeItem(atPath: path)
         } catch {
-            throw BuildFailure(
-                "Could not remove \(path): \(ErrorReport.reason(error))",
+            throw MultipackError.build(
+                "Could not remove \(path): \(MultipackError.reason(error))",
                 hint: "Check its permissions, or remove it by hand (rm -rf \(path)).")
         }
     }

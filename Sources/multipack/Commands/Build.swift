@@ -75,8 +75,8 @@ struct BuildCommand: ParsableCommand {
     @OptionGroup var arguments: LocalBuildArguments
 
     func run() throws {
-        try performReturningCode { invocation in
-            LocalBuild(options: arguments.options(), invocation: invocation).run()
+        try perform { invocation in
+            try LocalBuild(options: arguments.options(), invocation: invocation).run()
         }
     }
 }

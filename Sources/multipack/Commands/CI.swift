@@ -10,8 +10,8 @@ struct CICommand: ParsableCommand {
     @OptionGroup var arguments: LocalBuildArguments
 
     func run() throws {
-        try performReturningCode { invocation in
-            LocalBuild(options: arguments.options(), invocation: invocation, mode: .ci).run()
+        try perform { invocation in
+            try LocalBuild(options: arguments.options(), invocation: invocation, mode: .ci).run()
         }
     }
 }

@@ -32,6 +32,6 @@ struct StagesCommand: ParsableCommand {
     @Argument(help: "The job multipack build gives it (JSON).") var job: String
 
     func run() throws {
-        try performReturningCode { invocation in StagesJob.run(json: job, invocation: invocation) }
+        try perform { invocation in try StagesJob.run(json: job, invocation: invocation) }
     }
 }

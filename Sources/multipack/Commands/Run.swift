@@ -13,21 +13,14 @@ struct RunCommand: ParsableCommand {
     var command: [String] = []
 
     func run() throws {
-        StopToken.installSignalHandlers()
-        Spawner.becomeSubreaper()
-        let invocation = Invocation.current()
-        var localRun = LocalRun(target: target, process: process, invocation: invocation)
-        localRun.command = command
-        localRun.configArguments = config.arguments
-        localRun.port = port
-        let code: Int32
-        do {
-            // The process's own exit code, also when a forwarded signal made it exit.
-            code = try localRun.run()
-        } catch {
-            invocation.log.failure(error)
-            throw ExitCode(ErrorReport.exitCode(for: error))
+        // The process's own exit code, also when a forwarded signal made it exit.
+        try perform(passesOnExit: true) { invocation in
+            var localRun = LocalRun(target: target, process: process, invocation: invocation)
+            localRun.command = command
+            localRun.configArguments = config.arguments
+            localRun.port = port
+            let code = try localRun.run()
+            if code != 0 { throw MultipackError.printedBefore(exitCode: code, headline: nil) }
         }
-        if code != 0 { throw ExitCode(code) }
     }
 }

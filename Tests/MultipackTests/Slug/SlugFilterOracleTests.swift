@@ -74,7 +74,7 @@ import Testing
         #expect {
             try SlugFilter(text)
         } throws: { error in
-            (error as? UsageError)?.message.contains(".slugfilter line \(line) ") == true
+            (error as? MultipackError)?.headline.contains(".slugfilter line \(line) ") == true
         }
     }
 

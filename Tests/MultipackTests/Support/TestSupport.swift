@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 
+@testable import MultipackKit
+
 /// The checkout, the built binary and throwaway directories for end-to-end tests.
 enum Repo {
     static let root: String = {
@@ -200,4 +202,15 @@ struct App {
 
     func read(_ relative: String) -> String? { try? String(contentsOfFile: build + "/" + relative, encoding: .utf8) }
     func exists(_ relative: String) -> Bool { FileManager.default.fileExists(atPath: build + "/" + relative) }
+}
+
+/// The usage error (exit 2) `body` throws; an issue is recorded when it throws none, or another.
+@discardableResult
+func expectUsageError(
+    sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void
+) -> MultipackError? {
+    let error = #expect(throws: MultipackError.self, sourceLocation: sourceLocation) { try body() }
+    #expect(
+        error?.kind == .usage && error?.exitCode == 2, "\(String(describing: error))", sourceLocation: sourceLocation)
+    return error
 }

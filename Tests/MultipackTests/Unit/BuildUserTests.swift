@@ -46,13 +46,13 @@ import Testing
             try BuildUser.chosen(
                 subordinate: temp.path + "/subuid", names: temp.path + "/passwd", kind: "uid", map: everything)
         } throws: { error in
-            let failure = try #require(error as? BuildFailure)
+            let failure = try #require(error as? MultipackError)
             return failure.headline.contains("1000") && failure.headline.contains("`dev`")
                 && failure.hint?.contains("subuid") == true
         }
         try temp.write("passwd", "root:x:0:0::/root:/bin/sh\nthief:x:\(BuildUser.fallbackID):1::/:/bin/sh\n")
         try temp.write("subuid", "")
-        #expect(throws: BuildFailure.self) {
+        #expect(throws: MultipackError.self) {
             try BuildUser.chosen(
                 subordinate: temp.path + "/subuid", names: temp.path + "/passwd", kind: "uid", map: everything)
         }
@@ -63,7 +63,7 @@ import Testing
         let temp = try etc(["passwd": "root:x:0:0::/root:/bin/sh\n"])
         let onlyRoot = BuildUser.parseMap("         0          0          1\n")
         #expect(BuildUser.mapsRootToRoot(onlyRoot))
-        #expect(throws: BuildFailure.self) {
+        #expect(throws: MultipackError.self) {
             try BuildUser.chosen(
                 subordinate: temp.path + "/subuid", names: temp.path + "/passwd", kind: "uid", map: onlyRoot)
         }

@@ -170,12 +170,12 @@ import Testing
     @Test func booleansAcceptZeroAsOff() throws {
         for on in ["1", "true", "YES", "On"] { #expect(try Settings.boolean("X", on)) }
         for off in ["0", "false", "No", "OFF", "", nil] { #expect(try !Settings.boolean("X", off)) }
-        #expect(throws: UsageError.self) { try Settings.boolean("X", "maybe") }
+        expectUsageError { try Settings.boolean("X", "maybe") }
         let settings = try Settings(
             configVars: ["MULTIPACK_RELEASE": "LAST", "MULTIPACK_FETCH_TIMEOUT": "12"], environment: [:])
         #expect(settings.release == .last && settings.fetchTimeout == 12 && settings.hooks == .multipack)
-        #expect(throws: UsageError.self) { try Settings(configVars: ["MULTIPACK_HOOKS": "both"], environment: [:]) }
-        #expect(throws: UsageError.self) {
+        expectUsageError { try Settings(configVars: ["MULTIPACK_HOOKS": "both"], environment: [:]) }
+        expectUsageError {
             try Settings(configVars: ["MULTIPACK_FETCH_TIMEOUT": "soon"], environment: [:])
         }
     }

@@ -50,7 +50,7 @@ import Testing
 
     @Test(arguments: ["9223372036854775807", "0", "86401", "-1", "99999999999999999999999", "12s"])
     func fetchTimeoutOutsideItsBoundsIsBadInput(_ value: String) {
-        #expect(throws: UsageError.self) {
+        expectUsageError {
             try Settings(configVars: ["MULTIPACK_FETCH_TIMEOUT": value], environment: [:])
         }
     }

@@ -21,7 +21,7 @@ import Testing
         #expect {
             try DotEnv.parse(text, file: "f.env")
         } throws: { error in
-            let message = (error as? UsageError)?.message ?? ""
+            let message = (error as? MultipackError)?.headline ?? ""
             return message.contains("f.env \(line) ") && message.contains(reason)
         }
     }
@@ -29,7 +29,7 @@ import Testing
     @Test func envFlagsWinOverTheFile() throws {
         let vars = try ConfigVarArguments(pairs: ["A=flag", "B=x=y"]).resolve()
         #expect(vars.map(\.key) == ["A", "B"] && vars.map(\.value) == ["flag", "x=y"])
-        #expect(throws: UsageError.self) { try ConfigVarArguments(pairs: ["=x"]).resolve() }
+        expectUsageError { try ConfigVarArguments(pairs: ["=x"]).resolve() }
     }
 }
 

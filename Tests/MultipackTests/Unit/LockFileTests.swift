@@ -35,7 +35,7 @@ import Testing
         // A pin `.buildpacks` holds itself must be the lock's.
         let own = try BuildpackList.parse("heroku/python sha256=\(String(repeating: "e", count: 64))\nheroku/ruby\n")
         #expect(lock.firstDifference(from: own) != nil)
-        #expect(throws: UsageError.self) { try lock.pinning(inserted) }
+        expectUsageError { try lock.pinning(inserted) }
     }
 
     @Test func commitPinsGitEntriesOnly() throws {

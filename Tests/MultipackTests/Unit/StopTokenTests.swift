@@ -45,7 +45,9 @@ import Testing
         // The first signal counts; SIGQUIT's children would get SIGTERM.
         #expect(stop.signal == SIGHUP)
         #expect(stop.forwardedSignal == SIGHUP)
-        #expect(throws: Interrupted.self) { try stop.check("while testing") }
+        let error = #expect(throws: MultipackError.self) { try stop.check("while testing") }
+        #expect(error?.kind == .interrupted(SIGHUP) && error?.exitCode == 129)
+        #expect(error?.headline == "The build was stopped by SIGHUP while testing; its processes were stopped with it.")
     }
 
     @Test func aWaitEndsWhenAStopIsRequested() {

@@ -1,0 +1,169 @@
+import FoundationEssentials
+import Glibc
+
+/// Starts a local build's stages (the hidden verb `multipack stages JOB`) where the buildpacks see
+/// Heroku's layout (SPEC §15): in a namespace on the stack's root, with the build directory at
+/// `/tmp/build_<hex>`, the cache, the config vars, the app and the local buildpacks bound in; or,
+/// where no namespace can be made, on this machine with the same directories in the app's state.
+struct SandboxLaunch {
+    var options: LocalBuildOptions
+    var ci: Bool
+    var caller: [String: String]
+    /// Where `multipack build` was started (relative `--buildpack` paths are relative to it).
+    var callerDir: String
+    var stackRoot: StackRoot?
+    /// nil: no namespace here; the build runs on this machine.
+    var sandbox: Sandbox?
+    /// Who the buildpacks run as: uid 1000 inside; for root, an id that owns nothing outside.
+    var user: BuildUser
+    /// The app's state, and the build's directory and cache while it runs.
+    var state: LocalState.App
+    var id: String
+    var running: (build: String, cache: String)
+
+    /// The stack the build is told it runs on.
+    var stack: String { stackRoot?.stack ?? options.stack }
+    var inside: Bool { sandbox != nil }
+    /// The build directory and multipack's own work directory as the stages see them.
+    var buildDir: String { inside ? "/tmp/" + id : running.build }
+    var workDir: String { inside ? "/tmp/multipack" : state.work + "/tmp/multipack" }
+    /// Where the stages leave their outcome, as this process sees it.
+    var outcomePath: String { state.work + "/tmp/multipack/outcome.json" }
+
+    /// The stack root (`--stack-root`) and the namespace's maker; says so when there is none.
+    init(
+        options: LocalBuildOptions, ci: Bool, caller: [String: String], callerDir: String,
+        workspace: LocalWorkspace, context: BuildContext
+    ) throws {
+        self.options = options
+        self.ci = ci
+        self.caller = caller
+        self.callerDir = callerDir
+        (state, id, running) = (workspace.state, workspace.id, workspace.running)
+        stackRoot = try options.stackRoot.map { try StackRoot.prepare($0, caller: caller, log: context.log) }
+        user = try BuildUser.current()
+        switch Sandbox.backend(caller, user: user) {
+        case .success(let backend):
+            sandbox = Sandbox(
+                backend: backend, user: user, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp",
+                app: state.work + "/home")
+        case .failure(let unavailable):
+            if stackRoot != nil {
+                throw MultipackError.usage(
+                    "--stack-root needs a user namespace, and this machine gives none: \(unavailable.reason).",
+                    hint:
+                        "Install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or build without --stack-root."
+                )
+            }
+            sandbox = nil
+            context.log.warning(
+                "No namespaces here (\(unavailable.reason)): the build runs on this machine as "
+                    + (user.isIsolated ? "uid \(user.uid) (never as root)" : "you")
+                    + ", with HOME=\(state.work)/home instead of /app, BUILD_DIR \(running.build) instead of /tmp/\(id), "
+                    + "and /app does not exist.")
+        }
+    }
+
+    /// Heroku's build environment (SPEC §15), CI's variables for `ci`; git's configuration
+    /// trusts the local repositories at `localPaths` for root's builds.
+    func environment(sourceVersion: String?, localPaths: [String]) throws -> [String: String] {
+        var environment = HerokuEnvironment.build(stack: stack, sourceVersion: sourceVersion, caller: caller)
+        if ci {
+            environment["CI"] = "true"
+            environment["HEROKU_TEST_RUN_ID"] = UUID().uuidString.lowercased()
+            if let sourceVersion { environment["HEROKU_TEST_RUN_COMMIT_VERSION"] = sourceVersion }
+        }
+        if !inside {
+            environment["HOME"] = state.work + "/home"
+            environment["TMPDIR"] = state.work + "/tmp"
+        }
+        // A copy among the build's directories (the caller's own file may be private to it),
+        // which the build's user reaches as it reaches them.
+        if let gitConfig = HerokuEnvironment.buildGitConfig(caller, trusting: user.isIsolated ? localPaths : []) {
+            try Files.makeDirectory(state.work + "/tmp/multipack")
+            try Files.write(gitConfig, to: state.work + "/tmp/multipack/gitconfig")
+            environment["GIT_CONFIG_GLOBAL"] = workDir + "/gitconfig"
+        }
+        return environment
+    }
+
+    /// Runs the stages over the filled `workspace` to their end and reads what they left (nil when
+    /// they were killed first).
+    func run(
+        _ workspace: LocalWorkspace, entries: [BuildpackEntry], listed: [BuildpackEntry], sourceVersion: String?,
+        in context: BuildContext
+    ) throws -> (result: ProcessResult, outcome: StagesJob.Outcome?) {
+        let cache = inside ? "/tmp/codon/tmp/cache" : workspace.cache == state.cache ? running.cache : workspace.cache
+        let job = StagesJob(
+            ci: ci, buildpacks: options.buildpacks, appDir: options.appDir, callerDir: callerDir, build: buildDir,
+            cache: cache, env: inside ? "/tmp/env" : state.env, work: workDir, outcome: workDir + "/outcome.json")
+        let localPaths =
+            StagesJob.localPaths(entries, base: callerDir) + StagesJob.localPaths(listed, base: options.appDir)
+        var command = Command(
+            LocalBuild.executablePath(), ["stages", String(decoding: try JSONEncoder().encode(job), as: UTF8.self)],
+            in: inside ? "/app" : state.work + "/home",
+            environment: try environment(sourceVersion: sourceVersion, localPaths: localPaths),
+            stdout: .inherit, stderr: .inherit)
+        var sandbox = sandbox
+        if var configured = sandbox {
+            let executable = workDir + "/multipack"
+            configured.bind(LocalBuild.executablePath(), at: executable)
+            command.executable = executable
+            if let own = options.cacheDir {
+                configured.bind(Files.absolute(own), at: job.cache, writable: true, owned: true)
+            }
+            configured.bind(state.env, at: job.env, owned: true)
+            configured.bind(options.appDir)
+            for path in localPaths { configured.bind(path) }
+            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") {
+                configured.bind(socket, writable: true, owned: true)
+            }
+            if stackRoot != nil { configured.hostDirectories = Sandbox.runtimeLibraryDirectories() }
+            sandbox = configured
+        }
+        command.stopsItself = true
+        // A signal that came while the app was copied would reach only bubblewrap, which ignores it.
+        try context.stop.check()
+        let handover = try grantAccess(
+            sandbox: &sandbox, cache: options.cacheDir.map(Files.absolute), reads: [options.appDir] + localPaths,
+            log: context.log)
+        if let sandbox {
+            command = sandbox.wrap(command)
+        } else if user.isIsolated {
+            command.namespace = NamespacePlan(idsOf: user)
+        }
+        let result = try handover.during { try Sandbox.run(command, in: context) }
+        let outcome = (try? context.files.read(outcomePath)).flatMap {
+            try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))
+        }
+        return (result, outcome)
+    }
+
+    /// The caller's directories as the build's user reaches them (SPEC §15, "Not root, for
+    /// real"): for a root caller, idmapped into the namespace (or handed over where they cannot
+    /// be), or without namespaces handed over, after a check that the build's user can reach
+    /// them at all. Nothing for anyone else: the build runs as the caller.
+    private func grantAccess(sandbox: inout Sandbox?, cache: String?, reads: [String], log: Log) throws -> Handover {
+        guard user.isIsolated else { return Handover(user: user) }
+        if var configured = sandbox {
+            log.detail(
+                "Buildpacks run as uid \(BuildUser.insideUID) inside, \(user.uid) outside: root's files are out of their reach"
+            )
+            defer { sandbox = configured }
+            return try configured.grantOwnedBinds(marker: state.handoverMarker)
+        }
+        log.detail("Buildpacks run as uid \(user.uid): root's files are out of their reach")
+        let handed = [state.work, state.env] + (cache.map { [$0] } ?? [])
+        // What is handed over becomes the build's user's; what leads to it must let it through.
+        for path in handed.map(Files.parent(of:)) + reads + [LocalBuild.executablePath()] {
+            guard let closed = user.firstClosedDirectory(on: path) else { continue }
+            throw MultipackError.build(
+                "Without namespaces, a build run by root runs its buildpacks as uid \(user.uid), which cannot reach \(path): "
+                    + "\(closed) is closed to it.",
+                hint: "Keep multipack's state where every user may pass (XDG_CACHE_HOME=/var/cache), the app, its "
+                    + "buildpacks and multipack where every user may read them, or allow namespaces; or run multipack as "
+                    + "an ordinary user.")
+        }
+        return try Handover.begin(user: user, handed: handed, idmapped: [], marker: state.handoverMarker)
+    }
+}
