@@ -63,7 +63,7 @@ public struct LocalRun {
             log.warning(
                 "No namespaces here (\(unavailable.reason)): the process runs on this machine as "
                     + (user.isIsolated ? "uid \(user.uid) (never as root)" : "you")
-                    + ", in \(source.home) with HOME=\(source.home) instead of /app.")
+                    + ", in \(source.home) with HOME=\(source.home) instead of /app." + unavailable.fixSentence)
         }
         // Where the app is as the process sees it.
         let app = sandbox == nil ? source.home : "/app"

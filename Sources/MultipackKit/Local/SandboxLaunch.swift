@@ -60,7 +60,7 @@ struct SandboxLaunch {
                 "No namespaces here (\(unavailable.reason)): the build runs on this machine as "
                     + (user.isIsolated ? "uid \(user.uid) (never as root)" : "you")
                     + ", with HOME=\(state.work)/home instead of /app, BUILD_DIR \(running.build) instead of /tmp/\(id), "
-                    + "and /app does not exist.")
+                    + "and /app does not exist." + unavailable.fixSentence)
         }
     }
 

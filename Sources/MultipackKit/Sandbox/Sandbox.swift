@@ -77,7 +77,9 @@ public struct Sandbox: Sendable {
             return .failure(Unavailable(reason: "user namespaces are disabled (user.max_user_namespaces is 0)"))
         }
         if user.isIsolated {
-            if let reason = directUnavailable(user) { return .failure(Unavailable(reason: reason)) }
+            if let reason = directUnavailable(user) {
+                return .failure(Unavailable(reason: reason, fix: NamespaceDiagnosis.current()?.fix))
+            }
             return .success(.direct)
         }
         if setting == "direct" { return .success(.direct) }
@@ -89,7 +91,10 @@ public struct Sandbox: Sendable {
             return .failure(Unavailable(reason: "bubblewrap (bwrap) is not installed"))
         }
         if let reason = directUnavailable(user) {
-            return .failure(Unavailable(reason: "bubblewrap (bwrap) is not installed, and " + reason))
+            return .failure(
+                Unavailable(
+                    reason: "bubblewrap (bwrap) is not installed, and " + reason, fix: NamespaceDiagnosis.current()?.fix
+                ))
         }
         return .success(.direct)
     }
@@ -112,6 +117,16 @@ public struct Sandbox: Sendable {
 
     public struct Unavailable: Error, Sendable {
         public var reason: String
+        /// What would make namespaces possible, when multipack can tell why they are refused.
+        public var fix: String?
+
+        init(reason: String, fix: String? = nil) {
+            self.reason = reason
+            self.fix = fix
+        }
+
+        /// Said after the warning that the build runs without namespaces.
+        public var fixSentence: String { fix.map { " " + $0 } ?? "" }
     }
 
     init(backend: Backend, user: BuildUser, root: String = "/", tmp: String, app: String) {
