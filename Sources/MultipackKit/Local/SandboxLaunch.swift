@@ -145,6 +145,9 @@ struct SandboxLaunch {
     /// them at all. Nothing for anyone else: the build runs as the caller.
     private func grantAccess(sandbox: inout Sandbox?, cache: String?, reads: [String], log: Log) throws -> Handover {
         guard user.isIsolated else { return Handover(user: user) }
+        // Only root (and, handed over, the build's user) may pass: what the build makes there
+        // through an idmapped mount is root's until the walk back has checked it.
+        guard chmod(state.work, 0o700) == 0 else { throw FileError(path: state.work, action: "protect", errno: errno) }
         if var configured = sandbox {
             log.detail(
                 "Buildpacks run as uid \(BuildUser.insideUID) inside, \(user.uid) outside: root's files are out of their reach"

@@ -145,6 +145,12 @@ public struct Sandbox: Sendable {
     /// root caller: idmapped where their file system allows it, handed over otherwise (then the
     /// bind is a plain one; an owned file that cannot be idmapped is bound as it is). The
     /// handover is ended once the build is over, whatever its outcome.
+    ///
+    /// Through an idmapped mount a file the build makes is root's on disk, setuid if the build
+    /// says so, until the walk back clears the bit: `tmp` and `app` must be out of every other
+    /// user's reach meanwhile (a directory of mode 0700 above them). A writable directory of the
+    /// caller's elsewhere (`--cache`), which others may reach, is handed over instead: what the
+    /// build makes there is the build's user's.
     mutating func grantOwnedBinds(marker: String?) throws -> Handover {
         guard user.isIsolated else { return Handover(user: user) }
         try makeNestedMountPoints()
@@ -159,7 +165,7 @@ public struct Sandbox: Sendable {
         }
         for index in binds.indices where binds[index].owned {
             let bind = binds[index]
-            let mapped = idmap?.canMap(bind.source) == true
+            let mapped = !(bind.writable && Files.isDirectory(bind.source)) && idmap?.canMap(bind.source) == true
             if !mapped { binds[index].owned = false }
             guard Files.isDirectory(bind.source) else { continue }
             if !mapped {

@@ -117,7 +117,9 @@ import Testing
                 mkdir -p "$2/deep/er" && cp /bin/true "$2/deep/er/tool" && chmod 4755 "$2/deep/er/tool"
                 echo "       probed"
                 """)
-        var arguments = ["build", world.app, "-e", "SECRET=\(world.secret)", "--json"]
+        // A cache of the caller's own choosing (which others may reach) comes back too.
+        let cache = world.world.temp.sub("own-cache")
+        var arguments = ["build", world.app, "-e", "SECRET=\(world.secret)", "--cache", cache, "--json"]
         if mode.namespaced { arguments += ["--stack-root", "/"] }
         let build = try world.world.multipack(arguments, extra: mode.environment)
         #expect(build.status == 0, "\(build.all)")
@@ -128,7 +130,8 @@ import Testing
         Self.expectNoRootAccess(try Self.fields(buildDir + "/inside.txt"), mode: mode, "build: \(build.all)")
         // What the build made is root's, without its setuid bits: the build directory, the
         // cache, the state directory and the slug.
-        Self.expectHandedBack([try world.state], "build")
+        Self.expectHandedBack([try world.state, cache], "build")
+        #expect(FileManager.default.fileExists(atPath: cache + "/deep/er/tool"))
         let tool = try FileManager.default.attributesOfItem(atPath: buildDir + "/tool")
         #expect((tool[.posixPermissions] as? Int).map { $0 & 0o6000 } == 0)
 
@@ -173,6 +176,9 @@ import Testing
                 usleep(20_000)
             }
             try #require(output().contains("slow compile started"), "\(output())")
+            // While it runs, no one but root (and the build's user) passes into its directories.
+            let work = try FileManager.default.attributesOfItem(atPath: try world.state + "/work")
+            #expect((work[.posixPermissions] as? Int).map { $0 & 0o077 } == 0)
             kill(process.processIdentifier, signal)
             process.waitUntilExit()
             if signal == SIGTERM {
