@@ -37,6 +37,8 @@ public struct LocalRun {
         var release: Release
         var buildConfig: [(key: String, value: String)]
         var dotenv: String?
+        /// The `.env` is the app's own (not one a build wrote): a link there is followed.
+        var dotenvIsTheApps = false
     }
 
     /// Runs the process and returns its exit code (128 + the signal when a signal ended it).
@@ -163,7 +165,7 @@ public struct LocalRun {
         log.step("Using the last build of \(target): \(which) in \(state.build)")
         return Source(
             home: try fresh(copyOf: state.build, scratch: scratch), release: Self.release(at: state.release),
-            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env")
+            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env", dotenvIsTheApps: true)
     }
 
     /// A kept build is copied, never run in place: a dyno starts from the slug every time and
@@ -185,8 +187,12 @@ public struct LocalRun {
         (try? Files.read(path)).flatMap { try? Release.parse($0) } ?? Release()
     }
 
+    /// A build's config vars; a link among them is not followed (a root caller's build without
+    /// namespaces had the directory as its own).
     static func configVars(in envDir: String) -> [(key: String, value: String)] {
-        Files.list(envDir).sorted().compactMap { name in (try? Files.read(envDir + "/" + name)).map { (name, $0) } }
+        Files.list(envDir).sorted().compactMap { name in
+            (try? Files.read(envDir + "/" + name, followingLinks: false)).map { (name, $0) }
+        }
     }
 
     /// A dyno's environment: HOME, PORT, DYNO, PATH and LANG (TERM when there is one); then, each
@@ -196,7 +202,8 @@ public struct LocalRun {
         var env: [String: String] = [:]
         for (key, value) in source.release.configVars { env[key] = value }
         for (key, value) in source.buildConfig { env[key] = value }
-        if let dotenv = source.dotenv, let text = try? Files.read(dotenv) {
+        // A `.env` a build wrote may link to any file on the machine, which multipack reads as the caller.
+        if let dotenv = source.dotenv, let text = try? Files.read(dotenv, followingLinks: source.dotenvIsTheApps) {
             for (key, value) in try DotEnv.parse(text, file: dotenv) { env[key] = value }
         }
         for (key, value) in try configArguments.resolve(environment: invocation.environment) { env[key] = value }

@@ -27,8 +27,6 @@ struct SandboxLaunch {
     /// The build directory and multipack's own work directory as the stages see them.
     var buildDir: String { inside ? "/tmp/" + id : running.build }
     var workDir: String { inside ? "/tmp/multipack" : state.work + "/tmp/multipack" }
-    /// Where the stages leave their outcome, as this process sees it.
-    var outcomePath: String { state.work + "/tmp/multipack/outcome.json" }
 
     /// The stack root (`--stack-root`) and the namespace's maker; says so when there is none.
     init(
@@ -122,6 +120,9 @@ struct SandboxLaunch {
             sandbox = configured
         }
         command.stopsItself = true
+        // Without a PID namespace, what the build leaves running is stopped before anything of
+        // it is read or handed back.
+        if sandbox == nil { command.owner = "The build" }
         // A signal that came while the app was copied would reach only bubblewrap, which ignores it.
         try context.stop.check()
         let handover = try grantAccess(
@@ -133,7 +134,8 @@ struct SandboxLaunch {
             command.namespace = NamespacePlan(idsOf: user)
         }
         let result = try handover.during { try Sandbox.run(command, in: context) }
-        let outcome = (try? context.files.read(outcomePath)).flatMap {
+        // Read as the caller, from where the build could write: no link followed on the way.
+        let outcome = (try? Files.read("multipack/outcome.json", beneath: state.work + "/tmp")).flatMap {
             try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))
         }
         return (result, outcome)

@@ -20,8 +20,32 @@ enum Files {
 
     static func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
 
-    static func read(_ path: String) throws -> String {
-        String(decoding: try readRegularFile(path), as: UTF8.self)
+    static func read(_ path: String, followingLinks: Bool = true) throws -> String {
+        String(decoding: try readRegularFile(path, followingLinks: followingLinks), as: UTF8.self)
+    }
+
+    /// The text of the regular file at `relative` under `root`, no link followed on the way: for
+    /// what multipack reads, as root, of what a build wrote (a link there may name any file on
+    /// this machine).
+    static func read(_ relative: String, beneath root: String) throws -> String {
+        var directory = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directory >= 0 else { throw FileError(path: root, action: "read", errno: errno) }
+        defer { close(directory) }
+        let parts = relative.split(separator: "/").map(String.init)
+        for part in parts.dropLast() {
+            let next = openat(directory, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard next >= 0 else { throw FileError(path: root + "/" + relative, action: "read", errno: errno) }
+            close(directory)
+            directory = next
+        }
+        let descriptor = openat(directory, parts.last ?? ".", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileError(path: root + "/" + relative, action: "read", errno: errno) }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw FileError(path: root + "/" + relative, action: "read", errno: EINVAL, detail: kindName(info.st_mode))
+        }
+        return String(decoding: try readToEnd(descriptor, path: root + "/" + relative, chunk: 65_536), as: UTF8.self)
     }
 
     /// Everything a file or a pipe gives until its end, for a path the user named on the command
@@ -49,14 +73,17 @@ enum Files {
     /// The bytes of a regular file. Anything else (a directory, a FIFO, a socket, a device) is
     /// refused with EINVAL and a `detail` saying what it is, and is never opened in a way that
     /// can block: stat first, then open with O_NONBLOCK and check again on the descriptor.
-    static func readRegularFile(_ path: String) throws -> [UInt8] {
+    /// Without `followingLinks`, a symlink is refused too.
+    static func readRegularFile(_ path: String, followingLinks: Bool = true) throws -> [UInt8] {
         var info = stat()
-        guard stat(path, &info) == 0 else { throw FileError(path: path, action: "read", errno: errno) }
+        guard (followingLinks ? stat(path, &info) : lstat(path, &info)) == 0 else {
+            throw FileError(path: path, action: "read", errno: errno)
+        }
         func refuse(_ mode: mode_t) -> FileError {
             FileError(path: path, action: "read", errno: EINVAL, detail: kindName(mode))
         }
         guard info.st_mode & S_IFMT == S_IFREG else { throw refuse(info.st_mode) }
-        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | (followingLinks ? 0 : O_NOFOLLOW))
         guard descriptor >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
         defer { close(descriptor) }
         guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw refuse(info.st_mode) }
@@ -71,6 +98,7 @@ enum Files {
         case S_IFIFO: return "a FIFO (named pipe), not a file"
         case S_IFSOCK: return "a unix socket, not a file"
         case S_IFCHR, S_IFBLK: return "a device, not a file"
+        case S_IFLNK: return "a symlink, not a file"
         default: return "not a regular file"
         }
     }

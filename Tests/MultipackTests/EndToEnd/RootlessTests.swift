@@ -227,6 +227,38 @@ import Testing
         Self.expectNoRootAccess(Self.fields(Array(after)), mode: .direct, output)
     }
 
+    /// What root reads of what a build wrote (its Procfile, the `.env` and config vars a run
+    /// reads, the outcome) never follows a link the build made to a file of root's.
+    @Test(arguments: [Mode.direct, Mode.off])
+    func linksABuildLeavesAreNotFollowedByRoot(mode: Mode) throws {
+        let world = try World(
+            "rootless-links-\(mode.rawValue)",
+            compile: """
+                ln -sf "$(cat "$3/PROCFILE")" "$1/Procfile"
+                ln -sf "$(cat "$3/DOTENV")" "$1/.env"
+                [ -w "$3" ] && ln -sf "$(cat "$3/DOTENV")" "$3/SECRET_VAR"
+                mkdir -p "$1/bin" && echo hook > "$1/bin/.multipack-held-post_compile"
+                echo "       linked"
+                """)
+        let secrets = world.world.temp.sub("root-secrets")
+        try "leak: echo TOPSECRET-PROCFILE\n".write(toFile: secrets + "/procfile", atomically: false, encoding: .utf8)
+        try "LEAK=TOPSECRET-DOTENV\n".write(toFile: secrets + "/dotenv", atomically: false, encoding: .utf8)
+        for name in ["procfile", "dotenv"] { chmod(secrets + "/" + name, 0o600) }
+        let build = try world.world.multipack(
+            [
+                "build", world.app, "-e", "PROCFILE=\(secrets)/procfile", "-e", "DOTENV=\(secrets)/dotenv", "-e",
+                "SECRET_VAR=plain",
+            ], extra: mode.environment)
+        #expect(build.status == 0, "\(build.all)")
+        #expect(!build.all.contains("TOPSECRET"), "\(build.all)")
+        let run = try world.world.multipack(
+            ["run", world.app, "--", "sh", "-c", "echo \"leak=$LEAK secret=$SECRET_VAR\""], extra: mode.environment)
+        #expect(run.status == 0, "\(run.all)")
+        #expect(!run.all.contains("TOPSECRET"), "\(run.all)")
+        let leak = try world.world.multipack(["run", world.app, "leak"], extra: mode.environment)
+        #expect(leak.status != 0 && !leak.all.contains("TOPSECRET"), "\(leak.all)")
+    }
+
     /// A local buildpack holding a file its user may not read cannot be copied for the build:
     /// the fetch says which file, and nothing of it reaches the log.
     @Test func aLocalBuildpackWithARootOnlyFileIsRefusedNamingIt() throws {
