@@ -72,7 +72,14 @@ struct Handover {
                     info.st_gid == user.gid ? user.callerGID : UInt32.max, AT_SYMLINK_NOFOLLOW)
             }
             if info.st_mode & S_IFMT == S_IFREG, info.st_mode & (S_ISUID | S_ISGID) != 0 {
-                fchmodat(directory, name, info.st_mode & 0o1777, 0)
+                // Through a descriptor of this very file: a name swapped for a link since is
+                // not followed to another.
+                let file = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+                guard file >= 0 else { return }
+                defer { close(file) }
+                var now = stat()
+                guard fstat(file, &now) == 0, now.st_ino == info.st_ino, now.st_dev == info.st_dev else { return }
+                fchmod(file, now.st_mode & 0o1777)
             }
         }
     }
@@ -81,8 +88,9 @@ struct Handover {
 extension TreeWalk {
     /// `visit(directory, name, info)` for `root` itself (relative to its parent) and every entry
     /// under it, a directory before its contents, without following links, whatever the depth:
-    /// one directory open at a time, and the way back up by its `..` (nothing else runs in the
-    /// tree while it is walked). Names are the bytes on disk: one that is no UTF-8 is visited too.
+    /// one directory open at a time, and the way back up by its `..`, which must be the directory
+    /// it came down from (a directory moved meanwhile ends the walk there). Names are the bytes
+    /// on disk: one that is no UTF-8 is visited too.
     static func visit(_ root: String, _ visit: (Int32, [CChar], stat) -> Void) {
         let slash = root.lastIndex(of: "/") ?? root.startIndex
         let parentPath = slash == root.startIndex ? "/" : String(root[..<slash])
@@ -100,15 +108,21 @@ extension TreeWalk {
             ? openat(parent, rootName, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1
         close(parent)
         guard current >= 0 else { return }
-        // The names still to visit at each level, deepest last.
+        // The names still to visit at each level, deepest last, and each level's identity.
         var levels: [[Entry]] = [entries(current)]
+        var identities = [(info.st_dev, info.st_ino)]
         while true {
             guard let entry = levels[levels.count - 1].popLast() else {
                 levels.removeLast()
-                if levels.isEmpty { break }
+                identities.removeLast()
+                guard let expected = identities.last else { break }
                 let up = openat(current, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
                 close(current)
-                guard up >= 0 else { return }
+                var found = stat()
+                guard up >= 0, fstat(up, &found) == 0, (found.st_dev, found.st_ino) == expected else {
+                    if up >= 0 { close(up) }
+                    return
+                }
                 current = up
                 continue
             }
@@ -118,9 +132,15 @@ extension TreeWalk {
             guard info.st_mode & S_IFMT == S_IFDIR else { continue }
             let down = openat(current, entry.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard down >= 0 else { continue }
+            var opened = stat()
+            guard fstat(down, &opened) == 0 else {
+                close(down)
+                continue
+            }
             close(current)
             current = down
             levels.append(entries(current))
+            identities.append((opened.st_dev, opened.st_ino))
         }
         close(current)
     }
