@@ -18,46 +18,13 @@ struct Multipack: ParsableCommand {
     /// argument-parser's own entry, except that a usage error exits 2 (SPEC §11), not its 64.
     static func main() {
         do {
-            var command = try shimCommand(Array(CommandLine.arguments.dropFirst())) ?? parseAsRoot()
+            var command = try parseAsRoot()
             try command.run()
         } catch {
             guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
             let message = fullMessage(for: error)
             Log.writeToDescriptor(message.hasSuffix("\n") ? message : message + "\n", 2)
             Glibc.exit(2)
-        }
-    }
-}
-
-extension Multipack {
-    /// A Buildpack API verb as the shims call it, several times per build: directories only. It
-    /// skips argument-parser's reflection over every command (~2 ms a call); anything else, an
-    /// option or a missing argument included, is left to the parser.
-    static func shimCommand(_ arguments: [String]) -> (any ParsableCommand)? {
-        guard let verb = arguments.first else { return nil }
-        let paths = Array(arguments.dropFirst())
-        guard paths.allSatisfy({ !$0.isEmpty && !$0.hasPrefix("-") }) else { return nil }
-        switch (verb, paths.count) {
-        case ("detect", 1):
-            var command = DetectCommand()
-            command.buildDir = paths[0]
-            return command
-        case ("compile", 3):
-            var command = CompileCommand()
-            (command.buildDir, command.cacheDir, command.envDir) = (paths[0], paths[1], paths[2])
-            return command
-        case ("release", 1):
-            var command = ReleaseCommand()
-            command.buildDir = paths[0]
-            return command
-        case ("report", 1...3):
-            var command = ReportCommand()
-            command.buildDir = paths[0]
-            command.cacheDir = paths.count > 1 ? paths[1] : nil
-            command.envDir = paths.count > 2 ? paths[2] : nil
-            return command
-        default:
-            return nil
         }
     }
 }
