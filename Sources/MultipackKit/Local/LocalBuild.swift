@@ -144,6 +144,8 @@ public struct LocalBuild {
             }
             throw MultipackError.printedBefore(exitCode: outcome?.code ?? result.termination.exitCode, headline: nil)
         }
+        // Stopped once the stages were done: the build did not finish, as a compile says at its end.
+        try context.stop.check()
         let publish = SlugPublish(options: options, caller: caller)
         if mode == .ci {
             if options.slugPath != nil { try publish.writeSlug(workspace.state.build, &summary, log: log) }

@@ -103,7 +103,9 @@ public struct LocalRun {
             try Files.makeDirectory(dir)
             log.step("Extracting the slug \(target) into \(dir)")
             do {
-                try extractArchive(atPath: target, into: dir, limits: Self.slugLimits)
+                try extractArchive(atPath: target, into: dir, limits: Self.slugLimits, stop: invocation.stop)
+            } catch let stopped as StopRequested {
+                throw MultipackError.interrupted(stopped.signal, "while the slug was being extracted")
             } catch {
                 throw MultipackError.usage(
                     "\(target) is not a slug multipack can extract: \(MultipackError.reason(error))",

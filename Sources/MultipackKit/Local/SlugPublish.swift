@@ -11,7 +11,7 @@ struct SlugPublish {
     ) throws {
         let log = context.log
         let state = workspace.state
-        let release = try Release.parse(outcome.release ?? "")
+        let release = try Release.parse(outcome.release ?? "", stop: context.stop)
         let procfile = Procfile.read(state.build + "/Procfile")
         let processTypes = Procfile.processTypes(release: release, procfile: procfile)
         logProcessTypes(processTypes, procfile: procfile, log: log)
