@@ -42,6 +42,8 @@ struct SelfStages: BuildStages {
         // `.buildpacks` paths are relative to the app, not to its copy.
         environment[HiddenVariable.appDir] = appDir
         environment[HiddenVariable.failureFile] = failureFile
+        // The verbs run as the bin/ shims would start them (`report` is bin/report's).
+        environment[ShimProtocol.variable] = ShimProtocol.spoken
         self.environment = environment
     }
 
