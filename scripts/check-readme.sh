@@ -37,10 +37,10 @@ run() {
 
 # fresh COMMAND: runs it as a user would in a new shell after installing: only HOME, TMPDIR and a
 # PATH that has the installed command (nothing of multipack's in the environment), in the checkout.
-fresh() {
-  env -i HOME="$HOME" TMPDIR="$TMPDIR" LANG=C.UTF-8 PATH="$work/bin:/usr/local/bin:/usr/bin:/bin" \
+fresh() (
+  exec env -i HOME="$HOME" TMPDIR="$TMPDIR" LANG=C.UTF-8 PATH="$work/bin:/usr/local/bin:/usr/bin:/bin" \
     bash -c "cd '$root' && $1"
-}
+)
 
 version="$(sed -n '/^\[buildpack\]/,/^\[/s/^version *= *"\([^"]*\)".*/\1/p' buildpack.toml | head -n 1)"
 homepage="$(sed -n 's/^homepage *= *"\([^"]*\)".*/\1/p' buildpack.toml | head -n 1)"
@@ -113,11 +113,14 @@ first_command() {
   try="$(sed -n 's/.*Try it: //p' "$work/build.log" | tail -n 1)"
   [[ "$try" == "multipack run "* ]] || { say FAILED "Try it: ${try:-(none)}  (does not start with multipack run)"; return; }
   port=$((20000 + RANDOM % 20000))
-  fresh "exec $try --port $port" > "$work/web.log" 2>&1 &
+  # Started by exec all the way down, so that $! is multipack's own pid when it is killed (this
+  # script may run with SIGTERM blocked, which multipack unblocks and bash does not).
+  env -i HOME="$HOME" TMPDIR="$TMPDIR" LANG=C.UTF-8 PATH="$work/bin:/usr/local/bin:/usr/bin:/bin" \
+    bash -c "cd '$root' && exec $try --port $port" > "$work/web.log" 2>&1 &
   web=$!
   answered=""
   for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null; then answered=yes; break; fi
+    if curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null; then answered=yes; break; fi
     sleep 0.1
   done
   kill "$web" 2>/dev/null || true

@@ -16,14 +16,17 @@ public enum ShimProtocol {
     }
 
     /// The failure to print when the shims speak a protocol this binary does not know; nil otherwise.
-    public static func problem(_ environment: [String: String], version: MultipackVersion) -> BuildFailure? {
+    /// The version is read only then (every shim call asks).
+    public static func problem(_ environment: [String: String], version: @autoclosure () -> MultipackVersion)
+        -> BuildFailure?
+    {
         guard let value = environment[variable], !value.isEmpty else { return nil }
         let parts = value.split(separator: "@", maxSplits: 1).map(String.init)
         if let number = Int(parts[0]), known.contains(number) { return nil }
         let needed = parts.count > 1 && !parts[1].isEmpty ? parts[1] : nil
         let shown = Masking.text(String(parts[0].prefix(20)))
         return BuildFailure(
-            "This buildpack's bin/ scripts speak shim protocol \(shown), which multipack \(version) does not know.",
+            "This buildpack's bin/ scripts speak shim protocol \(shown), which multipack \(version()) does not know.",
             details: [
                 "The scripts come from a newer multipack than the binary buildpack.toml names."
             ],

@@ -38,7 +38,10 @@ enum Released {
         if !FileManager.default.fileExists(atPath: checkout + "/.git") {
             try Shell.git(["init", "--quiet", "--initial-branch=main"], in: checkout)
         }
-        try Shell.git(["checkout", "--quiet", "main"], in: checkout)
+        // A run that was stopped may have left HEAD detached (packagingTwiceGivesByteIdenticalArchives).
+        if try Shell.run("git", ["-C", checkout, "rev-parse", "-q", "--verify", "refs/heads/main"]).status == 0 {
+            try Shell.git(["checkout", "--quiet", "main"], in: checkout)
+        }
         for tag in try Shell.gitOutput(["tag", "-l"], in: checkout).split(separator: "\n") {
             try Shell.git(["tag", "-d", String(tag)], in: checkout)
         }
