@@ -75,6 +75,7 @@ import Testing
     @Test func badBuildpacksLineIsAUsageErrorWithItsLineNumber() throws {
         let temp = try TempDir("badline")
         let app = try App(nil, in: temp, buildpacks: "# ok\n./somewhere\nftp://user:hunter2@host/x.git\n")
+        try FileManager.default.createDirectory(atPath: app.build + "/somewhere", withIntermediateDirectories: true)
         let mp = try Multipack(in: temp)
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(compile.status == 2)
