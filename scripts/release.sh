@@ -5,7 +5,7 @@
 #      dist/: multipack.tgz, multipack-<arch> and SHA256SUMS, the assets to upload. The binary says
 #      it is VERSION, built from C;
 #   2. commits the archive's buildpack.toml (VERSION, and the binary's sha256_<arch>) on the branch
-#      as C′, the child of C, and tags C′ vVERSION.
+#      as C′, the child of C, with the README's deploy lines naming VERSION, and tags C′ vVERSION.
 # So the default branch names a released binary from then on, as the tag does: the shims of
 # `heroku buildpacks:set https://github.com/multipack/multipack` download it and check its digest.
 # Nothing is pushed here: .github/workflows/release.yml pushes the branch and the tag and uploads
@@ -51,7 +51,9 @@ read -r digest _ < <(sha256sum "dist/multipack-$arch")
 echo "=====> Committing buildpack.toml (version $version, sha256_$arch) on $branch, tagged $tag"
 tar -xzOf dist/multipack.tgz buildpack.toml > buildpack.toml
 grep -q "^sha256_$arch = \"$digest\"$" buildpack.toml || die "The archive's buildpack.toml does not name its binary."
-git commit -q -m "multipack $version" -m "The release binary, built from ${source_commit:0:12}: sha256_$arch $digest." buildpack.toml
+# The README's deploy and install lines name the release the default branch names.
+sed -i -E "s#(github\.com/multipack/multipack(\#v|/releases/download/v))[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?#\1$version#g" README.md
+git commit -q -m "multipack $version" -m "The release binary, built from ${source_commit:0:12}: sha256_$arch $digest." buildpack.toml README.md
 git tag -a -m "multipack $version" "$tag"
 echo "=====> Released $tag: $branch is at $(git rev-parse --short HEAD); the binary was built from ${source_commit:0:12}"
 echo "       sha256_$arch = \"$digest\""

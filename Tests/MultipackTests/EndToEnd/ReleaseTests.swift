@@ -77,11 +77,21 @@ enum Released {
         #expect(output.stdout.contains("sha256_\(Released.arch) = \"\(digest)\""), "\(output.all)")
         #expect(output.stdout.components(separatedBy: "+ swift build").count <= 3, "each command shown once")
 
-        // C′ is the default branch's head, the child of C, tagged; it changes buildpack.toml alone.
+        // C′ is the default branch's head, the child of C, tagged; it names the release in buildpack.toml
+        // and in the README's deploy lines, and changes nothing else.
         let head = try Shell.gitOutput(["rev-parse", "main"], in: checkout)
         #expect(try Shell.gitOutput(["rev-parse", "v\(Released.version)^{commit}"], in: checkout) == head)
         #expect(try Shell.gitOutput(["rev-parse", "main~1"], in: checkout) == source)
-        #expect(try Shell.gitOutput(["diff", "--name-only", source, head], in: checkout) == "buildpack.toml")
+        #expect(try Shell.gitOutput(["diff", "--name-only", source, head], in: checkout) == "README.md\nbuildpack.toml")
+        let readme = try Shell.gitOutput(["show", "main:README.md"], in: checkout)
+        for line in [
+            "heroku buildpacks:set https://github.com/multipack/multipack#v\(Released.version)\n",
+            "https://github.com/multipack/multipack/releases/download/v\(Released.version)/multipack.tgz\n",
+            "https://github.com/multipack/multipack/releases/download/v\(Released.version)/SHA256SUMS",
+        ] {
+            #expect(readme.contains(line), "\(line)")
+        }
+        #expect(!readme.contains("/v0.1.0/") && !readme.contains("#v0.1.0"))
         let toml = try Shell.gitOutput(["show", "main:buildpack.toml"], in: checkout)
         #expect(toml.contains("version = \"\(Released.version)\""))
         #expect(toml.contains("sha256_\(Released.arch) = \"\(digest)\""), "\(toml)")
