@@ -82,7 +82,8 @@ enum Released {
         let head = try Shell.gitOutput(["rev-parse", "main"], in: checkout)
         #expect(try Shell.gitOutput(["rev-parse", "v\(Released.version)^{commit}"], in: checkout) == head)
         #expect(try Shell.gitOutput(["rev-parse", "main~1"], in: checkout) == source)
-        #expect(try Shell.gitOutput(["diff", "--name-only", source, head], in: checkout) == "README.md\nbuildpack.toml")
+        #expect(
+            try Shell.gitOutput(["diff", "--name-only", source, head], in: checkout) == "README.md\nbuildpack.toml")
         let readme = try Shell.gitOutput(["show", "main:README.md"], in: checkout)
         for line in [
             "heroku buildpacks:set https://github.com/multipack/multipack#v\(Released.version)\n",
