@@ -30,7 +30,7 @@ struct SlugPublish {
         log.detail("Release (for multipack run): \(state.release)")
         log.detail("Report: \(state.report)")
         if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
-            log.detail("Try it: multipack run \(options.appDir) \(web.key)")
+            log.detail("Try it: \(CommandName.line(["run", options.appDir, web.key]))")
         }
     }
 
