@@ -28,6 +28,9 @@ struct ListStage: BuildStage {
         let settings = try Settings(configVars: configVars, environment: request.environment)
         var environment = request.environment
         environment["GIT_DIR"] = nil
+        // multipack's own messages to itself, not for the children.
+        environment[ShimProtocol.variable] = nil
+        environment[HiddenVariable.commandName] = nil
         // BUILDPACK_XTRACE passes through to the children when it is on, and only then: "0" is off.
         environment["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
 
@@ -50,7 +53,7 @@ struct ListStage: BuildStage {
         } else if floating > 0 {
             context.log.step(
                 "\(floating) of \(entries.count) buildpacks follow a moving ref (a branch, a tag or an unpinned "
-                    + "archive): `multipack lock` pins them in \(LockFile.name)")
+                    + "archive): `\(CommandName.line(["lock"]))` pins them in \(LockFile.name)")
         }
         var plan = BuildPlan(
             request: request, entries: pinned, settings: settings, configVars: configVars, environment: environment,

@@ -74,8 +74,10 @@ public struct LocalBuild {
                 failure.printed
                 ? summary.failure ?? (failure.headline.isEmpty ? nil : failure.headline) : failure.lines.first
         }
-        summary.exitCode = failure?.exitCode ?? 0
-        summary.outcome = failure == nil ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
+        // Stopped by signal N: 128 + N, whatever the stage made of it (SPEC §11).
+        summary.exitCode = invocation.stop.signal.map { 128 + $0 } ?? failure?.exitCode ?? 0
+        summary.outcome =
+            summary.exitCode == 0 ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
         summary.seconds = invocation.context.seconds(since: start)
         if let jsonOutput {
             Log.writeToDescriptor(summary.json + "\n", jsonOutput)
@@ -144,6 +146,8 @@ public struct LocalBuild {
             }
             throw MultipackError.printedBefore(exitCode: outcome?.code ?? result.termination.exitCode, headline: nil)
         }
+        // Stopped once the stages were done: the build did not finish, as a compile says at its end.
+        try context.stop.check()
         let publish = SlugPublish(options: options, caller: caller)
         if mode == .ci {
             if options.slugPath != nil { try publish.writeSlug(workspace.state.build, &summary, log: log) }

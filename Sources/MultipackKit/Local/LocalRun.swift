@@ -46,7 +46,9 @@ public struct LocalRun {
         if !command.isEmpty, process != nil {
             throw MultipackError.usage(
                 "multipack run takes a process type or a one-off command after --, not both.",
-                hint: "multipack run APP web, or multipack run APP -- bash")
+                hint:
+                    "\(CommandName.line(["run", target, "web"])), or \(CommandName.line(["run", target, "--", "bash"]))"
+            )
         }
         ScratchDirectory.sweepTemporaryRoot()
         let scratchDirectory = try ScratchDirectory(.run)
@@ -80,7 +82,7 @@ public struct LocalRun {
                 throw MultipackError.usage(
                     "There is no process type `\(name)` in \(target).",
                     hint: types.isEmpty
-                        ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: multipack run \(target) -- bash"
+                        ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: \(CommandName.line(["run", target, "--", "bash"]))"
                         : "It has: \(types.map(\.key).joined(separator: ", ")).")
             }
             launch = ["-c", Self.launchScript(home: source.home, app: app, command: line)]
@@ -122,7 +124,9 @@ public struct LocalRun {
             try Files.makeDirectory(dir)
             log.step("Extracting the slug \(target) into \(dir)")
             do {
-                try extractArchive(atPath: target, into: dir, limits: Self.slugLimits)
+                try extractArchive(atPath: target, into: dir, limits: Self.slugLimits, stop: invocation.stop)
+            } catch let stopped as StopRequested {
+                throw MultipackError.interrupted(stopped.signal, "while the slug was being extracted")
             } catch {
                 throw MultipackError.usage(
                     "\(target) is not a slug multipack can extract: \(MultipackError.reason(error))",
@@ -159,7 +163,7 @@ public struct LocalRun {
             throw MultipackError.build(
                 "\(target) has no build to run: multipack keeps the last successful build of each app, and there is none"
                     + " (never built, the last build failed, or its cache was purged).",
-                hint: "Build it first: multipack build \(target)")
+                hint: "Build it first: \(CommandName.line(["build", target]))")
         }
         let which = (try? Files.read(state.buildID).trimmingCharacters("\n")) ?? "build"
         log.step("Using the last build of \(target): \(which) in \(state.build)")

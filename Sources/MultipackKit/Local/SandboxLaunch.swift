@@ -82,6 +82,8 @@ struct SandboxLaunch {
             try Files.write(gitConfig, to: state.work + "/tmp/multipack/gitconfig")
             environment["GIT_CONFIG_GLOBAL"] = workDir + "/gitconfig"
         }
+        // Inside, the binary has another path: hints name it as the user started it.
+        environment[HiddenVariable.commandName] = CommandName.current
         return environment
     }
 

@@ -11,7 +11,7 @@ struct SlugPublish {
     ) throws {
         let log = context.log
         let state = workspace.state
-        let release = try Release.parse(outcome.release ?? "")
+        let release = try Release.parse(outcome.release ?? "", stop: context.stop)
         let procfile = Procfile.read(state.build + "/Procfile")
         let processTypes = Procfile.processTypes(release: release, procfile: procfile)
         logProcessTypes(processTypes, procfile: procfile, log: log)
@@ -30,7 +30,7 @@ struct SlugPublish {
         log.detail("Release (for multipack run): \(state.release)")
         log.detail("Report: \(state.report)")
         if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
-            log.detail("Try it: multipack run \(options.appDir) \(web.key)")
+            log.detail("Try it: \(CommandName.line(["run", options.appDir, web.key]))")
         }
     }
 

@@ -165,7 +165,8 @@ public enum Spawner {
         }
         let (termination, captured) = supervise(
             pid, pipes: pipes.map { ($0.read, $0.target) }, limit: command.captureLimit,
-            grace: command.stopsItself ? grace * 2 : grace, stop: stop, isCancelled: command.isCancelled)
+            grace: command.stopsItself ? grace * 2 : grace, stop: stop, isCancelled: command.isCancelled,
+            repeatsStop: command.stopsItself)
         multipack_children_remove(pid)
         // Plumbing (git while fetching in parallel) is swept once when the fetch stage ends.
         if let owner = command.owner { stopLeftovers(owner: owner) }
@@ -176,10 +177,13 @@ public enum Spawner {
 
     /// Reads every pipe whichever has data first, and waits for the child. Once a stop is
     /// requested (or the command cancelled), the child's group gets a grace period and is then
-    /// killed; pipes that a leftover process holds open are let go of.
+    /// killed; pipes that a leftover process holds open are let go of. `repeatsStop`: the stop is
+    /// sent again every 200 ms of the grace, for a multipack in a namespace, which a signal sent
+    /// while bubblewrap was still starting it never reached (bubblewrap holds it blocked, and a
+    /// forked child does not inherit pending signals).
     private static func supervise(
         _ pid: pid_t, pipes: [(fd: Int32, target: Int32)], limit: Int, grace: Duration, stop: StopToken,
-        isCancelled: (@Sendable () -> Bool)?
+        isCancelled: (@Sendable () -> Bool)?, repeatsStop: Bool
     ) -> (Termination, [Int32: [UInt8]]) {
         var captured: [Int32: [UInt8]] = [1: [], 2: []]
         let exitDescriptor = multipack_pidfd_open(pid)
@@ -189,6 +193,7 @@ public enum Spawner {
         var status: Int32 = 0
         var exitedAt: ContinuousClock.Instant?
         var killAt: ContinuousClock.Instant?
+        var resendAt: ContinuousClock.Instant?
         func letGo() {
             open.forEach { close($0.fd) }
             open = []
@@ -207,6 +212,10 @@ public enum Spawner {
                 // The signal handler passed a stop on already; a cancellation or a manual stop is sent here.
                 if killAt == nil && !(stopped && stop.passedOnByHandler) {
                     kill(-pid, stopped ? stop.forwardedSignal : SIGTERM)
+                }
+                if stopped && repeatsStop && exitedAt == nil {
+                    if let due = resendAt, ContinuousClock.now >= due { kill(-pid, stop.forwardedSignal) }
+                    if resendAt.map({ ContinuousClock.now >= $0 }) ?? true { resendAt = .now + .milliseconds(200) }
                 }
                 let deadline = killAt ?? ContinuousClock.now + grace
                 killAt = deadline

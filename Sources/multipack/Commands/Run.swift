@@ -13,8 +13,9 @@ struct RunCommand: ParsableCommand {
     var command: [String] = []
 
     func run() throws {
-        // The process's own exit code, also when a forwarded signal made it exit.
-        try perform(passesOnExit: true) { invocation in
+        // The process's own exit code; 128 + N once stop signal N came, as a shell reports it
+        // (SPEC §11).
+        try perform { invocation in
             var localRun = LocalRun(target: target, process: process, invocation: invocation)
             localRun.command = command
             localRun.configArguments = config.arguments
