@@ -26,6 +26,11 @@ final class LoopbackHTTPServer: Sendable {
         case sequence([Behaviour])
         /// Waits, then behaves as told.
         case delayed(Duration, Behaviour)
+        /// This status, these headers and this body.
+        case reply(status: Int, headers: [(String, String)] = [], body: [UInt8] = [])
+        /// Decides from the request (its headers, its query), then behaves as told: a registry
+        /// that checks a token, a CDN that checks a signature.
+        case handler(@Sendable (Request) -> Behaviour)
     }
 
     struct Request: Sendable {
@@ -167,6 +172,8 @@ final class LoopbackHTTPServer: Sendable {
             } else if case .delayed(let pause, let next) = behaviour {
                 Self.sleep(pause)
                 behaviour = next
+            } else if case .handler(let decide) = behaviour {
+                behaviour = decide(request)
             } else {
                 break
             }
@@ -204,7 +211,13 @@ final class LoopbackHTTPServer: Sendable {
                 send(connection, Array(body[offset..<end]))
                 offset = end
             }
-        case .sequence, .delayed:
+        case .reply(let status, let headers, let body):
+            if request.method == "HEAD" {
+                sendHead(connection, status: status, headers: headers, contentLength: body.count)
+            } else {
+                respond(connection, status: status, headers: headers, body: body)
+            }
+        case .sequence, .delayed, .handler:
             break
         }
     }
@@ -304,6 +317,10 @@ final class LoopbackHTTPServer: Sendable {
         case 301: "Moved Permanently"
         case 302: "Found"
         case 304: "Not Modified"
+        case 307: "Temporary Redirect"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 429: "Too Many Requests"
         case 404: "Not Found"
         case 500: "Internal Server Error"
         case 503: "Service Unavailable"
