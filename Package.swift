@@ -7,7 +7,7 @@ let package = Package(
         .executable(name: "multipack", targets: ["multipack"])
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
     ],
     targets: [
         .systemLibrary(name: "CMultipackZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
@@ -19,6 +19,8 @@ let package = Package(
         .systemLibrary(name: "CMultipackCrypto"),
         // libyaml for release YAML, loaded with dlopen too (yaml.h gives the types only).
         .systemLibrary(name: "CMultipackYaml", providers: [.apt(["libyaml-dev"])]),
+        // libzstd for zstd image layers, loaded with dlopen too (no headers needed; see its shim.h).
+        .systemLibrary(name: "CMultipackZstd"),
         // Declarations Swift's Glibc module hides (posix_spawn's chdir action).
         .systemLibrary(name: "CMultipackSys"),
         // The version and commit `multipack package` links into the release binary (a weak default
@@ -29,7 +31,7 @@ let package = Package(
             name: "MultipackKit",
             dependencies: [
                 "CMultipackSys", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl", "CMultipackCrypto",
-                "CMultipackYaml", "CMultipackStamp",
+                "CMultipackYaml", "CMultipackStamp", "CMultipackZstd",
             ]
         ),
         .executableTarget(
