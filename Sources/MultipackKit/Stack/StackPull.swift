@@ -104,9 +104,10 @@ public struct StackPuller: Sendable {
     /// The image as the cache has it, with no request; nil when the cache does not have it whole.
     public func cached(_ image: ImageReference) throws -> StackImage? {
         var record = store.readRecord(image)
-        let digest = record?.digest ?? image.digest
-        guard let digest, let root = store.completeRoot(digest),
-            let lease = try StackLock.take(store.lockFile(digest), exclusive: false, wait: false)
+        // The lease first: once it is held, `stack prune` leaves the root alone.
+        guard let digest = record?.digest ?? image.digest, Files.isDirectory(store.locks),
+            let lease = try StackLock.take(store.lockFile(digest), exclusive: false, wait: false),
+            let root = store.completeRoot(digest)
         else { return nil }
         let now = Int64(time(nil))
         if record == nil {
