@@ -65,7 +65,7 @@ public struct StackPuller: Sendable {
         guard machine == "x86_64" else {
             throw StackError.pull(
                 image,
-                "this machine is \(machine), and Heroku's dynos run linux/amd64: a stack image would not run here.",
+                "This machine is \(machine), and Heroku's dynos run linux/amd64: a stack image would not run here.",
                 hint:
                     "Build on an x86_64 (amd64) machine, or give --stack-root / to build on this machine's own system.")
         }
@@ -145,7 +145,7 @@ public struct StackPuller: Sendable {
         try store.keep(named.bytes, as: named.digest)
         try store.keep(platform.bytes, as: platform.digest)
         guard let root, let lease = try lease ?? StackLock.take(store.lockFile(digest), exclusive: false) else {
-            throw StackError.pull(image, "its root could not be locked for use.")
+            throw StackError.pull(image, "Its root could not be locked for use.")
         }
         let now = Int64(time(nil))
         try store.write(
@@ -172,16 +172,16 @@ public struct StackPuller: Sendable {
                 let platforms = index.manifests.filter { !$0.isAttestation }.compactMap { $0.platform?.shown }
                 throw StackError.pull(
                     image,
-                    "it has no \(ImagePlatform.shown) image, only "
+                    "The index has no \(ImagePlatform.shown) image, only "
                         + (platforms.isEmpty ? "entries without a platform" : platforms.joined(separator: ", ")) + ".",
                     hint: "Heroku's dynos run linux/amd64: name an image built for that platform.")
             }
             guard let digest = ImageReference.validDigest(entry.digest) else {
-                throw StackError.pull(image, "its index names the linux/amd64 manifest by a digest that is not sha256.")
+                throw StackError.pull(image, "Its index names the linux/amd64 manifest by a digest that is not sha256.")
             }
             let fetched = try client.manifest(digest, what: "the \(ImagePlatform.shown) manifest \(digest)")
             guard case .manifest(let manifest) = fetched.document else {
-                throw StackError.pull(image, "its index leads to another index, not to a manifest.")
+                throw StackError.pull(image, "Its index leads to another index, not to a manifest.")
             }
             return (manifest, fetched)
         }
@@ -194,7 +194,7 @@ public struct StackPuller: Sendable {
             (0...limits.maxConfigBytes).contains(manifest.config.size)
         else {
             throw StackError.pull(
-                image, "its manifest names a config by a digest that is not sha256, or claims an impossible size.")
+                image, "Its manifest names a config by a digest that is not sha256, or claims an impossible size.")
         }
         let bytes: [UInt8]
         if let path = store.verifiedBlob(digest), let cached = try? Files.readRegularFile(path) {
@@ -203,12 +203,12 @@ public struct StackPuller: Sendable {
             bytes = try client.smallBlob(manifest.config, what: "the config \(digest)")
         }
         guard let config = JSONDecoder.registry(ImageConfig.self, from: bytes) else {
-            throw StackError.pull(image, "its config \(digest) is not valid JSON.")
+            throw StackError.pull(image, "Its config \(digest) is not valid JSON.")
         }
         let platform = "\(config.os ?? "unknown")/\(config.architecture ?? "unknown")"
         guard platform == ImagePlatform.shown else {
             throw StackError.pull(
-                image, "it is an image for \(platform), and Heroku's dynos run linux/amd64.",
+                image, "The image is for \(platform), and Heroku's dynos run linux/amd64.",
                 hint: "Name an image (or an index) that has a linux/amd64 image.")
         }
         return (config, bytes)
@@ -216,12 +216,12 @@ public struct StackPuller: Sendable {
 
     /// Checks every layer's descriptor before any byte is fetched.
     private func checkLayers(_ manifest: ImageManifest, image: ImageReference) throws {
-        guard !manifest.layers.isEmpty else { throw StackError.pull(image, "its manifest has no layers.") }
+        guard !manifest.layers.isEmpty else { throw StackError.pull(image, "Its manifest has no layers.") }
         var total: Int64 = 0
         for layer in manifest.layers {
             guard ImageReference.validDigest(layer.digest) != nil else {
                 throw StackError.pull(
-                    image, "its manifest names a layer by '\(layer.digest.prefix(80))', not a sha256 digest.")
+                    image, "Its manifest names a layer by '\(layer.digest.prefix(80))', not a sha256 digest.")
             }
             guard (0...Self.maxLayerBytes).contains(layer.size) else {
                 throw StackError.pull(
@@ -237,7 +237,7 @@ public struct StackPuller: Sendable {
         }
         guard total <= Self.maxImageBytes else {
             throw StackError.pull(
-                image, "its layers add up to \(total) bytes, more than the \(Self.maxImageBytes) multipack accepts.")
+                image, "Its layers add up to \(total) bytes, more than the \(Self.maxImageBytes) multipack accepts.")
         }
     }
 
@@ -287,7 +287,7 @@ public struct StackPuller: Sendable {
         do {
             unpacker = LayerUnpacker(root: try ArchiveDirectory.open(rootfs), limits: unpackLimits)
         } catch {
-            throw StackError.pull(image, "its root could not be made in \(rootfs): \(ArchiveIOError.text(error)).")
+            throw StackError.pull(image, "Its root could not be made in \(rootfs): \(ArchiveIOError.text(error)).")
         }
         for (position, layer) in manifest.layers.enumerated() {
             let shown = "\(layer.digest) (\(position + 1) of \(count))"

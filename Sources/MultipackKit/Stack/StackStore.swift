@@ -121,9 +121,13 @@ public struct StackStore: Sendable {
     }
 
     func remember(_ challenge: AuthChallenge?, for registry: String) {
-        guard let challenge, challenge != self.challenge(for: registry),
-            let data = try? JSONEncoder().encode(challenge)
-        else { return }
+        // The scope named one repository; another one's pull asks for its own.
+        guard var challenge else { return }
+        challenge.parameters["scope"] = nil
+        challenge.parameters["error"] = nil
+        guard challenge != self.challenge(for: registry), let data = try? JSONEncoder().encode(challenge) else {
+            return
+        }
         try? Files.write(String(decoding: data, as: UTF8.self), to: registryFile(registry))
     }
 

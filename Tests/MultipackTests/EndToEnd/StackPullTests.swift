@@ -121,6 +121,7 @@ import Testing
         try smallImage(layout, tag: "run", id: "heroku-run")
         try registry.push(layout, tag: "build", as: "heroku/heroku:24-build")
         try registry.push(layout, tag: "run", as: "mirror/heroku/heroku:24")
+        try registry.push(layout, tag: "run", as: "heroku/heroku:24")
 
         let plain = try stack(["pull"], ["MULTIPACK_STACK_REGISTRY": registry.host])
         let prefixed = try stack(
@@ -135,6 +136,10 @@ import Testing
         #expect(
             try String(contentsOfFile: #require(rootPath(in: prefixed)) + "/etc/os-release", encoding: .utf8).contains(
                 "heroku-run"))
+        let both = try stack(["pull", "--stack", "heroku-24"], ["MULTIPACK_STACK_REGISTRY": registry.host])
+        #expect(both.status == 0, "\(both.all)")
+        #expect(both.stdout.contains("heroku/heroku:24-build is up to date in the cache"))
+        #expect(both.stdout.contains("heroku/heroku:24 is ready"))
         let list = try stack(["list"])
         #expect(list.stdout.contains("\(registry.host)/heroku/heroku:24-build"))
         #expect(list.stdout.contains("\(registry.host)/mirror/heroku/heroku:24"))
@@ -166,9 +171,9 @@ import Testing
 
         #expect(armOnly.status == 1)
         #expect(armOnly.stderr.contains(" !     Could not pull the stack image \(registry.host)/test/armonly:1"))
-        #expect(armOnly.stderr.contains("it has no linux/amd64 image, only linux/arm64."))
+        #expect(armOnly.stderr.contains("The index has no linux/amd64 image, only linux/arm64."))
         #expect(arm.status == 1)
-        #expect(arm.stderr.contains("it is an image for linux/arm64, and Heroku's dynos run linux/amd64."))
+        #expect(arm.stderr.contains("The image is for linux/arm64, and Heroku's dynos run linux/amd64."))
         #expect(entries("roots/sha256") == rootsBefore)
         #expect(entries("blobs/sha256") == blobsBefore)
     }
