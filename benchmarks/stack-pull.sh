@@ -21,7 +21,7 @@ cd "$work"
 registry_pid=
 cleanup() {
     if [[ -n $registry_pid ]]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi
-    rm -rf "$work/mp-cache" "$work/ref" "$work/ref-bundle" "$work/bundle"
+    rm -rf "$work"/mp-cache-* "$work"/ref-* "$work/bundle"
 }
 trap cleanup EXIT
 
@@ -74,16 +74,15 @@ measure() {
     tail -1 time.out
 }
 
+# Each run writes into directories of its own, all removed at the end: on a file system mounted
+# with `discard`, removing 500 MB slows what is written in the minutes after, whichever side it is.
 multipack_run() {
-    rm -rf mp-cache
-    # The first run also pays for loading libcurl and libcrypto from disk; so does skopeo's.
-    XDG_CACHE_HOME=$work/mp-cache measure "$bin" stack pull "$image"
+    XDG_CACHE_HOME=$work/mp-cache-$1 measure "$bin" stack pull "$image"
 }
 
 reference_run() {
-    rm -rf ref ref-bundle
-    read -r t1 m1 < <(measure skopeo copy --quiet --src-tls-verify=false "docker://$image" oci:ref:big)
-    read -r t2 m2 < <(measure umoci unpack --rootless --image ref:big ref-bundle)
+    read -r t1 m1 < <(measure skopeo copy --quiet --src-tls-verify=false "docker://$image" "oci:ref-$1:big")
+    read -r t2 m2 < <(measure umoci unpack --rootless --image "ref-$1:big" "ref-bundle-$1")
     echo "$(echo "$t1 + $t2" | bc) $((m1 > m2 ? m1 : m2)) $t1 $t2"
 }
 
@@ -94,12 +93,12 @@ for run in $(seq "$runs"); do
     for side in $order; do
         sync
         if [[ $side == mp ]]; then
-            read -r t m < <(multipack_run)
+            read -r t m < <(multipack_run "$run")
             mp_times+=("$t")
             ((m > mp_peak)) && mp_peak=$m
             printf '  run %d  multipack stack pull              %6.2f s  %4d MB\n' "$run" "$t" $((m / 1024))
         else
-            read -r t m t1 t2 < <(reference_run)
+            read -r t m t1 t2 < <(reference_run "$run")
             ref_times+=("$t")
             ((m > ref_peak)) && ref_peak=$m
             printf '  run %d  skopeo copy + umoci unpack        %6.2f s  %4d MB  (%.2f + %.2f)\n' \
@@ -114,7 +113,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? 
 mp=$(median "${mp_times[@]}")
 ref=$(median "${ref_times[@]}")
 size=$(du -sh layout/blobs | cut -f1)
-unpacked=$(du -sh mp-cache/multipack/stacks/roots | cut -f1)
+unpacked=$(du -sh mp-cache-1/multipack/stacks/roots | cut -f1)
 echo
 echo "Image: $size of blobs in the layout (compressed); unpacked: $unpacked on disk"
 echo "Median of $runs cold pulls + unpacks: multipack $mp s, skopeo + umoci $ref s"
