@@ -5,7 +5,10 @@
 #   scripts/check-budgets.sh [ARCHIVE.tgz]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-max_bytes=$((16 * 1000 * 1000))
+# SPEC §18: the archive ≤ 8 MB; the stripped binary "may grow past 16 MB where a well-kept library
+# earns it": the stack image client (SPEC §15: OCI registry, rootless layers) took it to 16.46 MB.
+max_bytes=$((17 * 1000 * 1000))
+max_archive_bytes=$((8 * 1000 * 1000))
 max_detect_ms=15
 max_glibc=2.35
 allowed='^(linux-vdso|libc|libm|libstdc\+\+|libgcc_s|libcurl|liblzma|libz|ld-linux-[a-z0-9-]+)\.so'
@@ -28,8 +31,11 @@ report() {
 }
 
 size=$(stat -c %s "$binary")
-report "stripped size (≤ 16 MB)" "$(awk "BEGIN{printf \"%.2f MB\", $size/1e6}")" \
+report "stripped size (≤ 17 MB)" "$(awk "BEGIN{printf \"%.2f MB\", $size/1e6}")" \
   "$([ "$size" -le $max_bytes ] && echo ok || echo OVER)"
+archive_size=$(stat -c %s "$archive")
+report "archive size (≤ 8 MB)" "$(awk "BEGIN{printf \"%.2f MB\", $archive_size/1e6}")" \
+  "$([ "$archive_size" -le $max_archive_bytes ] && echo ok || echo OVER)"
 
 # bin/detect on an app, through the shim, as Heroku runs it.
 app="$work/app"
