@@ -47,7 +47,7 @@ public struct StackError: Error, CustomStringConvertible, Sendable {
                 hint: "Check the network, or send Docker Hub's names to a mirror with \(ImageReference.mirrorVariable)."
             )
         case .stopped:
-            return .pull(image, layer: layer, "the pull was stopped.", kind: .stopped)
+            return .pull(image, layer: layer, StackError.stoppedReason, kind: .stopped)
         case .timeout:
             return .pull(
                 image, layer: layer,
@@ -75,6 +75,12 @@ public struct StackError: Error, CustomStringConvertible, Sendable {
         default:
             return .pull(image, layer: layer, error.description)
         }
+    }
+
+    /// `the pull was stopped by SIGTERM.`
+    static var stoppedReason: String {
+        let signal = SignalForwarding.stopSignal.map { " by \(signalName($0))" } ?? ""
+        return "the pull was stopped\(signal)."
     }
 
     static func htmlPage(status: Int, title: String?, what: String) -> String {

@@ -308,7 +308,7 @@ public struct StackPuller: Sendable {
                     image, layer: shown, error.message,
                     hint: "The image is damaged or was made to attack; nothing of it was kept.")
             } catch is Interrupted {
-                throw StackError.pull(image, "the pull was stopped.", kind: .stopped)
+                throw StackError.pull(image, StackError.stoppedReason, kind: .stopped)
             } catch let error as ArchiveIOError {
                 throw StackError.pull(image, layer: shown, "it could not be read from the cache: \(error.text).")
             }

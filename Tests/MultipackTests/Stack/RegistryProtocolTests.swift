@@ -280,6 +280,51 @@ import Testing
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: stacks + "/roots/sha256")) ?? []).isEmpty)
     }
 
+    /// A registry that sends the big layer slowly the first time it is asked.
+    func slowFront() throws -> LoopbackHTTPServer {
+        let manifest = self.manifest
+        var routes: [String: LoopbackHTTPServer.Behaviour] = [
+            "/v2/test/small/manifests/1": .reply(
+                status: 200, headers: [("Docker-Content-Digest", manifest.digest)], body: manifest.bytes)
+        ]
+        for (digest, bytes) in blobs {
+            routes["/v2/test/small/blobs/\(digest)"] =
+                bytes.count > 100_000
+                ? .sequence([.trickle(body: bytes, chunk: 16_384, pause: .milliseconds(100)), .serve(body: bytes)])
+                : .serve(body: bytes)
+        }
+        return try LoopbackHTTPServer(routes: routes)
+    }
+
+    @Test func aPullStoppedBySIGTERMExitsAtOnceAndLeavesNothing() throws {
+        let front = try slowFront()
+        defer { front.stop() }
+        let stacks = temp.path + "/cache/multipack/stacks"
+        let environment = Multipack.environment([
+            "HOME": temp.sub("home"), "XDG_CACHE_HOME": temp.path + "/cache", "TMPDIR": temp.sub("tmp"),
+        ])
+        let log = temp.path + "/pull.log"
+        let process = try Repo.start(
+            ["stack", "pull", "127.0.0.1:\(front.port)/test/small:1"], environment: environment, log: log)
+        var partial = false
+        for _ in 0..<200 where !partial {
+            usleep(50_000)
+            partial = ((try? FileManager.default.contentsOfDirectory(atPath: stacks + "/blobs/sha256")) ?? [])
+                .contains { $0.contains(".partial-") }
+        }
+        let stopped = ContinuousClock.now
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+
+        #expect(partial, "the download had started")
+        #expect(ContinuousClock.now - stopped < .seconds(5))
+        #expect(process.terminationStatus != 0)
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(output.contains("The pull was stopped by SIGTERM."), "\(output)")
+        let left = (FileManager.default.enumerator(atPath: stacks)?.allObjects as? [String]) ?? []
+        #expect(!left.contains { $0.contains(".partial-") || $0.hasPrefix("images/") }, "\(left)")
+    }
+
     @Test func aPullKilledMidDownloadLeavesNothingALaterPullTrusts() throws {
         let manifest = self.manifest
         var routes: [String: LoopbackHTTPServer.Behaviour] = [
