@@ -161,7 +161,23 @@ enum Files {
     }
 
     static func remove(_ path: String) {
-        try? FileManager.default.removeItem(atPath: path)
+        do {
+            try FileManager.default.removeItem(atPath: path)
+        } catch {
+            removeByDescriptor(path)
+        }
+    }
+
+    /// Removes a tree one directory descriptor at a time: FileManager gives up on paths longer
+    /// than PATH_MAX, which an archive's members (up to 4096 bytes each, SPEC §6) reach below
+    /// the directory they are extracted into.
+    @discardableResult
+    static func removeByDescriptor(_ path: String) -> Bool {
+        guard let slash = path.lastIndex(of: "/") else { return false }
+        let parent = slash == path.startIndex ? "/" : String(path[..<slash])
+        let name = String(path[path.index(after: slash)...])
+        guard !name.isEmpty, let directory = try? ArchiveDirectory.open(parent) else { return false }
+        return (try? directory.removeTree(name)) != nil
     }
 
     static func move(_ from: String, to: String) throws {
@@ -275,6 +291,7 @@ extension Files {
         do {
             try FileManager.default.removeItem(atPath: path)
         } catch {
+            if removeByDescriptor(path) { return }
             throw BuildFailure(
                 "Could not remove \(path): \(ErrorReport.reason(error))",
                 hint: "Check its permissions, or remove it by hand (rm -rf \(path)).")

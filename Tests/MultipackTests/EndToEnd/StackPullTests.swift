@@ -223,6 +223,10 @@ import Testing
 
         var climbing = RawTar()
         climbing.file("etc/ok", "ok")
+        // Deeper than PATH_MAX below the cache's directory, which must still be removed whole.
+        let deep = (0..<16).map { _ in String(repeating: "d", count: 250) }.joined(separator: "/") + "/file"
+        climbing.pax([("path", deep)])
+        climbing.file("placeholder", "deep")
         climbing.file("../../escape", "x")
         let climb = try registry.pushImage([climbing], to: "test/climb", tag: "1")
         try expectRefused("test/climb:1", layer: climb.layers[0], saying: "contains '..'", victim: victim)
