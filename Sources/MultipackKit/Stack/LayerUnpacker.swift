@@ -11,7 +11,17 @@ public struct LayerLimits: Sendable, Equatable {
         self.maxEntries = maxEntries
     }
 
-    public static let `default` = LayerLimits(maxBytes: 32 << 30, maxEntries: 2_000_000)
+    public static let `default` = LayerLimits(maxBytes: 32 << 30, maxEntries: 1_000_000)
+
+    /// These limits, and no more than 32 times the image's compressed size plus 1 GiB: a layer
+    /// that inflates a thousandfold (a gzip bomb) is stopped long before the disk is full, while
+    /// real images (heroku:24-build inflates about threefold) are far below.
+    func fitting(compressedBytes: Int64) -> LayerLimits {
+        let (scaled, overflow) = compressedBytes.multipliedReportingOverflow(by: 32)
+        var limits = self
+        if !overflow { limits.maxBytes = min(maxBytes, scaled + (1 << 30)) }
+        return limits
+    }
 }
 
 /// Applies an image's layers, bottom first, to a root directory, rootless, with a root

@@ -285,7 +285,9 @@ public struct StackPuller: Sendable {
 
         var unpacker: LayerUnpacker
         do {
-            unpacker = LayerUnpacker(root: try ArchiveDirectory.open(rootfs), limits: unpackLimits)
+            unpacker = LayerUnpacker(
+                root: try ArchiveDirectory.open(rootfs),
+                limits: unpackLimits.fitting(compressedBytes: manifest.layers.reduce(0) { $0 + $1.size }))
         } catch {
             throw StackError.pull(image, "Its root could not be made in \(rootfs): \(ArchiveIOError.text(error)).")
         }

@@ -261,6 +261,12 @@ import Testing
         #expect(entries?.kind == .limitExceeded)
     }
 
+    @Test func theLimitOfAnImageFollowsItsCompressedSize() {
+        #expect(LayerLimits.default.fitting(compressedBytes: 100 << 20).maxBytes == (3200 << 20) + (1 << 30))
+        #expect(LayerLimits.default.fitting(compressedBytes: 4 << 30).maxBytes == 32 << 30)
+        #expect(LayerLimits.default.fitting(compressedBytes: .max).maxBytes == 32 << 30)
+    }
+
     @Test func anUnknownMemberTypeIsRefusedAndDevicesAreNot() throws {
         var layer = RawTar()
         layer.add("sparse", type: "S")
