@@ -94,6 +94,15 @@ struct CacheStore: Sendable {
         return try? Files.read(path)
     }
 
+    /// A regular file's bytes, if it is one of at most `limit` bytes (a symlink is not followed,
+    /// a FIFO never waited for).
+    static func readBounded(_ path: String, limit: Int) -> [UInt8]? {
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size <= limit else { return nil }
+        guard let bytes = try? Files.readRegularFile(path, limit: limit) else { return nil }
+        return bytes
+    }
+
     func writeRecord(_ text: String, to path: String) throws {
         try CacheLock.withLock(in: root) { try Files.write(text, to: path) }
     }

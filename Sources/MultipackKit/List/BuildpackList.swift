@@ -26,12 +26,11 @@ public struct BuildpackEntry: Equatable, Sendable {
     /// The reference with credentials hidden, fit for any output.
     public var maskedText: String { Masking.url(text) }
 
-    /// An archive over HTTP or from the registry: its cache records and pin need SHA-256.
-    var isArchive: Bool {
-        switch reference {
-        case .archive, .registry: true
-        case .git, .directory: false
-        }
+    /// An archive (its records and pin need SHA-256) or a git repository (a cached checkout is
+    /// checked with SHA-1): libcrypto is loaded early for these.
+    var needsDigests: Bool {
+        if case .directory = reference { return false }
+        return true
     }
 }
 
