@@ -34,6 +34,10 @@ public struct LocalBuildOptions: Sendable {
         guard slugLimitMB >= 0 else {
             throw UsageError("--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
         }
+        if let slugPath {
+            let path = Files.absolute(slugPath)
+            try Slug.checkTarget(path, sidecars: LocalState.sidecars(of: path))
+        }
     }
 }
 
@@ -266,6 +270,8 @@ public struct LocalBuild {
         let slugPath =
             options.slugPath.map(Files.absolute)
             ?? LocalState.App(appDir: options.appDir, environment: invocation.environment).slug
+        // What is at the path may have changed while the build ran.
+        try Slug.checkTarget(slugPath, sidecars: LocalState.sidecars(of: slugPath))
         for sidecar in LocalState.sidecars(of: slugPath) { Files.remove(sidecar) }
         let bytes = try Slug.pack(buildDir, to: slugPath)
         let limit = Int64(options.slugLimitMB) << 20

@@ -29,6 +29,30 @@ public enum Slug {
         return Files.size(path) ?? 0
     }
 
+    /// Refuses, before anything is built, a `--slug` path multipack must not replace: anything
+    /// but a regular file (or a symlink, which is replaced, not followed) at the path or at a
+    /// sidecar (`PATH.env`, `PATH.release.yml`), and a path whose directory does not exist. A
+    /// device, a FIFO or a directory is never written over nor removed.
+    static func checkTarget(_ path: String, sidecars: [String]) throws(UsageError) {
+        for (index, file) in ([path] + sidecars).enumerated() {
+            var info = stat()
+            guard lstat(file, &info) == 0 else { continue }
+            let kind = info.st_mode & S_IFMT
+            guard kind != S_IFREG && kind != S_IFLNK else { continue }
+            let what = index == 0 ? "--slug \(path)" : "\(file), which --slug \(path) would replace,"
+            throw UsageError(
+                "\(what) is \(Files.kindName(info.st_mode)): multipack replaces only a file there.",
+                hint: "Give --slug the path of a new file (or of an earlier slug), e.g. --slug ./slug.tgz.")
+        }
+        let slash = path.lastIndex(of: "/")
+        let parent = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        guard Files.isDirectory(parent) else {
+            throw UsageError(
+                "--slug \(path): its directory \(parent) does not exist.",
+                hint: "Create it first, or give --slug a path in an existing directory.")
+        }
+    }
+
     /// Heroku-style size, as `du -h` prints it: `512B`, `3.4K`, `45.2M`, `1.1G` (powers of 1024).
     public static func formatSize(_ bytes: Int64) -> String {
         guard bytes >= 1024 else { return "\(bytes)B" }
