@@ -115,6 +115,28 @@ enum Files {
             descriptor, path: path, chunk: Int(min(max(info.st_size + 1, 4096), 65_536)), limit: limit)
     }
 
+    /// A file of the app (`.slugfilter`, `.buildpacks.lock`), read as `readRegularFile` reads one.
+    /// A symlink is followed only when it stays in the app (`root`): one that leads out of it is
+    /// refused (EXDEV, with a `detail`), so that no file of the machine is read, or echoed in an
+    /// error, through it; one that leads nowhere is refused too (ENOENT, with a `detail`).
+    static func readInApp(_ path: String, root: String, limit: Int) throws -> [UInt8] {
+        var info = stat()
+        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
+            guard let target = realpath(path, nil) else {
+                throw FileError(path: path, action: "read", errno: ENOENT, detail: "a symlink to nothing")
+            }
+            defer { free(target) }
+            guard let base = realpath(root, nil) else { throw FileError(path: root, action: "read", errno: errno) }
+            defer { free(base) }
+            let resolved = String(cString: target)
+            let app = String(cString: base)
+            guard resolved.hasPrefix(app == "/" ? "/" : app + "/") else {
+                throw FileError(path: path, action: "read", errno: EXDEV, detail: "a symlink out of the app")
+            }
+        }
+        return try readRegularFile(path, limit: limit)
+    }
+
     /// "a directory", "a FIFO", … for a file that is not a regular one.
     static func kindName(_ mode: mode_t) -> String {
         switch mode & S_IFMT {
