@@ -225,7 +225,9 @@ public struct LocalBuild {
         guard let outcome, result.termination.succeeded else {
             summary.failure = outcome?.failure
             // The multipack inside had no time to say where it stopped (it always says it otherwise).
-            if outcome == nil, SignalForwarding.stopSignal != nil { throw Interrupted() }
+            if outcome == nil, SignalForwarding.stopSignal != nil {
+                throw Interrupted(stage: "while the buildpacks ran (stopped before they could say where)")
+            }
             if outcome == nil, !result.termination.succeeded {
                 throw BuildFailure(
                     "The build's namespace could not be set up or ended early (\(result.termination)).",
@@ -303,6 +305,8 @@ public struct LocalBuild {
             do {
                 skipped += try Files.copyTree(options.appDir + "/" + name, to: buildDir + "/" + name)
                     .map { $0.hasPrefix("/") ? name : name + "/" + $0 }
+            } catch is Interrupted {
+                throw Interrupted(stage: "while the app was copied into the build directory")
             } catch {
                 throw BuildFailure(
                     "Could not copy the app into the build directory: \(options.appDir)/\(name)",

@@ -19,6 +19,8 @@ public enum Slug {
                 try writer.addTree(Files.absolute(directory), prefix: "./app/")
                 try writer.finish()
             }
+        } catch is Interrupted {
+            throw Interrupted(stage: "while the slug was being written")
         } catch {
             throw BuildFailure(
                 "Could not write the slug \(path)", details: [ErrorReport.reason(error)],
