@@ -15,6 +15,8 @@ struct GitFetch {
     var context: FetchContext
     /// The branch or tag a `commit=` pin was locked from (`ref` is then the commit).
     var lockedRef: String?
+    /// The commit comes from `.buildpacks.lock` (for the hint when it is gone).
+    var pinnedByLock = false
 
     var isFullSHA: Bool { ref.map { $0.count == 40 && $0.allSatisfy(\.isHexDigit) } ?? false }
 
@@ -358,7 +360,11 @@ struct GitFetch {
         } catch {
             throw FetchProblem(
                 "there is no commit `\(target)` in the repository",
-                hint: "Check the #ref after the URL in .buildpacks.")
+                hint: pinnedByLock
+                    ? "\(LockFile.name) pins this commit, which the repository no longer has (a force-push?): "
+                        + "run `multipack lock` to pin what \(lockedRef.map { "#" + $0 } ?? "its default branch") "
+                        + "resolves to now, and commit \(LockFile.name)."
+                    : "Check the #ref (or the commit= pin) after the URL in .buildpacks.")
         }
         _ = try git(
             submodules + ["-C", checkout, "submodule", "update", "--quiet", "--init", "--recursive"],
@@ -408,8 +414,11 @@ struct GitFetch {
         let result: ProcessResult
         do {
             result = try Spawner.run(command)
-        } catch {
+        } catch let error as SpawnError where error.errno == ENOENT {
             throw FetchProblem("git could not be started (\(ErrorReport.reason(error)))", hint: "Install git.")
+        } catch {
+            // E2BIG (an argument too long for the system) and the like: git is there.
+            throw FetchProblem("git could not be started (\(ErrorReport.reason(error)))")
         }
         if SignalForwarding.stopSignal != nil { throw Interrupted() }
         if context.http.shouldStop() { throw FetchProblem("cancelled: another buildpack could not be fetched") }

@@ -45,6 +45,8 @@ public struct BuildpackListError: Error, Equatable, CustomStringConvertible {
 
 public enum BuildpackList {
     static let archiveSuffixes = [".tgz", ".tar.gz", ".tar.xz", ".txz", ".tar"]
+    /// The longest reference read (a presigned archive URL is a few KB).
+    static let maxReferenceBytes = 8192
 
     /// Parses the contents of a `.buildpacks` file. With `directory` (the app root, or the current
     /// directory for `--buildpack`), a bare relative path such as `vendor/bp` that names an existing
@@ -120,6 +122,12 @@ public enum BuildpackList {
         let text = String(words[0])
         func failure(_ reason: String) -> BuildpackListError {
             BuildpackListError(line: line, text: shown(words.joined(separator: " ")), reason: reason)
+        }
+        // git takes no argument over 128 KB, and no real URL comes near this.
+        guard text.utf8.count <= maxReferenceBytes else {
+            throw failure(
+                "the reference is \(text.utf8.count) bytes long; a buildpack URL or path is at most "
+                    + "\(maxReferenceBytes) bytes")
         }
         var sha256: String?
         var commit: String?

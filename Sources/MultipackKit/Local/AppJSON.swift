@@ -33,9 +33,9 @@ struct AppJSON: Decodable {
     /// nil when the app has no `app.json`; a file that is not what Heroku CI reads is bad input.
     static func read(_ path: String) throws -> AppJSON? {
         guard Files.lexists(path) else { return nil }
-        let text: String
+        let bytes: [UInt8]
         do {
-            text = String(decoding: try Files.readRegularFile(path, limit: maxBytes), as: UTF8.self)
+            bytes = try Files.readRegularFile(path, limit: maxBytes)
         } catch {
             throw UsageError(
                 "The app's app.json cannot be read: "
@@ -43,7 +43,8 @@ struct AppJSON: Decodable {
                 hint: "Make app.json a JSON file, as Heroku reads it, or remove it.")
         }
         do {
-            return try JSONDecoder().decode(AppJSON.self, from: Data(text.utf8))
+            // A key given twice: the last one counts, as in Heroku's own parsers.
+            return try JSONDecoder().decode(AppJSON.self, from: Data(JSONLastKeyWins.rewrite(bytes)))
         } catch let error as DecodingError {
             throw UsageError(
                 "The app's app.json cannot be read: \(Self.describe(error)).",

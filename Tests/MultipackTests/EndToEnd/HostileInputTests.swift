@@ -120,4 +120,125 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: sidecar + "/file"))
         #expect(!FileManager.default.fileExists(atPath: targets + "/slug.tgz"))
     }
+
+    /// A compile of an app whose `.buildpacks` lists one quick child, with `prepare` run on the app.
+    static func compile(_ name: String, _ prepare: (App, TempDir) throws -> Void) throws -> (Output, App) {
+        let temp = try TempDir(name)
+        let child = try scriptedChild("quick", in: temp, release: "echo '--- {}'")
+        let app = try App(nil, in: temp, buildpacks: child + "\n")
+        try prepare(app, temp)
+        let mp = try Multipack(in: temp)
+        return (try mp.shim("compile", [app.build, app.cache, app.env], environment: ["TMPDIR": temp.sub("tmp")]), app)
+    }
+
+    /// `.slugfilter` and `.buildpacks.lock` that lead out of the app are never followed, so the
+    /// file they point at is never echoed; one that is a FIFO, a directory or a device is bad input.
+    @Test func aSlugfilterOrALockThatIsNoFileOfTheAppIsRefused() throws {
+        let secret = "- SECRET-LINE-FROM-OUTSIDE\nnot a rule: SECRET-LINE-FROM-OUTSIDE\n"
+        var cases: [(String, String, (App, TempDir) throws -> Void)] = [
+            (
+                ".slugfilter", "The app's .slugfilter is a symlink out of the app.",
+                { app, temp in
+                    try temp.write("outside", secret)
+                    try FileManager.default.createSymbolicLink(
+                        atPath: app.build + "/.slugfilter", withDestinationPath: temp.path + "/outside")
+                }
+            ),
+            (
+                ".buildpacks.lock", "The app's .buildpacks.lock is a symlink out of the app.",
+                { app, temp in
+                    try temp.write("outside", secret)
+                    try FileManager.default.createSymbolicLink(
+                        atPath: app.build + "/.buildpacks.lock", withDestinationPath: "../outside")
+                }
+            ),
+            (
+                ".slugfilter", "The app's .slugfilter is a FIFO (named pipe), not a file.",
+                { app, _ in
+                    try Self.mkfifo(app.build + "/.slugfilter")
+                }
+            ),
+            (
+                ".slugfilter", "The app's .slugfilter is a directory, not a file.",
+                { app, _ in
+                    try FileManager.default.createDirectory(
+                        atPath: app.build + "/.slugfilter", withIntermediateDirectories: true)
+                }
+            ),
+        ]
+        // A device node in the app, where this user may make one (root); a link to one leads out.
+        if getuid() == 0 {
+            cases.append(
+                (
+                    ".slugfilter", "The app's .slugfilter is a device, not a file.",
+                    { app, _ in
+                        guard Glibc.mknod(app.build + "/.slugfilter", S_IFCHR | 0o666, dev_t((1 << 8) | 3)) == 0 else {
+                            throw TestFailure("mknod: \(errno)")
+                        }
+                    }
+                ))
+        }
+        for (file, message, prepare) in cases {
+            let start = Date()
+            let (compile, app) = try Self.compile("app-files", prepare)
+            #expect(compile.status == 2, "\(file): \(compile.all)")
+            #expect(compile.stderr.contains(" !     " + message), "\(file): \(compile.stderr)")
+            #expect(!compile.all.contains("SECRET"), "\(file): \(compile.all)")
+            #expect(!compile.stdout.contains("Detected"), "a child ran: \(compile.stdout)")
+            #expect(Date().timeIntervalSince(start) < 10)
+            _ = app
+        }
+        // A symlink that stays in the app is followed.
+        let (inside, _) = try Self.compile("app-files-inside") { app, temp in
+            try temp.write("build/config/slugfilter", "- junk\n")
+            try FileManager.default.createSymbolicLink(
+                atPath: app.build + "/.slugfilter", withDestinationPath: "config/slugfilter")
+        }
+        #expect(inside.status == 0, "\(inside.all)")
+        #expect(inside.stdout.contains("Trimming the slug with .slugfilter"))
+    }
+
+    /// A release that is not YAML is quoted in the error, at most 10 lines of 200 characters.
+    @Test func aBadReleaseIsEchoedInPart() throws {
+        let temp = try TempDir("release-echo")
+        let child = try scriptedChild(
+            "noisy", in: temp,
+            release: "printf 'not: [yaml\\n'; python3 -c 'print((\"x\" * 100000 + \"\\n\") * 100)'")
+        let app = try App(nil, in: temp, buildpacks: child + "\n")
+        let mp = try Multipack(in: temp)
+        let compile = try mp.shim("compile", [app.build, app.cache, app.env])
+        #expect(compile.status == 1, "\(compile.all.prefix(3000))")
+        #expect(compile.stderr.contains("bin/release must print a YAML mapping"), "\(compile.stderr.prefix(3000))")
+        #expect(compile.stderr.contains("bytes in all; the rest is not shown)"))
+        #expect(compile.all.utf8.count < 20_000, "\(compile.all.utf8.count) bytes of output")
+    }
+
+    /// A reference of 200 KB is refused as bad input, naming its size, never handed to git.
+    @Test func aHugeGitURLIsRefusedClearly() throws {
+        let (compile, _) = try Self.compile("long-url") { app, _ in
+            let url = "https://example.com/" + String(repeating: "a", count: 200_000) + ".git"
+            try (url + "\n").write(toFile: app.build + "/.buildpacks", atomically: true, encoding: .utf8)
+        }
+        #expect(compile.status == 2, "\(compile.all.prefix(2000))")
+        #expect(
+            compile.stderr.contains("The reference is 200024 bytes long; a buildpack URL or path is at most 8192 bytes")
+        )
+        #expect(!compile.all.contains("Install git"))
+        #expect(compile.all.utf8.count < 5_000)
+    }
+
+    /// app.json with a key twice: the last one counts, as in Heroku's parsers.
+    @Test func appJSONDuplicateKeysKeepTheLast() throws {
+        let world = try LocalWorld("appjson-dup")
+        let app = try world.app(buildpacks: ["node"])
+        let json = #"""
+            {"environments": {"test": {"scripts": {"test": "echo first-test-ran; exit 3"}}},
+             "environments": {"test": {"scripts": {"test": "echo first-test-ran; exit 4", "te\u0073t": "echo last-test-ran"}}}}
+            """#
+        try json.write(toFile: app + "/app.json", atomically: true, encoding: .utf8)
+        let ci = try world.multipack(["ci", app], extra: ["MULTIPACK_SANDBOX": "off"])
+        #expect(ci.status == 0, "\(ci.all)")
+        #expect(ci.stdout.contains("last-test-ran"), "\(ci.stdout)")
+        #expect(!ci.all.contains("first-test-ran"))
+    }
 }
