@@ -12,7 +12,6 @@ struct Multipack: ParsableCommand {
             DetectCommand.self, CompileCommand.self, ReleaseCommand.self, TestCompileCommand.self,
             TestCommand.self, ReportCommand.self, BuildCommand.self, RunCommand.self, CICommand.self,
             CacheCommand.self, LockCommand.self, PackageCommand.self, PackCommand.self, ExtractCommand.self,
-            FilterCommand.self,
             StagesCommand.self,
         ])
 

@@ -172,14 +172,10 @@ extension GitObjects {
             if mode == Array("160000".utf8) { submodules.append((entryPath, GitName.hex(object))) }
         }
         for (treePath, entries) in children {
-            // git orders a tree's entries by name, a directory's name as if it ended in `/`.
-            let sorted = entries.sorted { a, b in
-                let left = a.name + (a.mode == Array("40000".utf8) ? [0x2F] : [])
-                let right = b.name + (b.mode == Array("40000".utf8) ? [0x2F] : [])
-                return left.lexicographicallyPrecedes(right)
-            }
+            // ls-tree lists each tree's entries in the tree's own order: kept as they come (an
+            // order that were not git's would rebuild a tree of another name, and be said so).
             var content: [UInt8] = []
-            for entry in sorted { content += entry.mode + [0x20] + entry.name + [0] + entry.object }
+            for entry in entries { content += entry.mode + [0x20] + entry.name + [0] + entry.object }
             let shown = treePath.isEmpty ? "the root directory" : String(decoding: treePath, as: UTF8.self)
             guard try add("tree", content) == listed[treePath] else {
                 throw Unverifiable("the tree of \(shown)\(where_) cannot be rebuilt from git's listing")

@@ -61,9 +61,10 @@ struct VerifiedCopy {
         }
         let present = TreeWalk.entries(from).map { $0.name.dropLast().map { UInt8(bitPattern: $0) } }
         let expected = Set(entries.map(\.name))
-        if let added = present.sorted(by: { $0.lexicographicallyPrecedes($1) }).first(where: { !expected.contains($0) })
-        {
-            throw Changed(description: "\(shown(added)) was added")
+        // The first added name in byte order, so that the message is the same every time.
+        let added = present.filter { !expected.contains($0) }
+        if let first = added.min(by: { $0.lexicographicallyPrecedes($1) }) {
+            throw Changed(description: "\(shown(first)) was added")
         }
         for entry in entries {
             let name = entry.name.map { CChar(bitPattern: $0) } + [0]

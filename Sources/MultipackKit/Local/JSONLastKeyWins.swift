@@ -44,15 +44,21 @@ enum JSONLastKeyWins {
             index += 1
         }
         guard !renamed.isEmpty else { return json }
+        // Where each renamed key starts, and where it ends: the text is copied in one pass.
+        let ends = Dictionary(renamed.map { ($0.lowerBound, $0.upperBound) }, uniquingKeysWith: max)
         var output: [UInt8] = []
         output.reserveCapacity(json.count)
-        var copied = 0
-        for (number, range) in renamed.sorted(by: { $0.lowerBound < $1.lowerBound }).enumerated() {
-            output += json[copied..<range.lowerBound]
-            output += Array("\"\\u0000duplicate-\(number)\"".utf8)
-            copied = range.upperBound
+        var (position, number) = (0, 0)
+        while position < json.count {
+            if let end = ends[position] {
+                output += Array("\"\\u0000duplicate-\(number)\"".utf8)
+                number += 1
+                position = end
+            } else {
+                output.append(json[position])
+                position += 1
+            }
         }
-        output += json[copied...]
         return output
     }
 

@@ -74,11 +74,6 @@ public struct SlugFilter: Sendable {
         return try SlugFilter(bytes: bytes)
     }
 
-    /// Applies `directory`'s own `.slugfilter` to it (for benchmarks): what it removed.
-    public static func apply(in directory: String) throws -> TreeSize {
-        try read(Files.absolute(directory))?.apply(to: Files.absolute(directory)).total ?? TreeSize()
-    }
-
     /// True when the file has no rules beyond the built-in ones.
     public var isEmpty: Bool { rules.count == Self.kept.count }
 

@@ -51,7 +51,8 @@ struct SlugFilterRules: Sendable {
     private var anchored: [ArraySlice<UInt8>: First] = [:]
     private var names: [ArraySlice<UInt8>: First] = [:]
     /// By N: the rules that match the last N components of a path.
-    private var tails: [(components: Int, rules: [ArraySlice<UInt8>: First])] = []
+    private var tails: [Int: [ArraySlice<UInt8>: First]] = [:]
+    private var deepestTail = 0
     /// The wildcard rules, in order, by the last byte every text they match ends with (a path,
     /// its name and its tail all end with the same byte), and those that have none.
     private var wildcardsByLastByte: [[Int32]] = []
@@ -148,7 +149,6 @@ struct SlugFilterRules: Sendable {
 
     /// Indexes the rules once they are all added.
     mutating func buildIndex() {
-        var tails: [Int: [ArraySlice<UInt8>: First]] = [:]
         wildcardsByLastByte = Array(repeating: [], count: 256)
         for (position, rule) in rules.enumerated() {
             if rule.wildcard {
@@ -169,7 +169,7 @@ struct SlugFilterRules: Sendable {
                     .add(position, directoryOnly: rule.directoryOnly)
             }
         }
-        self.tails = tails.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        deepestTail = tails.keys.max() ?? 0
     }
 
     /// The position of the first rule that matches `path` (relative, no leading `/`).
@@ -180,11 +180,11 @@ struct SlugFilterRules: Sendable {
             let name = path.lastIndex(of: slash).map { path[($0 + 1)...] } ?? path[...]
             best = min(best, names[name]?.first(isDirectory: isDirectory) ?? Int.max)
         }
-        if let deepest = tails.last?.components {
+        if deepestTail > 0 {
             // Where each of the last components starts, from the end.
             var starts: [Int] = []
             var cursor = path.endIndex
-            while cursor > path.startIndex && starts.count < deepest {
+            while cursor > path.startIndex && starts.count < deepestTail {
                 let start = path[..<cursor].lastIndex(of: slash).map { $0 + 1 } ?? path.startIndex
                 starts.append(start)
                 cursor = start - 1

@@ -26,19 +26,6 @@ struct PackCommand: ParsableCommand {
     }
 }
 
-/// For the benchmark: applies a directory's `.slugfilter` to it, as compile trims BUILD_DIR.
-struct FilterCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "filter", shouldDisplay: false)
-    @Argument(help: "The directory holding .slugfilter.") var directory: String
-
-    func run() throws {
-        try perform { invocation in
-            let removed = try SlugFilter.apply(in: directory)
-            invocation.log.detail("Removed \(removed.files) files, \(removed.bytes) bytes")
-        }
-    }
-}
-
 /// A local build's stages, started by `multipack build` inside the build's namespace.
 struct StagesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stages", shouldDisplay: false)

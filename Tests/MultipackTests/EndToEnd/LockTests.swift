@@ -321,7 +321,10 @@ struct LockWorld {
         try FileManager.default.createDirectory(
             atPath: world.app.build + "/.buildpacks.lock", withIntermediateDirectories: true)
         let directory = try world.compile()
-        #expect(directory.status == 2 && directory.stderr.contains(".buildpacks.lock is not a regular file"))
+        #expect(
+            directory.status == 2
+                && directory.stderr.contains("The app's .buildpacks.lock is a directory, not a file."),
+            "\(directory.all)")
     }
 
     @Test func anUpstreamArchiveThatChangedFailsNamingBothDigestsUnlessCached() throws {
