@@ -117,8 +117,8 @@ public struct ConfigVarArguments: Sendable {
                 // The user named it: a pipe (`--env-file <(…)`, /dev/stdin) is read to its end.
                 text = String(
                     decoding: try Files.readNamedFile(Files.absolute(envFile), limit: DotEnv.maxBytes), as: UTF8.self)
-            } catch let interrupted as Interrupted {
-                throw interrupted
+            } catch is Interrupted {
+                throw Interrupted(stage: "while the --env-file \(envFile) was read")
             } catch {
                 throw UsageError(
                     "The --env-file " + DotEnv.readProblem(error, file: envFile),

@@ -22,6 +22,11 @@ struct GitCredentials {
         let colon = userinfo.firstIndex(of: ":")
         username = Self.percentDecoded(colon.map { userinfo[..<$0] } ?? userinfo)
         password = colon.map { Self.percentDecoded(userinfo[userinfo.index(after: $0)...]) } ?? ""
+        // A line break would add fields to what the helper tells git: such a URL is left to git,
+        // which refuses it.
+        guard !(username + password).unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
+            return nil
+        }
         let host = rest[rest.index(after: at)..<authorityEnd]
         url = String(text.prefix(scheme.count)) + rest[rest.index(after: at)...]
         origin = scheme + host.lowercased()

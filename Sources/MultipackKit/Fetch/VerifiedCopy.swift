@@ -15,6 +15,7 @@ struct VerifiedCopy {
 
     let objects: GitObjects
     private var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    static let maxFileBytes: off_t = 1 << 30
 
     init(objects: GitObjects) {
         self.objects = objects
@@ -143,6 +144,9 @@ struct VerifiedCopy {
         guard fstat(input, &opened) == 0, opened.st_mode & S_IFMT == S_IFREG else {
             throw Changed(description: "\(shown) is no longer a file")
         }
+        // No host takes a file this big into git (GitHub refuses 100 MB): a sparse giant put in
+        // a file's place is a change, found without reading it.
+        guard opened.st_size <= Self.maxFileBytes else { throw Changed(description: "\(shown) changed") }
         let output = openat(to, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, info.st_mode & 0o777)
         guard output >= 0 else { throw FileError(path: target + "/" + shown, action: "copy", errno: errno) }
         defer { close(output) }
@@ -150,6 +154,7 @@ struct VerifiedCopy {
         try hasher.update(Array("blob \(opened.st_size)\0".utf8))
         var total: Int64 = 0
         while true {
+            if SignalForwarding.shouldStop { throw Interrupted() }
             let count = buffer.withUnsafeMutableBytes { Glibc.read(input, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             guard count >= 0 else { throw Changed(description: "\(shown) cannot be read (\(errnoText()))") }

@@ -5,8 +5,11 @@
 /// depth overflows); text that is not JSON comes back unchanged, for the decoder to refuse.
 enum JSONLastKeyWins {
     static func rewrite(_ json: [UInt8]) -> [UInt8] {
-        // Per open object (nil for an array): its keys so far, and whether a key comes next.
-        var stack: [(keys: [[UInt8]: [Range<Int>]], expectsKey: Bool)?] = []
+        // Per open object or array: whether it is an object, whether a key comes next, and the
+        // last occurrence of each key so far (an earlier one is renamed as soon as a later comes).
+        var isObject: [Bool] = []
+        var expectsKey: [Bool] = []
+        var keys: [[[UInt8]: Range<Int>]] = []
         var renamed: [Range<Int>] = []
         var index = 0
         while index < json.count {
@@ -14,30 +17,25 @@ enum JSONLastKeyWins {
             switch byte {
             case UInt8(ascii: "\""):
                 guard let end = stringEnd(json, from: index) else { return json }
-                if let frame = stack.last, var object = frame, object.expectsKey {
-                    object.keys[decoded(json[(index + 1)..<(end - 1)]), default: []].append(index..<end)
-                    object.expectsKey = false
-                    stack[stack.count - 1] = object
+                if expectsKey.last == true {
+                    let key = decoded(json[(index + 1)..<(end - 1)])
+                    if let earlier = keys[keys.count - 1].updateValue(index..<end, forKey: key) {
+                        renamed.append(earlier)
+                    }
+                    expectsKey[expectsKey.count - 1] = false
                 }
                 index = end
                 continue
-            case UInt8(ascii: "{"):
-                stack.append((keys: [:], expectsKey: true))
-            case UInt8(ascii: "["):
-                stack.append(nil)
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                isObject.append(byte == UInt8(ascii: "{"))
+                expectsKey.append(byte == UInt8(ascii: "{"))
+                keys.append([:])
             case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                guard let frame = stack.popLast() else { return json }
-                guard (frame == nil) == (byte == UInt8(ascii: "]")) else { return json }
-                if let object = frame {
-                    for occurrences in object.keys.values where occurrences.count > 1 {
-                        renamed += occurrences.dropLast()
-                    }
-                }
+                guard let object = isObject.popLast(), object == (byte == UInt8(ascii: "}")) else { return json }
+                expectsKey.removeLast()
+                keys.removeLast()
             case UInt8(ascii: ","):
-                if let frame = stack.last, var object = frame {
-                    object.expectsKey = true
-                    stack[stack.count - 1] = object
-                }
+                if isObject.last == true { expectsKey[expectsKey.count - 1] = true }
             default:
                 break
             }

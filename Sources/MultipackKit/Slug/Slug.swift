@@ -32,14 +32,17 @@ public enum Slug {
     }
 
     /// Refuses, before anything is built, a `--slug` path multipack must not replace: anything
-    /// but a regular file (or a symlink, which is replaced, not followed) at the path or at a
+    /// but a regular file (or a symlink to one or to nothing, replaced, not followed) at the path or at a
     /// sidecar (`PATH.env`, `PATH.release.yml`), and a path whose directory does not exist. A
     /// device, a FIFO or a directory is never written over nor removed.
     static func checkTarget(_ path: String, sidecars: [String]) throws(UsageError) {
         for (index, file) in ([path] + sidecars).enumerated() {
             var info = stat()
             guard lstat(file, &info) == 0 else { continue }
-            let kind = info.st_mode & S_IFMT
+            var kind = info.st_mode & S_IFMT
+            // A symlink is replaced, not followed; one to a device (/dev/stdout) is refused, so
+            // that no system link is replaced by a tarball.
+            if kind == S_IFLNK, stat(file, &info) == 0 { kind = info.st_mode & S_IFMT }
             guard kind != S_IFREG && kind != S_IFLNK else { continue }
             let what = index == 0 ? "--slug \(path)" : "\(file), which --slug \(path) would replace,"
             throw UsageError(

@@ -396,7 +396,7 @@ extension SlugFilterRules {
     private func matchesInArrays(
         _ tokens: Slice<UnsafeBufferPointer<Token>>, _ text: Text, _ restartAfterSlash: Bool
     ) -> Bool {
-        let tokens = Array(tokens)
+        let base = tokens.startIndex
         let count = tokens.count
         var current = [Bool](repeating: false, count: count + 1)
         var next = current
@@ -404,7 +404,7 @@ extension SlugFilterRules {
             var state = state
             while !states[state] {
                 states[state] = true
-                guard state < count, tokens[state].isStar else { return }
+                guard state < count, tokens[base + state].isStar else { return }
                 state += 1
             }
         }
@@ -413,7 +413,7 @@ extension SlugFilterRules {
             let byte = text[offset]
             for state in 0...count { next[state] = false }
             for state in 0..<count where current[state] {
-                let token = tokens[state]
+                let token = tokens[base + state]
                 switch token.kind {
                 case .star: if byte != UInt8(ascii: "/") { enter(state, &next) }
                 case .doubleStar: enter(state, &next)

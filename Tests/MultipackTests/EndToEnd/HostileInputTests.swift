@@ -111,6 +111,15 @@ import Testing
         let listing = try FileManager.default.contentsOfDirectory(atPath: targets).sorted()
         #expect(listing.allSatisfy { ["directory", "fifo", "null"].contains($0) }, "\(listing)")
 
+        // A symlink to a device (as /dev/stdout is) is not replaced either.
+        let link = targets + "/stdout"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "/dev/null")
+        let linked = try world.multipack(["build", app, "--slug", link])
+        #expect(linked.status == 2, "\(linked.all)")
+        #expect(linked.stderr.contains("--slug \(link) is a device, not a file"), "\(linked.stderr)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == "/dev/null")
+        try FileManager.default.removeItem(atPath: link)
+
         // A sidecar that is a directory is not removed either.
         let sidecar = world.temp.sub("targets/slug.tgz.env")
         try "keep".write(toFile: sidecar + "/file", atomically: true, encoding: .utf8)
