@@ -1,4 +1,5 @@
 import ArgumentParser
+import FoundationEssentials
 import Glibc
 import MultipackKit
 
@@ -17,6 +18,12 @@ struct Multipack: ParsableCommand {
 
     /// argument-parser's own entry, except that a usage error exits 2 (SPEC §11), not its 64.
     static func main() {
+        let environment = ProcessInfo.processInfo.environment
+        if let problem = ShimProtocol.problem(environment, version: MultipackVersion.current) {
+            Invocation.current().log.failure(problem)
+            // bin/report never fails, whatever it meets (SPEC §3).
+            Glibc.exit(CommandLine.arguments.dropFirst().first == "report" ? 0 : 1)
+        }
         do {
             var command = try shimCommand(Array(CommandLine.arguments.dropFirst())) ?? parseAsRoot()
             try command.run()
@@ -62,25 +69,29 @@ extension Multipack {
     }
 }
 
-/// Runs a verb: prints the ` !     ` block for any failure and decides the exit code, once.
+/// Runs a verb: prints the ` !     ` block for any failure and decides the exit code, once:
+/// 128 + N after stop signal N, whatever the stage made of it (SPEC §11).
 func perform(_ body: (Invocation) throws -> Void) throws {
     SignalForwarding.install()
     let invocation = Invocation.current()
+    var code: Int32 = 0
     do {
         try body(invocation)
     } catch let exit as ExitCode {
-        throw exit
+        code = exit.rawValue
     } catch {
         invocation.log.failure(error)
         ErrorReport.record(error, environment: invocation.environment)
-        throw ExitCode(ErrorReport.exitCode(for: error))
+        code = ErrorReport.exitCode(for: error)
     }
-    if SignalForwarding.stopSignal != nil { throw ExitCode(1) }
+    code = SignalForwarding.exitCode(otherwise: code)
+    if code != 0 { throw ExitCode(code) }
 }
 
 /// Runs a verb that returns its own exit code (its failures printed by `perform`).
 func performReturningCode(_ body: (Invocation) throws -> Int32) throws {
-    var code: Int32 = 0
-    try perform { invocation in code = try body(invocation) }
-    if code != 0 { throw ExitCode(code) }
+    try perform { invocation in
+        let code = try body(invocation)
+        if code != 0 { throw ExitCode(code) }
+    }
 }

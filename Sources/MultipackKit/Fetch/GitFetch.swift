@@ -362,7 +362,7 @@ struct GitFetch {
                 "there is no commit `\(target)` in the repository",
                 hint: pinnedByLock
                     ? "\(LockFile.name) pins this commit, which the repository no longer has (a force-push?): "
-                        + "run `multipack lock` to pin what \(lockedRef.map { "#" + $0 } ?? "its default branch") "
+                        + "run `\(CommandName.line(["lock"]))` to pin what \(lockedRef.map { "#" + $0 } ?? "its default branch") "
                         + "resolves to now, and commit \(LockFile.name)."
                     : "Check the #ref (or the commit= pin) after the URL in .buildpacks.")
         }

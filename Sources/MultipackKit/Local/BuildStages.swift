@@ -29,7 +29,7 @@ struct SelfStages: BuildStages {
 
     init(
         dirs: BuildDirectories, buildpackDir: String, appDir: String, environment: [String: String],
-        failureFile: String, log: Log
+        commandName: String? = nil, failureFile: String, log: Log
     ) {
         self.dirs = dirs
         self.buildpackDir = buildpackDir
@@ -42,6 +42,9 @@ struct SelfStages: BuildStages {
         // `.buildpacks` paths are relative to the app, not to its copy.
         environment[HiddenVariable.appDir] = appDir
         environment[HiddenVariable.failureFile] = failureFile
+        // The verbs run as the bin/ shims would start them (`report` is bin/report's).
+        environment[ShimProtocol.variable] = ShimProtocol.spoken
+        environment[HiddenVariable.commandName] = commandName
         self.environment = environment
     }
 

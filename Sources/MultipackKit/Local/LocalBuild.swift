@@ -81,6 +81,7 @@ public struct LocalBuild {
             code = ErrorReport.exitCode(for: error)
             summary.failure = ErrorReport.lines(for: error).first
         }
+        code = SignalForwarding.exitCode(otherwise: code)
         summary.exitCode = code
         summary.outcome = code == 0 ? "succeeded" : SignalForwarding.stopSignal != nil ? "interrupted" : "failed"
         summary.seconds = start.duration(to: .now).seconds
@@ -177,6 +178,8 @@ public struct LocalBuild {
             environment["TMPDIR"] = state.work + "/tmp"
         }
         environment["GIT_CONFIG_GLOBAL"] = inside ? gitConfig.map { _ in workDir + "/gitconfig" } : gitConfig
+        // Inside, the binary has another path: hints name it as the user started it.
+        environment[HiddenVariable.commandName] = CommandName.current
 
         let job = StagesJob(
             ci: mode == .ci, buildpacks: options.buildpacks, appDir: appDir, callerDir: callerDir, build: buildDir,
@@ -260,7 +263,7 @@ public struct LocalBuild {
         log.detail("Release (for multipack run): \(state.release)")
         log.detail("Report: \(state.report)")
         if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
-            log.detail("Try it: multipack run \(appDir) \(web.key)")
+            log.detail("Try it: \(CommandName.line(["run", appDir, web.key]))")
         }
     }
 
@@ -348,7 +351,8 @@ public struct LocalBuild {
         try Files.makeDirectory(String(running[..<running.lastIndex(of: "/")!]))
         try Files.move(state.cache, to: running)
         log.step("Using the cache in \(state.cache)")
-        log.detail("(kept between builds of this app; `multipack cache purge \(options.appDir)` empties it)")
+        log.detail(
+            "(kept between builds of this app; `\(CommandName.line(["cache", "purge", options.appDir]))` empties it)")
         return state.cache
     }
 

@@ -44,7 +44,9 @@ public struct LocalRun {
         if !command.isEmpty, process != nil {
             throw UsageError(
                 "multipack run takes a process type or a one-off command after --, not both.",
-                hint: "multipack run APP web, or multipack run APP -- bash")
+                hint:
+                    "\(CommandName.line(["run", target, "web"])), or \(CommandName.line(["run", target, "--", "bash"]))"
+            )
         }
         ScratchDirectory.sweepTemporaryRoot()
         let scratchDirectory = try ScratchDirectory(.run)
@@ -75,7 +77,7 @@ public struct LocalRun {
                 throw UsageError(
                     "There is no process type `\(name)` in \(target).",
                     hint: types.isEmpty
-                        ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: multipack run \(target) -- bash"
+                        ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: \(CommandName.line(["run", target, "--", "bash"]))"
                         : "It has: \(types.map(\.key).joined(separator: ", ")).")
             }
             launch = ["-c", Self.launchScript(home: source.home, app: app, command: line)]
@@ -140,7 +142,7 @@ public struct LocalRun {
             throw BuildFailure(
                 "\(target) has no build to run: multipack keeps the last successful build of each app, and there is none"
                     + " (never built, the last build failed, or its cache was purged).",
-                hint: "Build it first: multipack build \(target)")
+                hint: "Build it first: \(CommandName.line(["build", target]))")
         }
         let which = (try? Files.read(state.buildID).trimmingCharacters("\n")) ?? "build"
         log.step("Using the last build of \(target): \(which) in \(state.build)")

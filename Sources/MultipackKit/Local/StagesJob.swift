@@ -51,11 +51,13 @@ public struct StagesJob: Codable, Sendable {
             for name in ["buildpack", "children"] { try Files.makeDirectory(work + "/" + name) }
             var environment = invocation.environment
             environment["PWD"] = nil
+            // How the user named multipack is for the verbs' hints, not for buildpacks or app scripts.
+            let commandName = environment.removeValue(forKey: HiddenVariable.commandName)
             stages =
                 entries.isEmpty
                 ? SelfStages(
                     dirs: dirs, buildpackDir: work + "/buildpack", appDir: appDir, environment: environment,
-                    failureFile: work + "/failure", log: log)
+                    commandName: commandName, failureFile: work + "/failure", log: log)
                 : ListStages(
                     entries: entries, dirs: dirs, workDir: work + "/children", callerDir: callerDir,
                     environment: environment, configVars: Self.configVars(in: env), log: log)

@@ -109,7 +109,7 @@ public struct LockFile: Sendable {
         } catch let error as FileError where error.detail != nil {
             throw UsageError(
                 "The app's \(name) " + (error.errno == EFBIG ? "cannot be read: " : "is ") + error.detail! + ".",
-                hint: "Remove it, then run `multipack lock`.")
+                hint: "Remove it, then run `\(CommandName.line(["lock"]))`.")
         }
     }
 
@@ -123,7 +123,7 @@ public struct LockFile: Sendable {
             throw UsageError(
                 "Your \(name) has a line multipack cannot read.\nLine \(problem.line): \(problem.text)\n"
                     + problem.reason.prefix(1).uppercased() + problem.reason.dropFirst() + ".",
-                hint: "Run `multipack lock` to write it again.")
+                hint: "Run `\(CommandName.line(["lock"]))` to write it again.")
         }
     }
 
@@ -164,7 +164,9 @@ public struct LockFile: Sendable {
         if let difference = firstDifference(from: listed) {
             throw UsageError(
                 "\(Self.name) does not match .buildpacks.\n\(difference)",
-                hint: "Run `multipack lock` to lock the buildpacks .buildpacks lists now, and commit \(Self.name).")
+                hint:
+                    "Run `\(CommandName.line(["lock"]))` to lock the buildpacks .buildpacks lists now, and commit \(Self.name)."
+            )
         }
         return zip(listed, entries).map { entry, locked in
             var entry = entry

@@ -97,6 +97,9 @@ public struct Compile {
         let settings = try Settings(configVars: configVars, environment: invocation.environment)
         var base = invocation.environment
         base["GIT_DIR"] = nil
+        // multipack's own messages to itself, not for the children.
+        base[ShimProtocol.variable] = nil
+        base[HiddenVariable.commandName] = nil
         // BUILDPACK_XTRACE passes through to the children when it is on, and only then: "0" is off.
         base["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
         let log = self.log
@@ -133,7 +136,7 @@ public struct Compile {
         } else if floating > 0 {
             log.step(
                 "\(floating) of \(entries.count) buildpacks follow a moving ref (a branch, a tag or an unpinned "
-                    + "archive): `multipack lock` pins them in \(LockFile.name)")
+                    + "archive): `\(CommandName.line(["lock"]))` pins them in \(LockFile.name)")
         }
 
         // Fetch every child first, in parallel, into a private directory outside BUILD_DIR. It is

@@ -133,6 +133,12 @@ public enum SignalForwarding {
         isSubreaper = multipack_become_subreaper() == 0
     }
 
+    /// The exit code multipack ends with: 128 + N once signal N asked it to stop, as shells report
+    /// a process that signal N ended (130 after Ctrl-C; SPEC §11), else `code`.
+    public static func exitCode(otherwise code: Int32) -> Int32 {
+        received == 0 ? code : 128 + received
+    }
+
     /// Whether multipack was asked to stop, for long loops (extraction, merging, downloads).
     public static var shouldStop: Bool { received != 0 }
 }

@@ -19,14 +19,16 @@ struct RunCommand: ParsableCommand {
         localRun.command = command
         localRun.configArguments = config.arguments
         localRun.port = port
-        let code: Int32
+        var code: Int32
         do {
             // The process's own exit code, also when a forwarded signal made it exit.
             code = try localRun.run()
         } catch {
             invocation.log.failure(error)
-            throw ExitCode(ErrorReport.exitCode(for: error))
+            code = ErrorReport.exitCode(for: error)
         }
+        // Stopped by signal N, run ends as a shell reports it: 128 + N (SPEC §11).
+        code = SignalForwarding.exitCode(otherwise: code)
         if code != 0 { throw ExitCode(code) }
     }
 }

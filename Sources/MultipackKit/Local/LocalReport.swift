@@ -1,0 +1,16 @@
+/// `multipack report APP_DIR`: the report of the app's last local build (SPEC §12), the flat YAML
+/// `bin/report` printed for it, with the slug's path. `bin/report` itself is `Report`.
+public enum LocalReport {
+    public static func run(appDir: String, environment: [String: String]) throws -> String {
+        let appDir = Files.absolute(appDir)
+        let state = LocalState.App(appDir: appDir, environment: environment)
+        guard let report = try? Files.read(state.report) else {
+            throw BuildFailure(
+                "\(appDir) has no local build to report on: multipack keeps the last successful build of each app, "
+                    + "and there is none (never built, the last build failed, or its cache was purged).",
+                hint: "Build it first: \(CommandName.line(["build", appDir]))")
+        }
+        guard Files.isRegularFile(state.slug) else { return report }
+        return report + "slug: \(YAML.quoted(state.slug))\n"
+    }
+}
