@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # What checking a cached git checkout against its commit costs (SPEC §5): one child the size of a
 # real buildpack (FILES files, ~5 KB each on average, in directories of 20, a few executables and
-# symlinks), built cold, then warm RUNS times. Reported: the child's fetch time on a warm build
-# (read, hashed as git blobs, checked against the trees and copied in one pass) beside what a
-# plain copy of the same tree costs (`cp -a`, what a warm fetch did before it was checked) and
-# `git hash-object` over the same files (git's own hashing), and the whole warm compile's wall
-# and CPU time. With BEFORE=binary, the same warm compile of that binary beside it.
+# symlinks), built cold, then warm RUNS times: the warm compile's wall and CPU time (getrusage of
+# it and all it started) and the child's fetch time from the report (read, hashed as git blobs,
+# checked against the trees and copied, in one pass), beside a plain `cp -a` of the same tree and
+# `git hash-object` over its files. With BEFORE=binary, that binary's warm compiles interleaved.
 # Usage: benchmarks/git-cache.sh [files=1000] [runs=15]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,25 +56,6 @@ mkdir -p "$work/build" "$work/env"
 echo "file://$work/child#$(git -C "$work/child" rev-parse HEAD)" > "$work/build/.buildpacks"
 
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
-# Warm compiles of one binary: "fetch wall cpu" medians in ms.
-measure() {
-  local dir=$1 cache="$work/cache-$(basename "$1")"
-  rm -rf "$cache" && mkdir -p "$cache"
-  "$dir/bin/compile" "$work/build" "$cache" "$work/env" > /dev/null 2>&1
-  : > "$work/samples"
-  for _ in $(seq 1 "$runs"); do
-    /usr/bin/time -f "%e %U %S" -o "$work/time" "$dir/bin/compile" "$work/build" "$cache" "$work/env" > "$work/log" 2>&1 ||
-      { cat "$work/log"; exit 1; }
-    grep -q "(cached," "$work/log" || { echo "not served from the cache:"; cat "$work/log"; exit 1; }
-    fetch=$("$dir/bin/report" "$work/build" "$cache" "$work/env" | awk -F': ' '/^child_1_fetch_seconds/ {print $2}')
-    read -r wall user sys < "$work/time"
-    echo "$fetch $wall $user $sys" >> "$work/samples"
-  done
-  printf "%s %s %s\n" \
-    "$(cut -d' ' -f1 "$work/samples" | median | awk '{printf "%.1f", $1 * 1000}')" \
-    "$(cut -d' ' -f2 "$work/samples" | median | awk '{printf "%.0f", $1 * 1000}')" \
-    "$(awk '{print $3 + $4}' "$work/samples" | median | awk '{printf "%.0f", $1 * 1000}')"
-}
 copy_ms=$(for _ in $(seq 1 "$runs"); do
   rm -rf "$work/copy"
   s=${EPOCHREALTIME/[.,]/}
@@ -90,14 +70,36 @@ hash_ms=$(for _ in $(seq 1 "$runs"); do
   echo $(((e - s)))
 done | median | awk '{printf "%.1f", $1 / 1000}')
 
-read -r fetch wall cpu < <(measure "$work/after")
 echo "one git child of $files files ($((bytes / 1024)) KB), warm compile, median of $runs runs"
-printf "%-40s %8s ms\n" "warm fetch (checked copy)" "$fetch"
-printf "%-40s %8s ms\n" "cp -a of the same tree" "$copy_ms"
-printf "%-40s %8s ms\n" "git hash-object of the same files" "$hash_ms"
-printf "%-40s %8s ms wall, %s ms CPU\n" "warm compile" "$wall" "$cpu"
-if [ -n "${BEFORE:-}" ]; then
-  read -r fetch wall cpu < <(measure "$work/before")
-  printf "%-40s %8s ms\n" "warm fetch, BEFORE (unchecked copy)" "$fetch"
-  printf "%-40s %8s ms wall, %s ms CPU\n" "warm compile, BEFORE" "$wall" "$cpu"
-fi
+printf "%-48s %7s ms\n" "cp -a of the same tree" "$copy_ms"
+printf "%-48s %7s ms\n" "git hash-object of the same files" "$hash_ms"
+# Warm compiles, interleaved with BEFORE's when given: wall and CPU (getrusage of the compile and
+# everything it started, in microseconds), and the child's fetch time from the report.
+python3 - "$work" "$runs" after ${BEFORE:+before} << 'PY'
+import os, resource, shutil, statistics, subprocess, sys, time
+work, runs, binaries = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+build, env = f"{work}/build", f"{work}/env"
+def compile(name):
+    cache = f"{work}/cache-{name}"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    out = subprocess.run([f"{work}/{name}/bin/compile", build, cache, env], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0 or "(cached," not in out.stdout:
+        sys.exit(f"{name}: the warm compile failed or did not use the cache:\n{out.stdout}{out.stderr}")
+    report = subprocess.run([f"{work}/{name}/bin/report", build, cache, env], capture_output=True, text=True).stdout
+    fetch = next(float(l.split(": ")[1]) for l in report.splitlines() if l.startswith("child_1_fetch_seconds"))
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, fetch
+samples = {name: [] for name in binaries}
+for name in binaries:
+    os.makedirs(f"{work}/cache-{name}", exist_ok=True)
+    subprocess.run([f"{work}/{name}/bin/compile", build, f"{work}/cache-{name}", env], capture_output=True)
+for _ in range(runs):
+    for name in binaries:
+        samples[name].append(compile(name))
+for name in binaries:
+    wall, cpu, fetch = (statistics.median(s[i] for s in samples[name]) * 1000 for i in range(3))
+    label = "now (checked copy)" if name == "after" else "BEFORE (unchecked copy)"
+    print(f"{'warm compile, ' + label:48} {wall:7.1f} ms wall {cpu:7.1f} ms CPU   child's fetch {fetch:6.1f} ms")
+PY
