@@ -83,7 +83,7 @@ struct ChildRunner {
                 owner: "Buildpack \(child.label) \(child.displayName) (its export file)")
             return (BuildEnvironment.apply(change, to: environment), change)
         } catch {
-            if SignalForwarding.stopSignal != nil { throw Interrupted() }
+            if SignalForwarding.stopSignal != nil { throw Interrupted(child: child, stage: "export") }
             let stderr = error.stderr.trimmingBlanks().trimmingCharacters("\n")
             if error.endedEarly {
                 throw failure(
@@ -122,10 +122,10 @@ struct ChildRunner {
             child.release = try Release.parse(result.stdoutText)
         } catch {
             if SignalForwarding.shouldStop { throw Interrupted(child: child, stage: "release") }
-            let shown = result.stdoutText.lines.prefix(10).map { "    " + $0 }.joined(separator: "\n")
             throw failure(
-                child, stage: "release", "bin/release must print a YAML mapping, but \(error).\n\nIt printed:\n\(shown)"
-            )
+                child, stage: "release",
+                "bin/release must print a YAML mapping, but \(Self.cut("\(error)", to: 300)).\n\n"
+                    + "It printed:\n\(Self.excerpt(result.stdout))")
         }
     }
 
@@ -141,6 +141,23 @@ struct ChildRunner {
         }
         if SignalForwarding.stopSignal != nil { throw Interrupted(child: child, stage: stage) }
         return result
+    }
+
+    /// The first lines of a child's output as an error shows them: at most 10 lines of at most
+    /// 200 characters, and how much more there was (a release of 10 MB is not echoed whole).
+    static func excerpt(_ output: [UInt8]) -> String {
+        var text = String(decoding: output.prefix(10 * 201), as: UTF8.self)[...]
+        if text.hasSuffix("\n") { text = text.dropLast() }
+        let first = text.lines.prefix(10).map(String.init)
+        var lines = first.map { "    " + cut($0, to: 200) }
+        // What the lines shown held, their line ends included, against all there was.
+        let whole = first.reduce(0) { $0 + $1.utf8.count + 1 } >= output.count && first.allSatisfy { $0.count <= 200 }
+        if !whole { lines.append("    (\(output.count) bytes in all; the rest is not shown)") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func cut(_ text: String, to limit: Int) -> String {
+        text.count <= limit ? text : text.prefix(limit) + "…"
     }
 
     func failure(_ child: ChildRun, stage: String, _ reason: String, hint: String? = nil) -> BuildFailure {

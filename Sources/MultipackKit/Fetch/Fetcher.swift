@@ -121,6 +121,7 @@ public enum Fetcher {
                 var git = GitFetch(
                     url: localOrRemote(url, appDir: context.appDir), ref: entry.commit ?? ref, context: context)
                 git.lockedRef = entry.commit == nil ? nil : ref
+                git.pinnedByLock = entry.pinnedByLock
                 let (version, source, warnings) = try git.fetch(into: directory)
                 child = FetchedChild(
                     entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings
@@ -151,9 +152,9 @@ public enum Fetcher {
                 )
             }
         } catch var interrupted as Interrupted {
-            if interrupted.context.isEmpty {
-                interrupted.context = "while fetching buildpack [\(position)/\(total)] \(entry.maskedText)"
-            }
+            // "while downloading" (or extracting, or nothing said: fetching) which buildpack.
+            let phase = interrupted.context.isEmpty ? "while fetching" : interrupted.context
+            interrupted.context = "\(phase) buildpack [\(position)/\(total)] \(entry.maskedText)"
             throw interrupted
         } catch {
             let problem = error as? FetchProblem ?? FetchProblem(ErrorReport.reason(error))

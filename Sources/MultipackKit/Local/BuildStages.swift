@@ -63,7 +63,11 @@ struct SelfStages: BuildStages {
             log.detail("+ " + command.traceLine)
         }
         let result = try Spawner.run(command)
-        if SignalForwarding.stopSignal != nil { throw ReportedFailure(code: 1) }
+        if SignalForwarding.stopSignal != nil {
+            // A verb that ended by itself said where it stopped; one killed outright could not.
+            guard case .signaled = result.termination else { throw ReportedFailure(code: 1) }
+            throw Interrupted(stage: "while multipack's \(arguments[0]) was running")
+        }
         return result
     }
 

@@ -34,6 +34,10 @@ public struct LocalBuildOptions: Sendable {
         guard slugLimitMB >= 0 else {
             throw UsageError("--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
         }
+        if let slugPath {
+            let path = Files.absolute(slugPath)
+            try Slug.checkTarget(path, sidecars: LocalState.sidecars(of: path))
+        }
     }
 }
 
@@ -224,7 +228,9 @@ public struct LocalBuild {
         guard let outcome, result.termination.succeeded else {
             summary.failure = outcome?.failure
             // The multipack inside had no time to say where it stopped (it always says it otherwise).
-            if outcome == nil, SignalForwarding.stopSignal != nil { throw Interrupted() }
+            if outcome == nil, SignalForwarding.stopSignal != nil {
+                throw Interrupted(stage: "while the buildpacks ran (stopped before they could say where)")
+            }
             if outcome == nil, !result.termination.succeeded {
                 throw BuildFailure(
                     "The build's namespace could not be set up or ended early (\(result.termination)).",
@@ -269,6 +275,8 @@ public struct LocalBuild {
         let slugPath =
             options.slugPath.map(Files.absolute)
             ?? LocalState.App(appDir: options.appDir, environment: invocation.environment).slug
+        // What is at the path may have changed while the build ran.
+        try Slug.checkTarget(slugPath, sidecars: LocalState.sidecars(of: slugPath))
         for sidecar in LocalState.sidecars(of: slugPath) { Files.remove(sidecar) }
         let bytes = try Slug.pack(buildDir, to: slugPath)
         let limit = Int64(options.slugLimitMB) << 20
@@ -300,6 +308,8 @@ public struct LocalBuild {
             do {
                 skipped += try Files.copyTree(options.appDir + "/" + name, to: buildDir + "/" + name)
                     .map { $0.hasPrefix("/") ? name : name + "/" + $0 }
+            } catch is Interrupted {
+                throw Interrupted(stage: "while the app was copied into the build directory")
             } catch {
                 throw BuildFailure(
                     "Could not copy the app into the build directory: \(options.appDir)/\(name)",

@@ -133,11 +133,11 @@ public struct StagesJob: Codable, Sendable {
 
     /// Runs one of app.json's scripts; a non-zero exit fails the run with that exit code.
     private func runAppJSONScript(
-        _ script: String, step: String, environment: [String: String], log: Log,
+        _ script: String, name: String, step: String, environment: [String: String], log: Log,
         failure: (Int32) -> String, hint: String
     ) throws {
         log.step(step)
-        let code = try runScript(script, environment: environment, log: log)
+        let code = try runScript(script, name: name, environment: environment, log: log)
         guard code == 0 else {
             throw ScriptFailure(
                 code: code, failure: BuildFailure(failure(code), details: ["Script: \(script)"], hint: hint))
@@ -153,13 +153,14 @@ public struct StagesJob: Codable, Sendable {
         for (key, value) in configVars { environment[key] = value }
         if let setup = appJSON?.testSetup {
             try runAppJSONScript(
-                setup, step: "Running app.json's test-setup script", environment: environment, log: log,
+                setup, name: "test-setup", step: "Running app.json's test-setup script", environment: environment,
+                log: log,
                 failure: { "app.json's test-setup script failed with exit code \($0)." },
                 hint: "Its output above says why; the tests did not run.")
         }
         if let test = appJSON?.test {
             try runAppJSONScript(
-                test, step: "Running app.json's test script", environment: environment, log: log,
+                test, name: "test", step: "Running app.json's test script", environment: environment, log: log,
                 failure: { "Tests failed: app.json's test script ended with exit code \($0)." },
                 hint: "The test output above says which tests failed.")
         } else {
@@ -171,7 +172,7 @@ public struct StagesJob: Codable, Sendable {
 
     /// An app.json script, run by bash in the build directory as Heroku CI runs it in the test
     /// dyno: `.profile.d/*.sh` sourced first. Returns its exit code (128 + signal when killed).
-    private func runScript(_ script: String, environment: [String: String], log: Log) throws -> Int32 {
+    private func runScript(_ script: String, name: String, environment: [String: String], log: Log) throws -> Int32 {
         let profile = "for f in .profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; unset f\n"
         let command = Command(
             "bash", ["-c", profile + script], in: build, environment: environment, stdout: .inherit,
@@ -180,7 +181,9 @@ public struct StagesJob: Codable, Sendable {
             log.detail("+ bash -c \(script)")
         }
         let result = try Spawner.run(command)
-        if SignalForwarding.stopSignal != nil { throw ReportedFailure(code: 1) }
+        if SignalForwarding.stopSignal != nil {
+            throw Interrupted(stage: "while app.json's \(name) script was running")
+        }
         return result.termination.exitCode
     }
 }

@@ -123,9 +123,9 @@ public struct Compile {
 
         let lock = try LockFile.load(appDir: dirs.build, directory: invocation.appDir(for: dirs))
         let pinned = try lock?.pinning(entries) ?? entries
-        // An archive's records and pins need libcrypto as soon as the fetches start: it loads on
-        // the other core meanwhile. Git and directory children need no digest.
-        let digests = pinned.contains(where: \.isArchive) ? BackgroundWork { prepareDigests() } : nil
+        // An archive's records and pins, and a cached git checkout's check, need libcrypto as
+        // soon as the fetches start: it loads on the other core meanwhile.
+        let digests = pinned.contains(where: \.needsDigests) ? BackgroundWork { prepareDigests() } : nil
         defer { digests?.wait() }
         let floating = pinned.filter(\.isFloating).count
         record.lock = BuildRecord.LockState(

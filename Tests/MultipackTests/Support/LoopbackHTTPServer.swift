@@ -55,11 +55,14 @@ final class LoopbackHTTPServer: Sendable {
     /// URL prefix → directory: files under it are read when asked for, so a test can change them
     /// between requests (a git repository served over dumb HTTP, an archive replaced upstream).
     private let mounts: [String: String]
+    /// With a value, every request without this `Authorization` header gets 401 (Basic).
+    private let authorization: String?
     private let state = Mutex(State())
 
-    init(routes: [String: Behaviour], mounts: [String: String] = [:]) throws {
+    init(routes: [String: Behaviour], mounts: [String: String] = [:], authorization: String? = nil) throws {
         self.routes = routes
         self.mounts = mounts
+        self.authorization = authorization
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ServerError.socket(errno) }
         var address = sockaddr_in()
@@ -161,6 +164,12 @@ final class LoopbackHTTPServer: Sendable {
         let index = state.withLock { state in
             state.requests[path, default: []].append(request)
             return state.requests[path]!.count - 1
+        }
+        if let authorization, request.headers["authorization"] != authorization {
+            respond(
+                connection, status: 401, headers: [("WWW-Authenticate", "Basic realm=\"test\"")],
+                body: Array("authentication required\n".utf8))
+            return
         }
         guard var behaviour = routes[path] ?? mounted(path) else {
             respond(connection, status: 404, headers: [], body: Array("no route\n".utf8))
