@@ -54,19 +54,23 @@ public enum BuildEnvironment {
         processes: any ProcessRunner = SystemProcesses(), stop: StopToken = .signals
     ) throws(ExportError) -> EnvironmentChange {
         // The exported variables before and after, from the same shell, so bash's own cancel out.
-        // Builtins only (every name by its first letter, ${!n@a} for the export flag): no fork per dump.
+        // Builtins only (every name by its first letter, ${!n@a} for the export flag): no fork per
+        // dump, and each dump is one printf, one write to the pipe, not one per variable (each
+        // woke multipack up). Its own names are not names a build exports.
         let script = """
             __multipack_dump() {
-              local n
-              for n in ${!A@} ${!B@} ${!C@} ${!D@} ${!E@} ${!F@} ${!G@} ${!H@} ${!I@} ${!J@} ${!K@} ${!L@} ${!M@} \\
-                ${!N@} ${!O@} ${!P@} ${!Q@} ${!R@} ${!S@} ${!T@} ${!U@} ${!V@} ${!W@} ${!X@} ${!Y@} ${!Z@} ${!_@} \\
-                ${!a@} ${!b@} ${!c@} ${!d@} ${!e@} ${!f@} ${!g@} ${!h@} ${!i@} ${!j@} ${!k@} ${!l@} ${!m@} \\
-                ${!n@} ${!o@} ${!p@} ${!q@} ${!r@} ${!s@} ${!t@} ${!u@} ${!v@} ${!w@} ${!x@} ${!y@} ${!z@}; do
-                if [[ ${!n@a} == *x* ]]; then printf '%s=%s\\0' "$n" "${!n}"; fi
+              local __multipack_name __multipack_pairs=()
+              for __multipack_name in ${!A@} ${!B@} ${!C@} ${!D@} ${!E@} ${!F@} ${!G@} ${!H@} ${!I@} ${!J@} ${!K@} \\
+                ${!L@} ${!M@} ${!N@} ${!O@} ${!P@} ${!Q@} ${!R@} ${!S@} ${!T@} ${!U@} ${!V@} ${!W@} ${!X@} ${!Y@} \\
+                ${!Z@} ${!_@} ${!a@} ${!b@} ${!c@} ${!d@} ${!e@} ${!f@} ${!g@} ${!h@} ${!i@} ${!j@} ${!k@} ${!l@} \\
+                ${!m@} ${!n@} ${!o@} ${!p@} ${!q@} ${!r@} ${!s@} ${!t@} ${!u@} ${!v@} ${!w@} ${!x@} ${!y@} ${!z@}; do
+                if [[ ${!__multipack_name@a} == *x* ]]; then
+                  __multipack_pairs+=("$__multipack_name=${!__multipack_name}")
+                fi
               done
+              printf '%s\\0' "${__multipack_pairs[@]}" "$1"
             }
-            __multipack_dump; printf '\\0MULTIPACK-EXPORT\\0'; source "$1" >&2 || exit $?; __multipack_dump
-            printf '\\0MULTIPACK-EXPORT-END\\0'
+            __multipack_dump MULTIPACK-EXPORT; source "$1" >&2 || exit $?; __multipack_dump MULTIPACK-EXPORT-END
             """
         let result: ProcessResult
         do {

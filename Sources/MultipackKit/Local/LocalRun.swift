@@ -206,8 +206,19 @@ public struct LocalRun {
         var env: [String: String] = [:]
         for (key, value) in source.release.configVars { env[key] = value }
         for (key, value) in source.buildConfig { env[key] = value }
-        // A `.env` a build wrote may link to any file on the machine, which multipack reads as the caller.
-        if let dotenv = source.dotenv, let text = try? Files.read(dotenv, followingLinks: source.dotenvIsTheApps) {
+        if let dotenv = source.dotenv, Files.lexists(dotenv) {
+            let text: String
+            do {
+                // A `.env` a build wrote may link to any file on the machine, which multipack
+                // reads as the caller: only the app's own is followed.
+                text = String(
+                    decoding: try Files.readRegularFile(
+                        dotenv, limit: DotEnv.maxBytes, followingLinks: source.dotenvIsTheApps), as: UTF8.self)
+            } catch {
+                throw MultipackError.usage(
+                    "The app's .env: " + DotEnv.readProblem(error, file: dotenv),
+                    hint: "Make .env a dotenv file (KEY=VALUE lines), as `heroku local` reads it, or remove it.")
+            }
             for (key, value) in try DotEnv.parse(text, file: dotenv) { env[key] = value }
         }
         for (key, value) in try configArguments.resolve(environment: invocation.environment) { env[key] = value }

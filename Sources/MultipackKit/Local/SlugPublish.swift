@@ -41,6 +41,8 @@ struct SlugPublish {
         log.step("Compressing...")
         let slugPath =
             options.slugPath.map(Files.absolute) ?? LocalState.App(appDir: options.appDir, environment: caller).slug
+        // What is at the path may have changed while the build ran.
+        try Slug.checkTarget(slugPath, sidecars: LocalState.sidecars(of: slugPath))
         for sidecar in LocalState.sidecars(of: slugPath) { Files.remove(sidecar) }
         let bytes = try Slug.pack(buildDir, to: slugPath)
         let limit = Int64(options.slugLimitMB) << 20

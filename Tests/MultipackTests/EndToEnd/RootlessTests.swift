@@ -253,7 +253,7 @@ import Testing
         #expect(!build.all.contains("TOPSECRET"), "\(build.all)")
         let run = try world.world.multipack(
             ["run", world.app, "--", "sh", "-c", "echo \"leak=$LEAK secret=$SECRET_VAR\""], extra: mode.environment)
-        #expect(run.status == 0, "\(run.all)")
+        // The build's .env is a link: refused, or run without it; never read through.
         #expect(!run.all.contains("TOPSECRET"), "\(run.all)")
         let leak = try world.world.multipack(["run", world.app, "leak"], extra: mode.environment)
         #expect(leak.status != 0 && !leak.all.contains("TOPSECRET"), "\(leak.all)")

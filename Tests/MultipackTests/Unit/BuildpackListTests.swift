@@ -184,7 +184,10 @@ import Testing
 /// A child's `export` is always sourced by bash (SPEC §7.2): whatever it writes means what bash
 /// makes of it, defaults, commands and carriage returns included.
 @Suite struct ExportSourcingTests {
-    static let base = ["PATH": "/usr/bin:/bin", "HOME": "/app", "OLD": "x", "BUILD": "/tmp/build_1"]
+    /// `n` and `name` too: a name the sourcing shell might use for itself is still the build's.
+    static let base = [
+        "PATH": "/usr/bin:/bin", "HOME": "/app", "OLD": "x", "BUILD": "/tmp/build_1", "n": "1", "name": "2",
+    ]
 
     static let cases: [(text: String, set: [String: String], unset: Set<String>)] = [
         (
