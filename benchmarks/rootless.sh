@@ -93,7 +93,9 @@ def seconds(stamp):
 marker = execed = exited = removed = None
 stages = None
 for line in open(sys.argv[1]):
-    pid, stamp, call = line.split(" ", 2)
+    match = re.match(r"(\d+) +(\d+:\d+:\d+\.\d+) (.*)", line)
+    if not match: continue
+    pid, stamp, call = match.groups()
     t = seconds(stamp)
     if call.startswith("rename(") and call.split(", ")[1].startswith('"') and '/.handed-over"' in call.split(", ")[1]:
         marker = t
