@@ -38,7 +38,7 @@ struct SelfStages: BuildStages {
         self.appDir = appDir
         self.failureFile = failureFile
         self.log = log
-        self.outerEnvironment = environment
+        self.outerEnvironment = HiddenVariable.removingOwn(environment)
         var environment = environment
         environment[HiddenVariable.buildpackDir] = buildpackDir
         // `.buildpacks` paths are relative to the app, not to its copy.
@@ -169,7 +169,10 @@ struct ListStages: BuildStages {
             heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)")
         record?.children = sequence.children.map(BuildRecord.Child.init)
         sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)
-        let env = try sequence.run(environment: environment, releaseEnvironment: environment, testCompile: testCompile)
+        // The fetches read multipack's own settings; the buildpacks never see them.
+        let childEnvironment = HiddenVariable.removingOwn(environment)
+        let env = try sequence.run(
+            environment: childEnvironment, releaseEnvironment: childEnvironment, testCompile: testCompile)
         { child, _ in
             record?.children[child.position - 1] = BuildRecord.Child(child)
         }

@@ -98,10 +98,12 @@ public struct Compile {
 
         let configVars = ConfigVars.read(envDir: dirs.env)
         let settings = try Settings(configVars: configVars, environment: invocation.environment)
-        var base = invocation.environment
-        base["GIT_DIR"] = nil
+        var own = invocation.environment
+        own["GIT_DIR"] = nil
         // BUILDPACK_XTRACE passes through to the children when it is on, and only then: "0" is off.
-        base["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
+        own["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
+        // multipack's own fetches read its settings; no child or hook sees them.
+        let base = HiddenVariable.removingOwn(own)
         let log = self.log
         let trace = log.tracer(settings.xtrace)
 
@@ -152,7 +154,7 @@ public struct Compile {
         let workDir = scratch?.path ?? state.childrenDir
         try Files.makeDirectory(workDir)
         var fetchContext = FetchContext(
-            appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: base,
+            appDir: invocation.appDir(for: dirs), cacheDir: dirs.cache, workDir: workDir, environment: own,
             settings: settings)
         fetchContext.stop = invocation.stop
         if let width = invocation.environment[HiddenVariable.fetchParallelism].flatMap(Int.init), width > 0 {
@@ -202,7 +204,7 @@ public struct Compile {
         // and the combined export written, on other threads while the slug is trimmed and
         // measured and the releases merged.
         removal = childDirectories?.removeAll()
-        let script = BuildEnvironment.exportScript(base: invocation.environment, final: environment)
+        let script = BuildEnvironment.exportScript(base: base, final: environment)
         let exportPath = invocation.buildpackDir + "/export"
         let export = BackgroundWork { try Files.write(script, to: exportPath, replacedGoesTo: trash) }
         defer { export.wait() }
@@ -221,8 +223,8 @@ public struct Compile {
         record.release = release.yaml
         logRelease(release, provenance, children: children, mode: settings.release)
         try export.result()
-        record.exported = environment.filter { invocation.environment[$0.key] != $0.value }
-        record.unset = invocation.environment.keys.filter { environment[$0] == nil }.sorted()
+        record.exported = environment.filter { base[$0.key] != $0.value }
+        record.unset = base.keys.filter { environment[$0] == nil }.sorted()
     }
 
     /// Applies `.slugfilter` and says what went, the biggest first.

@@ -20,4 +20,11 @@ enum HiddenVariable {
     /// `bubblewrap` or `direct` (multipack's own unshare) picks the namespace's maker, for tests and
     /// benchmarks. Unset: bubblewrap where installed, else direct.
     static let sandbox = "MULTIPACK_SANDBOX"
+
+    /// The environment a buildpack, a hook or a test script gets from multipack's own: without any
+    /// `MULTIPACK_*`, which is multipack's alone in a process environment (SPEC §15). A user's own
+    /// config var of that name still reaches them, through ENV_DIR.
+    static func removingOwn(_ environment: [String: String]) -> [String: String] {
+        environment.filter { !$0.key.hasPrefix("MULTIPACK_") }
+    }
 }
