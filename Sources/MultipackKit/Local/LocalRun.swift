@@ -103,7 +103,7 @@ public struct LocalRun {
             try Files.makeDirectory(dir)
             log.step("Extracting the slug \(target) into \(dir)")
             do {
-                try extractArchive(atPath: target, into: dir, limits: Self.slugLimits)
+                try extractArchive(atPath: target, into: dir, limits: Self.slugLimits, kind: .slug)
             } catch {
                 throw MultipackError.usage(
                     "\(target) is not a slug multipack can extract: \(MultipackError.reason(error))",
