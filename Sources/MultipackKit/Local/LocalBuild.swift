@@ -16,6 +16,8 @@ public struct LocalBuildOptions: Sendable {
     public var slugPath: String?
     public var slugLimitMB = Slug.defaultLimitMB
     public var json = false
+    /// `--pass-env NAME`: the caller's variables handed to the buildpacks' process environment.
+    public var passEnv: [String] = []
 
     public init(appDir: String) {
         self.appDir = Files.absolute(appDir)
@@ -35,6 +37,32 @@ public struct LocalBuildOptions: Sendable {
             throw MultipackError.usage(
                 "--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
         }
+        for name in passEnv {
+            guard SimpleExport.isName(Substring(name)) else {
+                throw MultipackError.usage(
+                    "--pass-env takes a variable's name, but got `\(Masking.text(name))`.",
+                    hint: "Write --pass-env NAME (letters, digits and _, not starting with a digit).")
+            }
+            guard !name.hasPrefix("MULTIPACK_"), !HerokuEnvironment.buildOwn.contains(name) else {
+                throw MultipackError.usage(
+                    "--pass-env \(name): \(name.hasPrefix("MULTIPACK_") ? "multipack's own settings configure multipack, never a buildpack" : "the build sets \(name) itself, as Heroku does").",
+                    hint: "Give it as a config var instead (--env \(name)=VALUE): buildpacks read those from ENV_DIR.")
+            }
+        }
+    }
+
+    /// The caller's variables `--pass-env` names; one that is not set is a usage error.
+    func passedVariables(_ caller: [String: String]) throws(MultipackError) -> [(key: String, value: String)] {
+        var passed: [(key: String, value: String)] = []
+        for name in passEnv {
+            guard let value = caller[name] else {
+                throw MultipackError.usage(
+                    "--pass-env \(name) hands \(name) from your environment to the buildpacks, but \(name) is not set there.",
+                    hint: "Export \(name) first (export \(name)=…), or leave --pass-env \(name) out.")
+            }
+            passed.upsert(name, value)
+        }
+        return passed
     }
 }
 
@@ -93,27 +121,38 @@ public struct LocalBuild {
         }
         let caller = invocation.environment
         let callerDir = Files.absolute(".")
-        let configVars = try options.configArguments.resolve(environment: caller)
-        let entries = try StagesJob.entries(options.buildpacks, directory: callerDir)
-        // A bad .buildpacks line is bad input (exit 2), said before anything is copied or run.
-        var listed: [BuildpackEntry] = []
-        if entries.isEmpty, Files.exists(appDir + "/.buildpacks") {
-            listed = try BuildpackList.load(appDir + "/.buildpacks", directory: appDir)
-        }
-        if mode == .ci { _ = try AppJSON.read(appDir + "/app.json") }
+        let passed = try options.passedVariables(caller)
+        // Bad input (exit 2) is said before anything is copied or run: a .buildpacks line, an
+        // app.json, an --env-file.
+        let commandLine = try StagesJob.entries(options.buildpacks, directory: callerDir)
+        let listed =
+            Files.exists(appDir + "/.buildpacks")
+            ? try BuildpackList.load(appDir + "/.buildpacks", directory: appDir) : nil
+        // A build reads app.json only for its list; a broken one does not fail a build that has another.
+        let appJSON =
+            mode == .ci || (commandLine.isEmpty && listed == nil)
+            ? try AppJSON.read(appDir + "/app.json") : try? AppJSON.read(appDir + "/app.json")
+        let choice = try BuildpackChoice.choose(
+            commandLine: commandLine, ci: mode == .ci, appJSON: appJSON, listed: listed, appDir: appDir)
+        let testEnv = mode == .ci ? appJSON?.testEnv ?? [] : []
+        let configVars = try options.configArguments.resolve(environment: caller, over: testEnv)
         // The build itself uses the app's state, not TMPDIR; what killed commands left there goes.
         ScratchDirectory.sweepTemporaryRoot()
         StackRoot.sweepPartials(caller)
-        let state = LocalState.App(appDir: appDir, environment: caller)
+        let state = LocalState.App(appDir: appDir, environment: caller, ci: mode == .ci)
         let lock = try state.begin()
         let statePath = state.path
-        let removal = BackgroundWork { LocalState.App.removeReplaced(in: statePath) }
+        var removal = BackgroundWork { LocalState.App.removeReplaced(in: statePath) }
         let id = "build_" + Self.randomHex()
         // While it runs, the build directory and the cache live in the build's /tmp, so that
-        // renames between them and TMPDIR stay on one mount, as on Heroku; then they go back.
+        // renames between them and TMPDIR stay on one mount, as on Heroku; then the cache goes
+        // back, and the build directory is kept only if the build succeeds.
         let running = (build: state.work + "/tmp/" + id, cache: state.work + "/tmp/codon/tmp/cache")
+        let ownCache = options.noCache || options.cacheDir != nil ? nil : running.cache
+        var published = false
         defer {
-            state.finish(build: running.build, cache: options.noCache || options.cacheDir != nil ? nil : running.cache)
+            state.finish(cache: ownCache)
+            if !published { log.step(state.keptDescription(appDir: appDir)) }
             // Asked to stop, multipack exits at once: the next build removes the rest.
             if !invocation.stop.isRequested { removal.wait() }
             close(lock)
@@ -147,19 +186,25 @@ public struct LocalBuild {
         let inside = sandbox != nil
         let buildDir = inside ? "/tmp/" + id : running.build
         let workDir = inside ? "/tmp/multipack" : state.work + "/tmp/multipack"
-        summary.buildDirectory = state.build
-        log.step("Building \(appDir) in \(state.build) (\(buildDir) while it runs)")
+        log.step("Building \(appDir) in \(buildDir)")
+        log.detail("(kept in \(state.kept.build) if it succeeds; until then the last successful build stays as it is)")
+        logChoice(choice, appJSON: appJSON, listed: listed != nil)
+        if mode == .ci { logSkippedAddons(appJSON?.testAddons ?? []) }
+        logPassed(passed, caller: caller)
         try Files.makeDirectory(running.build)
         try copyApp(to: running.build)
         if mode == .build { applySlugIgnore(running.build) }
 
         let cache = try prepareCache(state, running: running.cache)
         summary.cache = options.noCache ? nil : cache
-        for (name, value) in configVars { try Files.write(value, to: state.env + "/" + name) }
+        for (name, value) in configVars {
+            try Files.write(value, to: state.next.env + "/" + name, mode: LocalState.privateFileMode)
+        }
 
         let sourceVersion = Self.sourceVersion(of: appDir, environment: caller)
         summary.sourceVersion = sourceVersion
         var environment = HerokuEnvironment.build(stack: stack, sourceVersion: sourceVersion, caller: caller)
+        for (name, value) in passed { environment[name] = value }
         if mode == .ci {
             environment["CI"] = "true"
             environment["HEROKU_TEST_RUN_ID"] = UUID().uuidString.lowercased()
@@ -172,10 +217,11 @@ public struct LocalBuild {
         }
         environment["GIT_CONFIG_GLOBAL"] = inside ? gitConfig.map { _ in workDir + "/gitconfig" } : gitConfig
 
+        let entriesBase = choice.source == .commandLine ? callerDir : appDir
         let job = StagesJob(
-            ci: mode == .ci, buildpacks: options.buildpacks, appDir: appDir, callerDir: callerDir, build: buildDir,
+            ci: mode == .ci, entries: choice.entries, appDir: appDir, entriesBase: entriesBase, build: buildDir,
             cache: inside ? "/tmp/codon/tmp/cache" : cache == state.cache ? running.cache : cache,
-            env: inside ? "/tmp/env" : state.env, work: workDir,
+            env: inside ? "/tmp/env" : state.next.env, work: workDir,
             outcome: workDir + "/outcome.json")
         var command = Command(
             Self.executablePath(), ["stages", String(decoding: try JSONEncoder().encode(job), as: UTF8.self)],
@@ -185,9 +231,9 @@ public struct LocalBuild {
             sandbox.bind(Self.executablePath(), at: executable)
             command.executable = executable
             if let own = options.cacheDir { sandbox.bind(Files.absolute(own), at: job.cache, writable: true) }
-            sandbox.bind(state.env, at: job.env)
+            sandbox.bind(state.next.env, at: job.env)
             sandbox.bind(appDir)
-            for path in StagesJob.localPaths(entries, base: callerDir) + StagesJob.localPaths(listed, base: appDir) {
+            for path in StagesJob.localPaths(choice.entries, base: entriesBase) + StagesJob.localPaths(listed ?? [], base: appDir) {
                 sandbox.bind(path)
             }
             if let gitConfig { sandbox.bind(gitConfig, at: workDir + "/gitconfig") }
@@ -210,12 +256,6 @@ public struct LocalBuild {
         summary.buildDirSize = record?.buildDirSize
         summary.slugfilterRemoved = record?.slugFilterRemoved
         summary.lock = record?.lock
-        try? Files.write("\(id) \(Self.timestamp())\n", to: state.buildID)
-        // The multipack inside was killed before it could unwind: the app's hooks are put back here.
-        if outcome == nil {
-            _ = AppHooks(dirs: BuildDirectories(build: running.build, cache: "/", env: "/")).recoverLeftovers()
-        }
-        state.finish(build: running.build, cache: options.noCache || options.cacheDir != nil ? nil : running.cache)
         guard let outcome, result.termination.succeeded else {
             summary.failure = outcome?.failure
             // The multipack inside had no time to say where it stopped (it always says it otherwise).
@@ -228,55 +268,112 @@ public struct LocalBuild {
             }
             throw MultipackError.printedBefore(exitCode: outcome?.code ?? result.termination.exitCode, headline: nil)
         }
+        let next = state.next
+        try Files.move(running.build, to: next.build)
+        try Files.write("\(id) \(Self.timestamp())\n", to: next.buildID)
         if mode == .ci {
-            if options.slugPath != nil { try writeSlug(state.build, &summary) }
+            if options.slugPath != nil { try writeSlug(from: next, release: Release(), configVars, &summary) }
+        } else {
+            let release = try Release.parse(outcome.release ?? "")
+            let procfile = Procfile.read(next.build + "/Procfile")
+            let processTypes = Procfile.processTypes(release: release, procfile: procfile)
+            logProcessTypes(processTypes, procfile: procfile)
+            summary.processTypes = Dictionary(processTypes.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
+            var final = release
+            final.processTypes = processTypes
+            try Files.write(final.yaml, to: next.release)
+            try Files.write(outcome.report ?? "", to: next.report)
+            try writeSlug(from: next, release: final, configVars, &summary)
+            summary.release = state.kept.release
+            summary.report = state.kept.report
+        }
+        // One rename makes it the kept build: `run` and `report` see the old one or this one whole.
+        try invocation.stop.check()
+        try state.publish()
+        published = true
+        // The build it replaced goes while the log is written.
+        let earlier = removal
+        removal = BackgroundWork {
+            earlier.wait()
+            LocalState.App.removeReplaced(in: statePath)
+        }
+        summary.buildDirectory = state.kept.build
+        if mode == .ci {
+            log.step("Kept this CI run's build in \(state.kept.build) (apart from multipack build's)")
             return
         }
-
-        let release = try Release.parse(outcome.release ?? "")
-        let procfile = Procfile.read(state.build + "/Procfile")
-        let processTypes = Procfile.processTypes(release: release, procfile: procfile)
-        logProcessTypes(processTypes, procfile: procfile)
-        summary.processTypes = Dictionary(processTypes.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
-        var final = release
-        final.processTypes = processTypes
-        try Files.write(final.yaml, to: state.release)
-        summary.release = state.release
-        try Files.write(outcome.report ?? "", to: state.report)
-        summary.report = state.report
-
-        let slugPath = try writeSlug(state.build, &summary)
-        try Files.write(final.yaml, to: LocalState.releaseSidecar(for: slugPath))
-        try Files.write(LocalState.dotenv(configVars), to: LocalState.configSidecar(for: slugPath), mode: 0o600)
-        log.step("Build directory: \(state.build)")
-        log.detail("Release (for multipack run): \(state.release)")
-        log.detail("Report: \(state.report)")
-        if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
-            log.detail("Try it: multipack run \(appDir) \(web.key)")
+        log.step("Build directory: \(state.kept.build)")
+        log.detail("Release (for multipack run): \(state.kept.release)")
+        log.detail("Report: \(state.kept.report)")
+        if let web = summary.processTypes["web"] != nil ? "web" : summary.processTypes.keys.sorted().first {
+            log.detail("Try it: multipack run \(appDir) \(web)")
         }
     }
 
-    /// Packs BUILD_DIR as the slug (in the app's state directory unless `--slug` says where) and
-    /// checks it against Heroku's limits.
-    @discardableResult
-    private func writeSlug(_ buildDir: String, _ summary: inout LocalBuildSummary) throws -> String {
+    /// Which buildpacks the build runs and why, when it is not the usual `.buildpacks`.
+    private func logChoice(_ choice: BuildpackChoice, appJSON: AppJSON?, listed: Bool) {
+        switch choice.source {
+        case .commandLine:
+            return
+        case .dotBuildpacks:
+            if appJSON?.buildpacks?.isEmpty == false {
+                log.detail("(app.json lists buildpacks too: .buildpacks wins, as multipack runs it on Heroku)")
+            }
+            return
+        case .testBuildpacks:
+            log.step(
+                "Using app.json's environments.test.buildpacks\(listed ? " (they win over .buildpacks)" : ""), as Heroku CI does:"
+            )
+        case .appJSON:
+            log.step("Using app.json's buildpacks (the app has no .buildpacks), as Heroku does for CI and review apps:")
+        }
+        for entry in choice.entries { log.detail("\(entry.line). \(entry.maskedText)") }
+    }
+
+    /// Heroku CI provisions `environments.test.addons`; a local run has none to give.
+    private func logSkippedAddons(_ addons: [String]) {
+        for addon in addons {
+            log.warning(
+                "Skipped the add-on \(Masking.text(addon)) (app.json's environments.test.addons): multipack ci provisions none; "
+                    + "give the test run what it needs with -e (a DATABASE_URL of your own).")
+        }
+    }
+
+    /// What of the caller's environment the buildpacks get: `--pass-env`'s names (never their
+    /// values: a mirror URL can hold a token), and once, that nothing else reaches them.
+    private func logPassed(_ passed: [(key: String, value: String)], caller: [String: String]) {
+        let network = HerokuEnvironment.networkNames.filter { caller[$0] != nil }
+        let kept = network.isEmpty ? "" : " but the network settings (\(network.joined(separator: ", ")))"
+        if passed.isEmpty {
+            log.detail(
+                "The buildpacks get Heroku's build environment: nothing of yours\(kept) (--pass-env NAME hands one over)")
+        } else {
+            log.step("Passing \(passed.map(\.key).joined(separator: ", ")) from your environment to the buildpacks (--pass-env)")
+            log.detail("Nothing else of your environment reaches them\(kept)")
+        }
+    }
+
+    /// Packs the staged build directory as the slug (in the state's staging, then where `--slug`
+    /// says if it does), with its release and config vars beside it, and checks it against
+    /// Heroku's limits. Nothing replaces an earlier slug unless the whole of this succeeds.
+    private func writeSlug(
+        from next: LocalState.Kept, release: Release, _ configVars: [(key: String, value: String)],
+        _ summary: inout LocalBuildSummary
+    ) throws {
         log.step("Compressing...")
-        let slugPath =
-            options.slugPath.map(Files.absolute)
-            ?? LocalState.App(appDir: options.appDir, environment: invocation.environment).slug
-        for sidecar in LocalState.sidecars(of: slugPath) { Files.remove(sidecar) }
-        let bytes = try Slug.pack(buildDir, to: slugPath)
+        let bytes = try Slug.pack(next.build, to: next.slug)
         let limit = Int64(options.slugLimitMB) << 20
-        summary.slug = LocalBuildSummary.SlugInfo(path: slugPath, bytes: bytes, limitBytes: limit)
+        let target = options.slugPath.map(Files.absolute) ?? LocalState.App(
+            appDir: options.appDir, environment: invocation.environment, ci: mode == .ci
+        ).kept.slug
+        summary.slug = LocalBuildSummary.SlugInfo(path: target, bytes: bytes, limitBytes: limit)
         log.detail("Done: \(Slug.formatSize(bytes))")
-        log.detail(
-            "Slug: \(slugPath) (\(bytes) bytes; Heroku warns above 300M and refuses above \(options.slugLimitMB)M)")
-        if bytes > limit {
+        guard bytes <= limit else {
+            summary.slug = nil
             throw MultipackError.build(
                 "Compiled slug size: \(Slug.formatSize(bytes)) is too large (max is \(options.slugLimitMB)M).",
-                details: ["Slug: \(slugPath)"],
                 hint: "Heroku would reject this build. Add what the app does not need at run time to .slugignore "
-                    + "(tests, docs, build caches) or move large assets elsewhere; `tar tzvf \(slugPath) | sort -k3 -n | tail` "
+                    + "(tests, docs, build caches) or move large assets elsewhere; `tar tzvf SLUG | sort -k3 -n | tail` "
                     + "shows the biggest files. --slug-limit MB changes the limit for local builds.")
         }
         if bytes > Slug.softLimitBytes {
@@ -284,7 +381,17 @@ public struct LocalBuild {
                 "Warning: Your slug size (\(Slug.formatSize(bytes))) exceeds Heroku's soft limit (300M), which may affect boot time."
             )
         }
-        return slugPath
+        var written = next.slug
+        if let own = options.slugPath.map(Files.absolute) {
+            try Slug.place(next.slug, at: own)
+            try Files.write(own, to: next.slugPath)
+            written = own
+        }
+        try Files.write(release.yaml, to: LocalState.releaseSidecar(for: written))
+        try Files.write(
+            LocalState.dotenv(configVars), to: LocalState.configSidecar(for: written), mode: LocalState.privateFileMode)
+        log.detail(
+            "Slug: \(target) (\(bytes) bytes; Heroku warns above 300M and refuses above \(options.slugLimitMB)M)")
     }
 
     /// The app's files, except `.git` (Heroku builds the pushed tree, not the repository), owned

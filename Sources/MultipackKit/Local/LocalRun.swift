@@ -135,7 +135,7 @@ public struct LocalRun {
                 release: Self.release(at: LocalState.releaseSidecar(for: target)),
                 buildConfig: Self.configVars(in: env), dotenv: target + "/.env")
         }
-        let state = LocalState.App(appDir: target, environment: invocation.environment)
+        let state = LocalState.App(appDir: target, environment: invocation.environment).kept
         guard Files.isDirectory(state.build), Files.exists(state.release) else {
             throw MultipackError.build(
                 "\(target) has no build to run: multipack keeps the last successful build of each app, and there is none"

@@ -29,6 +29,23 @@ public enum Slug {
         return Files.size(path) ?? 0
     }
 
+    /// Puts a finished slug at `path` (`--slug`): renamed there, or copied whole and then renamed
+    /// when `path` is on another file system; a reader of `path` sees the old slug or the new one.
+    public static func place(_ slug: String, at path: String) throws {
+        if rename(slug, path) == 0 { return }
+        let renameError = errno
+        do {
+            guard renameError == EXDEV else { throw FileError(path: path, action: "write", errno: renameError) }
+            try Files.copyFile(slug, to: path, mode: 0o644)
+            Files.remove(slug)
+        } catch {
+            throw MultipackError.build(
+                "Could not write the slug \(path)", details: [MultipackError.reason(error)],
+                hint: "Check that its directory exists and is writable and that the disk has room, or choose another path with --slug FILE."
+            )
+        }
+    }
+
     /// Heroku-style size, as `du -h` prints it: `512B`, `3.4K`, `45.2M`, `1.1G` (powers of 1024).
     public static func formatSize(_ bytes: Int64) -> String {
         guard bytes >= 1024 else { return "\(bytes)B" }

@@ -1,14 +1,25 @@
 import ArgumentParser
+import FoundationEssentials
 import MultipackKit
 
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "report", abstract: "Prints flat YAML about the last build.")
-    @Argument(help: "The app's directory (BUILD_DIR).") var buildDir: String
-    @Argument(help: "The cache directory (CACHE_DIR; not read).") var cacheDir: String?
-    @Argument(help: "The config vars directory (ENV_DIR; not read).") var envDir: String?
+        commandName: "report",
+        abstract: "Prints flat YAML about an app's last local build (or, as bin/report, about the build compile made).")
+    @Argument(help: "The app's directory (or BUILD_DIR, as bin/report gives it).") var buildDir: String
+    @Argument(help: "CACHE_DIR, as bin/report gives it (not read).") var cacheDir: String?
+    @Argument(help: "ENV_DIR, as bin/report gives it (not read).") var envDir: String?
 
-    func run() {
-        print(Report.run(buildpackDir: Invocation.current().buildpackDir, buildDir: buildDir), terminator: "")
+    func run() throws {
+        // bin/report (a shim says where the buildpack is, or the Buildpack API's three
+        // directories) never fails (SPEC §3).
+        let environment = ProcessInfo.processInfo.environment
+        if cacheDir != nil || environment["MULTIPACK_BUILDPACK_DIR"]?.isEmpty == false {
+            print(Report.run(buildpackDir: Invocation.current().buildpackDir, buildDir: buildDir), terminator: "")
+            return
+        }
+        try perform { invocation in
+            print(try LocalReport.run(appDir: buildDir, environment: invocation.environment), terminator: "")
+        }
     }
 }
