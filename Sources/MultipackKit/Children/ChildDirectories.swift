@@ -1,33 +1,44 @@
 import CMultipackSys
 import Glibc
 
-/// The build's private directory of children (SPEC §5), removed as early as nothing can run from
-/// it: a child's own directory on another thread once the child is done and no variable of the
-/// build names it (an export that puts its `bin/` on PATH keeps it), the rest when the build
-/// ends. The later children run meanwhile, so a warm build's end waits for one directory, not all.
+/// Where the children are fetched to (SPEC §5): a private scratch directory outside BUILD_DIR,
+/// removed when the build ends whatever the outcome, or, for test-compile, the BUILD_DIR's state,
+/// kept for `bin/test`. A finished child's own directory goes once no variable of the build names
+/// it (an export that puts its `bin/` on PATH keeps it). Removals run on the build's trash thread.
 struct ChildDirectories {
-    let scratch: ScratchDirectory
+    let path: String
+    private let scratch: ScratchDirectory?
     /// The scratch directory without symlinks, as `pwd -P` shows it to a child when TMPDIR has one.
     private let physicalPath: String
-    private let removals = SerialWork()
+    private let trash: SerialWork
 
-    init(_ scratch: ScratchDirectory) {
-        self.scratch = scratch
+    /// A fresh scratch directory in TMPDIR, or `kept` when given.
+    init(kept: String?, trash: SerialWork) throws {
+        self.trash = trash
+        if let kept {
+            scratch = nil
+            path = kept
+            try Files.makeDirectory(kept)
+        } else {
+            let scratch = try ScratchDirectory(.children)
+            self.scratch = scratch
+            path = scratch.path
+        }
         physicalPath =
-            realpath(scratch.path, nil).map { path in
+            realpath(path, nil).map { path in
                 defer { free(path) }
                 return String(cString: path)
-            } ?? scratch.path
+            } ?? path
     }
 
     /// Called once the child's release is done, with the environment its export made.
     func childFinished(_ directory: String, environment: [String: String]) {
-        guard directory.hasPrefix(scratch.path + "/") else { return }
-        let names = [directory, physicalPath + directory.dropFirst(scratch.path.count)]
+        guard scratch != nil, directory.hasPrefix(path + "/") else { return }
+        let names = [directory, physicalPath + directory.dropFirst(path.count)]
         guard !environment.values.contains(where: { value in names.contains { Self.contains(value, $0) } }) else {
             return
         }
-        removals.add { Files.remove(directory) }
+        trash.add { Files.remove(directory) }
     }
 
     /// Whether `part` occurs in `text`, byte for byte: memmem is linear whatever the variables hold,
@@ -42,13 +53,9 @@ struct ChildDirectories {
         }
     }
 
-    /// Removes everything left, on another thread: the caller waits on what it returns.
-    func removeAll() -> BackgroundWork {
-        let removals = self.removals
-        let scratch = self.scratch
-        return BackgroundWork {
-            removals.finish()
-            scratch.remove()
-        }
+    /// Removes the scratch directory and everything left in it, on the trash thread.
+    func removeAll() {
+        guard let scratch else { return }
+        trash.add { scratch.remove() }
     }
 }

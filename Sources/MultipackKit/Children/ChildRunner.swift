@@ -21,8 +21,11 @@ public struct ChildRun: Sendable {
 /// Runs one child's entry points (SPEC §7.2).
 struct ChildRunner {
     var dirs: BuildDirectories
-    var runner: StageRunner
-    var stop: StopToken { runner.stop }
+    var context: BuildContext
+    /// `BUILDPACK_XTRACE`: prints each command before it runs.
+    var trace: @Sendable (Command) -> Void = { _ in }
+    var runner: StageRunner { context.runner(trace: trace) }
+    var stop: StopToken { context.stop }
 
     func detect(_ child: inout ChildRun, environment: [String: String]) throws {
         let script = child.fetched.directory + "/bin/detect"
@@ -80,7 +83,8 @@ struct ChildRunner {
         do {
             let change = try BuildEnvironment.sourceExport(
                 file, environment: environment, in: child.fetched.directory,
-                owner: "Buildpack \(child.label) \(child.displayName) (its export file)", stop: stop)
+                owner: "Buildpack \(child.label) \(child.displayName) (its export file)", processes: context.processes,
+                stop: stop)
             return (BuildEnvironment.apply(change, to: environment), change)
         } catch {
             try stop.check(child.whileIn("export"))
@@ -156,5 +160,15 @@ extension ChildRun {
 
     func failure(stage: String, _ reason: String, hint: String? = nil) -> MultipackError {
         named.failure(stage: stage, reason, hint: hint)
+    }
+}
+
+extension BuildRecord.Child {
+    init(_ child: ChildRun) {
+        self.init(
+            position: child.position, url: child.url, name: child.name, version: child.fetched.version,
+            source: child.fetched.source, directory: child.fetched.directory, fetchSeconds: child.fetched.seconds,
+            detectSeconds: child.detectSeconds, compileSeconds: child.compileSeconds,
+            releaseSeconds: child.releaseSeconds, growth: child.growth)
     }
 }

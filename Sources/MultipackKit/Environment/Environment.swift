@@ -45,7 +45,7 @@ public enum BuildEnvironment {
     /// Sources a child's `export` with bash on top of `environment` and returns what it changed.
     public static func sourceExport(
         _ file: String, environment: [String: String], in directory: String, owner: String? = nil,
-        stop: StopToken = .signals
+        processes: any ProcessRunner = SystemProcesses(), stop: StopToken = .signals
     ) throws(ExportError) -> EnvironmentChange {
         // The exported variables before and after, from the same shell, so bash's own cancel out.
         // Builtins only (every name by its first letter, ${!n@a} for the export flag): no fork per dump.
@@ -66,7 +66,7 @@ public enum BuildEnvironment {
         do {
             var command = Command("bash", ["-c", script, "bash", file], in: directory, environment: environment)
             command.owner = owner
-            result = try Spawner.run(command, stop: stop)
+            result = try processes.run(command, stop: stop)
         } catch {
             throw ExportError(termination: .exited(127), stderr: MultipackError.reason(error))
         }
@@ -107,13 +107,15 @@ public enum BuildEnvironment {
 
     /// A bash script that reproduces the final environment's changes against the base (SPEC §7.6).
     public static func exportScript(base: [String: String], final: [String: String]) -> String {
-        var lines: [String] = []
-        for name in final.keys.sorted() where base[name] != final[name] {
-            lines.append("export \(name)=\(shellQuoted(final[name]!))")
-        }
-        for name in base.keys.sorted() where final[name] == nil {
-            lines.append("unset \(name)")
-        }
+        exportScript(
+            exported: final.filter { base[$0.key] != $0.value }, unset: base.keys.filter { final[$0] == nil })
+    }
+
+    /// A bash script that sets `exported` and unsets `unset`, in name order.
+    static func exportScript(exported: [String: String], unset: [String]) -> String {
+        let lines =
+            exported.keys.sorted().map { "export \($0)=\(shellQuoted(exported[$0]!))" }
+            + unset.sorted().map { "unset \($0)" }
         return lines.map { $0 + "\n" }.joined()
     }
 

@@ -31,18 +31,22 @@ public struct FetchContext: Sendable {
     public var warn: @Sendable (String) -> Void = { _ in }
     /// CACHE_DIR/.multipack once checked; nil when there is no cache or it cannot be written.
     var cache: CacheStore?
-    public var http = HTTPClient()
-    /// Whether multipack was asked to stop; the HTTP client and every process started for a fetch read it.
-    public var stop: StopToken {
-        get { http.stop }
-        set { http.stop = newValue }
-    }
+    /// The build's files, processes, HTTP, clock and stop token.
+    public var build: BuildContext
+    /// Whether the build no longer needs this fetch (another one failed): downloads in flight and
+    /// git's processes stop.
+    public var isCancelled: @Sendable () -> Bool = { false }
+    var stop: StopToken { build.stop }
     /// How many children are fetched at once (`MULTIPACK_FETCH_PARALLELISM`, for benchmarks).
     public var parallelism = 4
     /// How long a download may receive nothing before it counts as stalled.
     public var stallWindow: Duration = .seconds(30)
 
-    public init(appDir: String, cacheDir: String?, workDir: String, environment: [String: String], settings: Settings) {
+    public init(
+        appDir: String, cacheDir: String?, workDir: String, environment: [String: String], settings: Settings,
+        build: BuildContext = .production
+    ) {
+        self.build = build
         self.appDir = appDir
         self.cacheDir = cacheDir
         self.workDir = workDir
@@ -64,8 +68,9 @@ public struct FetchContext: Sendable {
     /// Downloads with progress lines and retry notices in the log.
     func download(_ request: DownloadRequest, to path: String) throws -> DownloadResult {
         let progress = self.progress
-        return try http.download(
-            request, to: path, progress: { progress($0.line) }, notice: { progress("       " + $0) })
+        return try build.http.download(
+            request, to: path, stop: stop, isCancelled: isCancelled, progress: { progress($0.line) },
+            notice: { progress("       " + $0) })
     }
 
     var cacheRoot: String? { cache?.root }
@@ -94,8 +99,8 @@ public enum Fetcher {
         context.openCache()
         // Once one fetch has failed the build cannot run: downloads in flight are abandoned and
         // the fetches not yet started are not started (SPEC §5).
-        let cancelled = context.http.isCancelled
-        context.http.isCancelled = { cancelled() || failed.load(ordering: .relaxed) }
+        let cancelled = context.isCancelled
+        context.isCancelled = { cancelled() || failed.load(ordering: .relaxed) }
         let outcomes = parallelMap(entries, width: context.parallelism) { [context] index, entry in
             if failed.load(ordering: .relaxed) { return Result<FetchedChild, any Error>.failure(Cancelled()) }
             let outcome = Result { () throws -> FetchedChild in
@@ -116,7 +121,7 @@ public enum Fetcher {
 
     static func fetch(_ entry: BuildpackEntry, position: Int, total: Int, context: FetchContext) throws -> FetchedChild
     {
-        let start = ContinuousClock.now
+        let start = context.build.clock.now
         let directory = context.workDir + "/\(position)"
         var child: FetchedChild
         do {
@@ -168,7 +173,7 @@ public enum Fetcher {
                 hint: problem.hint)
         }
         Files.makeExecutable(inDirectory: directory + "/bin")
-        child.seconds = start.duration(to: .now).seconds
+        child.seconds = context.build.seconds(since: start)
         return child
     }
 

@@ -129,7 +129,7 @@ struct GitFetch {
         } catch {
             try context.stop.check()
             // Cancelled because another child failed: no clone either.
-            if context.http.shouldStop() { throw FetchProblem("cancelled") }
+            if context.isCancelled() { throw FetchProblem("cancelled") }
             return nil
         }
         let root = buildpackRoot(in: staging + "/archive")
@@ -154,7 +154,8 @@ struct GitFetch {
         guard url.hasPrefix("http") else { return url }
         let command = Command("git", ["ls-remote", "--get-url", "--", url], environment: environment)
         context.trace(command)
-        guard let result = try? Spawner.run(command), result.termination.succeeded else { return url }
+        guard let result = try? context.build.processes.run(command, stop: context.stop), result.termination.succeeded
+        else { return url }
         let rewritten = result.stdoutText.trimmingCharacters("\n")
         return rewritten.isEmpty ? url : rewritten
     }
@@ -223,7 +224,8 @@ struct GitFetch {
             "git", ["-C", path, "rev-parse", "--verify", "--quiet", "--end-of-options", name + "^{commit}"],
             environment: environment)
         context.trace(command)
-        guard let result = try? Spawner.run(command), result.termination.succeeded else {
+        guard let result = try? context.build.processes.run(command, stop: context.stop), result.termination.succeeded
+        else {
             throw FetchProblem(
                 ref == nil
                     ? "the repository has no default branch (HEAD)"
@@ -305,16 +307,16 @@ struct GitFetch {
     private func git(_ arguments: [String], stage: String) throws -> String {
         var command = Command("git", arguments, environment: environment)
         // A clone in flight stops when another child's fetch fails (SPEC §5).
-        command.isCancelled = context.http.isCancelled
+        command.isCancelled = context.isCancelled
         context.trace(command)
         let result: ProcessResult
         do {
-            result = try Spawner.run(command, stop: context.stop)
+            result = try context.build.processes.run(command, stop: context.stop)
         } catch {
             throw FetchProblem("git could not be started (\(MultipackError.reason(error)))", hint: "Install git.")
         }
         try context.stop.check()
-        if context.http.shouldStop() { throw FetchProblem("cancelled: another buildpack could not be fetched") }
+        if context.isCancelled() { throw FetchProblem("cancelled: another buildpack could not be fetched") }
         guard result.termination.succeeded else {
             // git prints credentials in its own forms ("unable to look up user:TOKEN@host").
             let output = Masking.scrub(result.stderrText, secretsOf: url).trimmingBlanks().trimmingCharacters("\n")

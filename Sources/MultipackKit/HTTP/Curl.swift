@@ -54,7 +54,8 @@ final class CurlTransfer {
     private let progressInterval: Duration
     private let firstProgress: Duration
     private let progress: (@Sendable (DownloadProgress) -> Void)?
-    private let deadline: ContinuousClock.Instant
+    private let clock: any BuildClock
+    private let deadline: Duration
     private let shouldStop: @Sendable () -> Bool
 
     private var file: Int32 = -1
@@ -62,10 +63,9 @@ final class CurlTransfer {
     private var writeErrno: Int32 = 0
     private var etag: String?
     private var lastModified: String?
-    private let clock = ContinuousClock()
-    private let started: ContinuousClock.Instant
-    private var nextReport: ContinuousClock.Instant
-    private var lastByte: ContinuousClock.Instant
+    private let started: Duration
+    private var nextReport: Duration
+    private var lastByte: Duration
     private var receivedAtLastCheck: Int64 = 0
     /// Why a callback ended the transfer, when one did.
     private var abort: TransferAbort?
@@ -83,7 +83,8 @@ final class CurlTransfer {
         path: String,
         progressInterval: Duration,
         firstProgress: Duration,
-        deadline: ContinuousClock.Instant,
+        clock: any BuildClock,
+        deadline: Duration,
         shouldStop: @escaping @Sendable () -> Bool,
         progress: (@Sendable (DownloadProgress) -> Void)?
     ) {
@@ -92,6 +93,7 @@ final class CurlTransfer {
         self.path = path
         self.progressInterval = progressInterval
         self.firstProgress = firstProgress
+        self.clock = clock
         self.deadline = deadline
         self.shouldStop = shouldStop
         self.progress = progress

@@ -57,9 +57,33 @@ public enum DownloadResult: Sendable, Equatable {
     case downloaded(bytes: Int64, etag: String?, lastModified: String?, effectiveURL: String)
 }
 
+/// Downloads a URL to a file (production: `HTTPClient`, over libcurl).
+public protocol HTTPDownloading: Sendable {
+    /// Downloads `request.url` into the file at `path`, replacing it. The caller passes a temporary
+    /// name and renames it on success; on any failure, and on `.notModified`, nothing is left at
+    /// `path`. A stop requested through `stop`, or `isCancelled` (the build no longer needs it),
+    /// abandons the download.
+    ///
+    /// - Throws: `HTTPError`, with the URL masked.
+    func download(
+        _ request: DownloadRequest, to path: String, stop: StopToken, isCancelled: @escaping @Sendable () -> Bool,
+        progress: (@Sendable (DownloadProgress) -> Void)?, notice: (@Sendable (String) -> Void)?
+    ) throws -> DownloadResult
+}
+
+extension HTTPDownloading {
+    /// A download this process's stop signals abandon.
+    public func download(
+        _ request: DownloadRequest, to path: String, progress: (@Sendable (DownloadProgress) -> Void)?,
+        notice: (@Sendable (String) -> Void)? = nil
+    ) throws -> DownloadResult {
+        try download(request, to: path, stop: .signals, isCancelled: { false }, progress: progress, notice: notice)
+    }
+}
+
 /// Downloads files through libcurl (loaded on first use), streaming them to disk, with redirects,
 /// time limits and retries with exponential backoff (SPEC §5).
-public struct HTTPClient: Sendable {
+public struct HTTPClient: HTTPDownloading {
     /// The wait before the first retry; each further retry waits twice as long.
     public var backoffBase: Duration
     /// The longest wait between two attempts.
@@ -68,44 +92,26 @@ public struct HTTPClient: Sendable {
     public var progressInterval: Duration
     /// When a download that is still running reports progress the first time (SPEC §9).
     public var firstProgress: Duration
-    /// Waits between attempts (nil: a wait that a stop cuts short); tests replace it to run fast.
-    public var sleep: (@Sendable (Duration) -> Void)?
-    /// multipack was asked to stop: the download is abandoned, and so are the waits between tries.
-    public var stop: StopToken = .signals
-    /// Whether the build no longer needs the download (another fetch failed).
-    public var isCancelled: @Sendable () -> Bool = { false }
-
-    /// Whether to abandon the download: a stop, or a cancellation.
-    public var shouldStop: @Sendable () -> Bool {
-        let stop = self.stop
-        let isCancelled = self.isCancelled
-        return { stop.isRequested || isCancelled() }
-    }
+    /// The deadline, stalls, progress reports and the waits between attempts are on this clock.
+    public var clock: any BuildClock
 
     public init(
         backoffBase: Duration = .seconds(2),
         maxBackoff: Duration = .seconds(30),
         progressInterval: Duration = .seconds(5),
         firstProgress: Duration = .seconds(1),
-        sleep: (@Sendable (Duration) -> Void)? = nil
+        clock: any BuildClock = SystemClock()
     ) {
         self.backoffBase = backoffBase
         self.maxBackoff = maxBackoff
         self.progressInterval = progressInterval
         self.firstProgress = firstProgress
-        self.sleep = sleep
+        self.clock = clock
     }
 
-    /// Downloads `request.url` into the file at `path`, replacing it. The caller passes a temporary
-    /// name and renames it on success; on any failure, and on `.notModified`, nothing is left at
-    /// `path`.
-    ///
-    /// - Throws: `HTTPError`, with the URL masked.
     public func download(
-        _ request: DownloadRequest,
-        to path: String,
-        progress: (@Sendable (DownloadProgress) -> Void)?,
-        notice: (@Sendable (String) -> Void)? = nil
+        _ request: DownloadRequest, to path: String, stop: StopToken, isCancelled: @escaping @Sendable () -> Bool,
+        progress: (@Sendable (DownloadProgress) -> Void)?, notice: (@Sendable (String) -> Void)?
     ) throws -> DownloadResult {
         let library: CurlLibrary
         switch CurlLibrary.shared {
@@ -113,7 +119,7 @@ public struct HTTPClient: Sendable {
         case .failure(let reason):
             throw HTTPError(kind: .libraryUnavailable, url: request.url, detail: reason.message, attempts: 0)
         }
-        let clock = ContinuousClock()
+        let shouldStop: @Sendable () -> Bool = { stop.isRequested || isCancelled() }
         let deadline = clock.now + request.timeout
         let attempts = request.maxRetries + 1
         var attempt = 0
@@ -125,6 +131,7 @@ public struct HTTPClient: Sendable {
                 path: path,
                 progressInterval: progressInterval,
                 firstProgress: firstProgress,
+                clock: clock,
                 deadline: deadline,
                 shouldStop: shouldStop,
                 progress: progress
@@ -139,7 +146,6 @@ public struct HTTPClient: Sendable {
                 let error = HTTPError(kind: failure.kind, url: request.url, detail: failure.detail, attempts: attempt)
                 let delay = backoff(beforeRetry: attempt)
                 // No retry that the deadline would cut short anyway.
-                let shouldStop = self.shouldStop
                 guard error.isTransient, attempt < attempts, clock.now + delay < deadline, !shouldStop() else {
                     unlink(path)
                     throw error
@@ -147,7 +153,7 @@ public struct HTTPClient: Sendable {
                 notice?(
                     "\(Masking.url(request.url)): retrying in \(Self.describe(delay)) after \(error.shortReason) "
                         + "(attempt \(attempt + 1) of \(attempts))")
-                if let sleep { sleep(delay) } else { stop.sleep(delay) }
+                clock.sleep(delay, stop: stop)
                 if shouldStop() {
                     unlink(path)
                     throw HTTPError(kind: .stopped, url: request.url, attempts: attempt)

@@ -24,20 +24,19 @@ struct SelfStages: BuildStages {
     var environment: [String: String]
     /// Where a verb that fails writes its ` !     ` block's lines, for `--json`.
     var failureFile: String
-    var log: Log
-    var stop: StopToken
+    var context: BuildContext
+    var log: Log { context.log }
     private let outerEnvironment: [String: String]
 
     init(
         dirs: BuildDirectories, buildpackDir: String, appDir: String, environment: [String: String],
-        failureFile: String, log: Log, stop: StopToken
+        failureFile: String, context: BuildContext
     ) {
-        self.stop = stop
+        self.context = context
         self.dirs = dirs
         self.buildpackDir = buildpackDir
         self.appDir = appDir
         self.failureFile = failureFile
-        self.log = log
         self.outerEnvironment = HiddenVariable.removingOwn(environment)
         var environment = environment
         environment[HiddenVariable.buildpackDir] = buildpackDir
@@ -59,7 +58,7 @@ struct SelfStages: BuildStages {
         let command = Command(
             LocalBuild.executablePath(), arguments, environment: environment, stdout: stdout, stderr: stderr)
         let xtrace = (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true
-        let runner = StageRunner(stop: stop, trace: log.tracer(xtrace))
+        let runner = context.runner(trace: log.tracer(xtrace))
         return try runner.run(command, owner: .verb(failureFile: failureFile), stage: arguments[0])
     }
 
@@ -121,30 +120,29 @@ struct ListStages: BuildStages {
     var callerDir: String
     var environment: [String: String]
     var configVars: [String: String]
-    var log: Log
-    var stop: StopToken
+    var context: BuildContext
+    var log: Log { context.log }
     private var children: [ChildRun] = []
     private var finalEnvironment: [String: String] = [:]
     private(set) var record: BuildRecord? = BuildRecord()
 
     init(
         entries: [BuildpackEntry], dirs: BuildDirectories, workDir: String, callerDir: String,
-        environment: [String: String], configVars: [String: String], log: Log, stop: StopToken
+        environment: [String: String], configVars: [String: String], context: BuildContext
     ) {
-        self.stop = stop
+        self.context = context
         self.entries = entries
         self.dirs = dirs
         self.workDir = workDir
         self.callerDir = callerDir
         self.environment = environment
         self.configVars = configVars
-        self.log = log
     }
 
     mutating func compile(testCompile: Bool) throws {
-        let start = ContinuousClock.now
+        let start = context.clock.now
         record?.stage = testCompile ? "test-compile" : "compile"
-        defer { record?.totalSeconds = start.duration(to: .now).seconds }
+        defer { record?.totalSeconds = context.seconds(since: start) }
         do {
             try run(testCompile: testCompile)
             record?.outcome = "succeeded"
@@ -157,27 +155,20 @@ struct ListStages: BuildStages {
 
     private mutating func run(testCompile: Bool) throws {
         let settings = try Settings(configVars: configVars, environment: environment)
-        let log = self.log
-        let trace = log.tracer(settings.xtrace)
-        var context = FetchContext(
-            appDir: callerDir, cacheDir: dirs.cache, workDir: workDir, environment: environment,
-            settings: settings)
-        context.stop = stop
-        var sequence = ChildSequence(dirs: dirs, log: log, trace: trace, stop: stop)
-        try sequence.fetch(
-            entries, context: context,
-            heading: "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)")
-        record?.children = sequence.children.map(BuildRecord.Child.init)
-        sequence.sizes = SizeMeter(root: dirs.build, enabled: settings.sizes)
         // The fetches read multipack's own settings; the buildpacks never see them.
-        let childEnvironment = HiddenVariable.removingOwn(environment)
-        let env = try sequence.run(
-            environment: childEnvironment, releaseEnvironment: childEnvironment, testCompile: testCompile)
-        { child, _ in
+        let plan = BuildPlan(
+            request: BuildRequest(dirs: dirs, appDir: callerDir, environment: environment, testCompile: testCompile),
+            entries: entries, settings: settings, configVars: configVars,
+            environment: HiddenVariable.removingOwn(environment), fetchEnvironment: environment,
+            trace: log.tracer(settings.xtrace))
+        let heading = "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)"
+        let fetched = try FetchStage(workDir: workDir, heading: heading).run(plan, in: context)
+        record?.children = fetched.map(BuildRecord.Child.init)
+        let built = try ChildrenStage(plan: plan, runsHooks: false).run(fetched, in: context) { child, _ in
             record?.children[child.position - 1] = BuildRecord.Child(child)
         }
-        children = sequence.children
-        finalEnvironment = env
+        children = built.children
+        finalEnvironment = built.environment
         if settings.sizes { record?.buildDirSize = TreeWalk.measure(dirs.build) }
     }
 
@@ -195,7 +186,7 @@ struct ListStages: BuildStages {
     func test() throws {
         let tests = ChildTests(
             buildDir: dirs.build, envDir: dirs.env, environment: finalEnvironment, log: log,
-            runner: StageRunner(stop: stop))
+            runner: context.runner())
         try tests.run(children.map { ChildTests.Child(name: $0.named, directory: $0.fetched.directory) })
     }
 

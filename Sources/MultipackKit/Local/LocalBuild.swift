@@ -44,8 +44,12 @@ public struct LocalBuildOptions: Sendable {
                     hint: "Write --pass-env NAME (letters, digits and _, not starting with a digit).")
             }
             guard !name.hasPrefix("MULTIPACK_"), !HerokuEnvironment.buildOwn.contains(name) else {
+                let why =
+                    name.hasPrefix("MULTIPACK_")
+                    ? "multipack's own settings configure multipack, never a buildpack"
+                    : "the build sets \(name) itself, as Heroku does"
                 throw MultipackError.usage(
-                    "--pass-env \(name): \(name.hasPrefix("MULTIPACK_") ? "multipack's own settings configure multipack, never a buildpack" : "the build sets \(name) itself, as Heroku does").",
+                    "--pass-env \(name): \(why).",
                     hint: "Give it as a config var instead (--env \(name)=VALUE): buildpacks read those from ENV_DIR.")
             }
         }
@@ -87,7 +91,7 @@ public struct LocalBuild {
     /// Runs the build; its failure is thrown for the caller to print. With `--json` the log goes
     /// to stderr and stdout gets one JSON object, whatever the outcome.
     public func run() throws {
-        let start = ContinuousClock.now
+        let start = invocation.context.clock.now
         let jsonOutput = options.json ? StandardOutput.divertToStandardError() : nil
         var summary = LocalBuildSummary(
             command: mode == .build ? "build" : "ci", app: options.appDir, stack: options.stack)
@@ -104,7 +108,7 @@ public struct LocalBuild {
         }
         summary.exitCode = failure?.exitCode ?? 0
         summary.outcome = failure == nil ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
-        summary.seconds = start.duration(to: .now).seconds
+        summary.seconds = invocation.context.seconds(since: start)
         if let jsonOutput {
             Log.writeToDescriptor(summary.json + "\n", jsonOutput)
             close(jsonOutput)
@@ -112,7 +116,11 @@ public struct LocalBuild {
         if let failure { throw failure }
     }
 
+    /// The build in three parts: the workspace (the app's state, a copy of the app, the cache),
+    /// the stages launched in a namespace, and the slug published from what they left. Only a
+    /// build that succeeds replaces the kept one (SPEC §12).
     private func perform(_ summary: inout LocalBuildSummary) throws {
+        let context = invocation.context
         let appDir = options.appDir
         try options.validate()
         guard Files.isDirectory(appDir) else {
@@ -139,174 +147,68 @@ public struct LocalBuild {
         // The build itself uses the app's state, not TMPDIR; what killed commands left there goes.
         ScratchDirectory.sweepTemporaryRoot()
         StackRoot.sweepPartials(caller)
-        let state = LocalState.App(appDir: appDir, environment: caller, ci: mode == .ci)
-        let lock = try state.begin()
-        let statePath = state.path
-        var removal = BackgroundWork { LocalState.App.removeReplaced(in: statePath) }
-        let id = "build_" + Self.randomHex()
-        // While it runs, the build directory and the cache live in the build's /tmp, so that
-        // renames between them and TMPDIR stay on one mount, as on Heroku; then the cache goes
-        // back, and the build directory is kept only if the build succeeds.
-        let running = (build: state.work + "/tmp/" + id, cache: state.work + "/tmp/codon/tmp/cache")
-        let ownCache = options.noCache || options.cacheDir != nil ? nil : running.cache
+
+        var workspace = try LocalWorkspace(options: options, caller: caller, ci: mode == .ci)
         var published = false
         defer {
-            state.finish(cache: ownCache)
-            if !published { log.step(state.keptDescription(appDir: appDir)) }
-            // Asked to stop, multipack exits at once: the next build removes the rest.
-            if !invocation.stop.isRequested { removal.wait() }
-            close(lock)
+            if !published { log.step(workspace.state.keptDescription(appDir: appDir)) }
+            workspace.close(stopped: context.stop.isRequested)
         }
-        let stackRoot = try options.stackRoot.map { try StackRoot.prepare($0, caller: caller, log: log) }
-        let stack = stackRoot?.stack ?? options.stack
-        summary.stack = stack
-
-        let sandbox: Sandbox?
-        switch Sandbox.backend(caller) {
-        case .success(let backend):
-            sandbox = Sandbox(
-                backend: backend, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp",
-                app: state.work + "/home")
-            summary.sandbox = backend.name
-        case .failure(let unavailable):
-            if stackRoot != nil {
-                throw MultipackError.usage(
-                    "--stack-root needs a user namespace, and this machine gives none: \(unavailable.reason).",
-                    hint:
-                        "Install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or build without --stack-root."
-                )
-            }
-            sandbox = nil
-            summary.sandbox = "none"
-            log.warning(
-                "No namespaces here (\(unavailable.reason)): the build runs on this machine as you, with HOME=\(state.work)/home "
-                    + "instead of /app, BUILD_DIR \(running.build) instead of /tmp/\(id), and /app does not exist.")
-        }
-        // Inside, the directories are where Heroku has them; on the host they are in the app's state.
-        let inside = sandbox != nil
-        let buildDir = inside ? "/tmp/" + id : running.build
-        let workDir = inside ? "/tmp/multipack" : state.work + "/tmp/multipack"
-        log.step("Building \(appDir) in \(buildDir)")
-        log.detail("(kept in \(state.kept.build) if it succeeds; until then the last successful build stays as it is)")
+        var launch = try SandboxLaunch(
+            options: options, ci: mode == .ci, caller: caller, callerDir: callerDir, workspace: workspace,
+            context: context)
+        launch.passed = passed
+        summary.stack = launch.stack
+        summary.sandbox = launch.sandbox?.backend.name ?? "none"
+        log.step("Building \(appDir) in \(launch.buildDir)")
+        log.detail(
+            "(kept in \(workspace.state.kept.build) if it succeeds; until then the last successful build stays as it is)")
         logChoice(choice, appJSON: appJSON, listed: listed != nil)
         if mode == .ci { logSkippedAddons(appJSON?.testAddons ?? []) }
         logPassed(passed, caller: caller)
-        try Files.makeDirectory(running.build)
-        try copyApp(to: running.build)
-        if mode == .build { applySlugIgnore(running.build) }
-
-        let cache = try prepareCache(state, running: running.cache)
-        summary.cache = options.noCache ? nil : cache
-        for (name, value) in configVars {
-            try Files.write(value, to: state.next.env + "/" + name, mode: LocalState.privateFileMode)
-        }
-
+        try workspace.fill(options: options, configVars: configVars, applySlugIgnore: mode == .build, context: context)
+        summary.cache = options.noCache ? nil : workspace.cache
         let sourceVersion = Self.sourceVersion(of: appDir, environment: caller)
         summary.sourceVersion = sourceVersion
-        var environment = HerokuEnvironment.build(stack: stack, sourceVersion: sourceVersion, caller: caller)
-        for (name, value) in passed { environment[name] = value }
-        if mode == .ci {
-            environment["CI"] = "true"
-            environment["HEROKU_TEST_RUN_ID"] = UUID().uuidString.lowercased()
-            if let sourceVersion { environment["HEROKU_TEST_RUN_COMMIT_VERSION"] = sourceVersion }
-        }
-        let gitConfig = HerokuEnvironment.gitConfig(caller)
-        if !inside {
-            environment["HOME"] = state.work + "/home"
-            environment["TMPDIR"] = state.work + "/tmp"
-        }
-        environment["GIT_CONFIG_GLOBAL"] = inside ? gitConfig.map { _ in workDir + "/gitconfig" } : gitConfig
 
-        let entriesBase = choice.source == .commandLine ? callerDir : appDir
-        let job = StagesJob(
-            ci: mode == .ci, entries: choice.entries, appDir: appDir, entriesBase: entriesBase, build: buildDir,
-            cache: inside ? "/tmp/codon/tmp/cache" : cache == state.cache ? running.cache : cache,
-            env: inside ? "/tmp/env" : state.next.env, work: workDir,
-            outcome: workDir + "/outcome.json")
-        var command = Command(
-            Self.executablePath(), ["stages", String(decoding: try JSONEncoder().encode(job), as: UTF8.self)],
-            in: inside ? "/app" : state.work + "/home", environment: environment, stdout: .inherit, stderr: .inherit)
-        if var sandbox {
-            let executable = workDir + "/multipack"
-            sandbox.bind(Self.executablePath(), at: executable)
-            command.executable = executable
-            if let own = options.cacheDir { sandbox.bind(Files.absolute(own), at: job.cache, writable: true) }
-            sandbox.bind(state.next.env, at: job.env)
-            sandbox.bind(appDir)
-            for path in StagesJob.localPaths(choice.entries, base: entriesBase) + StagesJob.localPaths(listed ?? [], base: appDir) {
-                sandbox.bind(path)
-            }
-            if let gitConfig { sandbox.bind(gitConfig, at: workDir + "/gitconfig") }
-            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") { sandbox.bind(socket, writable: true) }
-            if stackRoot != nil { sandbox.hostDirectories = Sandbox.runtimeLibraryDirectories() }
-            command = sandbox.wrap(command)
-        }
-        command.stopsItself = true
-        // A signal that came while the app was copied would reach only bubblewrap, which ignores it.
-        try invocation.stop.check()
-        let result = try Sandbox.run(command, stop: invocation.stop)
-        let outcomePath = (inside ? state.work + "/tmp/multipack" : workDir) + "/outcome.json"
-        let outcome = (try? Files.read(outcomePath)).flatMap {
-            try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))
-        }
-        let record = outcome?.record
-        summary.children = record?.children.map(LocalBuildSummary.Child.init) ?? []
-        summary.hookSeconds = record?.hookSeconds ?? [:]
-        summary.hookGrowth = record?.hookGrowth ?? [:]
-        summary.buildDirSize = record?.buildDirSize
-        summary.slugfilterRemoved = record?.slugFilterRemoved
-        summary.lock = record?.lock
+        let (result, outcome) = try launch.run(
+            workspace, choice: choice, listed: listed ?? [], sourceVersion: sourceVersion, in: context)
+        summary.add(outcome?.record)
+        workspace.finish()
         guard let outcome, result.termination.succeeded else {
             summary.failure = outcome?.failure
             // The multipack inside had no time to say where it stopped (it always says it otherwise).
-            if outcome == nil { try invocation.stop.check() }
+            if outcome == nil { try context.stop.check() }
             if outcome == nil, !result.termination.succeeded {
                 throw MultipackError.build(
                     "The build's namespace could not be set up or ended early (\(result.termination)).",
-                    details: sandbox.map { ["namespace: \($0.backend)"] } ?? [],
+                    details: launch.sandbox.map { ["namespace: \($0.backend)"] } ?? [],
                     hint: "The message above says why; set MULTIPACK_SANDBOX=off to build without namespaces.")
             }
             throw MultipackError.printedBefore(exitCode: outcome?.code ?? result.termination.exitCode, headline: nil)
         }
-        let next = state.next
-        try Files.move(running.build, to: next.build)
-        try Files.write("\(id) \(Self.timestamp())\n", to: next.buildID)
+        let state = workspace.state
+        try workspace.stage()
+        try Files.write("\(workspace.id) \(Self.timestamp())\n", to: state.next.buildID)
+        let publish = SlugPublish(options: options, caller: caller, ci: mode == .ci)
         if mode == .ci {
-            if options.slugPath != nil { try writeSlug(from: next, release: Release(), configVars, &summary) }
+            if options.slugPath != nil {
+                try publish.writeSlug(from: state.next, release: Release(), configVars, &summary, log: log)
+            }
         } else {
-            let release = try Release.parse(outcome.release ?? "")
-            let procfile = Procfile.read(next.build + "/Procfile")
-            let processTypes = Procfile.processTypes(release: release, procfile: procfile)
-            logProcessTypes(processTypes, procfile: procfile)
-            summary.processTypes = Dictionary(processTypes.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
-            var final = release
-            final.processTypes = processTypes
-            try Files.write(final.yaml, to: next.release)
-            try Files.write(outcome.report ?? "", to: next.report)
-            try writeSlug(from: next, release: final, configVars, &summary)
-            summary.release = state.kept.release
-            summary.report = state.kept.report
+            try publish.run(outcome, workspace: workspace, configVars: configVars, summary: &summary, in: context)
         }
         // One rename makes it the kept build: `run` and `report` see the old one or this one whole.
-        try invocation.stop.check()
+        try context.stop.check()
         try state.publish()
         published = true
-        // The build it replaced goes while the log is written.
-        let earlier = removal
-        removal = BackgroundWork {
-            earlier.wait()
-            LocalState.App.removeReplaced(in: statePath)
-        }
+        let statePath = state.path
+        workspace.trash.add { LocalState.App.removeReplaced(in: statePath) }
         summary.buildDirectory = state.kept.build
         if mode == .ci {
             log.step("Kept this CI run's build in \(state.kept.build) (apart from multipack build's)")
-            return
-        }
-        log.step("Build directory: \(state.kept.build)")
-        log.detail("Release (for multipack run): \(state.kept.release)")
-        log.detail("Report: \(state.kept.report)")
-        if let web = summary.processTypes["web"] != nil ? "web" : summary.processTypes.keys.sorted().first {
-            log.detail("Try it: multipack run \(appDir) \(web)")
+        } else {
+            publish.logKept(state.kept, processTypes: summary.processTypes, log: log)
         }
     }
 
@@ -348,103 +250,10 @@ public struct LocalBuild {
             log.detail(
                 "The buildpacks get Heroku's build environment: nothing of yours\(kept) (--pass-env NAME hands one over)")
         } else {
-            log.step("Passing \(passed.map(\.key).joined(separator: ", ")) from your environment to the buildpacks (--pass-env)")
+            log.step(
+                "Passing \(passed.map(\.key).joined(separator: ", ")) from your environment to the buildpacks (--pass-env)")
             log.detail("Nothing else of your environment reaches them\(kept)")
         }
-    }
-
-    /// Packs the staged build directory as the slug (in the state's staging, then where `--slug`
-    /// says if it does), with its release and config vars beside it, and checks it against
-    /// Heroku's limits. Nothing replaces an earlier slug unless the whole of this succeeds.
-    private func writeSlug(
-        from next: LocalState.Kept, release: Release, _ configVars: [(key: String, value: String)],
-        _ summary: inout LocalBuildSummary
-    ) throws {
-        log.step("Compressing...")
-        let bytes = try Slug.pack(next.build, to: next.slug)
-        let limit = Int64(options.slugLimitMB) << 20
-        let target = options.slugPath.map(Files.absolute) ?? LocalState.App(
-            appDir: options.appDir, environment: invocation.environment, ci: mode == .ci
-        ).kept.slug
-        summary.slug = LocalBuildSummary.SlugInfo(path: target, bytes: bytes, limitBytes: limit)
-        log.detail("Done: \(Slug.formatSize(bytes))")
-        guard bytes <= limit else {
-            summary.slug = nil
-            throw MultipackError.build(
-                "Compiled slug size: \(Slug.formatSize(bytes)) is too large (max is \(options.slugLimitMB)M).",
-                hint: "Heroku would reject this build. Add what the app does not need at run time to .slugignore "
-                    + "(tests, docs, build caches) or move large assets elsewhere; `tar tzvf SLUG | sort -k3 -n | tail` "
-                    + "shows the biggest files. --slug-limit MB changes the limit for local builds.")
-        }
-        if bytes > Slug.softLimitBytes {
-            log.warning(
-                "Warning: Your slug size (\(Slug.formatSize(bytes))) exceeds Heroku's soft limit (300M), which may affect boot time."
-            )
-        }
-        var written = next.slug
-        if let own = options.slugPath.map(Files.absolute) {
-            try Slug.place(next.slug, at: own)
-            try Files.write(own, to: next.slugPath)
-            written = own
-        }
-        try Files.write(release.yaml, to: LocalState.releaseSidecar(for: written))
-        try Files.write(
-            LocalState.dotenv(configVars), to: LocalState.configSidecar(for: written), mode: LocalState.privateFileMode)
-        log.detail(
-            "Slug: \(target) (\(bytes) bytes; Heroku warns above 300M and refuses above \(options.slugLimitMB)M)")
-    }
-
-    /// The app's files, except `.git` (Heroku builds the pushed tree, not the repository), owned
-    /// by the caller whoever owns the originals.
-    private func copyApp(to buildDir: String) throws {
-        var skipped: [String] = []
-        for name in Files.list(options.appDir) where name != ".git" {
-            do {
-                skipped += try Files.copyTree(options.appDir + "/" + name, to: buildDir + "/" + name)
-                    .map { $0.hasPrefix("/") ? name : name + "/" + $0 }
-            } catch {
-                throw MultipackError.build(
-                    "Could not copy the app into the build directory: \(options.appDir)/\(name)",
-                    details: [MultipackError.reason(error)],
-                    hint: "Check that every file in the app is readable and that \(buildDir) has room.")
-            }
-        }
-        // Sockets and FIFOs are not files a slug can hold; opening a FIFO would block the build.
-        for path in skipped.prefix(20) {
-            log.detail("Skipped \(path): a socket, FIFO or device is not copied into the build.")
-        }
-        if skipped.count > 20 { log.detail("Skipped \(skipped.count - 20) more sockets, FIFOs or devices.") }
-    }
-
-    private func applySlugIgnore(_ buildDir: String) {
-        guard let text = try? Files.read(buildDir + "/.slugignore") else { return }
-        let removed = SlugIgnore(text).apply(to: buildDir)
-        log.step("Deleting \(removed.count) file\(removed.count == 1 ? "" : "s") matching .slugignore patterns.")
-        for path in removed.prefix(20) { log.detail("- \(path)") }
-        if removed.count > 20 { log.detail("(and \(removed.count - 20) more)") }
-    }
-
-    /// The cache's directory outside the build; the app's own cache is moved to `running` for
-    /// the build's time, a throwaway one is made there.
-    private func prepareCache(_ state: LocalState.App, running: String) throws -> String {
-        if options.noCache {
-            let cache = running
-            try Files.makeDirectory(cache)
-            log.step("Using a throwaway cache (--no-cache): every buildpack starts cold")
-            return cache
-        }
-        if let dir = options.cacheDir {
-            let cache = Files.absolute(dir)
-            try Files.makeDirectory(cache)
-            log.step("Using the cache in \(cache) (--cache)")
-            return cache
-        }
-        try Files.makeDirectory(state.cache)
-        try Files.makeDirectory(String(running[..<running.lastIndex(of: "/")!]))
-        try Files.move(state.cache, to: running)
-        log.step("Using the cache in \(state.cache)")
-        log.detail("(kept between builds of this app; `multipack cache purge \(options.appDir)` empties it)")
-        return state.cache
     }
 
     /// The commit of the app's git HEAD, when the app is in a repository.
@@ -459,18 +268,6 @@ public struct LocalBuild {
         else { return nil }
         let commit = result.stdoutText.trimmingCharacters("\n")
         return commit.isEmpty ? nil : commit
-    }
-
-    private func logProcessTypes(_ types: [(key: String, value: String)], procfile: [(key: String, value: String)]) {
-        log.step("Discovering process types")
-        log.detail(
-            "Procfile declares types     -> \(procfile.isEmpty ? "(none)" : procfile.map(\.key).joined(separator: ", "))"
-        )
-        let defaults = types.filter { type in !procfile.contains { $0.key == type.key } }
-        log.detail(
-            "Default types for buildpack -> \(defaults.isEmpty ? "(none)" : defaults.map(\.key).joined(separator: ", "))"
-        )
-        for (key, value) in types { log.detail("\(key): \(value)") }
     }
 
     static func randomHex() -> String {

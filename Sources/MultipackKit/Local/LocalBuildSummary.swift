@@ -77,3 +77,15 @@ struct LocalBuildSummary: Encodable {
         return String(decoding: data, as: UTF8.self)
     }
 }
+
+extension LocalBuildSummary {
+    /// What the stages recorded about the children, the hooks and BUILD_DIR.
+    mutating func add(_ record: BuildRecord?) {
+        children = record?.children.map(Child.init) ?? []
+        hookSeconds = record?.hookSeconds ?? [:]
+        hookGrowth = record?.hookGrowth ?? [:]
+        buildDirSize = record?.buildDirSize
+        slugfilterRemoved = record?.slugFilterRemoved
+        lock = record?.lock
+    }
+}

@@ -92,7 +92,7 @@ public struct LocalRun {
             "bash", launch, in: app, environment: environment, stdout: .inherit,
             stderr: .inherit)
         if let sandbox { spawned = sandbox.wrap(spawned) }
-        let result = try Sandbox.run(spawned, stop: invocation.stop)
+        let result = try Sandbox.run(spawned, in: invocation.context)
         log.step("\(name) ended with \(result.termination)")
         return result.termination.exitCode
     }

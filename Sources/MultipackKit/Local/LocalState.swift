@@ -80,7 +80,7 @@ public enum LocalState {
             }
             // A build that was killed left the cache in its /tmp: it goes back first. What it
             // built did not succeed, so it is not kept.
-            for leftover in Files.list(work + "/tmp") where leftover.hasPrefix("build_") {
+            if Files.list(work + "/tmp").contains(where: { $0.hasPrefix("build_") }) {
                 finish(cache: work + "/tmp/codon/tmp/cache")
             }
             // Scratch and a killed build's staging go aside at once, to be removed while this
@@ -104,11 +104,14 @@ public enum LocalState {
             }
         }
 
-        /// Puts the app's cache back where it is kept, when it was moved into the build's /tmp,
-        /// and removes the build's scratch: the running build directory, and what it staged to
-        /// be kept when it did not succeed.
+        /// Puts the app's cache back where it is kept, when it was moved into the build's /tmp.
         func finish(cache: String?) {
             if let cache, Files.isDirectory(cache), !Files.exists(self.cache) { try? Files.move(cache, to: self.cache) }
+        }
+
+        /// Removes the build's scratch: the running build directory, and what it staged to be
+        /// kept when it did not succeed.
+        func removeScratch() {
             Files.remove(work)
             Files.remove(next.path)
         }

@@ -56,15 +56,15 @@ public struct StagesJob: Codable, Sendable {
                 entries.isEmpty
                 ? SelfStages(
                     dirs: dirs, buildpackDir: work + "/buildpack", appDir: appDir, environment: environment,
-                    failureFile: work + "/failure", log: log, stop: invocation.stop)
+                    failureFile: work + "/failure", context: invocation.context)
                 : ListStages(
                     entries: entries, dirs: dirs, workDir: work + "/children", callerDir: entriesBase,
-                    environment: environment, configVars: Self.configVars(in: env), log: log, stop: invocation.stop)
+                    environment: environment, configVars: Self.configVars(in: env), context: invocation.context)
             try stages!.compile(testCompile: ci)
             if ci {
                 try runTests(
                     stages!, appJSON: try AppJSON.read(appDir + "/app.json"),
-                    configVars: LocalRun.configVars(in: env), log: log, stop: invocation.stop)
+                    configVars: LocalRun.configVars(in: env), context: invocation.context)
             } else {
                 outcome.release = try stages!.release().yaml
                 outcome.report = stages!.report()
@@ -129,9 +129,10 @@ public struct StagesJob: Codable, Sendable {
     /// in the test dyno: `.profile.d/*.sh` sourced first. A non-zero exit fails the run with that
     /// exit code (128 + the signal when one killed it).
     private func runAppJSONScript(
-        _ script: String, name: String, environment: [String: String], log: Log, stop: StopToken,
+        _ script: String, name: String, environment: [String: String], context: BuildContext,
         failure: (Int32) -> String, hint: String
     ) throws {
+        let log = context.log
         log.step("Running \(name)")
         let profile = "for f in .profile.d/*.sh; do if [ -r \"$f\" ]; then . \"$f\"; fi; done; unset f\n"
         let command = Command(
@@ -140,7 +141,7 @@ public struct StagesJob: Codable, Sendable {
         if (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true {
             log.detail("+ bash -c \(script)")
         }
-        let code = try StageRunner(stop: stop).run(command, owner: .other(name), stage: name).termination.exitCode
+        let code = try context.runner().run(command, owner: .other(name), stage: name).termination.exitCode
         guard code == 0 else {
             throw MultipackError(.exited(code), failure(code), details: ["Script: \(script)"], hint: hint)
         }
@@ -149,20 +150,21 @@ public struct StagesJob: Codable, Sendable {
     /// Heroku CI's part after test-compile (SPEC §8): app.json's `test-setup`, then its `test`
     /// script instead of the buildpacks' `bin/test` when it has one, whose exit code is the run's.
     private func runTests(
-        _ stages: any BuildStages, appJSON: AppJSON?, configVars: [(key: String, value: String)], log: Log,
-        stop: StopToken
+        _ stages: any BuildStages, appJSON: AppJSON?, configVars: [(key: String, value: String)],
+        context: BuildContext
     ) throws {
+        let log = context.log
         var environment = stages.testEnvironment()
         for (key, value) in configVars { environment[key] = value }
         if let setup = appJSON?.testSetup {
             try runAppJSONScript(
-                setup, name: "app.json's test-setup script", environment: environment, log: log, stop: stop,
+                setup, name: "app.json's test-setup script", environment: environment, context: context,
                 failure: { "app.json's test-setup script failed with exit code \($0)." },
                 hint: "Its output above says why; the tests did not run.")
         }
         if let test = appJSON?.test {
             try runAppJSONScript(
-                test, name: "app.json's test script", environment: environment, log: log, stop: stop,
+                test, name: "app.json's test script", environment: environment, context: context,
                 failure: { "Tests failed: app.json's test script ended with exit code \($0)." },
                 hint: "The test output above says which tests failed.")
         } else {

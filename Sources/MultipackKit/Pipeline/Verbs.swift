@@ -67,7 +67,7 @@ public struct TestVerb {
         }
         let tests = ChildTests(
             buildDir: buildDir, envDir: envDir, environment: environment, log: invocation.log,
-            runner: StageRunner(stop: invocation.stop, trace: invocation.log.tracer(settings.xtrace)))
+            runner: invocation.context.runner(trace: invocation.log.tracer(settings.xtrace)))
         try tests.run(children)
     }
 }

@@ -54,6 +54,7 @@ enum StageOwner: Sendable {
 /// stop checked, and how it ended handed back (`ProcessResult`: an exit code or a signal, with
 /// what it printed when captured). A stop requested meanwhile is thrown, naming the owner and stage.
 struct StageRunner: Sendable {
+    var processes: any ProcessRunner
     var stop: StopToken
     /// `BUILDPACK_XTRACE`: prints each command before it runs.
     var trace: @Sendable (Command) -> Void = { _ in }
@@ -64,7 +65,7 @@ struct StageRunner: Sendable {
         trace(command)
         let result: ProcessResult
         do {
-            result = try Spawner.run(command, stop: stop)
+            result = try processes.run(command, stop: stop)
         } catch {
             throw owner.notStarted(stage, reason: MultipackError.reason(error))
         }

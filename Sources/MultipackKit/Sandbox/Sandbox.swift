@@ -150,9 +150,9 @@ public struct Sandbox: Sendable {
     }
 
     /// Runs a wrapped command; a namespace that could not be made is said as such, with the way out.
-    static func run(_ command: Command, stop: StopToken) throws -> ProcessResult {
+    static func run(_ command: Command, in context: BuildContext) throws -> ProcessResult {
         do {
-            return try Spawner.run(command, stop: stop)
+            return try context.processes.run(command, stop: context.stop)
         } catch let error as SpawnError where error.namespaceStep != nil {
             throw MultipackError.build(
                 "The namespace could not be set up: \(error).",

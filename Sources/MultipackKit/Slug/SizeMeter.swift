@@ -3,20 +3,22 @@
 struct SizeMeter {
     var root: String
     var enabled: Bool
+    var clock: any BuildClock
     private(set) var last: TreeSize?
     /// Time spent walking, for the report and the benchmark.
     private(set) var seconds = 0.0
 
-    init(root: String, enabled: Bool) {
+    init(root: String, enabled: Bool, clock: any BuildClock = SystemClock()) {
         self.root = root
         self.enabled = enabled
+        self.clock = clock
         if enabled { last = measure() }
     }
 
     /// Walks the tree now.
     mutating func measure() -> TreeSize {
-        let start = ContinuousClock.now
-        defer { seconds += start.duration(to: .now).seconds }
+        let start = clock.now
+        defer { seconds += (clock.now - start).seconds }
         return TreeWalk.measure(root)
     }
 

@@ -32,12 +32,6 @@ public func sha256Hex(of bytes: [UInt8]) throws -> String {
     return try hasher.finish()
 }
 
-/// Loads libcrypto and runs one digest, which together take about 3 ms, so that the first digest
-/// a build needs does not wait for them.
-func prepareDigests() {
-    _ = try? sha256Hex(of: [])
-}
-
 /// libcrypto could not be loaded, or a digest call failed.
 public struct DigestError: Error, CustomStringConvertible {
     public var description: String

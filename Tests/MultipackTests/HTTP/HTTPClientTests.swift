@@ -9,11 +9,11 @@ import Testing
 
 @Suite struct HTTPClientTests {
     private let scratch = Scratch()
-    private let sleeps = SleepRecorder()
+    /// libcurl's timeouts follow the real clock; the backoff waits are recorded instead of slept.
+    private let sleeps = TestClock(realTime: true)
 
-    /// A client whose backoff waits are recorded instead of slept.
     private var client: HTTPClient {
-        HTTPClient(backoffBase: .milliseconds(100), progressInterval: .seconds(5), sleep: sleeps.record)
+        HTTPClient(backoffBase: .milliseconds(100), progressInterval: .seconds(5), clock: sleeps)
     }
 
     static let body: [UInt8] = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 / 251) }
@@ -51,7 +51,7 @@ import Testing
         #expect(error?.attempts == 1)
         #expect(error?.description.hasPrefix("HTTP 404 (Not Found) from \(server.url("/missing.tgz")).") == true)
         #expect(server.requestCount("/missing.tgz") == 1)
-        #expect(sleeps.delays.isEmpty)
+        #expect(sleeps.sleeps.isEmpty)
         #expect(!Scratch.exists(path))
     }
 
@@ -70,7 +70,7 @@ import Testing
                     bytes: Int64(Self.body.count), etag: nil, lastModified: nil, effectiveURL: server.url("/flaky.tgz"))
         )
         #expect(server.requestCount("/flaky.tgz") == 2)
-        #expect(sleeps.delays == [.milliseconds(100)])
+        #expect(sleeps.sleeps == [.milliseconds(100)])
         #expect(Scratch.contents(path) == Self.body)
     }
 
@@ -87,7 +87,7 @@ import Testing
         #expect(error?.attempts == 4)
         #expect(error?.description.hasSuffix("Gave up after 4 attempts.") == true)
         #expect(server.requestCount("/down.tgz") == 4)
-        #expect(sleeps.delays == [.milliseconds(100), .milliseconds(200), .milliseconds(400)])
+        #expect(sleeps.sleeps == [.milliseconds(100), .milliseconds(200), .milliseconds(400)])
         #expect(!Scratch.exists(path))
     }
 
@@ -280,7 +280,7 @@ import Testing
         #expect(error?.isTransient == true)
         #expect(error?.attempts == 2)
         #expect(error?.description.contains("could not be reached or refused the connection") == true)
-        #expect(sleeps.delays == [.milliseconds(100)])
+        #expect(sleeps.sleeps == [.milliseconds(100)])
     }
 
     @Test func fileURLsAreCopied() throws {
@@ -330,7 +330,7 @@ import Testing
         defer { server.stop() }
         let reports = Mutex<[DownloadProgress]>([])
         let client = HTTPClient(
-            progressInterval: .milliseconds(100), firstProgress: .milliseconds(100), sleep: sleeps.record)
+            progressInterval: .milliseconds(100), firstProgress: .milliseconds(100), clock: sleeps)
 
         _ = try client.download(DownloadRequest(url: server.url("/slow.tgz")), to: scratch.path("slow.part")) {
             report in
@@ -352,18 +352,23 @@ import Testing
             "/slow.tgz": .trickle(body: Self.body, chunk: 20_000, pause: .milliseconds(200))
         ])
         defer { server.stop() }
-        let clock = ContinuousClock()
-        let started = clock.now
+        // A test clock that moves 100 ms each time it is read: the transfer reads it once per
+        // check, so the first report comes with the first check at or after one second of it,
+        // whatever the machine's load.
+        let clock = TestClock(step: .milliseconds(100))
         let times = Mutex<[Duration]>([])
 
-        _ = try HTTPClient().download(DownloadRequest(url: server.url("/slow.tgz")), to: scratch.path("slow.part")) {
-            _ in
-            times.withLock { $0.append(clock.now - started) }
+        _ = try HTTPClient(clock: clock).download(
+            DownloadRequest(url: server.url("/slow.tgz")), to: scratch.path("slow.part")
+        ) { _ in
+            times.withLock { $0.append(clock.now) }
         }
 
         let seen = times.withLock { $0 }
         #expect(seen.count >= 1)
-        #expect(seen.first.map { $0 >= .milliseconds(950) && $0 < .milliseconds(1500) } == true, "\(seen)")
+        // The transfer started at 0.1 s on it, so the check that reported read 1.1 s; this
+        // reading is the next one. Never earlier: the first second passes without a report.
+        #expect(seen.first == .milliseconds(1200), "\(seen)")
     }
 
     @Test func progressLineIsHerokuStyleAndMasked() {
@@ -408,7 +413,7 @@ import Testing
         ])
         defer { server.stop() }
         let notices = Mutex<[String]>([])
-        let client = HTTPClient(sleep: sleeps.record)
+        let client = HTTPClient(clock: sleeps)
 
         _ = try client.download(
             DownloadRequest(url: server.url("/flaky.tgz")), to: scratch.path("flaky.part"), progress: nil,
@@ -490,17 +495,6 @@ import Testing
 extension Result {
     fileprivate var failure: Failure? {
         if case .failure(let failure) = self { failure } else { nil }
-    }
-}
-
-/// Records the backoff waits instead of sleeping.
-private final class SleepRecorder: Sendable {
-    private let recorded = Mutex<[Duration]>([])
-
-    var delays: [Duration] { recorded.withLock { $0 } }
-
-    var record: @Sendable (Duration) -> Void {
-        { [self] delay in recorded.withLock { $0.append(delay) } }
     }
 }
 
