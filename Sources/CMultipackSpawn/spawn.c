@@ -17,8 +17,12 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 // fork without the atfork handlers: async-signal-safe, for a child of a threaded process (glibc 2.34).
@@ -124,6 +128,138 @@ int multipack_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1L, 
 
 int multipack_rename(const char *from, const char *to, unsigned int flags) {
     return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, flags);
+}
+
+// MARK: Terminals
+
+int multipack_open_pty(int *master, int *slave) {
+    int pty = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (pty < 0) return errno;
+    int unlock = 0;
+    if (ioctl(pty, TIOCSPTLCK, &unlock) != 0) goto fail;
+    // The slave through its master (Linux 4.13): no path to look up, whatever /dev/pts holds.
+    int peer = ioctl(pty, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (peer < 0) {
+        unsigned int number;
+        char path[64];
+        if (ioctl(pty, TIOCGPTN, &number) != 0) goto fail;
+        snprintf(path, sizeof path, "/dev/pts/%u", number);
+        peer = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (peer < 0) goto fail;
+    }
+    *master = pty;
+    *slave = peer;
+    return 0;
+fail: {
+    int saved = errno;
+    close(pty);
+    return saved;
+}
+}
+
+int multipack_window_size(int fd, unsigned short *rows, unsigned short *columns) {
+    struct winsize size;
+    if (ioctl(fd, TIOCGWINSZ, &size) != 0) return errno;
+    *rows = size.ws_row;
+    *columns = size.ws_col;
+    return 0;
+}
+
+int multipack_set_window_size(int fd, unsigned short rows, unsigned short columns) {
+    struct winsize size = {rows, columns, 0, 0};
+    return ioctl(fd, TIOCSWINSZ, &size) == 0 ? 0 : errno;
+}
+
+int multipack_send_descriptor(int socket, int fd) {
+    char byte = 0;
+    struct iovec data = {&byte, 1};
+    union {
+        struct cmsghdr header;
+        char space[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr message = {0};
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof control.space;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &fd, sizeof(int));
+    ssize_t sent;
+    do {
+        sent = sendmsg(socket, &message, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    return sent == 1 ? 0 : errno;
+}
+
+int multipack_receive_descriptor(int socket) {
+    char byte;
+    struct iovec data = {&byte, 1};
+    union {
+        struct cmsghdr header;
+        char space[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr message = {0};
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof control.space;
+    ssize_t received;
+    do {
+        received = recvmsg(socket, &message, MSG_CMSG_CLOEXEC);
+    } while (received < 0 && errno == EINTR);
+    if (received <= 0) {
+        if (received == 0) errno = 0;
+        return -1;
+    }
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS &&
+            header->cmsg_len == CMSG_LEN(sizeof(int))) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(header), sizeof(int));
+            return fd;
+        }
+    }
+    errno = 0;
+    return -1;
+}
+
+int multipack_socket_pair(int fds[2]) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }
+
+static atomic_int winch_pipe_write = -1;
+
+static void on_winch(int signal) {
+    (void)signal;
+    int saved = errno;
+    int pipe_end = atomic_load(&winch_pipe_write);
+    if (pipe_end >= 0) {
+        char byte = 1;
+        ssize_t ignored = write(pipe_end, &byte, 1);  // a full pipe is readable already
+        (void)ignored;
+    }
+    errno = saved;
+}
+
+int multipack_winch_install(void) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    atomic_store(&winch_pipe_write, fds[1]);
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_winch;
+    sigemptyset(&action.sa_mask);
+    // A window change must not interrupt what multipack is waiting for.
+    action.sa_flags = SA_RESTART;
+    if (sigaction(SIGWINCH, &action, NULL) != 0) return -1;
+    // A parent may have started multipack with it blocked; threads started after this inherit it.
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, SIGWINCH);
+    pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
+    return fds[0];
 }
 
 // MARK: Namespaces (the direct sandbox)
@@ -327,34 +463,40 @@ static int enter_sandbox(char *const plan[], pid_t parent) {
 
 // MARK: Spawning
 
-/// A new child's first steps, before exec: default signal dispositions, its own process group,
-/// SIGKILL when multipack dies (PR_SET_PDEATHSIG), stdin /dev/null and the given stdout/stderr
-/// (a descriptor, -1 to inherit, -2 for /dev/null). System calls only.
-static void child_setup(pid_t parent, int out, int err) {
+/// A new child's first steps, before exec: default signal dispositions, its own process group
+/// (or session, with its terminal as controlling terminal), SIGKILL when multipack dies
+/// (PR_SET_PDEATHSIG), and the descriptors `io` says (a descriptor, -1 to inherit, -2 for
+/// /dev/null; the passed one as descriptor 3). System calls only.
+static void child_setup(pid_t parent, const struct multipack_spawn_io *io) {
     struct sigaction standard;
     memset(&standard, 0, sizeof standard);
     standard.sa_handler = SIG_DFL;
     for (int signal = 1; signal < NSIG; signal++) sigaction(signal, &standard, NULL);
-    setpgid(0, 0);
+    if (io->terminal >= 0 || io->session) {
+        setsid();
+        if (io->terminal >= 0) ioctl(io->terminal, TIOCSCTTY, 0);
+    } else {
+        setpgid(0, 0);
+    }
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
     if (getppid() != parent) _exit(127);
-    int null_in = open("/dev/null", O_RDONLY);
-    if (null_in >= 0 && null_in != 0) {
-        dup2(null_in, 0);
-        close(null_in);
-    }
-    int targets[2] = {out, err};
-    for (int index = 0; index < 2; index++) {
-        int fd = targets[index];
+    int targets[3] = {io->in, io->out, io->err};
+    for (int index = 0; index < 3; index++) {
+        int fd = io->terminal >= 0 ? io->terminal : targets[index];
         if (fd == -2) {
-            int null_out = open("/dev/null", O_WRONLY);
-            if (null_out >= 0) {
-                dup2(null_out, index + 1);
-                close(null_out);
+            int null_fd = open("/dev/null", index == 0 ? O_RDONLY : O_WRONLY);
+            if (null_fd >= 0 && null_fd != index) {
+                dup2(null_fd, index);
+                close(null_fd);
             }
         } else if (fd >= 0) {
-            dup2(fd, index + 1);
+            dup2(fd, index);
         }
+    }
+    if (io->pass == 3) {
+        fcntl(3, F_SETFD, 0);
+    } else if (io->pass >= 0) {
+        dup2(io->pass, 3);
     }
 }
 
@@ -374,7 +516,7 @@ static void exec_mask(int block_stops) {
 /// memory (as the other children do) is refused a user namespace by unshare. Only
 /// async-signal-safe calls run between fork and exec.
 static int spawn_forked(pid_t *pid_out, const char *file, char *const argv[], char *const envp[], const char *cwd,
-                        int out, int err, char *const sandbox[], int block_stops) {
+                        const struct multipack_spawn_io *io, char *const sandbox[], int block_stops) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return errno;
     sigset_t all, saved;
@@ -384,7 +526,7 @@ static int spawn_forked(pid_t *pid_out, const char *file, char *const argv[], ch
     pid_t pid = fork();
     if (pid == 0) {
         close(report[0]);
-        child_setup(parent, out, err);
+        child_setup(parent, io);
         int code = enter_sandbox(sandbox, parent);
         // Entering a user namespace changes credentials: the parent-death signal is set again.
         if (code == 0) prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
@@ -428,7 +570,7 @@ struct spawn_request {
     char *const *argv;
     char *const *envp;
     const char *cwd;
-    int out, err;
+    struct multipack_spawn_io io;
     pid_t parent;
     int block_stops;
     int error;
@@ -438,7 +580,7 @@ struct spawn_request {
 /// system calls and writes nothing but `request->error`.
 static int spawn_child(void *raw) {
     struct spawn_request *request = raw;
-    child_setup(request->parent, request->out, request->err);
+    child_setup(request->parent, &request->io);
     if (request->cwd != NULL && chdir(request->cwd) != 0) {
         request->error = errno;
         _exit(127);
@@ -450,14 +592,14 @@ static int spawn_child(void *raw) {
 }
 
 int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[], char *const envp[], const char *cwd,
-                    int out, int err, char *const sandbox[], int block_stops) {
-    if (sandbox != NULL) return spawn_forked(pid_out, file, argv, envp, cwd, out, err, sandbox, block_stops);
+                    struct multipack_spawn_io io, char *const sandbox[], int block_stops) {
+    if (sandbox != NULL) return spawn_forked(pid_out, file, argv, envp, cwd, &io, sandbox, block_stops);
     // execvpe searches PATH in a buffer on this stack.
     const char *path = getenv("PATH");
     size_t size = (256 << 10) + (path != NULL ? 2 * strlen(path) : 0);
     void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) return errno;
-    struct spawn_request request = {file, argv, envp, cwd, out, err, getpid(), block_stops, 0};
+    struct spawn_request request = {file, argv, envp, cwd, io, getpid(), block_stops, 0};
     // No handler of multipack's may run in the child before it resets them, and a stop that comes
     // now is handled once the child is registered.
     sigset_t all, saved;

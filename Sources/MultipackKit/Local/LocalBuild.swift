@@ -162,7 +162,8 @@ public struct LocalBuild {
         summary.sandbox = launch.sandbox?.backend.name ?? "none"
         log.step("Building \(appDir) in \(launch.buildDir)")
         log.detail(
-            "(kept in \(workspace.state.kept.build) if it succeeds; until then the last successful build stays as it is)")
+            "(kept in \(workspace.state.kept.build) if it succeeds; until then the last successful build stays as it is)"
+        )
         logChoice(choice, appJSON: appJSON, listed: listed != nil)
         if mode == .ci { logSkippedAddons(appJSON?.testAddons ?? []) }
         logPassed(passed, caller: caller)
@@ -248,10 +249,12 @@ public struct LocalBuild {
         let kept = network.isEmpty ? "" : " but the network settings (\(network.joined(separator: ", ")))"
         if passed.isEmpty {
             log.detail(
-                "The buildpacks get Heroku's build environment: nothing of yours\(kept) (--pass-env NAME hands one over)")
+                "The buildpacks get Heroku's build environment: nothing of yours\(kept) (--pass-env NAME hands one over)"
+            )
         } else {
             log.step(
-                "Passing \(passed.map(\.key).joined(separator: ", ")) from your environment to the buildpacks (--pass-env)")
+                "Passing \(passed.map(\.key).joined(separator: ", ")) from your environment to the buildpacks (--pass-env)"
+            )
             log.detail("Nothing else of your environment reaches them\(kept)")
         }
     }

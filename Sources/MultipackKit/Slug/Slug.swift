@@ -41,7 +41,8 @@ public enum Slug {
         } catch {
             throw MultipackError.build(
                 "Could not write the slug \(path)", details: [MultipackError.reason(error)],
-                hint: "Check that its directory exists and is writable and that the disk has room, or choose another path with --slug FILE."
+                hint:
+                    "Check that its directory exists and is writable and that the disk has room, or choose another path with --slug FILE."
             )
         }
     }

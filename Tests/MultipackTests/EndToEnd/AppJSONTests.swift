@@ -23,7 +23,8 @@ import Testing
         #expect(
             output.stderr.contains("Using app.json's buildpacks (the app has no .buildpacks), as Heroku does"),
             "\(output.all)")
-        #expect(output.stderr.contains("       1. \(world.buildpack("node"))\n       2. \(world.buildpack("python"))\n"))
+        #expect(
+            output.stderr.contains("       1. \(world.buildpack("node"))\n       2. \(world.buildpack("python"))\n"))
         // In order: the node child's export reached the python child.
         #expect(output.stderr.contains("found v20.0.0-fixture at "))
         let children = try #require(json["children"] as? [[String: Any]])
@@ -57,7 +58,9 @@ import Testing
             [
                 "environments": [
                     "test": [
-                        "buildpacks": [["url": "https://github.com/multipack/multipack"], ["url": world.buildpack("tester")]]
+                        "buildpacks": [
+                            ["url": "https://github.com/multipack/multipack"], ["url": world.buildpack("tester")],
+                        ]
                     ]
                 ]
             ], to: app)

@@ -34,7 +34,8 @@ import Testing
         let build = try world.multipack(["build", app, "--pass-env", "RUNTIME_MIRROR_URL", "--json"], extra: caller)
         #expect(build.status == 0, "\(build.all)")
         #expect(build.stderr.contains("installed: 3.12.7-mirrored"), "\(build.all)")
-        #expect(build.stderr.contains("Passing RUNTIME_MIRROR_URL from your environment to the buildpacks (--pass-env)"))
+        #expect(
+            build.stderr.contains("Passing RUNTIME_MIRROR_URL from your environment to the buildpacks (--pass-env)"))
         #expect(build.stderr.contains("Nothing else of your environment reaches them"))
         // Its value is never printed: a mirror URL can hold a token.
         #expect(!build.all.contains("s3cr3t"))
@@ -46,7 +47,8 @@ import Testing
 
         // So does ci, and a --buildpack list.
         let list = try world.multipack(
-            ["build", app, "--buildpack", world.buildpack("mirrored"), "--pass-env", "RUNTIME_MIRROR_URL"], extra: caller)
+            ["build", app, "--buildpack", world.buildpack("mirrored"), "--pass-env", "RUNTIME_MIRROR_URL"],
+            extra: caller)
         #expect(list.status == 0 && list.stdout.contains("installed: 3.12.7-mirrored"), "\(list.all)")
         try #"{"environments": {"test": {"scripts": {"test": "cat .runtime/VERSION"}}}}"#.write(
             toFile: app + "/app.json", atomically: true, encoding: .utf8)
@@ -97,11 +99,13 @@ import Testing
         try world.temp.write(
             "app/bin/post_compile", "#!/usr/bin/env bash\ncompgen -e | grep '^MULTIPACK_' > own-in-hook.txt\n",
             executable: true)
-        try #"{"environments": {"test": {"scripts": {"test": "echo \"own-in-test=$(compgen -e | grep '^MULTIPACK_' | tr '\\n' ' ')\""}}}}"#
+        try
+            #"{"environments": {"test": {"scripts": {"test": "echo \"own-in-test=$(compgen -e | grep '^MULTIPACK_' | tr '\\n' ' ')\""}}}}"#
             .write(toFile: app + "/app.json", atomically: true, encoding: .utf8)
         let caller = ["MULTIPACK_FETCH_PARALLELISM": "2", "MULTIPACK_RELEASE": "merge"]
         for arguments in [[app], [app, "--buildpack", world.buildpack("env-probe")]] {
-            let build = try world.multipack(["build"] + arguments + ["-e", "MULTIPACK_USER_NOTE=mine", "--json"], extra: caller)
+            let build = try world.multipack(
+                ["build"] + arguments + ["-e", "MULTIPACK_USER_NOTE=mine", "--json"], extra: caller)
             #expect(build.status == 0, "\(build.all)")
             let json = try #require(try JSONSerialization.jsonObject(with: Data(build.stdout.utf8)) as? [String: Any])
             let buildDir = try #require(json["build_directory"] as? String)
@@ -109,7 +113,8 @@ import Testing
             #expect(probe.contains("own=\n"), "\(probe)")
             if arguments.count == 1 {
                 #expect(
-                    try String(contentsOfFile: buildDir + "/own-in-hook.txt", encoding: .utf8) == "MULTIPACK_USER_NOTE\n")
+                    try String(contentsOfFile: buildDir + "/own-in-hook.txt", encoding: .utf8)
+                        == "MULTIPACK_USER_NOTE\n")
             }
         }
         let ci = try world.multipack(["ci", app, "-e", "MULTIPACK_USER_NOTE=mine"], extra: caller)

@@ -47,7 +47,8 @@ import Testing
         #expect(ci.status == 0 && ci.stdout.contains("ci-ran"), "\(ci.all)")
         for output in [refused, failed] {
             #expect(
-                output.stdout.contains("The last successful build (\(built) ") && output.stdout.contains("is kept as it was"),
+                output.stdout.contains("The last successful build (\(built) ")
+                    && output.stdout.contains("is kept as it was"),
                 "\(output.all)")
         }
         let after = try world.multipack(["run", app, "--", "true"])

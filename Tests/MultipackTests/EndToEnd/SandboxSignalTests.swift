@@ -173,7 +173,8 @@ extension SandboxSignalTests {
         #expect(text.contains("The build was stopped by SIGTERM"), "\(text)")
         let apps = world.cacheHome + "/multipack/apps"
         let state = apps + "/" + (try #require(try FileManager.default.contentsOfDirectory(atPath: apps).first))
-        #expect(!FileManager.default.fileExists(atPath: state + "/kept/build/compiled"), "a child compiled after the stop")
+        #expect(
+            !FileManager.default.fileExists(atPath: state + "/kept/build/compiled"), "a child compiled after the stop")
         #expect(FileManager.default.fileExists(atPath: state + "/kept/build/many/20000"), "the first build is kept")
 
         let next = try Shell.run(Repo.binary, ["build", app], environment: environment)

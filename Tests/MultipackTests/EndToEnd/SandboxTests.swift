@@ -171,7 +171,7 @@ struct SandboxWorld {
         #expect(echo.status == 0, "\(echo.all)")
         #expect(echo.stdout == "/app /app\n")
         // .profile.d puts the child's runtime first at run time too; the last build is named.
-        let web = try sandbox.multipack(["run", app])
+        let web = try sandbox.multipack(["run", app, "web"])
         #expect(web.stdout == "the child's python3\n", "\(web.all)")
         #expect(web.stderr.contains("Using the last build of \(app): build_"))
         let uid = try sandbox.multipack(["run", app, "--", "id", "-u"])
@@ -325,7 +325,8 @@ struct SandboxWorld {
         #expect(never.stderr.contains("has no build to run"), "\(never.stderr)")
         #expect(!never.stdout.contains("from-the-source"))
         #expect(try sandbox.multipack(["build", app]).status == 0)
-        #expect(try sandbox.multipack(["run", app]).stdout == "from-the-source\n")
+        // With no type, every type of the Procfile, prefixed as heroku local prints them.
+        #expect(try sandbox.multipack(["run", app]).stdout == "web.1 | from-the-source\n")
         #expect(try sandbox.multipack(["cache", "purge", app]).status == 0)
         let purged = try sandbox.multipack(["run", app])
         #expect(purged.status != 0 && purged.stderr.contains("has no build to run"))
@@ -370,7 +371,7 @@ struct SandboxWorld {
         #expect(try FileManager.default.contentsOfDirectory(atPath: buildDir).sorted() == before)
         #expect(try String(contentsOfFile: buildDir + "/Procfile", encoding: .utf8) == "web: cat Procfile\n")
         let again = try sandbox.multipack(["run", app])
-        #expect(again.stdout == "web: cat Procfile\n", "\(again.all)")
+        #expect(again.stdout == "web.1 | web: cat Procfile\n", "\(again.all)")
         // A build directory given itself is copied too.
         let direct = try sandbox.multipack(["run", buildDir, "--", "sh", "-c", "touch new; ls new"])
         #expect(direct.stdout == "new\n", "\(direct.all)")
