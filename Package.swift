@@ -19,8 +19,6 @@ let package = Package(
         .systemLibrary(name: "CMultipackCrypto"),
         // libyaml for release YAML, loaded with dlopen too (yaml.h gives the types only).
         .systemLibrary(name: "CMultipackYaml", providers: [.apt(["libyaml-dev"])]),
-        // Declarations Swift's Glibc module hides (memmem).
-        .systemLibrary(name: "CMultipackSys"),
         // Spawning (clone/fork and exec), the direct sandbox's namespaces, its relay and init, and
         // the stop signals' handler: C that runs where Swift cannot (between fork and exec, in a
         // signal handler).
@@ -32,8 +30,7 @@ let package = Package(
         .target(
             name: "MultipackKit",
             dependencies: [
-                "CMultipackSys", "CMultipackSpawn", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl",
-                "CMultipackCrypto",
+                "CMultipackSpawn", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl", "CMultipackCrypto",
                 "CMultipackYaml", "CMultipackStamp",
             ]
         ),

@@ -61,8 +61,8 @@ build() {
 
 mkdir -p "$work/build"
 write_list unpinned
-rm -rf "$work/cache"; read -r serial _ _ < <(build MULTIPACK_FETCH_PARALLELISM=1)
-rm -rf "$work/cache"; read -r parallel _ _ < <(build)
+rm -rf "$work/cache"; mkdir "$work/cache"; read -r serial _ _ < <(build MULTIPACK_FETCH_PARALLELISM=1)
+rm -rf "$work/cache"; mkdir "$work/cache"; read -r parallel _ _ < <(build)
 echo "== 1. fetching 4 archives, 1 s added per request"
 awk -v s="$serial" -v p="$parallel" 'BEGIN {
   printf "one at a time: %.3f s   parallel (4): %.3f s   ratio: %.3f (budget <= 0.35: %s)\n", s, p, p / s, (p / s <= 0.35) ? "met" : "NOT met" }'
@@ -70,7 +70,7 @@ awk -v s="$serial" -v p="$parallel" 'BEGIN {
 echo "== 2. cold vs warm builds (wall, requests, of which 304)"
 for mode in unpinned pinned; do
   write_list "$mode"
-  rm -rf "$work/cache"
+  rm -rf "$work/cache" && mkdir "$work/cache"  # Heroku gives CACHE_DIR; multipack never makes it
   read -r cw cr cn < <(build)
   read -r ww wr wn < <(build)
   awk -v m="$mode" -v cw="$cw" -v cr="$cr" -v cn="$cn" -v ww="$ww" -v wr="$wr" -v wn="$wn" 'BEGIN {

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# scripts/release.sh VERSION — cuts release VERSION (SPEC §16), in a clean checkout:
-#   1. sets `version` in buildpack.toml and commits it (unless it already says VERSION);
-#   2. builds and packages the static binary with `multipack package` into dist/
-#      (multipack.tgz, multipack-<arch>, SHA256SUMS): the assets to upload;
-#   3. writes the binary's sha256_<arch> into buildpack.toml, commits it and tags that commit
-#      vVERSION, so that `heroku buildpacks:set https://github.com/<org>/multipack#vVERSION` can
-#      download and verify the binary on a build image without Swift.
-# The binary reports the commit it was built from: the one before the digest commit.
-# When vVERSION already tags HEAD (the release workflow runs on a pushed tag), the tag is moved to
-# the digest commit. Environment: MULTIPACK (a multipack binary to package with; default: built
-# here), MULTIPACK_PACKAGE_SCRATCH (SwiftPM's scratch directory for the release build).
+# scripts/release.sh VERSION — cuts release VERSION (SPEC §16) in a clean checkout of the default
+# branch, at its commit C:
+#   1. builds and packages the static binary from C (`multipack package --release VERSION`) into
+#      dist/: multipack.tgz, multipack-<arch> and SHA256SUMS, the assets to upload. The binary says
+#      it is VERSION, built from C;
+#   2. commits the archive's buildpack.toml (VERSION, and the binary's sha256_<arch>) on the branch
+#      as C′, the child of C, with the README's deploy lines naming VERSION, and tags C′ vVERSION.
+# So the default branch names a released binary from then on, as the tag does: the shims of
+# `heroku buildpacks:set https://github.com/multipack/multipack` download it and check its digest.
+# Nothing is pushed here: .github/workflows/release.yml pushes the branch and the tag and uploads
+# dist/ (docs/releasing.md). Environment: MULTIPACK (a multipack binary to package with; default:
+# built here), MULTIPACK_PACKAGE_SCRATCH (SwiftPM's scratch directory for the release build).
 set -euo pipefail
 
 die() { echo " !     $*" >&2; exit 1; }
@@ -23,36 +24,13 @@ tag="v$version"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$(pwd)"
 git rev-parse --git-dir >/dev/null 2>&1 || die "$root is not a git checkout."
+branch="$(git symbolic-ref -q --short HEAD)" ||
+  die "HEAD is not on a branch: check out the default branch (a release commits its buildpack.toml there)."
 [ -z "$(git status --porcelain --untracked-files=no)" ] ||
   die "The checkout has uncommitted changes; commit or stash them first (a release is built from a commit)."
-if git rev-parse -q --verify "refs/tags/$tag" >/dev/null; then
-  [ "$(git rev-parse "$tag^{commit}")" = "$(git rev-parse HEAD)" ] ||
-    die "The tag $tag exists and is not HEAD; check out $tag (or delete the tag) first."
-fi
+! git rev-parse -q --verify "refs/tags/$tag" >/dev/null ||
+  die "The tag $tag exists already: choose the next version (a release is never made twice)."
 arch="$(uname -m)"
-
-# toml_set TABLE KEY VALUE: sets KEY = "VALUE" under [TABLE] of buildpack.toml, adding the line at
-# the end of the table when it is not there.
-toml_set() {
-  awk -v table="[$1]" -v key="$2" -v value="$3" '
-    function emit() { print key " = \"" value "\""; done = 1 }
-    /^[[:space:]]*\[/ {
-      if (inside && !done) emit()
-      inside = ($0 == table)
-    }
-    inside && !done && $0 ~ "^[[:space:]]*" key "[[:space:]]*=" { emit(); next }
-    { print }
-    END { if (inside && !done) emit(); if (!done) exit 1 }
-  ' buildpack.toml > buildpack.toml.new || { rm -f buildpack.toml.new; die "buildpack.toml has no [$1] table."; }
-  mv buildpack.toml.new buildpack.toml
-}
-toml_get() { sed -n "/^\[$1\]/,/^\[/s/^[[:space:]]*$2[[:space:]]*=[[:space:]]*\"\([^\"]*\)\".*/\1/p" buildpack.toml | head -n 1; }
-
-if [ "$(toml_get buildpack version)" != "$version" ]; then
-  echo "=====> Setting version $version in buildpack.toml"
-  toml_set buildpack version "$version"
-  git commit -q -m "multipack $version" buildpack.toml
-fi
 source_commit="$(git rev-parse HEAD)"
 
 multipack="${MULTIPACK:-}"
@@ -61,18 +39,23 @@ if [ -z "$multipack" ]; then
   swift build --product multipack >&2
   multipack="$(swift build --show-bin-path)/multipack"
 fi
+rm -rf dist
 mkdir -p dist
 scratch=()
 [ -n "${MULTIPACK_PACKAGE_SCRATCH:-}" ] && scratch=(--scratch-path "$MULTIPACK_PACKAGE_SCRATCH")
-"$multipack" package --source "$root" --output "dist/multipack.tgz" --binary "dist/multipack-$arch" "${scratch[@]}"
-read -r digest _ < <(sha256sum "dist/multipack-$arch")
+"$multipack" package --source "$root" --release "$version" --output dist/multipack.tgz \
+  --binary "dist/multipack-$arch" "${scratch[@]}"
 (cd dist && sha256sum multipack.tgz "multipack-$arch" > SHA256SUMS)
+read -r digest _ < <(sha256sum "dist/multipack-$arch")
 
-echo "=====> Writing sha256_$arch into buildpack.toml"
-toml_set metadata.multipack "sha256_$arch" "$digest"
-git commit -q -m "multipack $version: sha256 of the $arch binary" buildpack.toml
-git tag -f "$tag" >/dev/null
-echo "=====> Tagged $tag ($(git rev-parse --short HEAD); the binary was built from ${source_commit:0:12})"
+echo "=====> Committing buildpack.toml (version $version, sha256_$arch) on $branch, tagged $tag"
+tar -xzOf dist/multipack.tgz buildpack.toml > buildpack.toml
+grep -q "^sha256_$arch = \"$digest\"$" buildpack.toml || die "The archive's buildpack.toml does not name its binary."
+# The README's deploy and install lines name the release the default branch names.
+sed -i -E "s#(github\.com/multipack/multipack(\#v|/releases/download/v))[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?#\1$version#g" README.md
+git commit -q -m "multipack $version" -m "The release binary, built from ${source_commit:0:12}: sha256_$arch $digest." buildpack.toml README.md
+git tag -a -m "multipack $version" "$tag"
+echo "=====> Released $tag: $branch is at $(git rev-parse --short HEAD); the binary was built from ${source_commit:0:12}"
 echo "       sha256_$arch = \"$digest\""
 echo "       Assets to upload to the $tag release: dist/multipack.tgz dist/multipack-$arch dist/SHA256SUMS"
-echo "       Then: git push origin $tag (and the branch), and attach the assets to the release."
+echo "       Then: git push origin $branch $tag (the release workflow does both, and the upload)."

@@ -51,11 +51,14 @@ int multipack_stop_descriptor(void) { return atomic_load(&stop_pipe_read); }
 static void on_stop(int signal) {
     int saved = errno;
     int none = 0;
-    atomic_compare_exchange_strong(&stop_signal, &none, signal);
-    int forwarded = multipack_stop_forwarded();
-    for (int index = 0; index < MULTIPACK_CHILDREN_CAPACITY; index++) {
-        pid_t group = atomic_load(&children[index]);
-        if (group > 0) kill(-group, forwarded);
+    // Only the first stop is passed on: a multipack in a namespace is sent it again until it ends
+    // (it may have missed the first), and the processes it runs must get one, not a stream of them.
+    if (atomic_compare_exchange_strong(&stop_signal, &none, signal)) {
+        int forwarded = multipack_stop_forwarded();
+        for (int index = 0; index < MULTIPACK_CHILDREN_CAPACITY; index++) {
+            pid_t group = atomic_load(&children[index]);
+            if (group > 0) kill(-group, forwarded);
+        }
     }
     int pipe_end = atomic_load(&stop_pipe_write);
     if (pipe_end >= 0) {

@@ -48,7 +48,3 @@ private func readAll<S: ByteSource>(_ reader: TarReader<S>) throws {
     for link in tree.symlinks { _ = tree.resolveSymlink(link) }
     try reader.finish(readingAtMost: 1 << 20)
 }
-
-/// The extractor throws this on a stop signal; the real one lives with the fetch code, which the
-/// fuzzer does not compile.
-struct Interrupted: Error {}

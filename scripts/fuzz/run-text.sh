@@ -5,12 +5,21 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=.build-fuzz
 mkdir -p "$out/corpus-text"
+# The file helpers call into CMultipackSpawn (renameat2, mkostemp): its C is built and linked in.
+printf 'module CMultipackSpawn {\n    header "%s/Sources/CMultipackSpawn/include/CMultipackSpawn.h"\n    export *\n}\n' \
+    "$PWD" >"$out/CMultipackSpawn.modulemap"
+clang -c -O1 -ISources/CMultipackSpawn/include Sources/CMultipackSpawn/spawn.c -o "$out/spawn.o"
+# The file helpers' cleanup (partial files, the sweep) reads directories with the archive code's.
 swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name MultipackKit \
     -Xcc -fmodule-map-file=Sources/CMultipackYaml/module.modulemap \
-    -Xcc -fmodule-map-file=Sources/CMultipackSys/module.modulemap Sources/MultipackKit/Process/Signals.swift \
+    -Xcc -fmodule-map-file=Sources/CMultipackZlib/module.modulemap \
+    -Xcc -fmodule-map-file=Sources/CMultipackLzma/module.modulemap \
+    -Xcc -fmodule-map-file="$out/CMultipackSpawn.modulemap" "$out/spawn.o" scripts/fuzz/FuzzStubs.swift \
     Sources/MultipackKit/Release/LibYAML.swift Sources/MultipackKit/List/BuildpackList.swift Sources/MultipackKit/Log/Masking.swift \
     Sources/MultipackKit/Release/YAML.swift Sources/MultipackKit/Release/Release.swift \
-    Sources/MultipackKit/Support/Errors.swift Sources/MultipackKit/Support/Files.swift \
+    Sources/MultipackKit/Support/MultipackError.swift Sources/MultipackKit/Support/Files.swift \
+    Sources/MultipackKit/Support/Parallel.swift Sources/MultipackKit/Support/ScratchDirectory.swift \
+    Sources/MultipackKit/Archive/*.swift \
     Sources/MultipackKit/Support/TreeCopy.swift Sources/MultipackKit/Support/HiddenVariables.swift \
     scripts/fuzz/FuzzTextParsers.swift \
     -o "$out/fuzz-text"

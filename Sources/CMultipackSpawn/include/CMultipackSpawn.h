@@ -91,8 +91,9 @@ int multipack_winch_install(void);
 
 /// Installs the handler for SIGTERM, SIGINT, SIGHUP and SIGQUIT, makes the self-pipe and unblocks
 /// the signals (a parent may have started multipack with them blocked). The handler only records
-/// the first signal in an atomic, passes it on to the registered children's process groups, writes
-/// one byte to the self-pipe and restores errno: no allocation, no lock. Returns 0 or an errno.
+/// the first signal in an atomic, passes that first one on to the registered children's process
+/// groups, writes one byte to the self-pipe and restores errno: no allocation, no lock. Returns 0
+/// or an errno.
 int multipack_stop_install(void);
 
 /// The first stop signal received, or 0.

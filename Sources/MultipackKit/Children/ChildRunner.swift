@@ -77,9 +77,6 @@ struct ChildRunner {
     ) {
         let file = child.fetched.directory + "/export"
         guard Files.exists(file) else { return (environment, EnvironmentChange()) }
-        if let text = try? Files.read(file), let change = SimpleExport.parse(text, environment: environment) {
-            return (BuildEnvironment.apply(change, to: environment), change)
-        }
         do {
             let change = try BuildEnvironment.sourceExport(
                 file, environment: environment, in: child.fetched.directory,

@@ -79,7 +79,7 @@ struct AppHooks {
         String]
     {
         var env = base
-        for (name, value) in configVars where !withheld.contains(name) && SimpleExport.isName(Substring(name)) {
+        for (name, value) in configVars where !withheld.contains(name) && BuildEnvironment.isName(Substring(name)) {
             env[name] = value
         }
         env["BUILD_DIR"] = dirs.build

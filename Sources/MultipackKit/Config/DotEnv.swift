@@ -21,7 +21,7 @@ public enum DotEnv {
                 throw bad("there is no `=` in `\(Masking.text(String(line)))`")
             }
             let key = line[..<equals].trimmingBlanks()
-            guard SimpleExport.isName(key) else {
+            guard BuildEnvironment.isName(key) else {
                 throw bad("`\(key)` is not a variable name (letters, digits and _, not starting with a digit)")
             }
             let rest = line[line.index(after: equals)...].trimmingBlanks()
@@ -121,7 +121,7 @@ public struct ConfigVarArguments: Sendable {
         var vars: [(key: String, value: String)] = []
         for pair in pairs {
             let name = pair.firstIndex(of: "=").map { pair[..<$0] } ?? pair[...]
-            guard SimpleExport.isName(name) else {
+            guard BuildEnvironment.isName(name) else {
                 throw MultipackError.usage(
                     "--env takes NAME=VALUE or NAME, but got `\(Masking.text(pair))`.",
                     hint:

@@ -46,6 +46,38 @@ public struct BuildpackToml: Sendable {
     /// An array of strings, e.g. `strings("publish.Ignore", "files")`.
     public func strings(_ table: String, _ key: String) -> [String] { values[table + "." + key] ?? [] }
 
+    /// `text` with `key = "value"` under `[table]`: the key's line replaced, or added after the
+    /// table's last key (a new table at the end when there is none). Comments and the rest stay.
+    /// What `multipack package` writes into the archive's copy, and release.sh commits.
+    public static func setting(_ table: String, _ key: String, to value: String, in text: String) -> String {
+        var lines = text.lines.map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        let assignment = "\(key) = \"\(value.replacing("\\", with: "\\\\").replacing("\"", with: "\\\""))\""
+        var current = ""
+        var lastKeyLine: Int?
+        var headerLine: Int?
+        for (index, line) in lines.enumerated() {
+            let trimmed = String(withoutComment(Substring(line))).trimmingCharacters(" ", "\t", "\r")
+            if trimmed.hasPrefix("[") {
+                current = String(trimmed.dropFirst().prefix { $0 != "]" }).trimmingCharacters(" ", "\t")
+                if current == table { headerLine = index }
+                continue
+            }
+            guard current == table, let equals = trimmed.firstIndex(of: "=") else { continue }
+            if String(trimmed[..<equals]).trimmingCharacters(" ", "\t") == key {
+                lines[index] = assignment
+                return lines.joined(separator: "\n") + "\n"
+            }
+            lastKeyLine = index
+        }
+        if let after = lastKeyLine ?? headerLine {
+            lines.insert(assignment, at: after + 1)
+        } else {
+            lines += ["", "[\(table)]", assignment]
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     /// The quoted strings on a line: basic ("…", with the common escapes) and literal ('…').
     private static func strings(in text: String) -> [String] {
         var result: [String] = []

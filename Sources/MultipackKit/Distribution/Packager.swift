@@ -16,6 +16,9 @@ public struct Packager {
     /// SwiftPM's build directory for the release build, kept apart from the checkout's `.build`
     /// so that packaging never rebuilds (or is rebuilt by) the developer's own builds.
     public var scratchPath: String
+    /// The version to stamp, instead of `buildpack.toml`'s: a release is built from the commit
+    /// before the one that names it (SPEC §16).
+    public var version: String?
     public var invocation: Invocation
 
     public init(sourceDir: String, output: String, invocation: Invocation) {
@@ -47,7 +50,12 @@ public struct Packager {
                 hint: "Run multipack package in the checkout, or pass --source DIR.")
         }
         let toml = BuildpackToml(try Files.read(sourceDir + "/buildpack.toml"))
-        guard let versionText = toml.string("buildpack", "version"), !versionText.isEmpty else {
+        if let version, !Self.isVersion(version) {
+            throw MultipackError.usage(
+                "--release \(Masking.text(String(version.prefix(40)))) is not a version.",
+                hint: "Give MAJOR.MINOR.PATCH, e.g. 1.2.0.")
+        }
+        guard let versionText = version ?? toml.string("buildpack", "version"), !versionText.isEmpty else {
             throw MultipackError.usage(
                 "buildpack.toml has no version under [buildpack].", hint: "Add version = \"x.y.z\" there.")
         }
@@ -77,6 +85,13 @@ public struct Packager {
         try Files.makeDirectory(staging + "/vendor")
         try tool(["strip", "llvm-strip"], ["-o", vendored, binary], what: "strip the binary")
         chmod(vendored, 0o755)
+        let binarySHA256 = try sha256Hex(ofFile: vendored)
+        // The archive's buildpack.toml names the version and the binary it carries.
+        var stagedToml = try Files.read(staging + "/buildpack.toml")
+        stagedToml = BuildpackToml.setting("buildpack", "version", to: version.version, in: stagedToml)
+        stagedToml = BuildpackToml.setting(
+            "metadata.multipack", "sha256_" + architecture, to: binarySHA256, in: stagedToml)
+        try Files.write(stagedToml, to: staging + "/buildpack.toml")
         normaliseDirectoryModes(staging)
         if let binaryOutput {
             try Files.copyFile(vendored, to: Files.absolute(binaryOutput), mode: 0o755)
@@ -91,12 +106,24 @@ public struct Packager {
         }
         let result = Result(
             archive: output, architecture: architecture, version: version, binarySize: Files.size(vendored),
-            binarySHA256: try sha256Hex(ofFile: vendored), archiveSHA256: try sha256Hex(ofFile: output))
+            binarySHA256: binarySHA256, archiveSHA256: try sha256Hex(ofFile: output))
         log.step("Wrote \(output) (\(files.count + 1) files, \(Self.megabytes(Files.size(output))))")
         log.detail(
             "vendor/multipack-\(architecture): \(Self.megabytes(result.binarySize)), sha256 \(result.binarySHA256)")
         log.detail("For buildpack.toml's [metadata.multipack], once the binary is uploaded as the release asset:")
         return result
+    }
+
+    /// MAJOR.MINOR.PATCH with an optional `-pre` or `+build` part, as release.sh takes it.
+    static func isVersion(_ text: String) -> Bool {
+        let core = text.prefix { $0 != "-" && $0 != "+" }
+        let parts = core.split(separator: ".", omittingEmptySubsequences: false)
+        let rest = text.dropFirst(core.count)
+        return parts.count == 3
+            && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
+            && (rest.isEmpty
+                || (rest.count > 1
+                    && rest.dropFirst().allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || ".-".contains($0)) }))
     }
 
     /// `version=…` and `commit=…`, compiled into an object file that defines `multipack_stamp`

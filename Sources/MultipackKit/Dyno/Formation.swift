@@ -102,6 +102,11 @@ struct Formation {
             for process in left { kill(-process.pid, SIGTERM) }
         }
         while true {
+            // A stop first: the processes it reached may have ended already.
+            if stoppedBy == nil, let signal = stop.signal {
+                stoppedBy = signal
+                stopOthers("Stopped by \(signalName(signal))")
+            }
             for process in running where process.termination == nil {
                 var status: Int32 = 0
                 let result = waitpid(process.pid, &status, WNOHANG)
@@ -116,10 +121,6 @@ struct Formation {
                     notes.detail("\(process.member.name) ended with \(termination)")
                 }
                 if first == nil { first = process }
-            }
-            if stoppedBy == nil, let signal = stop.signal {
-                stoppedBy = signal
-                stopOthers("Stopped by \(signalName(signal))")
             }
             if let deadline = killAt, ContinuousClock.now >= deadline {
                 for process in running where process.termination == nil { kill(-process.pid, SIGKILL) }

@@ -11,6 +11,12 @@ public enum BuildEnvironment {
         "CPLUS_INCLUDE_PATH", "PKG_CONFIG_PATH", "MANPATH",
     ]
 
+    /// Whether `text` can be the name of a shell variable.
+    static func isName(_ text: Substring) -> Bool {
+        guard let first = text.first, first == "_" || (first.isASCII && first.isLetter) else { return false }
+        return text.allSatisfy { $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }
+    }
+
     /// Variables bash sets for itself, which no export should be credited with.
     static let shellOwn: Set<String> = ["_", "SHLVL", "PWD", "OLDPWD"]
 
@@ -48,19 +54,23 @@ public enum BuildEnvironment {
         processes: any ProcessRunner = SystemProcesses(), stop: StopToken = .signals
     ) throws(ExportError) -> EnvironmentChange {
         // The exported variables before and after, from the same shell, so bash's own cancel out.
-        // Builtins only (every name by its first letter, ${!n@a} for the export flag): no fork per dump.
+        // Builtins only (every name by its first letter, ${!n@a} for the export flag): no fork per
+        // dump, and each dump is one printf, one write to the pipe, not one per variable (each
+        // woke multipack up). Its own names are not names a build exports.
         let script = """
             __multipack_dump() {
-              local n
-              for n in ${!A@} ${!B@} ${!C@} ${!D@} ${!E@} ${!F@} ${!G@} ${!H@} ${!I@} ${!J@} ${!K@} ${!L@} ${!M@} \\
-                ${!N@} ${!O@} ${!P@} ${!Q@} ${!R@} ${!S@} ${!T@} ${!U@} ${!V@} ${!W@} ${!X@} ${!Y@} ${!Z@} ${!_@} \\
-                ${!a@} ${!b@} ${!c@} ${!d@} ${!e@} ${!f@} ${!g@} ${!h@} ${!i@} ${!j@} ${!k@} ${!l@} ${!m@} \\
-                ${!n@} ${!o@} ${!p@} ${!q@} ${!r@} ${!s@} ${!t@} ${!u@} ${!v@} ${!w@} ${!x@} ${!y@} ${!z@}; do
-                if [[ ${!n@a} == *x* ]]; then printf '%s=%s\\0' "$n" "${!n}"; fi
+              local __multipack_name __multipack_pairs=()
+              for __multipack_name in ${!A@} ${!B@} ${!C@} ${!D@} ${!E@} ${!F@} ${!G@} ${!H@} ${!I@} ${!J@} ${!K@} \\
+                ${!L@} ${!M@} ${!N@} ${!O@} ${!P@} ${!Q@} ${!R@} ${!S@} ${!T@} ${!U@} ${!V@} ${!W@} ${!X@} ${!Y@} \\
+                ${!Z@} ${!_@} ${!a@} ${!b@} ${!c@} ${!d@} ${!e@} ${!f@} ${!g@} ${!h@} ${!i@} ${!j@} ${!k@} ${!l@} \\
+                ${!m@} ${!n@} ${!o@} ${!p@} ${!q@} ${!r@} ${!s@} ${!t@} ${!u@} ${!v@} ${!w@} ${!x@} ${!y@} ${!z@}; do
+                if [[ ${!__multipack_name@a} == *x* ]]; then
+                  __multipack_pairs+=("$__multipack_name=${!__multipack_name}")
+                fi
               done
+              printf '%s\\0' "${__multipack_pairs[@]}" "$1"
             }
-            __multipack_dump; printf '\\0MULTIPACK-EXPORT\\0'; source "$1" >&2 || exit $?; __multipack_dump
-            printf '\\0MULTIPACK-EXPORT-END\\0'
+            __multipack_dump MULTIPACK-EXPORT; source "$1" >&2 || exit $?; __multipack_dump MULTIPACK-EXPORT-END
             """
         let result: ProcessResult
         do {
@@ -73,18 +83,19 @@ public enum BuildEnvironment {
         guard result.termination.succeeded else {
             throw ExportError(termination: result.termination, stderr: result.stderrText)
         }
-        let marker = Array("\0MULTIPACK-EXPORT\0".utf8)
-        guard let split = result.stdout.firstRange(of: marker) else {
+        // `name=value` entries, each ended by a NUL, with the markers as entries of their own
+        // (no `=`, so no variable can pass for one): split once, in one pass.
+        let fields = result.stdout.split(separator: 0)
+        guard let split = fields.firstIndex(where: { $0.elementsEqual("MULTIPACK-EXPORT".utf8) }) else {
             throw ExportError(termination: result.termination, stderr: "no output from bash")
         }
         // An `exit 0` or `exec` in the export ends the shell before the second dump: its
         // environment is unknown, which must never be read as "everything was unset".
-        let rest = result.stdout[split.upperBound...]
-        guard let end = rest.firstRange(of: Array("\0MULTIPACK-EXPORT-END\0".utf8)) else {
+        guard let end = fields[split...].firstIndex(where: { $0.elementsEqual("MULTIPACK-EXPORT-END".utf8) }) else {
             throw ExportError(termination: result.termination, stderr: result.stderrText, endedEarly: true)
         }
-        let before = parseEnv(result.stdout[..<split.lowerBound])
-        let after = parseEnv(rest[..<end.lowerBound])
+        let before = parseEnv(fields[..<split])
+        let after = parseEnv(fields[(split + 1)..<end])
         var change = EnvironmentChange()
         for (name, value) in after where before[name] != value && !shellOwn.contains(name) {
             change.set[name] = value
@@ -95,9 +106,9 @@ public enum BuildEnvironment {
         return change
     }
 
-    static func parseEnv(_ bytes: ArraySlice<UInt8>) -> [String: String] {
+    static func parseEnv(_ entries: ArraySlice<ArraySlice<UInt8>>) -> [String: String] {
         var env: [String: String] = [:]
-        for entry in bytes.split(separator: 0) {
+        for entry in entries {
             guard let equals = entry.firstIndex(of: UInt8(ascii: "=")) else { continue }
             env[String(decoding: entry[..<equals], as: UTF8.self)] =
                 String(decoding: entry[(equals + 1)...], as: UTF8.self)

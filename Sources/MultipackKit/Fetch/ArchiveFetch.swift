@@ -125,7 +125,7 @@ struct ArchiveFetch {
                 "the archive changed upstream since .buildpacks.lock pinned it:\n"
                     + "  locked  sha256 \(pin)\n  fetched sha256 \(digest)",
                 hint:
-                    "If the new archive is the one you want, run `multipack lock` and commit .buildpacks.lock; "
+                    "If the new archive is the one you want, run `\(CommandName.line(["lock"]))` and commit .buildpacks.lock; "
                     + "otherwise the download was tampered with or corrupted.")
         }
         if let pin, pin != digest {

@@ -8,6 +8,15 @@ public enum BuildpackReference: Equatable, Sendable, Codable {
     case archive(url: String)
     /// `namespace/name` in the buildpack registry.
     case registry(namespace: String, name: String)
+
+    /// The path of a directory or local repository written as a path (`/…`, `./…`, `../…`).
+    var localPath: String? {
+        switch self {
+        case .directory(let path): path
+        case .git(let url, _): BuildpackList.isPath(url) ? url : nil
+        case .archive, .registry: nil
+        }
+    }
 }
 
 /// One line of `.buildpacks`.
@@ -151,6 +160,12 @@ public enum BuildpackList {
                     + ".tar.gz, .tar.xz, .txz or .tar, a registry name namespace/name, or the path of a "
                     + "directory that exists\(directory.map { " under \($0)" } ?? ""))")
         }
+        // A line that is clearly a path names a directory: one that is not there is bad input
+        // (exit 2, SPEC §11), said with its line before anything is fetched.
+        if let directory, let path = reference.localPath, !Files.isDirectory(Files.join(directory, path)) {
+            throw failure(
+                "`\(Masking.url(path))` names a directory that does not exist (\(Files.join(directory, path)))")
+        }
         if sha256 != nil {
             switch reference {
             case .archive, .registry: break
@@ -191,7 +206,7 @@ public enum BuildpackList {
         if base.hasPrefix("urn:buildpack:") {
             return ref == nil ? registryName(String(base.dropFirst("urn:buildpack:".count))) : nil
         }
-        if base.hasPrefix("/") || base.hasPrefix("./") || base.hasPrefix("../") || base == "." || base == ".." {
+        if isPath(base) {
             return ref == nil ? .directory(path: base) : .git(url: base, ref: ref)
         }
         // scp-like git: user@host:path
@@ -214,6 +229,11 @@ public enum BuildpackList {
             Files.isDirectory(Files.join(directory, base))
         else { return nil }
         return ref == nil ? .directory(path: "./" + base) : .git(url: "./" + base, ref: ref)
+    }
+
+    /// Clearly a path: absolute, or relative with `./` or `../` (a bare `a/b` may be a registry name).
+    static func isPath(_ text: String) -> Bool {
+        text.hasPrefix("/") || text.hasPrefix("./") || text.hasPrefix("../") || text == "." || text == ".."
     }
 
     static func registryName(_ text: String) -> BuildpackReference? {

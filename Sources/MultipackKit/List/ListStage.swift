@@ -63,7 +63,7 @@ struct ListStage: BuildStage {
         } else if floating > 0 {
             context.log.step(
                 "\(floating) of \(entries.count) buildpacks follow a moving ref (a branch, a tag or an unpinned "
-                    + "archive): `multipack lock` pins them in \(LockFile.name)")
+                    + "archive): `\(CommandName.line(["lock"]))` pins them in \(LockFile.name)")
         }
         var plan = BuildPlan(
             request: request, entries: pinned, settings: settings, configVars: configVars,

@@ -30,7 +30,7 @@ struct SelfStages: BuildStages {
 
     init(
         dirs: BuildDirectories, buildpackDir: String, appDir: String, environment: [String: String],
-        failureFile: String, context: BuildContext
+        commandName: String? = nil, failureFile: String, context: BuildContext
     ) {
         self.context = context
         self.dirs = dirs
@@ -43,6 +43,9 @@ struct SelfStages: BuildStages {
         // `.buildpacks` paths are relative to the app, not to its copy.
         environment[HiddenVariable.appDir] = appDir
         environment[HiddenVariable.failureFile] = failureFile
+        // The verbs run as the bin/ shims would start them (`report` is bin/report's).
+        environment[ShimProtocol.variable] = ShimProtocol.spoken
+        environment[HiddenVariable.commandName] = commandName
         self.environment = environment
     }
 

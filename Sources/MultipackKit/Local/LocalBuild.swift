@@ -38,7 +38,7 @@ public struct LocalBuildOptions: Sendable {
                 "--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
         }
         for name in passEnv {
-            guard SimpleExport.isName(Substring(name)) else {
+            guard BuildEnvironment.isName(Substring(name)) else {
                 throw MultipackError.usage(
                     "--pass-env takes a variable's name, but got `\(Masking.text(name))`.",
                     hint: "Write --pass-env NAME (letters, digits and _, not starting with a digit).")
@@ -106,8 +106,10 @@ public struct LocalBuild {
                 failure.printed
                 ? summary.failure ?? (failure.headline.isEmpty ? nil : failure.headline) : failure.lines.first
         }
-        summary.exitCode = failure?.exitCode ?? 0
-        summary.outcome = failure == nil ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
+        // Stopped by signal N: 128 + N, whatever the stage made of it (SPEC §11).
+        summary.exitCode = invocation.stop.signal.map { 128 + $0 } ?? failure?.exitCode ?? 0
+        summary.outcome =
+            summary.exitCode == 0 ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
         summary.seconds = invocation.context.seconds(since: start)
         if let jsonOutput {
             Log.writeToDescriptor(summary.json + "\n", jsonOutput)
@@ -133,8 +135,9 @@ public struct LocalBuild {
         // Bad input (exit 2) is said before anything is copied or run: a .buildpacks line, an
         // app.json, an --env-file.
         let commandLine = try StagesJob.entries(options.buildpacks, directory: callerDir)
+        // `--buildpack` replaces the app's list: its .buildpacks is not read then.
         let listed =
-            Files.exists(appDir + "/.buildpacks")
+            commandLine.isEmpty && Files.exists(appDir + "/.buildpacks")
             ? try BuildpackList.load(appDir + "/.buildpacks", directory: appDir) : nil
         // A build reads app.json only for its list; a broken one does not fail a build that has another.
         let appJSON =
@@ -188,6 +191,8 @@ public struct LocalBuild {
             }
             throw MultipackError.printedBefore(exitCode: outcome?.code ?? result.termination.exitCode, headline: nil)
         }
+        // Stopped once the stages were done: the build did not finish, as a compile says at its end.
+        try context.stop.check()
         let state = workspace.state
         try workspace.stage()
         try Files.write("\(workspace.id) \(Self.timestamp())\n", to: state.next.buildID)

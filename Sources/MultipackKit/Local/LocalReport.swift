@@ -9,7 +9,7 @@ public enum LocalReport {
             throw MultipackError.build(
                 "\(appDir) has no local build to report on: multipack keeps the last successful build of each app, "
                     + "and there is none (never built, no build succeeded yet, or its cache was purged).",
-                hint: "Build it first: multipack build \(appDir)")
+                hint: "Build it first: \(CommandName.line(["build", appDir]))")
         }
         var text = report
         if !text.isEmpty && !text.hasSuffix("\n") { text += "\n" }

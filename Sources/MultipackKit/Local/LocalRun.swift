@@ -49,7 +49,9 @@ public struct LocalRun {
         if !command.isEmpty, !processes.isEmpty {
             throw MultipackError.usage(
                 "multipack run takes process types or a one-off command after --, not both.",
-                hint: "multipack run APP web, or multipack run APP -- bash")
+                hint:
+                    "\(CommandName.line(["run", target, "web"])), or \(CommandName.line(["run", target, "--", "bash"]))"
+            )
         }
         guard (0...86400).contains(graceSeconds) else {
             throw MultipackError.usage("--grace takes seconds, 0 to 86400.", hint: "Heroku gives a dyno 30.")
@@ -141,8 +143,8 @@ public struct LocalRun {
                 throw MultipackError.usage(
                     "There is no process type to run in \(target): it has no Procfile and no web type.",
                     hint: all.isEmpty
-                        ? "Add a Procfile to the app (`web: <command>`) and build it again, or give a command: multipack run \(target) -- bash"
-                        : "Name one: multipack run \(target) \(all[0].key) (it has \(all.map(\.key).joined(separator: ", ")))."
+                        ? "Add a Procfile to the app (`web: <command>`) and build it again, or give a command: \(CommandName.line(["run", target, "--", "bash"]))"
+                        : "Name one: \(CommandName.line(["run", target, all[0].key])) (it has \(all.map(\.key).joined(separator: ", ")))."
                 )
             }
             return chosen
@@ -151,7 +153,7 @@ public struct LocalRun {
             throw MultipackError.usage(
                 "There is no process type `\(Masking.text(name))` in \(target).",
                 hint: all.isEmpty
-                    ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: multipack run \(target) -- bash"
+                    ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: \(CommandName.line(["run", target, "--", "bash"]))"
                     : "It has: \(all.map(\.key).joined(separator: ", ")).")
         }
         let order = declared.isEmpty ? all : declared + all.filter { type in !declared.contains { $0.key == type.key } }
@@ -164,7 +166,10 @@ public struct LocalRun {
             try Files.makeDirectory(dir)
             log.step("Extracting the slug \(target) into \(dir)")
             do {
-                try extractArchive(atPath: target, into: dir, limits: Self.slugLimits, kind: .slug)
+                try extractArchive(
+                    atPath: target, into: dir, limits: Self.slugLimits, kind: .slug, stop: invocation.stop)
+            } catch let stopped as StopRequested {
+                throw MultipackError.interrupted(stopped.signal, "while the slug was being extracted")
             } catch {
                 throw MultipackError.usage(
                     "\(target) is not a slug multipack can extract: \(MultipackError.reason(error))",
@@ -201,7 +206,7 @@ public struct LocalRun {
             throw MultipackError.build(
                 "\(target) has no build to run: multipack keeps the last successful build of each app, and there is none"
                     + " (never built, the last build failed, or its cache was purged).",
-                hint: "Build it first: multipack build \(target)")
+                hint: "Build it first: \(CommandName.line(["build", target]))")
         }
         let which = (try? Files.read(state.buildID).trimmingCharacters("\n")) ?? "build"
         log.step("Using the last build of \(target): \(which) in \(state.build)")

@@ -119,7 +119,8 @@ struct LocalWorkspace {
         try Files.makeDirectory(String(running[..<running.lastIndex(of: "/")!]))
         try Files.move(state.cache, to: running)
         log.step("Using the cache in \(state.cache)")
-        log.detail("(kept between builds of this app; `multipack cache purge \(options.appDir)` empties it)")
+        log.detail(
+            "(kept between builds of this app; `\(CommandName.line(["cache", "purge", options.appDir]))` empties it)")
         return state.cache
     }
 }

@@ -76,6 +76,8 @@ struct SandboxLaunch {
         }
         let gitConfig = HerokuEnvironment.gitConfig(caller)
         environment["GIT_CONFIG_GLOBAL"] = inside ? gitConfig.map { _ in workDir + "/gitconfig" } : gitConfig
+        // Inside, the binary has another path: hints name it as the user started it.
+        environment[HiddenVariable.commandName] = CommandName.current
         return environment
     }
 

@@ -14,7 +14,7 @@ struct SlugPublish {
     ) throws {
         let log = context.log
         let next = workspace.state.next
-        let release = try Release.parse(outcome.release ?? "")
+        let release = try Release.parse(outcome.release ?? "", stop: context.stop)
         let procfile = Procfile.read(next.build + "/Procfile")
         let processTypes = Procfile.processTypes(release: release, procfile: procfile)
         logProcessTypes(processTypes, procfile: procfile, log: log)
@@ -35,7 +35,7 @@ struct SlugPublish {
         log.detail("Release (for multipack run): \(kept.release)")
         log.detail("Report: \(kept.report)")
         if let web = processTypes["web"] != nil ? "web" : processTypes.keys.sorted().first {
-            log.detail("Try it: multipack run \(options.appDir) \(web)")
+            log.detail("Try it: \(CommandName.line(["run", options.appDir, web]))")
         }
     }
 

@@ -52,11 +52,13 @@ public struct StagesJob: Codable, Sendable {
             for name in ["buildpack", "children"] { try Files.makeDirectory(work + "/" + name) }
             var environment = invocation.environment
             environment["PWD"] = nil
+            // How the user named multipack is for the verbs' hints, not for buildpacks or app scripts.
+            let commandName = environment.removeValue(forKey: HiddenVariable.commandName)
             stages =
                 entries.isEmpty
                 ? SelfStages(
                     dirs: dirs, buildpackDir: work + "/buildpack", appDir: appDir, environment: environment,
-                    failureFile: work + "/failure", context: invocation.context)
+                    commandName: commandName, failureFile: work + "/failure", context: invocation.context)
                 : ListStages(
                     entries: entries, dirs: dirs, workDir: work + "/children", callerDir: entriesBase,
                     environment: environment, configVars: Self.configVars(in: env), context: invocation.context)

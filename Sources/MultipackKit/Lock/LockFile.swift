@@ -89,7 +89,8 @@ public struct LockFile: Sendable {
         let path = path(inApp: appDir)
         guard Files.exists(path) else { return nil }
         guard Files.isRegularFile(path) else {
-            throw MultipackError.usage("\(name) is not a regular file.", hint: "Remove it, then run `multipack lock`.")
+            throw MultipackError.usage(
+                "\(name) is not a regular file.", hint: "Remove it, then run `\(CommandName.line(["lock"]))`.")
         }
         do {
             return LockFile(entries: try BuildpackList.parse(try Files.read(path), directory: directory ?? appDir))
@@ -97,7 +98,7 @@ public struct LockFile: Sendable {
             throw MultipackError.usage(
                 "Your \(name) has a line multipack cannot read.\nLine \(problem.line): \(problem.text)\n"
                     + problem.reason.prefix(1).uppercased() + problem.reason.dropFirst() + ".",
-                hint: "Run `multipack lock` to write it again.")
+                hint: "Run `\(CommandName.line(["lock"]))` to write it again.")
         }
     }
 
@@ -134,7 +135,9 @@ public struct LockFile: Sendable {
         if let difference = firstDifference(from: listed) {
             throw MultipackError.usage(
                 "\(Self.name) does not match .buildpacks.\n\(difference)",
-                hint: "Run `multipack lock` to lock the buildpacks .buildpacks lists now, and commit \(Self.name).")
+                hint:
+                    "Run `\(CommandName.line(["lock"]))` to lock the buildpacks .buildpacks lists now, and commit \(Self.name)."
+            )
         }
         return zip(listed, entries).map { entry, locked in
             var entry = entry

@@ -30,7 +30,7 @@ public struct Locker {
             guard previous != nil else {
                 throw MultipackError.usage(
                     "There is no \(LockFile.name) to update one buildpack of.",
-                    hint: "Run `multipack lock` without --update to lock every buildpack.")
+                    hint: "Run `\(CommandName.line(["lock"]))` without --update to lock every buildpack.")
             }
             for name in updates where !listed.contains(where: { $0.isNamed(name) }) {
                 throw MultipackError.usage(
@@ -82,7 +82,7 @@ public struct Locker {
             guard let found = try LockFile.load(appDir: appDir) else {
                 throw MultipackError.build(
                     "There is no \(LockFile.name) in \(appDir).",
-                    hint: "Run `multipack lock` and commit \(LockFile.name).")
+                    hint: "Run `\(CommandName.line(["lock"]))` and commit \(LockFile.name).")
             }
             lock = found
         } catch let unreadable as MultipackError where unreadable.kind == .usage {
@@ -110,7 +110,7 @@ public struct Locker {
         guard problems.isEmpty else {
             throw MultipackError.build(
                 "\(LockFile.name) is not current:", details: problems,
-                hint: "Run `multipack lock` and commit \(LockFile.name).")
+                hint: "Run `\(CommandName.line(["lock"]))` and commit \(LockFile.name).")
         }
         log.step("\(LockFile.name) is current (\(lock.pinSummary))")
     }

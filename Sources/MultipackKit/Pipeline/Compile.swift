@@ -63,9 +63,8 @@ public struct Compile {
             let fetched = try FetchStage(workDir: children.path, heading: Self.heading(plan)).run(plan, in: context)
             record.children = fetched.map(BuildRecord.Child.init)
             let stage = ChildrenStage(plan: plan, runsHooks: plan.settings.hooks == .multipack)
-            let built = try stage.run(fetched, in: context) { child, environment in
+            let built = try stage.run(fetched, in: context) { child, _ in
                 record.children[child.position - 1] = BuildRecord.Child(child)
-                children.childFinished(child.fetched.directory, environment: environment)
             }
             let slug = try SlugStage(plan: plan).run(built, in: context)
             let release = try ReleaseStage(mode: plan.settings.release).run(built.children, in: context)

@@ -1,16 +1,29 @@
-/// `bin/detect`: multipack applies when `.buildpacks` lists at least one buildpack.
+/// `detect`, as `bin/detect` answers it in bash without the binary (SPEC §3): `.buildpacks` is
+/// there (looked at, never opened), or app.json's first MiB has a `"buildpacks"` key (a textual
+/// test). Compile reads them with the real parsers.
 public enum Detect {
     public static func run(buildDir: String) throws -> String {
         let buildDir = Files.absolute(buildDir)
-        let path = buildDir + "/.buildpacks"
-        guard Files.exists(path) else {
-            throw MultipackError.build("No .buildpacks file in the app: multipack has nothing to run.")
+        if Files.lexists(buildDir + "/.buildpacks") { return "Multipack" }
+        if let json = try? Files.readRegularFile(buildDir + "/app.json"), hasBuildpacksKey(json.prefix(1 << 20)) {
+            return "Multipack"
         }
-        let entries = try BuildpackList.load(path, directory: buildDir)
-        guard !entries.isEmpty else {
-            throw MultipackError.build(".buildpacks lists no buildpack: multipack has nothing to run.")
+        throw MultipackError.build(
+            "No .buildpacks file in the app (nor a \"buildpacks\" list in its app.json): multipack has nothing to run.")
+    }
+
+    /// `"buildpacks"`, blanks, then `:`, as bin/detect's `\"buildpacks\"[[:space:]]*:`.
+    static func hasBuildpacksKey(_ bytes: ArraySlice<UInt8>) -> Bool {
+        let key = Array("\"buildpacks\"".utf8)
+        var index = bytes.startIndex
+        while let start = bytes[index...].firstIndex(of: key[0]) {
+            index = start + 1
+            guard bytes[start...].starts(with: key) else { continue }
+            var after = start + key.count
+            while after < bytes.endIndex, [9, 10, 11, 12, 13, 32].contains(bytes[after]) { after += 1 }
+            if after < bytes.endIndex, bytes[after] == UInt8(ascii: ":") { return true }
         }
-        return "Multipack"
+        return false
     }
 }
 

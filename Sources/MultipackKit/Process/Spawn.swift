@@ -152,7 +152,7 @@ public enum Spawner {
         let (termination, captured) = supervise(
             pid, pipes: started.pipes, limit: command.captureLimit,
             grace: command.grace ?? (command.stopsItself ? grace * 2 : grace), stop: stop,
-            isCancelled: command.isCancelled, resendsStop: command.stopsItself)
+            isCancelled: command.isCancelled, repeatsStop: command.stopsItself)
         multipack_children_remove(pid)
         // Plumbing (git while fetching in parallel) is swept once when the fetch stage ends.
         if let owner = command.owner { stopLeftovers(owner: owner) }
@@ -218,20 +218,16 @@ public enum Spawner {
         return Started(pid: pid, pipes: pipes.map { ($0.read, $0.target) })
     }
 
-    /// How long multipack inside a namespace may take to start and take the stop signals: a stop
-    /// that came before reached only bubblewrap or the namespace's set-up, and is sent again then.
-    static let startup: Duration = .seconds(1)
-
     /// Reads every pipe whichever has data first, and waits for the child. Once a stop is
     /// requested (or the command cancelled), the child's group gets a grace period and is then
-    /// killed; pipes that a leftover process holds open are let go of. `resendsStop`: the child is
-    /// multipack in a namespace, which a stop in its first moments can miss (see `startup`).
+    /// killed; pipes that a leftover process holds open are let go of. `repeatsStop`: the stop is
+    /// sent again every 200 ms of the grace, for a multipack in a namespace, which a signal sent
+    /// while bubblewrap was still starting it never reached (bubblewrap holds it blocked, and a
+    /// forked child does not inherit pending signals).
     private static func supervise(
         _ pid: pid_t, pipes: [(fd: Int32, target: Int32)], limit: Int, grace: Duration, stop: StopToken,
-        isCancelled: (@Sendable () -> Bool)?, resendsStop: Bool = false
+        isCancelled: (@Sendable () -> Bool)?, repeatsStop: Bool
     ) -> (Termination, [Int32: [UInt8]]) {
-        let startedAt = ContinuousClock.now
-        var resendAt: ContinuousClock.Instant?
         var captured: [Int32: [UInt8]] = [1: [], 2: []]
         let exitDescriptor = multipack_pidfd_open(pid)
         defer { if exitDescriptor >= 0 { close(exitDescriptor) } }
@@ -240,6 +236,7 @@ public enum Spawner {
         var status: Int32 = 0
         var exitedAt: ContinuousClock.Instant?
         var killAt: ContinuousClock.Instant?
+        var resendAt: ContinuousClock.Instant?
         func letGo() {
             open.forEach { close($0.fd) }
             open = []
@@ -259,12 +256,9 @@ public enum Spawner {
                 if killAt == nil && !(stopped && stop.passedOnByHandler) {
                     kill(-pid, stopped ? stop.forwardedSignal : SIGTERM)
                 }
-                if killAt == nil && resendsStop && stopped && ContinuousClock.now - startedAt < startup {
-                    resendAt = startedAt + startup
-                }
-                if let again = resendAt, ContinuousClock.now >= again {
-                    kill(-pid, stop.forwardedSignal)
-                    resendAt = nil
+                if stopped && repeatsStop && exitedAt == nil {
+                    if let due = resendAt, ContinuousClock.now >= due { kill(-pid, stop.forwardedSignal) }
+                    if resendAt.map({ ContinuousClock.now >= $0 }) ?? true { resendAt = .now + .milliseconds(200) }
                 }
                 let deadline = killAt ?? ContinuousClock.now + grace
                 killAt = deadline

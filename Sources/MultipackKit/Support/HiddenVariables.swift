@@ -20,6 +20,9 @@ enum HiddenVariable {
     /// `bubblewrap` or `direct` (multipack's own unshare) picks the namespace's maker, for tests and
     /// benchmarks. Unset: bubblewrap where installed, else direct.
     static let sandbox = "MULTIPACK_SANDBOX"
+    /// How the user started multipack (`CommandName`), for the hints of the verbs a local build
+    /// starts inside its namespace, where the binary has another path.
+    static let commandName = "MULTIPACK_COMMAND_NAME"
 
     /// The environment a buildpack, a hook or a test script gets from multipack's own: without any
     /// `MULTIPACK_*`, which is multipack's alone in a process environment (SPEC §15). A user's own

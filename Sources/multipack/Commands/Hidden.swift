@@ -43,7 +43,7 @@ struct DynoCommand: ParsableCommand {
     @Argument(help: "The job file multipack run gives it.") var job: String
 
     func run() throws {
-        try perform(passesOnExit: true) { invocation in
+        try perform { invocation in
             let code = try DynoJob.run(file: job, invocation: invocation)
             if code != 0 { throw MultipackError.printedBefore(exitCode: code, headline: nil) }
         }

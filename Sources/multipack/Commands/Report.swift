@@ -11,10 +11,8 @@ struct ReportCommand: ParsableCommand {
     @Argument(help: "ENV_DIR, as bin/report gives it (not read).") var envDir: String?
 
     func run() throws {
-        // bin/report (a shim says where the buildpack is, or the Buildpack API's three
-        // directories) never fails (SPEC §3).
-        let environment = ProcessInfo.processInfo.environment
-        if cacheDir != nil || environment["MULTIPACK_BUILDPACK_DIR"]?.isEmpty == false {
+        // bin/report (the shims, or the Buildpack API's three directories) never fails (SPEC §3).
+        if cacheDir != nil || ShimProtocol.isShim(ProcessInfo.processInfo.environment) {
             print(Report.run(buildpackDir: Invocation.current().buildpackDir, buildDir: buildDir), terminator: "")
             return
         }

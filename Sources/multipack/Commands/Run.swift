@@ -33,8 +33,9 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        // The processes' own exit code, also when a forwarded signal made them exit.
-        try perform(passesOnExit: true) { invocation in
+        // The processes' own exit code; 128 + N once stop signal N came, as a shell reports it
+        // (SPEC §11).
+        try perform { invocation in
             var localRun = LocalRun(target: target, invocation: invocation)
             (localRun.processes, localRun.command) = Self.split(words, commandLine: CommandLine.arguments)
             localRun.configArguments = config.arguments

@@ -230,12 +230,15 @@ final class Mutex2<T>: @unchecked Sendable {
         }
         let server = try LoopbackHTTPServer(routes: routes)
         defer { server.stop() }
-        let list = ["../no-such-buildpack"] + (2...7).map { server.url("/bp\($0).tgz") }
+        // The first fails at once: an archive that is not there.
+        let list = ["file:///no-such-directory/bp.tgz"] + (2...7).map { server.url("/bp\($0).tgz") }
         let app = try App("python-node", in: temp, buildpacks: list.joined(separator: "\n"))
         let mp = try Multipack(in: temp)
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(compile.status == 1)
-        #expect(compile.stderr.contains("Failed to fetch buildpack [1/7] ../no-such-buildpack"))
+        #expect(
+            compile.stderr.contains("Failed to fetch buildpack [1/7] file:///no-such-directory/bp.tgz"),
+            "\(compile.all)")
         // At most entries 2-4 were running on the other three workers when it failed; 5-7 never started.
         #expect((2...4).map { server.requestCount("/bp\($0).tgz") }.allSatisfy { $0 <= 1 })
         #expect((5...7).map { server.requestCount("/bp\($0).tgz") } == [0, 0, 0])

@@ -102,10 +102,9 @@ import Testing
         #expect(probe.contains("hooks=\n") || !probe.contains("post_compile"))
     }
 
-    /// A finished child's directory may go before the build ends (SPEC §5), but never while a
-    /// variable of the build names it: a tool an export puts on PATH from the child's own
-    /// directory serves every later child and post_compile, cold and warm, even when TMPDIR is a
-    /// symlink and the export names the directory as `pwd -P` shows it.
+    /// Every child's directory stays until the build ends (SPEC §5, §18): a tool an export puts on
+    /// PATH from the child's own directory serves every later child and post_compile, cold and
+    /// warm, even when TMPDIR is a symlink and the export names the directory as `pwd -P` shows it.
     @Test func aToolOnPathFromAChildsOwnDirectoryServesEveryLaterStep() throws {
         let temp = try TempDir("own-dir-tool")
         let detect = "#!/usr/bin/env bash\necho Child\n"
@@ -127,8 +126,7 @@ import Testing
         try temp.write(
             "remotes/user/bin/compile",
             "#!/usr/bin/env bash\nhello > \"$1/user.txt\" && cat \"$TOOLBOX_CONF\" >> \"$1/user.txt\"\n"
-                // The second child's directory goes while the third runs (given 2 s); the first's stays.
-                + "d=$(dirname \"$0\")/../..\nfor i in $(seq 100); do [ -e \"$d/2\" ] || break; sleep 0.02; done\n"
+                + "d=$(dirname \"$0\")/../..\n"
                 + "for i in 2 1; do [ -e \"$d/$i\" ] && echo \"$i kept\" || echo \"$i gone\"; done > \"$1/dirs.txt\"\n",
             executable: true)
         for name in ["toolbox", "plain", "user"] {
@@ -150,10 +148,38 @@ import Testing
             #expect(compile.status == 0, "\(round): \(compile.all)")
             #expect(app.read("user.txt") == "hello from the toolbox\nconf of the toolbox\n", "\(round)")
             #expect(app.read("post.txt") == "hello from the toolbox\nconf of the toolbox\n", "\(round)")
-            #expect(app.read("dirs.txt") == "2 gone\n1 kept\n", "\(round)")
+            #expect(app.read("dirs.txt") == "2 kept\n1 kept\n", "\(round)")
             // Every child's directory is gone once the build is.
             #expect(try FileManager.default.contentsOfDirectory(atPath: mp.tmp).isEmpty, "\(round)")
         }
+    }
+
+    /// As on Heroku, every child's directory stays until the build ends (SPEC §5): a later child
+    /// reads a file from an earlier child's directory through a path the earlier one wrote into
+    /// the build directory (no variable of the build names it), with children in between.
+    @Test func aLaterChildReadsAnEarlierChildsFileThroughAPathInTheBuildDir() throws {
+        let temp = try TempDir("earlier-child-file")
+        let detect = "#!/usr/bin/env bash\necho Child\n"
+        try temp.write("children/writer/bin/detect", detect, executable: true)
+        try temp.write(
+            "children/writer/bin/compile",
+            "#!/usr/bin/env bash\nbp=$(cd \"$(dirname \"$0\")/..\" && pwd)\necho \"$bp/share/payload.txt\" > \"$1/.payload-path\"\n",
+            executable: true)
+        try temp.write("children/writer/share/payload.txt", "kept by the writer\n")
+        try temp.write("children/between/bin/detect", detect, executable: true)
+        try temp.write("children/between/bin/compile", "#!/usr/bin/env bash\ntrue\n", executable: true)
+        try temp.write("children/reader/bin/detect", detect, executable: true)
+        try temp.write(
+            "children/reader/bin/compile",
+            "#!/usr/bin/env bash\ncat \"$(cat \"$1/.payload-path\")\" > \"$1/read.txt\"\n", executable: true)
+        let list = ["writer", "between", "between", "between", "reader"].map { "\(temp.path)/children/\($0)" }
+        let app = try App(nil, in: temp, buildpacks: list.joined(separator: "\n") + "\n")
+        let mp = try Multipack(in: temp)
+        let compile = try mp.shim("compile", [app.build, app.cache, app.env])
+        #expect(compile.status == 0, "\(compile.all)")
+        #expect(app.read("read.txt") == "kept by the writer\n")
+        // Gone with the build, not before.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: mp.tmp).isEmpty)
     }
 
     /// ENV_DIR is the app's: a FIFO (or a directory) in it is not a config var, and is never

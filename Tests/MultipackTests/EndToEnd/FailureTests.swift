@@ -75,6 +75,7 @@ import Testing
     @Test func badBuildpacksLineIsAUsageErrorWithItsLineNumber() throws {
         let temp = try TempDir("badline")
         let app = try App(nil, in: temp, buildpacks: "# ok\n./somewhere\nftp://user:hunter2@host/x.git\n")
+        try FileManager.default.createDirectory(atPath: app.build + "/somewhere", withIntermediateDirectories: true)
         let mp = try Multipack(in: temp)
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
         #expect(compile.status == 2)
@@ -107,9 +108,10 @@ import Testing
         let app = try App(nil, in: temp, buildpacks: "../no-such-buildpack\n")
         let mp = try Multipack(in: temp)
         let compile = try mp.shim("compile", [app.build, app.cache, app.env])
-        #expect(compile.status == 1)
-        #expect(compile.stderr.contains("Failed to fetch buildpack [1/1] ../no-such-buildpack"))
-        #expect(compile.stderr.contains("does not exist"))
+        // Bad input (SPEC §11), with its line, before anything is fetched.
+        #expect(compile.status == 2)
+        #expect(compile.stderr.contains("Line 1: ../no-such-buildpack"), "\(compile.all)")
+        #expect(compile.stderr.contains("names a directory that does not exist"))
     }
 
     @Test func unknownRefIsNamed() throws {
@@ -122,15 +124,17 @@ import Testing
         #expect(compile.stderr.contains("there is no branch, tag or commit named `no-such-branch`"))
     }
 
-    @Test func detectNeedsAListWithABuildpack() throws {
+    /// detect needs `.buildpacks` to be there; compile, which reads it, needs a buildpack in it.
+    @Test func detectNeedsAListAndCompileABuildpackInIt() throws {
         let temp = try TempDir("detect")
         let mp = try Multipack(in: temp)
         let none = try App(nil, in: temp, buildpacks: nil)
         let missing = try mp.shim("detect", [none.build])
         #expect(missing.status == 1 && missing.stdout.isEmpty && missing.stderr.contains("No .buildpacks file"))
         try "# only a comment\n\n".write(toFile: none.build + "/.buildpacks", atomically: true, encoding: .utf8)
-        let empty = try mp.shim("detect", [none.build])
-        #expect(empty.status == 1 && empty.stderr.contains("lists no buildpack"))
+        #expect(try mp.shim("detect", [none.build]).status == 0)
+        let empty = try mp.shim("compile", [none.build, none.cache, none.env])
+        #expect(empty.status == 2 && empty.stderr.contains(".buildpacks lists no buildpack"), "\(empty.all)")
         // Release before any compile is the empty release.
         #expect(try mp.shim("release", [none.build]).stdout == "--- {}\n")
     }

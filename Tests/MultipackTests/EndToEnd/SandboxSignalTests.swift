@@ -29,7 +29,6 @@ import Testing
         while process.isRunning && Date().timeIntervalSince(sent) < 10 { usleep(20_000) }
         #expect(Date().timeIntervalSince(sent) <= 5, "multipack build took more than 5 s to stop")
         process.waitUntilExit()
-        // As shells report a stop by signal N: 128 + N (SPEC §11).
         #expect(process.terminationStatus == 128 + SIGTERM, "\(output())")
 
         let text = output()

@@ -223,7 +223,7 @@ import Testing
     @Test func aBuildWhoseFetchFailsStillSweeps() throws {
         let temp = try TempDir("sweep-fetch-fails")
         let tmp = temp.sub("tmp")
-        let app = try App(nil, in: temp, buildpacks: "./no-such-buildpack\n")
+        let app = try App(nil, in: temp, buildpacks: "file:///no-such-directory/bp.tgz\n")
         let dead = try Self.deadPID()
         for name in ["multipack-children-\(dead)-aaaaaa", "multipack-clone-\(dead)-bbbbbb"] {
             _ = temp.sub("tmp/" + name + "/1/bin")

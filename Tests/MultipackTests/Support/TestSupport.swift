@@ -187,8 +187,11 @@ struct App {
     let cache: String
     let env: String
 
-    init(_ fixture: String?, in temp: TempDir, buildpacks: String?, config: [String: String] = [:]) throws {
-        build = temp.path + "/build"
+    init(
+        _ fixture: String?, in temp: TempDir, buildpacks: String?, config: [String: String] = [:],
+        name: String = "build"
+    ) throws {
+        build = temp.path + "/" + name
         if let fixture {
             try FileManager.default.copyItem(atPath: Repo.fixtures + "/apps/" + fixture, toPath: build)
         } else {

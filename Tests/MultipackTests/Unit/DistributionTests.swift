@@ -85,4 +85,90 @@ import Testing
         let toml = BuildpackToml(try String(contentsOfFile: Repo.root + "/buildpack.toml", encoding: .utf8))
         #expect(result.stdout == "multipack \(toml.string("buildpack", "version")!) (commit \(commit.prefix(12)))\n")
     }
+
+    /// What `multipack package` writes into the archive's buildpack.toml and release.sh commits.
+    @Test func buildpackTomlSettingReplacesOrAddsOneLine() {
+        let text = """
+            [buildpack]
+            id = "multipack/multipack"
+            version = "0.1.0"   # the release
+
+            # What the shims download.
+            [metadata.multipack]
+            binary_url = "https://example.com/v{version}/multipack-{arch}"
+
+            """
+        let versioned = BuildpackToml.setting("buildpack", "version", to: "1.2.0", in: text)
+        #expect(versioned == text.replacing("version = \"0.1.0\"   # the release", with: "version = \"1.2.0\""))
+        let digest = String(repeating: "ab", count: 32)
+        let added = BuildpackToml.setting("metadata.multipack", "sha256_x86_64", to: digest, in: versioned)
+        #expect(added.hasSuffix("multipack-{arch}\"\nsha256_x86_64 = \"\(digest)\"\n"), "\(added)")
+        #expect(BuildpackToml(added).string("metadata.multipack", "sha256_x86_64") == digest)
+        #expect(BuildpackToml(added).string("buildpack", "id") == "multipack/multipack")
+        // Again: the line is replaced, not added twice.
+        let again = BuildpackToml.setting("metadata.multipack", "sha256_x86_64", to: "cd", in: added)
+        #expect(again.components(separatedBy: "sha256_x86_64").count == 2)
+        // A table that is not there is added at the end; a quote in the value stays a string.
+        let table = BuildpackToml.setting("new.table", "key", to: "a\"b", in: "x = \"1\"\n")
+        #expect(table == "x = \"1\"\n\n[new.table]\nkey = \"a\\\"b\"\n")
+        #expect(BuildpackToml(table).string("new.table", "key") == "a\"b")
+    }
+
+    @Test func versionsForARelease() {
+        for good in ["0.1.0", "1.22.333", "1.2.0-rc.1", "1.2.0+build.5"] {
+            #expect(Packager.isVersion(good), "\(good)")
+        }
+        for bad in ["1.2", "v1.2.0", "1.2.0.0", "", "1..0", "a.b.c", "1.2.0-", "1.2.0 ", "１.2.0"] {
+            #expect(!Packager.isVersion(bad), "\(bad)")
+        }
+    }
+
+    /// bin/detect's textual test, as the binary's detect (which local builds run) makes it.
+    @Test func detectFindsABuildpacksKeyInTheText() {
+        func key(_ text: String) -> Bool { Detect.hasBuildpacksKey(ArraySlice(Array(text.utf8))) }
+        #expect(key("{\"buildpacks\": []}"))
+        #expect(key("{\"name\": \"x\",\n  \"buildpacks\"\t\r\n :[{}]}"))
+        #expect(!key("{\"name\": \"buildpacks\"}"))
+        #expect(!key("{\"buildpack\": []}"))
+        #expect(!key("\"buildpacks\""))
+        #expect(!key(""))
+        #expect(key("\"\"buildpacks\":"))
+    }
+
+    @Test func theShimProtocolIsCheckedAndAnUnknownOneNamesTheRelease() {
+        let version = MultipackVersion(version: "1.0.0", commit: nil)
+        #expect(ShimProtocol.problem([:], version: version) == nil)
+        #expect(ShimProtocol.problem(["MULTIPACK_SHIM_PROTOCOL": "1@0.1.0"], version: version) == nil)
+        #expect(ShimProtocol.problem(["MULTIPACK_SHIM_PROTOCOL": "1"], version: version) == nil)
+        let newer = ShimProtocol.problem(["MULTIPACK_SHIM_PROTOCOL": "2@1.4.0"], version: version)
+        #expect(newer?.headline.contains("shim protocol 2, which multipack 1.0.0 (commit unknown)") == true)
+        #expect(newer?.hint?.contains("Use multipack 1.4.0 or later") == true)
+        #expect(newer?.hint?.contains("https://github.com/multipack/multipack#v1.4.0") == true)
+        let garbage = ShimProtocol.problem(["MULTIPACK_SHIM_PROTOCOL": "x"], version: version)
+        #expect(garbage?.hint?.contains("from the same release as the scripts") == true)
+        #expect(ShimProtocol.isShim(["MULTIPACK_SHIM_PROTOCOL": "1"]) && !ShimProtocol.isShim([:]))
+    }
+
+    /// Every `Try it:` and hint line names multipack as it can be run (SPEC §16).
+    @Test func theCommandIsNamedAsItCanBeRun() throws {
+        let temp = try TempDir("command-name")
+        let me = LocalBuild.executablePath()
+        // Not on PATH: the path it was started with (quoted for a shell when it needs it).
+        #expect(
+            CommandName.resolve(argument0: "./x/multipack", environment: ["PATH": "/nonexistent"]) == "./x/multipack")
+        #expect(
+            CommandName.resolve(argument0: "/a b/multipack", environment: ["PATH": "/nonexistent"])
+                == "'/a b/multipack'")
+        #expect(CommandName.resolve(argument0: "multipack", environment: ["PATH": "/nonexistent"]) == me)
+        // On PATH as this very binary: its name.
+        try FileManager.default.createSymbolicLink(atPath: temp.path + "/multipack", withDestinationPath: me)
+        #expect(CommandName.resolve(argument0: "/elsewhere/multipack", environment: ["PATH": temp.path]) == "multipack")
+        // Another multipack on PATH is not this one: the path again.
+        let other = try TempDir("command-name-other")
+        try other.write("multipack", "#!/bin/sh\n", executable: true)
+        #expect(CommandName.resolve(argument0: "/x/multipack", environment: ["PATH": other.path]) == "/x/multipack")
+        // The shims' (Heroku: the user runs multipack on their machine) and a local build's verbs.
+        #expect(CommandName.resolve(argument0: "/x/m", environment: ["MULTIPACK_SHIM_PROTOCOL": "1"]) == "multipack")
+        #expect(CommandName.resolve(argument0: "/x/m", environment: ["MULTIPACK_COMMAND_NAME": "./mp"]) == "./mp")
+    }
 }

@@ -8,7 +8,8 @@ import Testing
     static let readme = (try? String(contentsOfFile: Repo.root + "/README.md", encoding: .utf8)) ?? ""
 
     @Test func theSampleBuildpacksFileParses() throws {
-        let start = try #require(Self.readme.range(of: "and add `.buildpacks` to your app:\n\n"))
+        let start = try #require(
+            Self.readme.range(of: "list the app's buildpacks in `.buildpacks`, commit it and push:\n\n"))
         let block = Self.readme[start.upperBound...].prefix { _ in true }
             .split(separator: "\n", omittingEmptySubsequences: false)
             .prefix { $0.hasPrefix("    ") }

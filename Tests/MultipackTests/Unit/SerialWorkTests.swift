@@ -4,7 +4,7 @@ import Testing
 
 @testable import MultipackKit
 
-/// The one thread that removes finished children's directories: jobs run in the order they were
+/// A build's trash thread: jobs run in the order they were
 /// queued, off the caller's thread, and `finish` returns only once all of them have run.
 @Suite struct SerialWorkTests {
     final class Trace: Sendable {
@@ -33,7 +33,12 @@ import Testing
         #expect(trace.entries.withLock { $0.last.map { $0.job == 50 && $0.onCaller } } == true)
     }
 
-    @Test func finishWithoutJobsReturns() {
-        SerialWork().finish()
+    @Test func finishingWithoutJobsStartsNoThreadAndALaterJobRunsOnTheCaller() {
+        let work = SerialWork()
+        work.finish()
+        let caller = pthread_self()
+        let onCaller = Mutex(false)
+        work.add { onCaller.withLock { $0 = pthread_equal(pthread_self(), caller) != 0 } }
+        #expect(onCaller.withLock { $0 })
     }
 }
