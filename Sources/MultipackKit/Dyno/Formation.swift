@@ -78,6 +78,9 @@ struct Formation {
                 throw error
             }
             close(fds[1])
+            // The formation stops its processes itself, SIGTERM alone as a dyno's are stopped: the
+            // stop handler's own copy of the signal (a SIGINT on Ctrl-C) would be a second one.
+            multipack_children_remove(started.pid)
             var prefix = member.name.padding(to: width) + " | "
             if colors { prefix = "\u{1B}[\(Self.palette[index % Self.palette.count])m" + prefix + "\u{1B}[0m" }
             running.append(Running(member: member, pid: started.pid, prefix: Array(prefix.utf8), fd: fds[0]))
