@@ -56,6 +56,11 @@ import Testing
         #expect(named.stdout.contains("web.1    | web on 6000 as web.1\n"), "\(named.all)")
         #expect(named.stdout.contains("worker.1 | worker on 6100 as worker.1\n"))
         #expect(Self.survivors(mark).isEmpty)
+
+        // Another Procfile (-f), relative to where multipack runs.
+        try sandbox.world.temp.write("Procfile.dev", "clock: echo \"tick on $PORT as $DYNO\"\n")
+        let other = try sandbox.multipack(["run", app, "-f", "Procfile.dev"])
+        #expect(other.status == 0 && other.stdout == "clock.1 | tick on 5000 as clock.1\n", "\(other.all)")
     }
 
     /// A type that ignores SIGTERM gets SIGKILL after the grace; its daemon goes with it.
