@@ -86,7 +86,13 @@ public enum LocalState {
             // Scratch and a killed build's staging go aside at once, to be removed while this
             // build runs: removing a real app's build (Node and Python: 7,000 files) takes many
             // seconds on a slow disk.
-            for (index, old) in [work, next.path].enumerated() where Files.exists(old) {
+            // So does what a multipack before the kept/ layout left here (its config vars world-readable).
+            let legacy = [
+                "build", "env", "build.release.yml", "build.report.yml", "build.id", "slug.tgz", "slug.tgz.release.yml",
+                "slug.tgz.env",
+            ]
+            for (index, old) in ([work, next.path] + legacy.map { path + "/" + $0 }).enumerated()
+            where Files.lexists(old) {
                 let aside = "\(path)/\(LocalState.replacedPrefix)\(getpid())-\(index)"
                 Files.remove(aside)  // a killed build's, whose pid was the same
                 try Files.move(old, to: aside)
@@ -138,7 +144,7 @@ public enum LocalState {
                 return "No build of \(appDir) is kept: none has succeeded yet."
             }
             return "The last successful build (\(id.trimmingCharacters("\n"))) is kept as it was: "
-                + "multipack run \(appDir) still runs it."
+                + "\(CommandName.line(["run", appDir])) still runs it."
         }
     }
 

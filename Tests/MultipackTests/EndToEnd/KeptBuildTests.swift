@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 
+@testable import MultipackKit
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -95,6 +97,10 @@ import Testing
     @Test func configVarsAreReadableByTheUserAlone() throws {
         let world = try LocalWorld("kept-private")
         let app = try world.app()
+        // What an earlier multipack kept in the state's old layout, config vars world-readable.
+        let legacy = LocalState.appDirectory(for: app, environment: world.environment)
+        try FileManager.default.createDirectory(atPath: legacy + "/env", withIntermediateDirectories: true)
+        try "old-secret".write(toFile: legacy + "/env/OLD", atomically: true, encoding: .utf8)
         let build = try world.buildJSON([app, "-e", "SECRET=hunter2"])
         #expect(build.output.status == 0, "\(build.output.all)")
         let slug = try #require((build.json["slug"] as? [String: Any])?["path"] as? String)
@@ -108,5 +114,6 @@ import Testing
         #expect(try mode(state + "/kept/env/SECRET") == 0o600)
         #expect(try mode(slug + ".env") == 0o600)
         #expect(try String(contentsOfFile: slug + ".env", encoding: .utf8).contains("hunter2"))
+        #expect(!FileManager.default.fileExists(atPath: legacy + "/env"), "the old layout's config vars are gone")
     }
 }
