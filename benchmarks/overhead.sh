@@ -98,7 +98,6 @@ awk -v n="$children" -v cw="$cold_wall" -v co="$cold_own" -v ww="$warm_wall" -v 
   printf "%-6s %10.1f %14.1f %18.2f\n", "warm", ww * 1000, wo * 1000, (ww - wo) * 1000 / n
   printf "warm overhead/child quartiles: %.2f to %.2f ms\n", low * 1000 / n, high * 1000 / n
   printf "warm/cold wall ratio: %.3f\n", ww / cw
-  printf "budget: <= 3 ms overhead per child on a warm build: %s\n", ((ww - wo) * 1000 / n <= 3) ? "met" : "NOT met"
 }'
 
 # SPEC §18: multipack's CPU on a warm build against the children run bare. bash's `time` counts
@@ -128,32 +127,39 @@ BARE
 chmod +x "$work/bare.sh"
 bare_dirs=()
 for i in $(seq 1 "$children"); do bare_dirs+=("$work/bare/c$i"); done
-mp_cpu=$(for _ in $(seq 1 "$runs"); do
-  cpu_of "$work/multipack/bin/compile" "$work/build" "$work/cache" "$work/env"
-done | median)
-bare_cpu=$(for _ in $(seq 1 "$runs"); do
-  cpu_of "$work/bare.sh" "$work/build" "$work/cache" "$work/env" "${bare_dirs[@]}"
-done | median)
+: > "$work/mp-cpu" && : > "$work/bare-cpu"
+for _ in $(seq 1 "$runs"); do
+  cpu_of "$work/multipack/bin/compile" "$work/build" "$work/cache" "$work/env" >> "$work/mp-cpu"
+  cpu_of "$work/bare.sh" "$work/build" "$work/cache" "$work/env" "${bare_dirs[@]}" >> "$work/bare-cpu"
+done
+mp_cpu=$(median < "$work/mp-cpu")
+bare_cpu=$(median < "$work/bare-cpu")
 awk -v m="$mp_cpu" -v b="$bare_cpu" 'BEGIN {
-  printf "warm CPU (user+sys, median): multipack %.1f ms, the children bare %.1f ms: %.2fx (budget <= 1.5x: %s)\n",
+  printf "warm CPU (user+sys, median, alternating): multipack %.1f ms, the children bare %.1f ms: %.2fx (budget <= 1.5x: %s)\n",
     m * 1000, b * 1000, m / b, (m / b <= 1.5) ? "met" : "NOT met"
 }'
 
-# SPEC §18: against the bash heroku-buildpack-multi, which clones every child on every build.
+# SPEC §18: against the bash heroku-buildpack-multi, which clones every child on every build; the
+# two builds alternate, so that what else the machine does weighs on both alike.
 if [ -n "${MULTI_BUILDPACK:-}" ] && [ -x "$MULTI_BUILDPACK/bin/compile" ]; then
   mkdir -p "$work/multi-build" "$work/multi-cache"
   cp "$work/build/.buildpacks" "$work/multi-build/"
-  multi_walls=()
-  for _ in $(seq 1 "$runs"); do
+  wall_of() {
+    local start end
     start=${EPOCHREALTIME/[.,]/}
-    "$MULTI_BUILDPACK/bin/compile" "$work/multi-build" "$work/multi-cache" "$work/env" > "$work/log" 2>&1 ||
-      { cat "$work/log"; exit 1; }
+    "$@" > "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
     end=${EPOCHREALTIME/[.,]/}
-    multi_walls+=("$(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.6f", (e - s) / 1e6}')")
+    awk -v s="$start" -v e="$end" 'BEGIN {printf "%.6f\n", (e - s) / 1e6}'
+  }
+  : > "$work/ours" && : > "$work/theirs"
+  for _ in $(seq 1 "$runs"); do
+    wall_of "$work/multipack/bin/compile" "$work/build" "$work/cache" "$work/env" >> "$work/ours"
+    wall_of "$MULTI_BUILDPACK/bin/compile" "$work/multi-build" "$work/multi-cache" "$work/env" >> "$work/theirs"
   done
-  multi_wall=$(printf '%s\n' "${multi_walls[@]}" | median)
-  awk -v m="$warm_wall" -v b="$multi_wall" 'BEGIN {
-    printf "warm wall (median): multipack %.1f ms, heroku-buildpack-multi %.1f ms: %.2fx (budget <= 0.25x: %s)\n",
+  ours=$(median < "$work/ours")
+  theirs=$(median < "$work/theirs")
+  awk -v m="$ours" -v b="$theirs" 'BEGIN {
+    printf "warm wall (median, alternating): multipack %.1f ms, heroku-buildpack-multi %.1f ms: %.2fx (budget <= 0.25x: %s)\n",
       m * 1000, b * 1000, m / b, (m / b <= 0.25) ? "met" : "NOT met"
   }'
 else

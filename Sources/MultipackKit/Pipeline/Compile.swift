@@ -66,6 +66,7 @@ public struct Compile {
             let built = try stage.run(fetched, in: context) { child, _ in
                 record.children[child.position - 1] = BuildRecord.Child(child)
             }
+            children.removeAll()
             let slug = try SlugStage(plan: plan).run(built, in: context)
             let release = try ReleaseStage(mode: plan.settings.release).run(built.children, in: context)
             // A signal that came after the last stage still means the build did not finish.
