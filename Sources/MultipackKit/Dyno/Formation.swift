@@ -167,9 +167,9 @@ struct Formation {
             start = index + 1
         }
         process.partial += bytes[start...]
-        if process.partial.count >= Self.maxLine {
-            out += process.prefix + process.partial + [UInt8(ascii: "\n")]
-            process.partial = []
+        while process.partial.count >= Self.maxLine {
+            out += process.prefix + process.partial.prefix(Self.maxLine) + [UInt8(ascii: "\n")]
+            process.partial.removeFirst(Self.maxLine)
         }
         if !out.isEmpty { _ = Files.writeAll(out, to: output) }
     }

@@ -107,3 +107,66 @@ import Testing
         #expect(error?.exitCode == 2)
     }
 }
+
+/// Several processes together, their lines prefixed (SPEC §17), with real `sh` processes.
+@Suite struct FormationTests {
+    func run(_ scripts: [(String, String)], grace: Duration = .seconds(5), colors: Bool = false) throws -> (
+        code: Int32, output: String, notes: String
+    ) {
+        let temp = try TempDir("formation")
+        let path = temp.path + "/out"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        defer { close(fd) }
+        let notes = NotesBox()
+        let members = scripts.map { name, script in
+            Formation.Member(
+                name: name, executable: "/bin/sh", arguments: ["-c", script], directory: temp.path,
+                environment: ["PATH": "/usr/bin:/bin"])
+        }
+        let formation = Formation(
+            members: members, grace: grace, colors: colors, stop: StopToken(ManualStop()), output: fd,
+            notes: Log { text, _ in notes.append(text) })
+        let code = try formation.run()
+        return (code, try String(contentsOfFile: path, encoding: .utf8), notes.text)
+    }
+
+    final class NotesBox: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = ""
+        func append(_ text: String) { lock.withLock { value += text } }
+        var text: String { lock.withLock { value } }
+    }
+
+    @Test func linesArePrefixedPaddedAndTheFirstExitDecides() throws {
+        let (code, output, notes) = try run([
+            // The first waits for the second to have its trap: both share the directory.
+            ("web.1", "while [ ! -e ready ]; do sleep 0.05; done; printf 'one\\ntwo'; exit 4"),
+            ("worker.1", "trap 'echo stopping; exit 0' TERM; touch ready; while true; do sleep 0.05; done"),
+        ])
+        #expect(code == 4)
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(lines.contains("web.1    | one") && lines.contains("web.1    | two"), "\(output)")
+        #expect(lines.contains("worker.1 | stopping"), "\(output)")
+        #expect(notes.contains("web.1 ended with exit code 4: stopping worker.1"), "\(notes)")
+    }
+
+    @Test func aLineWithoutEndIsLetOutInPiecesAndColoursOnlyWhenAsked() throws {
+        let long = Formation.maxLine + 10
+        let (_, output, _) = try run([("web.1", "head -c \(long) /dev/zero | tr '\\0' x")], colors: true)
+        let lines = output.split(separator: "\n")
+        #expect(lines.count == 2, "\(lines.map(\.count))")
+        #expect(lines.allSatisfy { $0.hasPrefix("\u{1B}[36mweb.1 | \u{1B}[0m") })
+        #expect(lines.map { $0.filter { $0 == "x" }.count }.reduce(0, +) == long)
+    }
+
+    @Test func aProcessThatIgnoresSIGTERMIsKilledAfterTheGrace() throws {
+        let (code, _, notes) = try run(
+            [
+                ("web.1", "while [ ! -e ready ]; do sleep 0.05; done; exit 0"),
+                ("stubborn.1", "trap '' TERM; touch ready; while true; do sleep 0.05; done"),
+            ],
+            grace: .milliseconds(300))
+        #expect(code == 0)
+        #expect(notes.contains("stubborn.1 ended with signal SIGKILL"), "\(notes)")
+    }
+}
