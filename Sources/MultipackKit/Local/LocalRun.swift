@@ -109,6 +109,11 @@ public struct LocalRun {
             log.step("\(name) ended with \(Self.describe(code))")
             return code
         }
+        guard port + 100 * (types.count - 1) <= 65535 else {
+            throw MultipackError.usage(
+                "\(types.count) process types from PORT \(port) need ports up to \(port + 100 * (types.count - 1)), past 65535.",
+                hint: "Give a lower first port (-p), or name the types to run.")
+        }
         var members: [Formation.Member] = []
         log.step("Starting \(types.map(\.key).joined(separator: ", ")) together, as heroku local does")
         for (index, (name, line)) in types.enumerated() {
