@@ -10,9 +10,9 @@ struct RunCommand: ParsableCommand {
             "multipack run <slug-or-app> [<type> …] [-f PROCFILE] [-p PORT] [--env K=V …] [--grace S] [-- <command> …]")
     @Argument(help: "A slug, or an app's directory (its last build).") var target: String
     @Argument(
-        help:
-            "Process types to run (web, worker, …); none: every type of the Procfile but release, together. After --: a one-off command instead."
-    )
+        help: ArgumentHelp(
+            "Process types to run (web, worker, …); none: every type of the Procfile but release, together. After --: a one-off command instead.",
+            valueName: "type"))
     var words: [String] = []
     @OptionGroup var config: ConfigVarOptions
     @Option(
