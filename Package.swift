@@ -19,6 +19,8 @@ let package = Package(
         .systemLibrary(name: "CMultipackCrypto"),
         // libyaml for release YAML, loaded with dlopen too (yaml.h gives the types only).
         .systemLibrary(name: "CMultipackYaml", providers: [.apt(["libyaml-dev"])]),
+        // libzstd for zstd image layers, loaded with dlopen too (no headers needed; see its shim.h).
+        .systemLibrary(name: "CMultipackZstd"),
         // Spawning (clone/fork and exec), the direct sandbox's namespaces, its relay and init, and
         // the stop signals' handler: C that runs where Swift cannot (between fork and exec, in a
         // signal handler).
@@ -31,7 +33,7 @@ let package = Package(
             name: "MultipackKit",
             dependencies: [
                 "CMultipackSpawn", "CMultipackZlib", "CMultipackLzma", "CMultipackCurl", "CMultipackCrypto",
-                "CMultipackYaml", "CMultipackStamp",
+                "CMultipackYaml", "CMultipackStamp", "CMultipackZstd",
             ]
         ),
         .executableTarget(

@@ -125,6 +125,12 @@ int multipack_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int multipack_make_temporary_file(char *path_template) { return mkostemp(path_template, O_CLOEXEC); }
 
+int multipack_is_anonymous_pipe(int fd) {
+    struct statfs info;
+    if (fstatfs(fd, &info) != 0) return -1;
+    return info.f_type == 0x50495045 /* PIPEFS_MAGIC */;
+}
+
 int multipack_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 int multipack_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L); }

@@ -12,8 +12,8 @@ struct Multipack: ParsableCommand {
         subcommands: [
             DetectCommand.self, CompileCommand.self, ReleaseCommand.self, TestCompileCommand.self,
             TestCommand.self, ReportCommand.self, BuildCommand.self, RunCommand.self, CICommand.self,
-            CacheCommand.self, LockCommand.self, PackageCommand.self, PackCommand.self, ExtractCommand.self,
-            StagesCommand.self, DynoCommand.self,
+            CacheCommand.self, StackCommand.self, LockCommand.self, PackageCommand.self, PackCommand.self,
+            ExtractCommand.self, StagesCommand.self, DynoCommand.self,
         ])
 
     /// argument-parser's own entry, except that a usage error exits 2 (SPEC §11), not its 64.

@@ -45,6 +45,9 @@ int multipack_pipe(int fds[2]);
 /// mkostemp with O_CLOEXEC: a temporary file no child inherits.
 int multipack_make_temporary_file(char *path_template);
 
+/// 1 when `fd` is an anonymous pipe (pipefs), 0 when it is anything else (a named FIFO), -1 on error.
+int multipack_is_anonymous_pipe(int fd);
+
 /// A descriptor that polls readable when the process exits (Linux 5.3); -1 where unsupported.
 int multipack_pidfd_open(pid_t pid);
 

@@ -215,3 +215,54 @@ enum ArchiveTree {
         return names
     }
 }
+
+// What the stack's layers need beyond a buildpack's: replacing and removing what a lower layer
+// left, and keeping a file's time.
+extension ArchiveDirectory {
+    /// The names in this directory (without `.` and `..`), and whether each is a directory
+    /// when the file system says so without a stat.
+    func entries() throws -> [(name: String, isDirectory: Bool?)] {
+        let copy = try check { dup(raw) }
+        guard let stream = fdopendir(copy) else {
+            let error = ArchiveIOError.current
+            close(copy)
+            throw error
+        }
+        defer { closedir(stream) }
+        rewinddir(stream)
+        var result: [(name: String, isDirectory: Bool?)] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard name != "." && name != ".." else { continue }
+            let type = entry.pointee.d_type
+            result.append((name, type == UInt8(DT_UNKNOWN) ? nil : type == UInt8(DT_DIR)))
+        }
+        return result
+    }
+
+    /// Removes `name` whatever it is, a whole directory tree included, never following a symlink.
+    /// The tree is one multipack made, so its depth is bounded by the member paths' (SPEC §6).
+    func removeTree(_ name: String) throws {
+        guard let kind = try kind(of: name) else { return }
+        guard kind == .directory else { return try remove(name) }
+        let directory = try openSubdirectory(name)
+        for entry in try directory.entries() {
+            if entry.isDirectory == false {
+                try directory.remove(entry.name)
+            } else {
+                try directory.removeTree(entry.name)
+            }
+        }
+        _ = try check { unlinkat(raw, name, AT_REMOVEDIR) }
+    }
+}
+
+extension ArchiveFile {
+    /// Sets the modification (and access) time, in seconds since 1970.
+    func setModificationTime(_ seconds: Int64) throws {
+        var times = [timespec(tv_sec: Int(seconds), tv_nsec: 0), timespec(tv_sec: Int(seconds), tv_nsec: 0)]
+        _ = try check { futimens(raw, &times) }
+    }
+}

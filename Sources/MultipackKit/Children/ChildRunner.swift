@@ -122,10 +122,28 @@ struct ChildRunner {
             child.release = try Release.parse(result.stdoutText, stop: stop)
         } catch {
             try stop.check(child.whileIn("release"))
-            let shown = result.stdoutText.lines.prefix(10).map { "    " + $0 }.joined(separator: "\n")
             throw child.failure(
-                stage: "release", "bin/release must print a YAML mapping, but \(error).\n\nIt printed:\n\(shown)")
+                stage: "release",
+                "bin/release must print a YAML mapping, but \(Self.cut("\(error)", to: 300)).\n\n"
+                    + "It printed:\n\(Self.excerpt(result.stdout))")
         }
+    }
+
+    /// The first lines of a child's output as an error shows them: at most 10 lines of at most
+    /// 200 characters, and how much more there was (a release of 10 MB is not echoed whole).
+    static func excerpt(_ output: [UInt8]) -> String {
+        var text = String(decoding: output.prefix(10 * 201), as: UTF8.self)[...]
+        if text.hasSuffix("\n") { text = text.dropLast() }
+        let first = text.lines.prefix(10).map(String.init)
+        var lines = first.map { "    " + cut($0, to: 200) }
+        // What the lines shown held, their line ends included, against all there was.
+        let whole = first.reduce(0) { $0 + $1.utf8.count + 1 } >= output.count && first.allSatisfy { $0.count <= 200 }
+        if !whole { lines.append("    (\(output.count) bytes in all; the rest is not shown)") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func cut(_ text: String, to limit: Int) -> String {
+        text.count <= limit ? text : text.prefix(limit) + "…"
     }
 }
 

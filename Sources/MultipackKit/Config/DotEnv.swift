@@ -1,7 +1,29 @@
+import Glibc
+
 /// Reads a dotenv file (`--env-file`): `KEY=VALUE` lines, an optional `export ` prefix, `#`
 /// comments and blank lines, values bare, 'single-quoted' (literal) or "double-quoted" (with
 /// `\n`, `\t`, `\"`, `\\` escapes). A line that is none of these is an error with its number.
 public enum DotEnv {
+    /// The most a dotenv file (`--env-file`, an app's `.env`) may hold: Heroku allows 32 KB of
+    /// config vars in all, so anything near this is not a config file (`/dev/zero`, a log).
+    public static let maxBytes = 1 << 20
+
+    /// Why a dotenv file the user gave cannot be read, as a sentence ending in a period.
+    static func readProblem(
+        _ error: any Error, file: String,
+        tooLarge: String = "far more than config vars take (Heroku allows 32 KB in all)"
+    ) -> String {
+        guard let error = error as? FileError else {
+            return "\(file) could not be read: \(MultipackError.reason(error))."
+        }
+        switch error.errno {
+        case EINVAL, ELOOP: return "\(file) is \(error.detail ?? "not a regular file")."
+        case EFBIG:
+            return "\(file) is larger than \(TreeSize.format(Int64(maxBytes))), \(tooLarge)."
+        default: return "\(file) could not be read: \(String(cString: strerror(error.errno)))."
+        }
+    }
+
     public static func parse(_ text: String, file: String) throws(MultipackError) -> [(key: String, value: String)] {
         var pairs: [(key: String, value: String)] = []
         var body = Substring(text)
@@ -106,11 +128,14 @@ public struct ConfigVarArguments: Sendable {
             let text: String
             do {
                 // The user named it: a pipe (`--env-file <(…)`, /dev/stdin) is read to its end.
-                text = try Files.readStream(Files.absolute(envFile))
+                text = String(
+                    decoding: try Files.readNamedFile(Files.absolute(envFile), limit: DotEnv.maxBytes), as: UTF8.self)
+            } catch let stopped as StopRequested {
+                throw MultipackError.interrupted(stopped.signal, "while the --env-file \(envFile) was read")
             } catch {
                 throw MultipackError.usage(
-                    "Could not read the --env-file \(envFile): \(MultipackError.reason(error))",
-                    hint: "Check the path; it is relative to the current directory.")
+                    "The --env-file " + DotEnv.readProblem(error, file: envFile),
+                    hint: "Give a dotenv file (KEY=VALUE lines); a relative path is relative to the current directory.")
             }
             for (key, value) in try DotEnv.parse(text, file: envFile) { vars.upsert(key, value) }
         }

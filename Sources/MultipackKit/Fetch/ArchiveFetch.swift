@@ -91,7 +91,7 @@ struct ArchiveFetch {
                 ]
             )
         } catch let problem as HTTPError {
-            if problem.kind == .stopped { try context.stop.check() }
+            if problem.kind == .stopped { try context.stop.check(phase: "while downloading") }
             throw FetchProblem(problem.description, hint: hint(for: problem))
         }
     }
@@ -111,7 +111,7 @@ struct ArchiveFetch {
             url, ifNoneMatch: remembered?.etag, ifModifiedSince: remembered?.lastModified)
         context.trace(Command("curl", [masked], environment: [:]))
         let result = try context.download(request, to: staging + "/archive")
-        try context.stop.check()
+        try context.stop.check(phase: "while downloading")
         guard case .downloaded(_, let etag, let lastModified, _) = result else {
             // 304: what the cache holds is current (checked before the request was made).
             guard let known = remembered, let store, case .valid(let archive) = store.verifiedArchive(known.digest)
@@ -155,6 +155,8 @@ struct ArchiveFetch {
             try extractArchive(atPath: archive, into: extracted, stop: context.stop)
         } catch let error as ArchiveError {
             throw FetchProblem("the archive cannot be used: \(error.message)")
+        } catch let stopped as StopRequested {
+            throw StopRequested(signal: stopped.signal, phase: "while extracting")
         }
         let buildpack = buildpackRoot(in: extracted)
         guard Files.isDirectory(buildpack + "/bin") else {

@@ -94,6 +94,15 @@ struct CacheStore: Sendable {
         return try? Files.read(path)
     }
 
+    /// A regular file's bytes, if it is one of at most `limit` bytes (a symlink is not followed,
+    /// a FIFO never waited for).
+    static func readBounded(_ path: String, limit: Int) -> [UInt8]? {
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size <= limit else { return nil }
+        guard let bytes = try? Files.readRegularFile(path, limit: limit) else { return nil }
+        return bytes
+    }
+
     func writeRecord(_ text: String, to path: String) throws {
         try CacheLock.withLock(in: root) { try Files.write(text, to: path) }
     }
@@ -131,5 +140,43 @@ struct CacheStore: Sendable {
         guard isRealDirectory(path) else {
             throw FileError(path: path, action: "create the directory", errno: ENOTDIR)
         }
+    }
+}
+
+/// A short stable name for a cache entry (FNV-1a): it only names a directory, and the entry
+/// records the URL it belongs to, so a collision is detected rather than trusted.
+func cacheKey(_ text: String) -> String {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x100_0000_01b3
+    }
+    return String(hash, radix: 16).leftPadded(to: 16)
+}
+
+extension String {
+    func trimmingCharacters(_ characters: Character...) -> String {
+        var s = Substring(self)
+        while let last = s.last, characters.contains(last) { s = s.dropLast() }
+        while let first = s.first, characters.contains(first) { s = s.dropFirst() }
+        return String(s)
+    }
+}
+
+/// An exclusive lock on CACHE_DIR/.multipack, so builds sharing a cache never see half an entry.
+enum CacheLock {
+    static func withLock<T>(in root: String, _ body: () throws -> T) throws -> T {
+        // O_NOFOLLOW: a symlink put in its place never makes multipack create a file elsewhere.
+        func openLock() -> Int32 { open(root + "/lock", O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o644) }
+        var descriptor = openLock()
+        if descriptor < 0 && errno == ENOENT {
+            try Files.makeDirectory(root)
+            descriptor = openLock()
+        }
+        guard descriptor >= 0 else { throw FileError(path: root + "/lock", action: "open", errno: errno) }
+        defer { close(descriptor) }
+        while flock(descriptor, LOCK_EX) != 0 && errno == EINTR {}
+        defer { flock(descriptor, LOCK_UN) }
+        return try body()
     }
 }

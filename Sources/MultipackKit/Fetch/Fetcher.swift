@@ -131,6 +131,7 @@ public enum Fetcher {
                 var git = GitFetch(
                     url: localOrRemote(url, appDir: context.appDir), ref: entry.commit ?? ref, context: context)
                 git.lockedRef = entry.commit == nil ? nil : ref
+                git.pinnedByLock = entry.pinnedByLock
                 let (version, source, warnings) = try git.fetch(into: directory)
                 child = FetchedChild(
                     entry: entry, directory: directory, version: version, source: source, seconds: 0, warnings: warnings
@@ -161,8 +162,10 @@ public enum Fetcher {
                 )
             }
         } catch let stopped as StopRequested {
+            // "while downloading" (or extracting, or nothing said: fetching) which buildpack.
             throw MultipackError.interrupted(
-                stopped.signal, "while fetching buildpack [\(position)/\(total)] \(entry.maskedText)")
+                stopped.signal,
+                "\(stopped.phase ?? "while fetching") buildpack [\(position)/\(total)] \(entry.maskedText)")
         } catch let error as MultipackError where error.isInterrupted {
             throw error
         } catch {

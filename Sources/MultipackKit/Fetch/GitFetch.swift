@@ -5,7 +5,9 @@ import Glibc
 /// Cache layout, under CACHE_DIR/.multipack/git/<key of the URL>/:
 ///   url          the masked URL the entry belongs to (a key collision is detected, never trusted;
 ///                the URL itself is not stored, since it may hold credentials)
-///   <commit>/    the checked-out tree of that commit, without .git
+///   <commit>/    the checked-out tree of that commit, without .git, exactly as git checked it out
+///   <commit>.objects  the commit's and its trees' git objects, which verify <commit>/ before
+///                every use (GitObjects, VerifiedCopy): children can write in CACHE_DIR
 ///   ref-<name>   the commit a floating ref resolved to last time (for offline fallback)
 struct GitFetch {
     var url: String
@@ -13,6 +15,8 @@ struct GitFetch {
     var context: FetchContext
     /// The branch or tag a `commit=` pin was locked from (`ref` is then the commit).
     var lockedRef: String?
+    /// The commit comes from `.buildpacks.lock` (for the hint when it is gone).
+    var pinnedByLock = false
 
     var isFullSHA: Bool { ref.map { $0.count == 40 && $0.allSatisfy(\.isHexDigit) } ?? false }
 
@@ -22,8 +26,15 @@ struct GitFetch {
         env["GIT_TERMINAL_PROMPT"] = "0"  // never wait for a password nobody will type
         env["GIT_ASKPASS"] = "/bin/false"
         env["SSH_ASKPASS"] = "/bin/false"
+        // A checkout must be its commit's blobs to be verified later: no LFS smudging.
+        env["GIT_LFS_SKIP_SMUDGE"] = "1"
+        if let credentials = GitCredentials(url) { credentials.configure(&env) }
         return env
     }
+
+    /// The URL git is given: an http(s) URL's user and password go through the environment
+    /// instead (`GitCredentials`), since every user of the machine can read a process's argv.
+    var gitURL: String { GitCredentials(url)?.url ?? url }
 
     var isLocal: Bool { url.hasPrefix("/") || url.hasPrefix("file://") }
 
@@ -32,14 +43,15 @@ struct GitFetch {
     func fetch(into directory: String) throws -> (version: String, source: String, warnings: [String]) {
         let store = context.cacheRoot.map { "\($0)/git/\(cacheKey(url))" }
         if let store { try CacheLock.withLock(in: context.cacheRoot!) { try prepare(store) } }
+        var warnings: [String] = []
 
         // An immutable reference is used from the cache with no network at all.
-        if isFullSHA, let store, let ref, CacheStore.isRealDirectory("\(store)/\(ref.lowercased())") {
-            try Files.copyTree("\(store)/\(ref.lowercased())", to: directory)
-            return (ref.lowercased(), "cached", [])
+        if isFullSHA, let store, let commit = ref?.lowercased(),
+            try serveCached(commit, from: store, into: directory, warnings: &warnings)
+        {
+            return (commit, "cached", warnings)
         }
 
-        var warnings: [String] = []
         var commit: String?
         if !isFullSHA {
             do {
@@ -47,23 +59,26 @@ struct GitFetch {
             } catch let problem as FetchProblem {
                 // A flaky network must not fail a build that needs nothing new.
                 // What the ref file names must be a commit: a forged one never leads out of the cache.
-                if let store, let last = CacheStore.readRecord("\(store)/ref-\(refFileName)"),
+                guard let store, let last = CacheStore.readRecord("\(store)/ref-\(refFileName)"),
                     CacheStore.isCommit(last), CacheStore.isRealDirectory("\(store)/\(last)")
-                {
-                    warnings.append(
-                        "Could not reach \(masked) (\(problem.message)); using the cached commit \(last.prefix(12)).")
-                    try Files.copyTree("\(store)/\(last)", to: directory)
-                    return (last, "cached (network failed)", warnings)
+                else { throw problem }
+                guard try serveCached(last, from: store, into: directory, warnings: &warnings) else {
+                    throw FetchProblem(
+                        problem.message + "; the cached commit \(last.prefix(12)) could not be used instead",
+                        output: warnings.joined(separator: "\n"), hint: problem.hint)
                 }
-                throw problem
+                warnings.insert(
+                    "Could not reach \(masked) (\(problem.message)); using the cached commit \(last.prefix(12)).", at: 0
+                )
+                return (last, "cached (network failed)", warnings)
             }
         } else {
             commit = ref?.lowercased()
         }
 
-        if let store, let commit, CacheStore.isRealDirectory("\(store)/\(commit)") {
-            try Files.copyTree("\(store)/\(commit)", to: directory)
-            if !isFullSHA, CacheStore.readRecord("\(store)/ref-\(refFileName)") != commit {
+        if !isFullSHA, let store, let commit, try serveCached(commit, from: store, into: directory, warnings: &warnings)
+        {
+            if CacheStore.readRecord("\(store)/ref-\(refFileName)") != commit {
                 try? Files.write(commit, to: "\(store)/ref-\(refFileName)")
             }
             return (commit, "cached", warnings)
@@ -74,33 +89,103 @@ struct GitFetch {
         let stagingDirectory = try context.cache?.stagingDirectory() ?? ScratchDirectory(.clone)
         defer { stagingDirectory.remove() }
         let staging = stagingDirectory.path
-        var checkout = staging + "/tree"
-        var source = "cloned"
-        let resolved: String
-        if let commit, let tree = try githubArchive(of: commit, in: staging) {
-            checkout = tree
-            resolved = commit
-            source = "downloaded (GitHub archive)"
-        } else {
-            try clone(into: checkout, knownCommit: commit)
-            resolved = try git(["-C", checkout, "rev-parse", "HEAD"], stage: "reading the cloned commit")
-                .trimmingBlanks().trimmingCharacters("\n")
-            Self.removeGitDirectories(in: checkout)
+        let checkout = staging + "/tree"
+        // The tarball has no git objects, so nothing could verify it on a later use: it only
+        // serves a build that keeps nothing (SPEC §5: a cached entry must be checkable).
+        if store == nil, let commit, let tree = try githubArchive(of: commit, in: staging) {
+            try Files.move(tree, to: directory)
+            return (commit, "downloaded (GitHub archive)", warnings)
         }
-        Files.makeExecutable(inDirectory: checkout + "/bin")
+        do {
+            try clone(into: checkout, knownCommit: commit)
+        } catch var problem as FetchProblem where !warnings.isEmpty {
+            // Why a clone was needed is part of why the build failed.
+            problem.output = (warnings + (problem.output.map { [$0] } ?? [])).joined(separator: "\n")
+            throw problem
+        }
+        let resolved = try git(["-C", checkout, "rev-parse", "HEAD"], stage: "reading the cloned commit")
+            .trimmingBlanks().trimmingCharacters("\n")
         guard let store else {
+            Self.removeGitDirectories(in: checkout)
             try Files.move(checkout, to: directory)
-            return (resolved, source, warnings)
+            return (resolved, "cloned", warnings)
+        }
+        // What verifies the checkout on every later use is taken while .git is still there, and
+        // the fresh checkout must pass the same check before it is kept.
+        var unverifiable: String?
+        var objects: GitObjects?
+        do {
+            objects = try GitObjects.record(checkout: checkout, commit: resolved) { directory, arguments in
+                try gitOutput(["-C", directory] + arguments, stage: "reading the cloned commit's objects")
+            }
+        } catch let problem as GitObjects.Unverifiable {
+            unverifiable = problem.description
+        }
+        Self.removeGitDirectories(in: checkout)
+        if let objects {
+            do {
+                try VerifiedCopy.copy(checkout, commit: resolved, objects: objects, to: directory)
+            } catch let changed as VerifiedCopy.Changed {
+                Files.remove(directory)
+                unverifiable = changed.description + " as git checked it out"
+            }
+        }
+        if let unverifiable {
+            try Files.move(checkout, to: directory)
+            warnings.append(
+                "The checkout of \(masked) at \(resolved.prefix(12)) cannot be verified against its commit "
+                    + "(\(unverifiable)): a .gitattributes filter or end-of-line conversion changes files as git "
+                    + "checks them out. It is used for this build and not kept in the cache, where it could not be "
+                    + "checked before a later build runs it.")
+            return (resolved, "cloned, not cached", warnings)
         }
         try CacheLock.withLock(in: context.cacheRoot!) {
             if !CacheStore.isRealDirectory("\(store)/\(resolved)") {
                 Files.remove("\(store)/\(resolved)")
+                try Files.writeBytes(objects!.serialized, to: "\(store)/\(resolved).objects")
                 try Files.move(checkout, to: "\(store)/\(resolved)")
             }
             if !isFullSHA { try Files.write(resolved, to: "\(store)/ref-\(refFileName)") }
         }
-        try Files.copyTree("\(store)/\(resolved)", to: directory)
-        return (resolved, source, warnings)
+        return (resolved, "cloned", warnings)
+    }
+
+    /// Copies the cached checkout of `commit` into `directory`, checked against the commit's
+    /// objects as it is copied. False when there is none, or when it is not the commit's any more:
+    /// it is then dropped (with a warning that says what changed) and never run.
+    private func serveCached(_ commit: String, from store: String, into directory: String, warnings: inout [String])
+        throws -> Bool
+    {
+        let entry = "\(store)/\(commit)"
+        guard CacheStore.isCommit(commit), CacheStore.isRealDirectory(entry) else { return false }
+        let reason: String
+        do {
+            // An entry an earlier multipack kept has no objects: it is fetched again, once.
+            guard let bytes = CacheStore.readBounded(entry + ".objects", limit: GitObjects.maxBytes) else {
+                drop(entry)
+                return false
+            }
+            guard let objects = try GitObjects(parsing: bytes) else {
+                throw VerifiedCopy.Changed(description: "the record of its git objects is damaged")
+            }
+            try VerifiedCopy.copy(entry, commit: commit, objects: objects, to: directory)
+            return true
+        } catch let changed as VerifiedCopy.Changed {
+            reason = changed.description
+        }
+        Files.remove(directory)
+        drop(entry)
+        warnings.append(
+            "The cached checkout of \(masked) at \(commit.prefix(12)) was changed on disk (\(reason)). "
+                + "It was not run: it was dropped and is fetched again.")
+        return false
+    }
+
+    private func drop(_ entry: String) {
+        _ = try? CacheLock.withLock(in: context.cacheRoot!) {
+            Files.remove(entry)
+            Files.remove(entry + ".objects")
+        }
     }
 
     /// For a GitHub repository, the commit's tarball is one HTTP request instead of a clone. It is
@@ -112,7 +197,8 @@ struct GitFetch {
         // The tarball only stands in for what git itself would fetch: when git's
         // `url.<base>.insteadOf` sends this URL elsewhere (a mirror), git fetches it from there.
         let target = whereGitFetches()
-        guard target.hasPrefix(base + "/") else { return nil }
+        // A private repository's tarball needs the credentials git gets another way.
+        guard target.hasPrefix(base + "/"), GitCredentials(url) == nil else { return nil }
         var path = target.dropFirst(base.count + 1)
         if path.hasSuffix("/") { path = path.dropLast() }
         if path.hasSuffix(".git") { path = path.dropLast(4) }
@@ -152,7 +238,7 @@ struct GitFetch {
     /// The URL after git's `insteadOf` rewrites (`git ls-remote --get-url` reads the config only).
     private func whereGitFetches() -> String {
         guard url.hasPrefix("http") else { return url }
-        let command = Command("git", ["ls-remote", "--get-url", "--", url], environment: environment)
+        let command = Command("git", ["ls-remote", "--get-url", "--", gitURL], environment: environment)
         context.trace(command)
         guard let result = try? context.build.processes.run(command, stop: context.stop), result.termination.succeeded
         else { return url }
@@ -188,7 +274,7 @@ struct GitFetch {
     /// The commit the ref points at on the remote, or nil when only a clone can tell (short SHA).
     private func resolveRemote() throws -> String? {
         if isLocal { return try resolveLocal() }
-        let output = try git(["ls-remote", "--", url], stage: "resolving \(ref ?? "the default branch")")
+        let output = try git(["ls-remote", "--", gitURL], stage: "resolving \(ref ?? "the default branch")")
         var refs: [String: String] = [:]
         for line in output.lines {
             let parts = line.split(separator: "\t", maxSplits: 1)
@@ -235,76 +321,13 @@ struct GitFetch {
         return result.stdoutText.trimmingCharacters("\n")
     }
 
-    /// No sample hooks, `info/exclude` or description in the clone's .git, which is removed once
-    /// checked out: 18 files fewer made and deleted per clone.
-    static let noTemplates = "--template="
-
-    private func clone(into checkout: String, knownCommit: String?) throws {
-        let submodules = ["-c", "protocol.file.allow=" + (isLocal ? "always" : "user")]
-        let isBranchOrTag = ref != nil && knownCommit != nil && !(ref!.allSatisfy(\.isHexDigit) && ref!.count >= 4)
-        if ref == nil || isBranchOrTag {
-            let branch = ref.map { ["--branch", $0] } ?? []
-            let shallow = ["--depth", "1", "--shallow-submodules"]
-            let clone = submodules + ["clone", "--quiet", Self.noTemplates, "--recurse-submodules"] + branch
-            do {
-                _ = try git(clone + shallow + ["--", url, checkout], stage: "cloning")
-            } catch let problem as FetchProblem where problem.output?.contains("shallow") == true {
-                // Dumb HTTP servers cannot serve a shallow clone; a full one works everywhere.
-                Files.remove(checkout)
-                _ = try git(clone + ["--", url, checkout], stage: "cloning")
-            }
-            return
-        }
-        if let lockedRef, let target = knownCommit ?? ref,
-            try cloneLocked(target, from: lockedRef, into: checkout, submodules: submodules)
-        {
-            return
-        }
-        // A commit: a full clone is the path that works with every server.
-        _ = try git(
-            submodules + ["clone", "--quiet", Self.noTemplates, "--no-checkout", "--", url, checkout], stage: "cloning")
-        let target = knownCommit ?? ref!
-        do {
-            _ = try git(["-C", checkout, "checkout", "--quiet", "--detach", target], stage: "checking out \(target)")
-        } catch {
-            throw FetchProblem(
-                "there is no commit `\(target)` in the repository",
-                hint: "Check the #ref after the URL in .buildpacks.")
-        }
-        _ = try git(
-            submodules + ["-C", checkout, "submodule", "update", "--quiet", "--init", "--recursive"],
-            stage: "initialising submodules")
-    }
-
-    /// A commit locked from a branch or tag: the ref usually still points at it, and a shallow
-    /// clone of the ref is far smaller than the full clone a bare commit needs. False when the
-    /// commit is not in that clone (the ref moved on): the full clone is then the way.
-    private func cloneLocked(_ target: String, from lockedRef: String, into checkout: String, submodules: [String])
-        throws -> Bool
-    {
-        guard !(lockedRef.allSatisfy(\.isHexDigit) && lockedRef.count >= 4) else { return false }
-        let clone = submodules + ["clone", "--quiet", Self.noTemplates, "--no-checkout", "--branch", lockedRef]
-        do {
-            do {
-                _ = try git(clone + ["--depth", "1", "--", url, checkout], stage: "cloning")
-            } catch let problem as FetchProblem where problem.output?.contains("shallow") == true {
-                // Dumb HTTP servers cannot serve a shallow clone; a full clone of the ref holds its history.
-                Files.remove(checkout)
-                _ = try git(clone + ["--", url, checkout], stage: "cloning")
-            }
-            _ = try git(["-C", checkout, "checkout", "--quiet", "--detach", target], stage: "checking out \(target)")
-        } catch is FetchProblem {
-            Files.remove(checkout)
-            return false
-        }
-        _ = try git(
-            submodules + ["-C", checkout, "submodule", "update", "--quiet", "--init", "--recursive"],
-            stage: "initialising submodules")
-        return true
-    }
-
     @discardableResult
-    private func git(_ arguments: [String], stage: String) throws -> String {
+    func git(_ arguments: [String], stage: String) throws -> String {
+        String(decoding: try gitOutput(arguments, stage: stage), as: UTF8.self)
+    }
+
+    /// git's standard output as bytes (paths in `ls-tree -z` need not be UTF-8).
+    func gitOutput(_ arguments: [String], stage: String) throws -> [UInt8] {
         var command = Command("git", arguments, environment: environment)
         // A clone in flight stops when another child's fetch fails (SPEC §5).
         command.isCancelled = context.isCancelled
@@ -312,8 +335,11 @@ struct GitFetch {
         let result: ProcessResult
         do {
             result = try context.build.processes.run(command, stop: context.stop)
-        } catch {
+        } catch let error as SpawnError where error.errno == ENOENT {
             throw FetchProblem("git could not be started (\(MultipackError.reason(error)))", hint: "Install git.")
+        } catch {
+            // E2BIG (an argument too long for the system) and the like: git is there.
+            throw FetchProblem("git could not be started (\(MultipackError.reason(error)))")
         }
         try context.stop.check()
         if context.isCancelled() { throw FetchProblem("cancelled: another buildpack could not be fetched") }
@@ -324,7 +350,7 @@ struct GitFetch {
                 "git failed while \(stage) (\(result.termination))",
                 output: output.isEmpty ? nil : output)
         }
-        return result.stdoutText
+        return result.stdout
     }
 
     /// Drops `.git` (and submodules' `.git` files): a child is a tree of files, nothing more.
@@ -339,43 +365,5 @@ struct GitFetch {
                 removeGitDirectories(in: path)
             }
         }
-    }
-}
-
-/// A short stable name for a cache entry (FNV-1a): it only names a directory, and the entry
-/// records the URL it belongs to, so a collision is detected rather than trusted.
-func cacheKey(_ text: String) -> String {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in text.utf8 {
-        hash ^= UInt64(byte)
-        hash = hash &* 0x100_0000_01b3
-    }
-    return String(hash, radix: 16).leftPadded(to: 16)
-}
-
-extension String {
-    func trimmingCharacters(_ characters: Character...) -> String {
-        var s = Substring(self)
-        while let last = s.last, characters.contains(last) { s = s.dropLast() }
-        while let first = s.first, characters.contains(first) { s = s.dropFirst() }
-        return String(s)
-    }
-}
-
-/// An exclusive lock on CACHE_DIR/.multipack, so builds sharing a cache never see half an entry.
-enum CacheLock {
-    static func withLock<T>(in root: String, _ body: () throws -> T) throws -> T {
-        // O_NOFOLLOW: a symlink put in its place never makes multipack create a file elsewhere.
-        func openLock() -> Int32 { open(root + "/lock", O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o644) }
-        var descriptor = openLock()
-        if descriptor < 0 && errno == ENOENT {
-            try Files.makeDirectory(root)
-            descriptor = openLock()
-        }
-        guard descriptor >= 0 else { throw FileError(path: root + "/lock", action: "open", errno: errno) }
-        defer { close(descriptor) }
-        while flock(descriptor, LOCK_EX) != 0 && errno == EINTR {}
-        defer { flock(descriptor, LOCK_UN) }
-        return try body()
     }
 }

@@ -45,12 +45,13 @@ struct TransferFailure: Error {
     var detail: String? = nil
 }
 
-/// One attempt at one download: an easy handle, the destination file, and the state the libcurl
-/// callbacks update. The callbacks find this object through `Unmanaged`.
+/// One attempt at one request: an easy handle, the destination (a file, or memory), and the state
+/// the libcurl callbacks update. The callbacks find this object through `Unmanaged`.
 final class CurlTransfer {
     private let api: UnsafePointer<multipack_curl>
     private let request: DownloadRequest
-    private let path: String
+    /// The file the body goes to; nil keeps it in memory.
+    private let path: String?
     private let progressInterval: Duration
     private let firstProgress: Duration
     private let progress: (@Sendable (DownloadProgress) -> Void)?
@@ -59,10 +60,16 @@ final class CurlTransfer {
     private let shouldStop: @Sendable () -> Bool
 
     private var file: Int32 = -1
+    /// Bytes of a success body, wherever they went.
     private var received: Int64 = 0
+    /// Bytes of any body, for the stall check.
+    private var seen: Int64 = 0
     private var writeErrno: Int32 = 0
-    private var etag: String?
-    private var lastModified: String?
+    /// The current response's status (from its status line) and headers.
+    private var status = 0
+    private var responseHeaders: [HTTPHeader] = []
+    /// A success body kept in memory, or the start of any other body.
+    private var memory: [UInt8] = []
     private let started: Duration
     private var nextReport: Duration
     private var lastByte: Duration
@@ -71,7 +78,6 @@ final class CurlTransfer {
     private var abort: TransferAbort?
     /// The first bytes of the body, to tell an HTML page from an archive.
     private var head: [UInt8] = []
-    private var contentType: String?
 
     enum TransferAbort {
         case stopped, deadline, stalled, tooLarge(announced: Int64?)
@@ -80,7 +86,7 @@ final class CurlTransfer {
     init(
         library: CurlLibrary,
         request: DownloadRequest,
-        path: String,
+        path: String?,
         progressInterval: Duration,
         firstProgress: Duration,
         clock: any BuildClock,
@@ -103,12 +109,15 @@ final class CurlTransfer {
         self.lastByte = now
     }
 
-    func run() -> Result<DownloadResult, TransferFailure> {
-        file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard file >= 0 else {
-            return .failure(TransferFailure(kind: .fileSystem("cannot create \(path): \(Self.describe(errno: errno))")))
+    func run() -> Result<HTTPResponse, TransferFailure> {
+        if let path {
+            file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard file >= 0 else {
+                return .failure(
+                    TransferFailure(kind: .fileSystem("cannot create \(path): \(Self.describe(errno: errno))")))
+            }
         }
-        defer { close(file) }
+        defer { if file >= 0 { close(file) } }
         guard let handle = multipack_curl_easy_init(api) else {
             return .failure(TransferFailure(kind: .network(code: Int(CURLE_FAILED_INIT.rawValue), message: "")))
         }
@@ -120,6 +129,9 @@ final class CurlTransfer {
         }
         if let date = request.ifModifiedSince {
             headers = multipack_curl_slist_append(api, headers, "If-Modified-Since: \(date)")
+        }
+        for header in request.headers {
+            headers = multipack_curl_slist_append(api, headers, header)
         }
         let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
         defer { errorBuffer.deallocate() }
@@ -154,9 +166,14 @@ final class CurlTransfer {
         try check(multipack_curl_restrict_protocols(api, handle))
         // Timeouts must not use SIGALRM: downloads run on several threads at once.
         try check(multipack_curl_setopt_long(api, handle, CURLOPT_NOSIGNAL, 1))
-        try check(multipack_curl_setopt_long(api, handle, CURLOPT_FOLLOWLOCATION, 1))
+        try check(multipack_curl_setopt_long(api, handle, CURLOPT_FOLLOWLOCATION, request.followsRedirects ? 1 : 0))
         try check(multipack_curl_setopt_long(api, handle, CURLOPT_MAXREDIRS, 10))
-        try check(multipack_curl_setopt_long(api, handle, CURLOPT_FAILONERROR, 1))
+        // The caller reads the statuses it answers itself, headers and all.
+        try check(
+            multipack_curl_setopt_long(api, handle, CURLOPT_FAILONERROR, request.answeredStatuses.isEmpty ? 1 : 0))
+        if request.method == .head {
+            try check(multipack_curl_setopt_long(api, handle, CURLOPT_NOBODY, 1))
+        }
         try check(multipack_curl_setopt_string(api, handle, CURLOPT_USERAGENT, "multipack"))
         try check(multipack_curl_setopt_long(api, handle, CURLOPT_BUFFERSIZE, 128 * 1024))
         // The deadline covers the retries too: each attempt gets what is left of it.
@@ -198,7 +215,7 @@ final class CurlTransfer {
         of code: CURLcode,
         handle: UnsafeMutableRawPointer,
         message: String
-    ) -> Result<DownloadResult, TransferFailure> {
+    ) -> Result<HTTPResponse, TransferFailure> {
         var status = 0
         _ = multipack_curl_getinfo_long(api, handle, CURLINFO_RESPONSE_CODE, &status)
         var length: curl_off_t = -1
@@ -226,28 +243,24 @@ final class CurlTransfer {
         }
         switch code {
         case CURLE_OK:
-            if status == 304 {
-                return .success(.notModified)
-            }
-            // file:// transfers have no status.
-            guard status == 0 || (200..<300).contains(status) else {
-                return .failure(TransferFailure(kind: .status(status)))
-            }
-            if request.expectsArchive, let page = HTMLPage(head: head, contentType: contentType) {
-                return .failure(TransferFailure(kind: .html(status: status, title: page.title)))
-            }
-            if announced >= 0 && announced != received {
-                return .failure(TransferFailure(kind: .truncated, detail: sizes))
-            }
             var effective: UnsafePointer<CChar>?
             _ = multipack_curl_getinfo_string(api, handle, CURLINFO_EFFECTIVE_URL, &effective)
-            return .success(
-                .downloaded(
-                    bytes: received,
-                    etag: etag,
-                    lastModified: lastModified,
-                    effectiveURL: effective.map { String(cString: $0) } ?? request.url
-                ))
+            let response = HTTPResponse(
+                status: status, headers: responseHeaders, body: memory, bytes: Self.isSuccess(status) ? received : seen,
+                effectiveURL: effective.map { String(cString: $0) } ?? request.url)
+            if status == 304 || request.answeredStatuses.contains(status) {
+                return .success(response)
+            }
+            guard Self.isSuccess(status) else {
+                return .failure(TransferFailure(kind: .status(status)))
+            }
+            if request.expectsArchive, let page = HTMLPage(head: head, contentType: header("content-type")) {
+                return .failure(TransferFailure(kind: .html(status: status, title: page.title)))
+            }
+            if request.method == .get && announced >= 0 && announced != received {
+                return .failure(TransferFailure(kind: .truncated, detail: sizes))
+            }
+            return .success(response)
         case CURLE_HTTP_RETURNED_ERROR:
             return .failure(TransferFailure(kind: .status(status)))
         case CURLE_PARTIAL_FILE:
@@ -264,20 +277,36 @@ final class CurlTransfer {
             return .failure(TransferFailure(kind: .timeout, detail: detail))
         case CURLE_WRITE_ERROR where writeErrno != 0:
             return .failure(
-                TransferFailure(kind: .fileSystem("writing \(path) failed: \(Self.describe(errno: writeErrno))")))
+                TransferFailure(
+                    kind: .fileSystem("writing \(path ?? "memory") failed: \(Self.describe(errno: writeErrno))")))
         default:
             let text = message.isEmpty ? String(cString: multipack_curl_easy_strerror(api, code)) : message
             return .failure(TransferFailure(kind: .network(code: Int(code.rawValue), message: Masking.text(text))))
         }
     }
 
+    /// file:// transfers have no status.
+    private static func isSuccess(_ status: Int) -> Bool { status == 0 || (200..<300).contains(status) }
+
     private func write(_ bytes: UnsafeRawBufferPointer) -> Int {
+        seen += Int64(bytes.count)
+        // The body of a status the caller answers (an error's JSON, a redirect's page) is kept
+        // in part, to be read, and never written where the success body goes.
+        guard Self.isSuccess(status) else {
+            memory.append(contentsOf: bytes.prefix(max(0, Self.headSize - memory.count)))
+            return bytes.count
+        }
         if let limit = request.maxBytes, received + Int64(bytes.count) > limit {
             abort = .tooLarge(announced: nil)
             return 0
         }
         if head.count < Self.headSize {
             head.append(contentsOf: bytes.prefix(Self.headSize - head.count))
+        }
+        guard file >= 0 else {
+            memory.append(contentsOf: bytes)
+            received += Int64(bytes.count)
+            return bytes.count
         }
         var rest = bytes
         while let base = rest.baseAddress, !rest.isEmpty {
@@ -293,25 +322,24 @@ final class CurlTransfer {
         return bytes.count
     }
 
-    /// Keeps ETag and Last-Modified of the final response: a status line starts a new response
+    /// Keeps the status and headers of the final response: a status line starts a new response
     /// (a redirect, a 100 Continue), so it forgets those of the previous one.
     private func header(_ bytes: UnsafeRawBufferPointer) {
         let line = String(decoding: bytes, as: UTF8.self)
         if line.hasPrefix("HTTP/") {
-            etag = nil
-            lastModified = nil
-            contentType = nil
+            responseHeaders = []
+            memory = []
+            status = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             return
         }
-        guard let colon = line.firstIndex(of: ":") else { return }
-        let name = line[..<colon].lowercased()
+        // A hostile server must not grow this without bound.
+        guard responseHeaders.count < 256, let colon = line.firstIndex(of: ":") else { return }
         let value = String(line[line.index(after: colon)...].trimming(while: \.isWhitespace))
-        switch name {
-        case "etag": etag = value
-        case "last-modified": lastModified = value
-        case "content-type": contentType = value.lowercased()
-        default: break
-        }
+        responseHeaders.append(HTTPHeader(name: String(line[..<colon]), value: value))
+    }
+
+    private func header(_ name: String) -> String? {
+        responseHeaders.first { $0.name == name }?.value.lowercased()
     }
 
     /// The periodic check; false ends the transfer.
@@ -329,8 +357,8 @@ final class CurlTransfer {
             abort = .tooLarge(announced: Int64(total))
             return false
         }
-        if received != receivedAtLastCheck {
-            receivedAtLastCheck = received
+        if seen != receivedAtLastCheck {
+            receivedAtLastCheck = seen
             lastByte = now
         } else if now - lastByte >= request.stallWindow {
             abort = .stalled

@@ -23,6 +23,20 @@ public struct DownloadRequest: Sendable, Equatable {
     public var maxBytes: Int64?
     /// An archive is expected: an HTML page (a login or captive-portal page) is refused as such.
     public var expectsArchive: Bool
+    /// GET, or HEAD for the headers alone.
+    public var method: Method
+    /// More request headers, `Name: value` each (`Accept`, `Authorization`). Never printed.
+    public var headers: [String]
+    /// Whether libcurl follows redirects. A client that must choose what each hop is sent (the
+    /// registry's token never goes to a CDN) follows them itself, with `answeredStatuses`.
+    public var followsRedirects: Bool
+    /// Statuses that come back as an `HTTPResponse`, with their headers, instead of failing the
+    /// request: a registry answers 401 and 307 on purpose. Others ≥ 400 fail as before.
+    public var answeredStatuses: Set<Int>
+
+    public enum Method: String, Sendable, Equatable {
+        case get = "GET", head = "HEAD"
+    }
 
     public init(
         url: String,
@@ -33,7 +47,11 @@ public struct DownloadRequest: Sendable, Equatable {
         maxRetries: Int = 3,
         stallWindow: Duration = .seconds(30),
         maxBytes: Int64? = nil,
-        expectsArchive: Bool = false
+        expectsArchive: Bool = false,
+        method: Method = .get,
+        headers: [String] = [],
+        followsRedirects: Bool = true,
+        answeredStatuses: Set<Int> = []
     ) {
         self.url = url
         self.ifNoneMatch = ifNoneMatch
@@ -44,6 +62,56 @@ public struct DownloadRequest: Sendable, Equatable {
         self.stallWindow = stallWindow
         self.maxBytes = maxBytes
         self.expectsArchive = expectsArchive
+        self.method = method
+        self.headers = headers
+        self.followsRedirects = followsRedirects
+        self.answeredStatuses = answeredStatuses
+    }
+}
+
+/// One response header as the server sent it (the name in lower case).
+public struct HTTPHeader: Sendable, Equatable {
+    public var name: String
+    public var value: String
+
+    public init(name: String, value: String) {
+        self.name = name.lowercased()
+        self.value = value
+    }
+}
+
+/// A whole response: what `HTTPClient.send` returns.
+public struct HTTPResponse: Sendable, Equatable {
+    /// The status of the last response (0 for a file URL).
+    public var status: Int
+    /// The last response's headers, in the order they came.
+    public var headers: [HTTPHeader]
+    /// The body, when it was kept in memory; for a response that went to a file, the start of a
+    /// body that was not a success (an error's text), else nothing.
+    public var body: [UInt8]
+    /// The body's size, wherever it went.
+    public var bytes: Int64
+    /// Where the last redirect led; not masked, so mask it before printing it.
+    public var effectiveURL: String
+
+    public init(status: Int, headers: [HTTPHeader], body: [UInt8], bytes: Int64, effectiveURL: String) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.bytes = bytes
+        self.effectiveURL = effectiveURL
+    }
+
+    /// The first value of a header, by its name in any case.
+    public func header(_ name: String) -> String? {
+        let name = name.lowercased()
+        return headers.first { $0.name == name }?.value
+    }
+
+    /// Every value of a header that may repeat (`WWW-Authenticate`).
+    public func headers(named name: String) -> [String] {
+        let name = name.lowercased()
+        return headers.filter { $0.name == name }.map(\.value)
     }
 }
 
@@ -94,6 +162,10 @@ public struct HTTPClient: HTTPDownloading {
     public var firstProgress: Duration
     /// The deadline, stalls, progress reports and the waits between attempts are on this clock.
     public var clock: any BuildClock
+    /// multipack was asked to stop: what `send` sends is abandoned, and so are the waits.
+    public var stop: StopToken = .signals
+    /// Whether what `send` sends is no longer needed (another layer's download failed).
+    public var isCancelled: @Sendable () -> Bool = { false }
 
     public init(
         backoffBase: Duration = .seconds(2),
@@ -113,6 +185,45 @@ public struct HTTPClient: HTTPDownloading {
         _ request: DownloadRequest, to path: String, stop: StopToken, isCancelled: @escaping @Sendable () -> Bool,
         progress: (@Sendable (DownloadProgress) -> Void)?, notice: (@Sendable (String) -> Void)?
     ) throws -> DownloadResult {
+        let response = try perform(
+            request, bodyTo: path, stop: stop, isCancelled: isCancelled, progress: progress, notice: notice)
+        if response.status == 304 {
+            unlink(path)
+            return .notModified
+        }
+        return .downloaded(
+            bytes: response.bytes, etag: response.header("etag"), lastModified: response.header("last-modified"),
+            effectiveURL: response.effectiveURL)
+    }
+
+    /// Sends one request and returns the whole response, with the same limits, retries and
+    /// deadline as `download`. The body goes to the file at `path` (replaced; on failure nothing
+    /// is left there) or, without one, to memory, up to `request.maxBytes` (1 MiB unless set). A
+    /// status in `request.answeredStatuses` comes back as a response rather than an error.
+    ///
+    /// - Throws: `HTTPError`, with the URL masked.
+    public func send(
+        _ request: DownloadRequest,
+        bodyTo path: String? = nil,
+        progress: (@Sendable (DownloadProgress) -> Void)? = nil,
+        notice: (@Sendable (String) -> Void)? = nil
+    ) throws -> HTTPResponse {
+        var request = request
+        if path == nil, request.maxBytes == nil { request.maxBytes = 1 << 20 }
+        return try perform(
+            request, bodyTo: path, stop: stop, isCancelled: isCancelled, progress: progress, notice: notice)
+    }
+
+    /// The attempts of one request: retried with backoff on transient failures, within the
+    /// request's deadline.
+    private func perform(
+        _ request: DownloadRequest,
+        bodyTo path: String?,
+        stop: StopToken,
+        isCancelled: @escaping @Sendable () -> Bool,
+        progress: (@Sendable (DownloadProgress) -> Void)?,
+        notice: (@Sendable (String) -> Void)?
+    ) throws -> HTTPResponse {
         let library: CurlLibrary
         switch CurlLibrary.shared {
         case .success(let loaded): library = loaded
@@ -120,6 +231,7 @@ public struct HTTPClient: HTTPDownloading {
             throw HTTPError(kind: .libraryUnavailable, url: request.url, detail: reason.message, attempts: 0)
         }
         let shouldStop: @Sendable () -> Bool = { stop.isRequested || isCancelled() }
+        let discard = { if let path { unlink(path) } }
         let deadline = clock.now + request.timeout
         let attempts = request.maxRetries + 1
         var attempt = 0
@@ -137,17 +249,14 @@ public struct HTTPClient: HTTPDownloading {
                 progress: progress
             ).run()
             switch outcome {
-            case .success(let result):
-                if result == .notModified {
-                    unlink(path)
-                }
-                return result
+            case .success(let response):
+                return response
             case .failure(let failure):
                 let error = HTTPError(kind: failure.kind, url: request.url, detail: failure.detail, attempts: attempt)
                 let delay = backoff(beforeRetry: attempt)
                 // No retry that the deadline would cut short anyway.
                 guard error.isTransient, attempt < attempts, clock.now + delay < deadline, !shouldStop() else {
-                    unlink(path)
+                    discard()
                     throw error
                 }
                 notice?(
@@ -155,7 +264,7 @@ public struct HTTPClient: HTTPDownloading {
                         + "(attempt \(attempt + 1) of \(attempts))")
                 clock.sleep(delay, stop: stop)
                 if shouldStop() {
-                    unlink(path)
+                    discard()
                     throw HTTPError(kind: .stopped, url: request.url, attempts: attempt)
                 }
             }
@@ -176,5 +285,4 @@ public struct HTTPClient: HTTPDownloading {
         }
         return min(delay, maxBackoff)
     }
-
 }

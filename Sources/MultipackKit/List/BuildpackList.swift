@@ -35,12 +35,11 @@ public struct BuildpackEntry: Equatable, Sendable, Codable {
     /// The reference with credentials hidden, fit for any output.
     public var maskedText: String { Masking.url(text) }
 
-    /// An archive over HTTP or from the registry: its cache records and pin need SHA-256.
-    var isArchive: Bool {
-        switch reference {
-        case .archive, .registry: true
-        case .git, .directory: false
-        }
+    /// An archive (its records and pin need SHA-256) or a git repository (a cached checkout is
+    /// checked with SHA-1): libcrypto is loaded early for these.
+    var needsDigests: Bool {
+        if case .directory = reference { return false }
+        return true
     }
 }
 
@@ -55,6 +54,8 @@ public struct BuildpackListError: Error, Equatable, CustomStringConvertible {
 
 public enum BuildpackList {
     static let archiveSuffixes = [".tgz", ".tar.gz", ".tar.xz", ".txz", ".tar"]
+    /// The longest reference read (a presigned archive URL is a few KB).
+    static let maxReferenceBytes = 8192
 
     /// Parses the contents of a `.buildpacks` file. With `directory` (the app root, or the current
     /// directory for `--buildpack`), a bare relative path such as `vendor/bp` that names an existing
@@ -130,6 +131,12 @@ public enum BuildpackList {
         let text = String(words[0])
         func failure(_ reason: String) -> BuildpackListError {
             BuildpackListError(line: line, text: shown(words.joined(separator: " ")), reason: reason)
+        }
+        // git takes no argument over 128 KB, and no real URL comes near this.
+        guard text.utf8.count <= maxReferenceBytes else {
+            throw failure(
+                "the reference is \(text.utf8.count) bytes long; a buildpack URL or path is at most "
+                    + "\(maxReferenceBytes) bytes")
         }
         var sha256: String?
         var commit: String?

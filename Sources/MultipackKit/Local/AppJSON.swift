@@ -81,12 +81,24 @@ struct AppJSON: Decodable {
         testAddons = environment?.addons?.map(\.plan) ?? []
     }
 
+    /// Heroku's app.json files are a few KB; a larger one is not one (`/dev/zero` behind a link).
+    static let maxBytes = 1 << 20
+
     /// nil when the app has no `app.json`; a file that is not what Heroku CI reads is bad input.
     static func read(_ path: String) throws -> AppJSON? {
-        guard Files.exists(path) else { return nil }
-        let text = try Files.read(path)
+        guard Files.lexists(path) else { return nil }
+        let bytes: [UInt8]
         do {
-            return try JSONDecoder().decode(AppJSON.self, from: Data(text.utf8))
+            bytes = try Files.readRegularFile(path, limit: maxBytes)
+        } catch {
+            throw MultipackError.usage(
+                "The app's app.json cannot be read: "
+                    + DotEnv.readProblem(error, file: "it", tooLarge: "far more than an app.json holds"),
+                hint: "Make app.json a JSON file, as Heroku reads it, or remove it.")
+        }
+        do {
+            // A key given twice: the last one counts, as in Heroku's own parsers.
+            return try JSONDecoder().decode(AppJSON.self, from: Data(JSONLastKeyWins.rewrite(bytes)))
         } catch let error as DecodingError {
             throw MultipackError.usage(
                 "The app's app.json cannot be read: \(Self.describe(error)).",

@@ -37,6 +37,10 @@ public struct LocalBuildOptions: Sendable {
             throw MultipackError.usage(
                 "--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
         }
+        if let slugPath {
+            let path = Files.absolute(slugPath)
+            try Slug.checkTarget(path, sidecars: LocalState.sidecars(of: path))
+        }
         for name in passEnv {
             guard BuildEnvironment.isName(Substring(name)) else {
                 throw MultipackError.usage(
@@ -182,7 +186,10 @@ public struct LocalBuild {
         guard let outcome, result.termination.succeeded else {
             summary.failure = outcome?.failure
             // The multipack inside had no time to say where it stopped (it always says it otherwise).
-            if outcome == nil { try context.stop.check() }
+            if outcome == nil, let signal = context.stop.signal {
+                throw MultipackError.interrupted(
+                    signal, "while the buildpacks ran (stopped before they could say where)")
+            }
             if outcome == nil, !result.termination.succeeded {
                 throw MultipackError.build(
                     "The build's namespace could not be set up or ended early (\(result.termination)).",

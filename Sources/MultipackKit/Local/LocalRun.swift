@@ -250,7 +250,15 @@ public struct LocalRun {
         var env: [String: String] = [:]
         for (key, value) in source.release.configVars { env[key] = value }
         for (key, value) in source.buildConfig { env[key] = value }
-        if let dotenv = source.dotenv, let text = try? Files.read(dotenv) {
+        if let dotenv = source.dotenv, Files.lexists(dotenv) {
+            let text: String
+            do {
+                text = String(decoding: try Files.readRegularFile(dotenv, limit: DotEnv.maxBytes), as: UTF8.self)
+            } catch {
+                throw MultipackError.usage(
+                    "The app's .env: " + DotEnv.readProblem(error, file: dotenv),
+                    hint: "Make .env a dotenv file (KEY=VALUE lines), as `heroku local` reads it, or remove it.")
+            }
             for (key, value) in try DotEnv.parse(text, file: dotenv) { env[key] = value }
         }
         for (key, value) in try configArguments.resolve(environment: invocation.environment) { env[key] = value }

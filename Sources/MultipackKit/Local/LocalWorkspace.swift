@@ -77,6 +77,9 @@ struct LocalWorkspace {
             do {
                 skipped += try Files.copyTree(appDir + "/" + name, to: buildDir + "/" + name)
                     .map { $0.hasPrefix("/") ? name : name + "/" + $0 }
+            } catch let stopped as StopRequested {
+                throw MultipackError.interrupted(
+                    stopped.signal, "while the app was copied into the build directory")
             } catch {
                 throw MultipackError.build(
                     "Could not copy the app into the build directory: \(appDir)/\(name)",

@@ -66,6 +66,8 @@ struct SlugPublish {
         }
         var written = next.slug
         if let own {
+            // What is at the path may have changed while the build ran.
+            try Slug.checkTarget(own, sidecars: LocalState.sidecars(of: own))
             try Slug.place(next.slug, at: own)
             try Files.write(own, to: next.slugPath)
             written = own

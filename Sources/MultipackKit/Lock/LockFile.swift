@@ -1,3 +1,5 @@
+import Glibc
+
 /// What a lock entry holds beside the reference: the exact version a build fetches.
 enum Pin: Equatable, Sendable, CustomStringConvertible {
     case commit(String)
@@ -20,6 +22,17 @@ enum Pin: Equatable, Sendable, CustomStringConvertible {
 
 extension BuildpackEntry {
     var pin: Pin? { commit.map(Pin.commit) ?? sha256.map(Pin.sha256) }
+
+    /// What pins this entry, as a mismatch names it: `commit 0a1b2c3d4e5f…` (from `#REF` or
+    /// `commit=`), `sha256 …`, or `nothing`.
+    var pinText: String {
+        var pins: [String] = []
+        if case .git(_, let ref?) = reference, ref.count == 40, ref.allSatisfy(\.isHexDigit) {
+            pins.append("#\(ref.prefix(12))…")
+        }
+        if let pin { pins.append(pin.description) }
+        return pins.isEmpty ? "nothing" : pins.joined(separator: " and ")
+    }
 
     /// Git entries and archives can be pinned; a local directory is part of the app.
     var isPinnable: Bool {
@@ -83,18 +96,30 @@ public struct LockFile: Sendable {
 
     static func path(inApp appDir: String) -> String { appDir + "/" + name }
 
+    /// A lock is a line per buildpack: anything near this is not one.
+    static let maxBytes = 1 << 20
+
+    /// The lock's text, nil when there is none. A symlink out of the app is never followed: the
+    /// lines of what it points at would be echoed in the error about them.
+    private static func read(appDir: String) throws -> String? {
+        let path = path(inApp: appDir)
+        guard Files.lexists(path) else { return nil }
+        do {
+            return String(decoding: try Files.readInApp(path, root: appDir, limit: maxBytes), as: UTF8.self)
+        } catch let error as FileError where error.detail != nil {
+            throw MultipackError.usage(
+                "The app's \(name) " + (error.errno == EFBIG ? "cannot be read: " : "is ") + error.detail! + ".",
+                hint: "Remove it, then run `\(CommandName.line(["lock"]))`.")
+        }
+    }
+
     /// The app's lock, or nil when it has none. `directory` is what bare relative paths are
     /// relative to, as for `.buildpacks` (the original app of a local build).
     static func load(appDir: String, directory: String? = nil) throws -> LockFile? {
-        let path = path(inApp: appDir)
-        guard Files.exists(path) else { return nil }
-        guard Files.isRegularFile(path) else {
-            throw MultipackError.usage(
-                "\(name) is not a regular file.", hint: "Remove it, then run `\(CommandName.line(["lock"]))`.")
-        }
+        guard let text = try read(appDir: appDir) else { return nil }
         do {
-            return LockFile(entries: try BuildpackList.parse(try Files.read(path), directory: directory ?? appDir))
-        } catch let problem as BuildpackListError {
+            return LockFile(entries: try BuildpackList.parse(text, directory: directory ?? appDir))
+        } catch let problem {
             throw MultipackError.usage(
                 "Your \(name) has a line multipack cannot read.\nLine \(problem.line): \(problem.text)\n"
                     + problem.reason.prefix(1).uppercased() + problem.reason.dropFirst() + ".",
@@ -115,6 +140,10 @@ public struct LockFile: Sendable {
             switch (index < listed.count ? listed[index] : nil, index < entries.count ? entries[index] : nil) {
             case (let entry?, let locked?) where locked.locks(entry):
                 continue
+            case (let entry?, let locked?) where locked.text == entry.text:
+                // The same reference, pinned differently: the pins are what differ.
+                return ".buildpacks line \(entry.line), `\(entry.maskedText)`, pins \(entry.pinText), but "
+                    + "\(Self.name) line \(locked.line) pins \(locked.pinText)."
             case (let entry?, let locked?):
                 return ".buildpacks line \(entry.line) is `\(entry.maskedText)`, but \(Self.name) line \(locked.line) "
                     + "is `\(locked.maskedText)`."

@@ -40,10 +40,13 @@ enum StageOwner: Sendable {
         case .hook(let name):
             return .interrupted(signal, "while the app's bin/\(name) was running")
         case .verb(let failureFile):
-            // The verb said where it stopped; its exit code says how.
-            let code = result.termination.succeeded ? 128 + signal : result.termination.exitCode
+            // A verb that ended by itself said where it stopped; one killed outright could not.
+            guard case .exited(let code) = result.termination else {
+                return .interrupted(signal, "while multipack's \(stage) was running")
+            }
             return .printedBefore(
-                exitCode: code, headline: (try? Files.read(failureFile))?.lines.first.map(String.init))
+                exitCode: code == 0 ? 128 + signal : code,
+                headline: (try? Files.read(failureFile))?.lines.first.map(String.init))
         case .other(let name):
             return .interrupted(signal, "while \(name) was running")
         }

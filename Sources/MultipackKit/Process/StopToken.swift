@@ -57,6 +57,11 @@ public struct StopToken: Sendable {
         if let signal { throw StopRequested(signal: signal) }
     }
 
+    /// As `check()`, saying what the library was doing (`while downloading`), for its caller's message.
+    public func check(phase: String) throws(StopRequested) {
+        if let signal { throw StopRequested(signal: signal, phase: phase) }
+    }
+
     /// Throws the build's interruption, saying where it was ("while …"), once a stop was requested.
     public func check(_ context: @autoclosure () -> String) throws(MultipackError) {
         if let signal { throw .interrupted(signal, context()) }
@@ -88,6 +93,13 @@ public struct StopToken: Sendable {
 /// into the build's `MultipackError.interrupted`, naming where the build was.
 public struct StopRequested: Error, Sendable {
     public var signal: Int32
+    /// What it was doing, as `while downloading`; nil when it does not say.
+    public var phase: String?
+
+    public init(signal: Int32, phase: String? = nil) {
+        self.signal = signal
+        self.phase = phase
+    }
 }
 
 /// The stop of a `StopToken(manual)`: the first `request` counts.

@@ -19,6 +19,8 @@ public enum Slug {
                 try writer.addTree(Files.absolute(directory), prefix: "./app/")
                 try writer.finish()
             }
+        } catch let stopped as StopRequested {
+            throw MultipackError.interrupted(stopped.signal, "while the slug was being written")
         } catch {
             throw MultipackError.build(
                 "Could not write the slug \(path)", details: [MultipackError.reason(error)],
@@ -44,6 +46,33 @@ public enum Slug {
                 hint:
                     "Check that its directory exists and is writable and that the disk has room, or choose another path with --slug FILE."
             )
+        }
+    }
+
+    /// Refuses, before anything is built, a `--slug` path multipack must not replace: anything
+    /// but a regular file (or a symlink to one or to nothing, replaced, not followed) at the path or at a
+    /// sidecar (`PATH.env`, `PATH.release.yml`), and a path whose directory does not exist. A
+    /// device, a FIFO or a directory is never written over nor removed.
+    static func checkTarget(_ path: String, sidecars: [String]) throws(MultipackError) {
+        for (index, file) in ([path] + sidecars).enumerated() {
+            var info = stat()
+            guard lstat(file, &info) == 0 else { continue }
+            var kind = info.st_mode & S_IFMT
+            // A symlink is replaced, not followed; one to a device (/dev/stdout) is refused, so
+            // that no system link is replaced by a tarball.
+            if kind == S_IFLNK, stat(file, &info) == 0 { kind = info.st_mode & S_IFMT }
+            guard kind != S_IFREG && kind != S_IFLNK else { continue }
+            let what = index == 0 ? "--slug \(path)" : "\(file), which --slug \(path) would replace,"
+            throw MultipackError.usage(
+                "\(what) is \(Files.kindName(info.st_mode)): multipack replaces only a file there.",
+                hint: "Give --slug the path of a new file (or of an earlier slug), e.g. --slug ./slug.tgz.")
+        }
+        let slash = path.lastIndex(of: "/")
+        let parent = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        guard Files.isDirectory(parent) else {
+            throw MultipackError.usage(
+                "--slug \(path): its directory \(parent) does not exist.",
+                hint: "Create it first, or give --slug a path in an existing directory.")
         }
     }
 

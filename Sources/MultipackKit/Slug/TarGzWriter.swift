@@ -230,6 +230,8 @@ public struct TarGzWriter {
     }
 
     private mutating func flush(finish: Bool) throws {
+        // Once per chunk: a slug of gigabytes takes a while, and a stop must not wait for it.
+        try StopToken.signals.check()
         var consumed = 0
         while true {
             let step = try deflater.deflate(

@@ -126,6 +126,7 @@ extension SlugFilter {
     {
         let base = path.count
         for entry in TreeWalk.entries(fd) {
+            try StopToken.signals.check(SlugFilter.stage)
             path.removeSubrange(base...)
             if base > 0 { path.append(UInt8(ascii: "/")) }
             path += entry.name.dropLast().map { UInt8(bitPattern: $0) }
@@ -181,6 +182,7 @@ enum Removal {
             let fd = try openDirectory(parent, name, path: path)
             defer { close(fd) }
             for entry in TreeWalk.entries(fd) {
+                try StopToken.signals.check(SlugFilter.stage)
                 var info = stat()
                 guard fstatat(fd, entry.name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
                     throw Removal.failure(path + Files.string(entry.name), errno)

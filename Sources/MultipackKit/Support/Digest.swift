@@ -53,7 +53,8 @@ private struct CryptoLibrary: @unchecked Sendable {
         guard let api else {
             let reason = String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             return .failure(
-                DigestError(description: "SHA-256 needs OpenSSL's libcrypto, which could not be loaded: \(reason)"))
+                DigestError(
+                    description: "SHA-256 and SHA-1 need OpenSSL's libcrypto, which could not be loaded: \(reason)"))
         }
         return .success(CryptoLibrary(api: api))
     }()
@@ -83,5 +84,45 @@ private struct SHA256Hasher {
         guard ok == 1 else { throw DigestError(description: "libcrypto failed while finishing a SHA-256 digest") }
         let digits = Array("0123456789abcdef".utf8)
         return String(decoding: digest.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0f)]] }, as: UTF8.self)
+    }
+}
+
+/// One streaming SHA-1 computation, for git's object names (a checkout is verified against its
+/// commit with them, SPEC §5). Raw 20-byte digests: they are compared with a tree's entries.
+struct SHA1Hasher {
+    private let library: CryptoLibrary
+    private var context: OpaquePointer?
+
+    init() throws {
+        library = try CryptoLibrary.shared.get()
+        context = multipack_digest_begin(library.api, 1)
+        guard context != nil else { throw DigestError(description: "libcrypto could not start a SHA-1 digest") }
+    }
+
+    mutating func update(_ bytes: UnsafeRawBufferPointer) throws {
+        guard multipack_sha256_update(library.api, context, bytes.baseAddress, bytes.count) == 1 else {
+            throw DigestError(description: "libcrypto failed while computing a SHA-1 digest")
+        }
+    }
+
+    mutating func update(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try update($0) }
+    }
+
+    /// The 20 bytes of the digest. The hasher is spent afterwards.
+    mutating func finish() throws -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: 64)
+        let ok = multipack_digest_end(library.api, context, &digest, 20)
+        context = nil
+        guard ok == 1 else { throw DigestError(description: "libcrypto failed while finishing a SHA-1 digest") }
+        return Array(digest.prefix(20))
+    }
+
+    /// git's name of an object: the SHA-1 of `<type> <size>\0` and its content.
+    static func objectName(_ type: String, _ content: [UInt8]) throws -> [UInt8] {
+        var hasher = try SHA1Hasher()
+        try hasher.update(Array("\(type) \(content.count)\0".utf8))
+        try hasher.update(content)
+        return try hasher.finish()
     }
 }

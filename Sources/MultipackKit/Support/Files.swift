@@ -24,44 +24,115 @@ enum Files {
         String(decoding: try readRegularFile(path), as: UTF8.self)
     }
 
-    /// Everything a file or a pipe gives until its end, for a path the user named on the command
-    /// line (anything else multipack reads goes through `readRegularFile`, which never waits).
-    static func readStream(_ path: String) throws -> String {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    /// A file the user named on the command line (`--env-file`): a regular file, or a pipe
+    /// (`--env-file <(…)`, `/dev/stdin` fed by a pipe) read to its end. Either is refused past
+    /// `limit` bytes (EFBIG) having read at most one chunk more. A named FIFO (which may never get
+    /// a writer), a device (`/dev/zero`), a directory or a socket is refused at once (EINVAL with
+    /// a `detail`), never opened in a way that blocks. A signal stops the read of a pipe.
+    static func readNamedFile(_ path: String, limit: Int) throws -> [UInt8] {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw FileError(path: path, action: "read", errno: errno) }
+        guard info.st_mode & S_IFMT == S_IFIFO else { return try readRegularFile(path, limit: limit) }
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
         defer { close(descriptor) }
-        return String(decoding: try readToEnd(descriptor, path: path, chunk: 65_536), as: UTF8.self)
+        // An anonymous pipe has its writer (the shell started it); a named FIFO may have none.
+        guard multipack_is_anonymous_pipe(descriptor) == 1 else {
+            throw FileError(
+                path: path, action: "read", errno: EINVAL,
+                detail: "a FIFO (named pipe), not a file (give a file, or `<(cat FIFO)` when something writes to it)")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            try StopToken.signals.check()
+            var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            if poll(&ready, 1, 100) == 0 { continue }
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            guard count >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
+            if count == 0 { return bytes }
+            bytes += chunk[..<count]
+            if bytes.count > limit { throw tooLarge(path, limit: limit) }
+        }
     }
 
-    /// What is left to read from `descriptor`, `chunk` bytes at a time; errors name `path`.
-    private static func readToEnd(_ descriptor: Int32, path: String, chunk size: Int) throws -> [UInt8] {
+    /// What is left to read from `descriptor`, `chunk` bytes at a time; errors name `path`. More
+    /// than `limit` bytes is refused with EFBIG, having read one chunk past it at most.
+    private static func readToEnd(_ descriptor: Int32, path: String, chunk size: Int, limit: Int = .max) throws
+        -> [UInt8]
+    {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: size)
         while true {
             let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
+            if count < 0 && errno == EINTR {
+                // A pipe that never ends must not hold a build that was asked to stop.
+                try StopToken.signals.check()
+                continue
+            }
             guard count >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
             if count == 0 { return bytes }
             bytes += chunk[..<count]
+            if bytes.count > limit { throw tooLarge(path, limit: limit) }
         }
+    }
+
+    static func tooLarge(_ path: String, limit: Int) -> FileError {
+        FileError(
+            path: path, action: "read", errno: EFBIG, detail: "it is larger than \(TreeSize.format(Int64(limit)))")
     }
 
     /// The bytes of a regular file. Anything else (a directory, a FIFO, a socket, a device) is
     /// refused with EINVAL and a `detail` saying what it is, and is never opened in a way that
-    /// can block: stat first, then open with O_NONBLOCK and check again on the descriptor.
-    static func readRegularFile(_ path: String) throws -> [UInt8] {
+    /// can block: stat first, then open with O_NONBLOCK and check again on the descriptor. A file
+    /// over `limit` bytes is refused with EFBIG before it is read; without `followingLinks`, a
+    /// symlink is refused with ELOOP.
+    static func readRegularFile(_ path: String, limit: Int = .max, followingLinks: Bool = true) throws -> [UInt8] {
         var info = stat()
-        guard stat(path, &info) == 0 else { throw FileError(path: path, action: "read", errno: errno) }
+        guard (followingLinks ? stat(path, &info) : lstat(path, &info)) == 0 else {
+            throw FileError(path: path, action: "read", errno: errno)
+        }
         func refuse(_ mode: mode_t) -> FileError {
-            FileError(path: path, action: "read", errno: EINVAL, detail: kindName(mode))
+            if mode & S_IFMT == S_IFLNK {
+                return FileError(path: path, action: "read", errno: ELOOP, detail: "a symlink, not a file")
+            }
+            return FileError(path: path, action: "read", errno: EINVAL, detail: kindName(mode))
         }
         guard info.st_mode & S_IFMT == S_IFREG else { throw refuse(info.st_mode) }
-        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard descriptor >= 0 else { throw FileError(path: path, action: "read", errno: errno) }
+        guard info.st_size <= limit else { throw tooLarge(path, limit: limit) }
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | (followingLinks ? 0 : O_NOFOLLOW))
+        guard descriptor >= 0 else {
+            throw errno == ELOOP ? refuse(S_IFLNK) : FileError(path: path, action: "read", errno: errno)
+        }
         defer { close(descriptor) }
         guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw refuse(info.st_mode) }
+        guard info.st_size <= limit else { throw tooLarge(path, limit: limit) }
         // Small files (records, exports, refs) in one read of their size; /proc's files say 0.
-        return try readToEnd(descriptor, path: path, chunk: Int(min(max(info.st_size + 1, 4096), 65_536)))
+        return try readToEnd(
+            descriptor, path: path, chunk: Int(min(max(info.st_size + 1, 4096), 65_536)), limit: limit)
+    }
+
+    /// A file of the app (`.slugfilter`, `.buildpacks.lock`), read as `readRegularFile` reads one.
+    /// A symlink is followed only when it stays in the app (`root`): one that leads out of it is
+    /// refused (EXDEV, with a `detail`), so that no file of the machine is read, or echoed in an
+    /// error, through it; one that leads nowhere is refused too (ENOENT, with a `detail`).
+    static func readInApp(_ path: String, root: String, limit: Int) throws -> [UInt8] {
+        var info = stat()
+        if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK {
+            guard let target = realpath(path, nil) else {
+                throw FileError(path: path, action: "read", errno: ENOENT, detail: "a symlink to nothing")
+            }
+            defer { free(target) }
+            guard let base = realpath(root, nil) else { throw FileError(path: root, action: "read", errno: errno) }
+            defer { free(base) }
+            let resolved = String(cString: target)
+            let app = String(cString: base)
+            guard resolved.hasPrefix(app == "/" ? "/" : app + "/") else {
+                throw FileError(path: path, action: "read", errno: EXDEV, detail: "a symlink out of the app")
+            }
+        }
+        return try readRegularFile(path, limit: limit)
     }
 
     /// "a directory", "a FIFO", … for a file that is not a regular one.
@@ -91,6 +162,16 @@ enum Files {
             guard writeAll(Array(text.utf8), to: descriptor) else {
                 throw FileError(path: path, action: "write", errno: errno)
             }
+        }
+    }
+
+    /// Writes bytes whole or not at all (see `replaceWhole`).
+    static func writeBytes(_ bytes: [UInt8], to path: String, mode: Int = 0o644) throws {
+        try replaceWhole(path, mode: mode_t(mode)) { temporary in
+            let descriptor = open(temporary, O_WRONLY | O_TRUNC | O_CLOEXEC)
+            guard descriptor >= 0 else { throw FileError(path: path, action: "write", errno: errno) }
+            defer { close(descriptor) }
+            guard writeAll(bytes, to: descriptor) else { throw FileError(path: path, action: "write", errno: errno) }
         }
     }
 
@@ -161,7 +242,23 @@ enum Files {
     }
 
     static func remove(_ path: String) {
-        try? FileManager.default.removeItem(atPath: path)
+        do {
+            try FileManager.default.removeItem(atPath: path)
+        } catch {
+            removeByDescriptor(path)
+        }
+    }
+
+    /// Removes a tree one directory descriptor at a time: FileManager gives up on paths longer
+    /// than PATH_MAX, which an archive's members (up to 4096 bytes each, SPEC §6) reach below
+    /// the directory they are extracted into.
+    @discardableResult
+    static func removeByDescriptor(_ path: String) -> Bool {
+        guard let slash = path.lastIndex(of: "/") else { return false }
+        let parent = slash == path.startIndex ? "/" : String(path[..<slash])
+        let name = String(path[path.index(after: slash)...])
+        guard !name.isEmpty, let directory = try? ArchiveDirectory.open(parent) else { return false }
+        return (try? directory.removeTree(name)) != nil
     }
 
     static func move(_ from: String, to: String) throws {
@@ -275,6 +372,7 @@ extension Files {
         do {
             try FileManager.default.removeItem(atPath: path)
         } catch {
+            if removeByDescriptor(path) { return }
             throw MultipackError.build(
                 "Could not remove \(path): \(MultipackError.reason(error))",
                 hint: "Check its permissions, or remove it by hand (rm -rf \(path)).")

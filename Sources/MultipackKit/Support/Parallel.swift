@@ -38,6 +38,41 @@ private func runOnThreads(_ count: Int, _ body: @escaping @Sendable () -> Void) 
     for thread in threads { pthread_join(thread, nil) }
 }
 
+/// Work started now on a thread of its own, to overlap with what the caller does meanwhile (a
+/// stack image's layer downloads while the layers before are unpacked).
+final class BackgroundWork: Sendable {
+    private final class Failure: Sendable {
+        let error = Mutex<(any Error)?>(nil)
+    }
+    private let failure = Failure()
+    /// The thread until it is joined; joined under the lock, so a second waiter waits for it too.
+    private let thread: Mutex<pthread_t?>
+
+    init(_ body: @escaping @Sendable () throws -> Void) {
+        let failure = self.failure
+        let run: @Sendable () -> Void = {
+            do { try body() } catch { failure.error.withLock { $0 = error } }
+        }
+        let started = startThread(run)
+        thread = Mutex(started)
+        if started == nil { run() }
+    }
+
+    /// Waits until the work is done; waiting again returns at once.
+    func wait() {
+        thread.withLock { thread in
+            if let running = thread { pthread_join(running, nil) }
+            thread = nil
+        }
+    }
+
+    /// Waits, then throws what the work threw.
+    func result() throws {
+        wait()
+        if let error = failure.error.withLock({ $0 }) { throw error }
+    }
+}
+
 /// A thread running `body`, or nil when none could be started.
 private func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t? {
     var thread = pthread_t()

@@ -15,6 +15,7 @@ struct TreeCopy {
         // Directory modes are set after their contents are written (a 0555 directory is copied).
         var directoryModes: [(String, mode_t)] = []
         while let (relative, isRoot) = pending.popLast() {
+            try StopToken.signals.check()
             let source = isRoot ? from : from + "/" + relative
             let target = isRoot ? to : to + "/" + relative
             var info = stat()

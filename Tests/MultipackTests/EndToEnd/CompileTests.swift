@@ -330,7 +330,7 @@ import Testing
         // A local child's HEAD is read from its files; cloning it is git's work, shown.
         #expect(
             compile.stdout.contains(
-                "+ git -c protocol.file.allow=always clone --quiet --template= --recurse-submodules --depth 1 --shallow-submodules -- file://\(probe) "
+                "+ git -c protocol.file.allow=always -c core.autocrlf=false clone --quiet --template= --recurse-submodules --depth 1 --shallow-submodules -- file://\(probe) "
             ))
         #expect(
             compile.stdout.contains("+ \(app.cache)/")

@@ -215,6 +215,50 @@ struct LockWorld {
         #expect(check.stderr.contains(".buildpacks line 2 is `./vendor/env-probe`"))
     }
 
+    /// The same reference pinned to two commits: the message names both pins, not the same line twice.
+    @Test func aMismatchOfPinsNamesThePins() throws {
+        let world = try LockWorld("lock-pins", buildpacks: { "\($0)/version.git#main\n" }, repos: ["version"])
+        defer { world.server.stop() }
+        let first = try world.commit(of: "version")
+        #expect(try world.lock().status == 0)
+        let second = try world.advance("version", version: "2")
+        let url = world.server.url("/version.git#main")
+        try "\(url) commit=\(second)\n".write(
+            toFile: world.app.build + "/.buildpacks", atomically: true, encoding: .utf8)
+        let stale = try world.compile()
+        #expect(stale.status == 2, "\(stale.all)")
+        #expect(
+            stale.stderr.contains(
+                ".buildpacks line 1, `\(url)`, pins commit \(second.prefix(12))…, but .buildpacks.lock line 2 pins "
+                    + "commit \(first.prefix(12))…."), "\(stale.stderr)")
+    }
+
+    /// A locked commit that upstream no longer has (a force-push): the hint is about the lock.
+    @Test func aLockedCommitThatIsGoneSaysToLockAgain() throws {
+        let world = try LockWorld("lock-gone", buildpacks: { "\($0)/version.git#main\n" }, repos: ["version"])
+        defer { world.server.stop() }
+        _ = try world.advance("version", version: "2")
+        #expect(try world.lock().status == 0)
+        // History rewritten upstream: the locked commit is in neither the branch nor the repository.
+        let repo = world.temp.path + "/remotes/version"
+        try Shell.git(["reset", "--quiet", "--hard", "HEAD~1"], in: repo)
+        try "3".write(toFile: repo + "/VERSION", atomically: true, encoding: .utf8)
+        try Shell.git(["commit", "--quiet", "-am", "version 3"], in: repo)
+        let bare = world.served + "/version.git"
+        try Shell.git(["push", "--quiet", "--force", bare, "main"], in: repo)
+        try Shell.git(["reflog", "expire", "--expire=now", "--all"], in: bare)
+        try Shell.git(["gc", "--quiet", "--prune=now"], in: bare)
+        try Shell.git(["update-server-info"], in: bare)
+        let compile = try world.compile()
+        #expect(compile.status == 1, "\(compile.all)")
+        #expect(compile.stderr.contains("there is no commit"), "\(compile.stderr)")
+        #expect(
+            compile.stderr.contains(".buildpacks.lock pins this commit, which the repository no longer has"),
+            "\(compile.stderr)")
+        #expect(compile.stderr.contains("run `multipack lock` to pin what #main resolves to now"))
+        #expect(!compile.stderr.contains("Check the #ref"))
+    }
+
     @Test func aLockedCommitIsClonedShallowWhileItsRefStillPointsAtIt() throws {
         let world = try LockWorld("lock-shallow", buildpacks: { _ in "" })
         defer { world.server.stop() }
@@ -277,7 +321,10 @@ struct LockWorld {
         try FileManager.default.createDirectory(
             atPath: world.app.build + "/.buildpacks.lock", withIntermediateDirectories: true)
         let directory = try world.compile()
-        #expect(directory.status == 2 && directory.stderr.contains(".buildpacks.lock is not a regular file"))
+        #expect(
+            directory.status == 2
+                && directory.stderr.contains("The app's .buildpacks.lock is a directory, not a file."),
+            "\(directory.all)")
     }
 
     @Test func anUpstreamArchiveThatChangedFailsNamingBothDigestsUnlessCached() throws {

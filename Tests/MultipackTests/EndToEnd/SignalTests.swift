@@ -207,7 +207,7 @@ func touched(_ path: String) -> () -> Bool { { FileManager.default.fileExists(at
         defer { server.stop() }
         let build = try Self.stop(
             server.url("/stalled.tgz"), in: temp, settle: 0.5, once: { server.requestCount("/stalled.tgz") > 0 })
-        #expect(build.output.contains("stopped by SIGTERM while fetching buildpack [1/1]"), "\(build.output)")
+        #expect(build.output.contains("stopped by SIGTERM while downloading buildpack [1/1]"), "\(build.output)")
     }
 
     @Test func aHugeReleaseBeingReadAndMergedStopsWithinFiveSeconds() throws {
@@ -234,6 +234,6 @@ func touched(_ path: String) -> () -> Bool { { FileManager.default.fileExists(at
             let entries = (try? FileManager.default.subpathsOfDirectory(atPath: tmp)) ?? []
             return entries.contains { $0.hasSuffix("bin/compile") }
         }
-        #expect(build.output.contains("stopped by SIGTERM while fetching buildpack [1/1]"), "\(build.output)")
+        #expect(build.output.contains("stopped by SIGTERM while extracting buildpack [1/1]"), "\(build.output)")
     }
 }

@@ -482,6 +482,68 @@ import Testing
             ])
     }
 
+    @Test func sendKeepsASmallBodyInMemoryAndSendsTheHeadersAsked() throws {
+        let server = try LoopbackHTTPServer(routes: [
+            "/v2/": .reply(status: 200, headers: [("Docker-Content-Digest", "sha256:abc")], body: Array("{}".utf8))
+        ])
+        defer { server.stop() }
+
+        let response = try client.send(DownloadRequest(url: server.url("/v2/"), headers: ["Accept: x/y"]))
+
+        #expect(response.status == 200)
+        #expect(response.body == Array("{}".utf8))
+        #expect(response.header("docker-content-digest") == "sha256:abc")
+        #expect(server.requests("/v2/").first?.headers["accept"] == "x/y")
+    }
+
+    @Test func answeredStatusesComeBackWithTheirHeadersAndRedirectsAreNotFollowed() throws {
+        let server = try LoopbackHTTPServer(routes: [
+            "/auth": .reply(
+                status: 401, headers: [("WWW-Authenticate", "Bearer realm=a"), ("WWW-Authenticate", "Basic realm=b")],
+                body: Array("no".utf8)),
+            "/moved": .redirect(to: "/elsewhere", status: 307),
+            "/elsewhere": .serve(body: Self.body),
+        ])
+        defer { server.stop() }
+        let path = scratch.path("moved.part")
+
+        let auth = try client.send(DownloadRequest(url: server.url("/auth"), answeredStatuses: [401]))
+        let moved = try client.send(
+            DownloadRequest(url: server.url("/moved"), followsRedirects: false, answeredStatuses: [307]), bodyTo: path)
+
+        #expect(auth.status == 401)
+        #expect(auth.headers(named: "www-authenticate") == ["Bearer realm=a", "Basic realm=b"])
+        #expect(auth.body == Array("no".utf8))
+        #expect(moved.status == 307)
+        #expect(moved.header("location") == "/elsewhere")
+        #expect(Scratch.contents(path) == [])
+        #expect(server.requestCount("/elsewhere") == 0)
+    }
+
+    @Test func headAsksForTheHeadersAlone() throws {
+        let server = try LoopbackHTTPServer(routes: [
+            "/m": .reply(status: 200, headers: [("Docker-Content-Digest", "sha256:abc")], body: Self.body)
+        ])
+        defer { server.stop() }
+
+        let response = try client.send(DownloadRequest(url: server.url("/m"), method: .head))
+
+        #expect(response.status == 200 && response.body.isEmpty)
+        #expect(response.header("Docker-Content-Digest") == "sha256:abc")
+        #expect(server.requests("/m").first?.method == "HEAD")
+    }
+
+    @Test func aBodyInMemoryIsCapped() throws {
+        let server = try LoopbackHTTPServer(routes: ["/big": .serve(body: Self.body)])
+        defer { server.stop() }
+
+        let error = #expect(throws: HTTPError.self) {
+            try client.send(DownloadRequest(url: server.url("/big"), maxBytes: 1000))
+        }
+
+        #expect(error?.kind == .tooLarge(limit: 1000, announced: Int64(Self.body.count)))
+    }
+
     @Test func missingLibcurlIsExplained() throws {
         let failure = try #require(CurlLibrary.open(soname: "libmultipack-absent.so.9").failure)
         let error = HTTPError(

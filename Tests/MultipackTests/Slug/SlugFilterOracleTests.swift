@@ -55,6 +55,28 @@ import Testing
         }
     }
 
+    /// The index (literal rules looked up, wildcard ones behind cheap checks) must find the same
+    /// first rule as trying every rule in order, on every path and for files and directories.
+    @Test func theIndexFindsTheFirstMatchingRuleAsALinearScanWould() throws {
+        var random = SeededRandom(seed: 7)
+        for _ in 0..<400 {
+            let tree = TreeSpec.random(&random, nixLike: Bool.random(using: &random))
+            let rules = (0..<3).map { _ in RuleSpec.random(&random) }.joined()
+            let filter = try SlugFilter(rules)
+            for entry in tree.entries {
+                let path = Array(entry.path.utf8)
+                for isDirectory in [false, true] {
+                    let compiled = filter.rules
+                    let first = compiled.rules.indices.first { compiled.matches($0, path, isDirectory: isDirectory) }
+                    let linear = first.map { compiled.rules[$0].include } ?? true
+                    #expect(
+                        filter.keeps(path, isDirectory: isDirectory) == linear,
+                        "\(entry.path) (directory: \(isDirectory)) with\n\(rules)")
+                }
+            }
+        }
+    }
+
     @Test func aHostilePatternStaysLinear() throws {
         // Backtracking would take 2^30 steps here; the state-set matcher takes pattern × text.
         let pattern = String(repeating: "*a", count: 30) + "b"

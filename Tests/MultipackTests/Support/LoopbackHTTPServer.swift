@@ -26,6 +26,11 @@ final class LoopbackHTTPServer: Sendable {
         case sequence([Behaviour])
         /// Waits, then behaves as told.
         case delayed(Duration, Behaviour)
+        /// This status, these headers and this body.
+        case reply(status: Int, headers: [(String, String)] = [], body: [UInt8] = [])
+        /// Decides from the request (its headers, its query), then behaves as told: a registry
+        /// that checks a token, a CDN that checks a signature.
+        case handler(@Sendable (Request) -> Behaviour)
     }
 
     struct Request: Sendable {
@@ -50,11 +55,14 @@ final class LoopbackHTTPServer: Sendable {
     /// URL prefix → directory: files under it are read when asked for, so a test can change them
     /// between requests (a git repository served over dumb HTTP, an archive replaced upstream).
     private let mounts: [String: String]
+    /// With a value, every request without this `Authorization` header gets 401 (Basic).
+    private let authorization: String?
     private let state = Mutex(State())
 
-    init(routes: [String: Behaviour], mounts: [String: String] = [:]) throws {
+    init(routes: [String: Behaviour], mounts: [String: String] = [:], authorization: String? = nil) throws {
         self.routes = routes
         self.mounts = mounts
+        self.authorization = authorization
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ServerError.socket(errno) }
         var address = sockaddr_in()
@@ -157,6 +165,12 @@ final class LoopbackHTTPServer: Sendable {
             state.requests[path, default: []].append(request)
             return state.requests[path]!.count - 1
         }
+        if let authorization, request.headers["authorization"] != authorization {
+            respond(
+                connection, status: 401, headers: [("WWW-Authenticate", "Basic realm=\"test\"")],
+                body: Array("authentication required\n".utf8))
+            return
+        }
         guard var behaviour = routes[path] ?? mounted(path) else {
             respond(connection, status: 404, headers: [], body: Array("no route\n".utf8))
             return
@@ -167,6 +181,8 @@ final class LoopbackHTTPServer: Sendable {
             } else if case .delayed(let pause, let next) = behaviour {
                 Self.sleep(pause)
                 behaviour = next
+            } else if case .handler(let decide) = behaviour {
+                behaviour = decide(request)
             } else {
                 break
             }
@@ -204,7 +220,13 @@ final class LoopbackHTTPServer: Sendable {
                 send(connection, Array(body[offset..<end]))
                 offset = end
             }
-        case .sequence, .delayed:
+        case .reply(let status, let headers, let body):
+            if request.method == "HEAD" {
+                sendHead(connection, status: status, headers: headers, contentLength: body.count)
+            } else {
+                respond(connection, status: status, headers: headers, body: body)
+            }
+        case .sequence, .delayed, .handler:
             break
         }
     }
@@ -304,6 +326,10 @@ final class LoopbackHTTPServer: Sendable {
         case 301: "Moved Permanently"
         case 302: "Found"
         case 304: "Not Modified"
+        case 307: "Temporary Redirect"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 429: "Too Many Requests"
         case 404: "Not Found"
         case 500: "Internal Server Error"
         case 503: "Service Unavailable"
