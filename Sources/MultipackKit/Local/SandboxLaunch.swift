@@ -9,6 +9,8 @@ struct SandboxLaunch {
     var options: LocalBuildOptions
     var ci: Bool
     var caller: [String: String]
+    /// `--pass-env`: the caller's variables the buildpacks get.
+    var passed: [(key: String, value: String)] = []
     /// Where `multipack build` was started (relative `--buildpack` paths are relative to it).
     var callerDir: String
     var stackRoot: StackRoot?
@@ -66,6 +68,7 @@ struct SandboxLaunch {
     /// trusts the local repositories at `localPaths` for root's builds.
     func environment(sourceVersion: String?, localPaths: [String]) throws -> [String: String] {
         var environment = HerokuEnvironment.build(stack: stack, sourceVersion: sourceVersion, caller: caller)
+        for (name, value) in passed { environment[name] = value }
         if ci {
             environment["CI"] = "true"
             environment["HEROKU_TEST_RUN_ID"] = UUID().uuidString.lowercased()
@@ -90,15 +93,16 @@ struct SandboxLaunch {
     /// Runs the stages over the filled `workspace` to their end and reads what they left (nil when
     /// they were killed first).
     func run(
-        _ workspace: LocalWorkspace, entries: [BuildpackEntry], listed: [BuildpackEntry], sourceVersion: String?,
+        _ workspace: LocalWorkspace, choice: BuildpackChoice, listed: [BuildpackEntry], sourceVersion: String?,
         in context: BuildContext
     ) throws -> (result: ProcessResult, outcome: StagesJob.Outcome?) {
         let cache = inside ? "/tmp/codon/tmp/cache" : workspace.cache == state.cache ? running.cache : workspace.cache
+        let entriesBase = choice.source == .commandLine ? callerDir : options.appDir
         let job = StagesJob(
-            ci: ci, buildpacks: options.buildpacks, appDir: options.appDir, callerDir: callerDir, build: buildDir,
-            cache: cache, env: inside ? "/tmp/env" : state.env, work: workDir, outcome: workDir + "/outcome.json")
+            ci: ci, entries: choice.entries, appDir: options.appDir, entriesBase: entriesBase, build: buildDir,
+            cache: cache, env: inside ? "/tmp/env" : state.next.env, work: workDir, outcome: workDir + "/outcome.json")
         let localPaths =
-            StagesJob.localPaths(entries, base: callerDir) + StagesJob.localPaths(listed, base: options.appDir)
+            StagesJob.localPaths(choice.entries, base: entriesBase) + StagesJob.localPaths(listed, base: options.appDir)
         var command = Command(
             LocalBuild.executablePath(), ["stages", String(decoding: try JSONEncoder().encode(job), as: UTF8.self)],
             in: inside ? "/app" : state.work + "/home",
@@ -112,7 +116,7 @@ struct SandboxLaunch {
             if let own = options.cacheDir {
                 configured.bind(Files.absolute(own), at: job.cache, writable: true, owned: true)
             }
-            configured.bind(state.env, at: job.env, owned: true)
+            configured.bind(state.next.env, at: job.env, owned: true)
             configured.bind(options.appDir)
             for path in localPaths { configured.bind(path) }
             if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") {
@@ -160,10 +164,18 @@ struct SandboxLaunch {
             return try configured.grantOwnedBinds(marker: state.handoverMarker)
         }
         log.detail("Buildpacks run as uid \(user.uid): root's files are out of their reach")
-        let handed = [state.work, state.env] + (cache.map { [$0] } ?? [])
+        let handed = [state.work, state.next.env] + (cache.map { [$0] } ?? [])
         // What is handed over becomes the build's user's; what leads to it must let it through.
+        // The app's state is private (0700: config vars): that user alone is let through it.
+        let appsRoot = LocalState.appsRoot(caller) + "/"
+        var passages: [String] = []
         for path in handed.map(Files.parent(of:)) + reads + [LocalBuild.executablePath()] {
-            guard let closed = user.firstClosedDirectory(on: path) else { continue }
+            var closed = user.firstClosedDirectory(on: path, open: passages)
+            while let directory = closed, directory.hasPrefix(appsRoot) {
+                passages.append(directory)
+                closed = user.firstClosedDirectory(on: path, open: passages)
+            }
+            guard let closed else { continue }
             throw MultipackError.build(
                 "Without namespaces, a build run by root runs its buildpacks as uid \(user.uid), which cannot reach \(path): "
                     + "\(closed) is closed to it.",
@@ -171,6 +183,7 @@ struct SandboxLaunch {
                     + "buildpacks and multipack where every user may read them, or allow namespaces; or run multipack as "
                     + "an ordinary user.")
         }
-        return try Handover.begin(user: user, handed: handed, idmapped: [], marker: state.handoverMarker)
+        return try Handover.begin(
+            user: user, handed: handed, idmapped: [], passages: passages, marker: state.handoverMarker)
     }
 }

@@ -88,11 +88,12 @@ public struct BuildUser: Sendable, Equatable {
     }
 
     /// The first directory on `path` (the path itself included, when it is one) that this user
-    /// may not pass through, by its mode bits; nil when every one lets it.
-    func firstClosedDirectory(on path: String) -> String? {
+    /// may not pass through, by its mode bits (those in `open` aside); nil when every one lets it.
+    func firstClosedDirectory(on path: String, open: [String] = []) -> String? {
         var prefix = ""
         for part in [""] + path.split(separator: "/").map(String.init) {
             prefix = part.isEmpty ? "/" : (prefix == "/" ? "" : prefix) + "/" + part
+            if open.contains(prefix) { continue }
             var info = stat()
             guard stat(prefix, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { continue }
             let bit: mode_t = info.st_uid == uid ? S_IXUSR : info.st_gid == gid ? S_IXGRP : S_IXOTH

@@ -1,3 +1,4 @@
+import CMultipackSpawn
 import Glibc
 
 /// A root caller's directories as the build's user reaches them (SPEC §15): through idmapped
@@ -12,16 +13,38 @@ struct Handover {
     var handed: [String] = []
     /// Directories reached through idmapped mounts: only checked afterwards.
     var idmapped: [String] = []
+    /// Private directories of multipack's (the app's state, 0700) the build's user is let
+    /// through for the build, and their modes: an ACL entry for that user alone.
+    var passages: [(path: String, mode: mode_t)] = []
     /// The marker file (in the app's state); nil: none is kept (a run's scratch, removed anyway).
     var marker: String?
 
-    /// Writes the marker, then hands `handed` over.
-    static func begin(user: BuildUser, handed: [String], idmapped: [String], marker: String?) throws -> Handover {
-        let handover = Handover(user: user, handed: handed, idmapped: idmapped, marker: marker)
+    /// Writes the marker, opens the passages, then hands `handed` over.
+    static func begin(
+        user: BuildUser, handed: [String], idmapped: [String], passages: [String] = [], marker: String?
+    ) throws -> Handover {
+        var handover = Handover(user: user, handed: handed, idmapped: idmapped, marker: marker)
         guard user.isIsolated, !(handed.isEmpty && idmapped.isEmpty) else { return handover }
+        for path in passages {
+            var info = stat()
+            guard stat(path, &info) == 0 else { continue }
+            handover.passages.append((path, info.st_mode & 0o7777))
+        }
         if let marker {
-            let lines = ["\(user.uid) \(user.gid) \(user.callerUID) \(user.callerGID)"] + handed + idmapped
+            let lines =
+                ["\(user.uid) \(user.gid) \(user.callerUID) \(user.callerGID)"]
+                + handover.passages.map { "pass \(String($0.mode, radix: 8)) \($0.path)" } + handed.map { "hand " + $0 }
+                + idmapped.map { "idmap " + $0 }
             try Files.write(lines.joined(separator: "\n") + "\n", to: marker, mode: 0o600)
+        }
+        for passage in handover.passages {
+            guard Self.openPassage(passage.path, user.uid, mode: passage.mode) else {
+                throw MultipackError.build(
+                    "Could not let the build's user (uid \(user.uid)) through \(passage.path): \(String(cString: strerror(errno))).",
+                    hint:
+                        "Keep multipack's state on a file system with POSIX ACLs (ext4, xfs, btrfs, tmpfs), or allow namespaces."
+                )
+            }
         }
         for path in handed {
             TreeWalk.visit(path) { directory, name, info in
@@ -39,10 +62,11 @@ struct Handover {
     }
 
     /// Hands everything back: what the build's user owns goes to the caller, setuid and setgid
-    /// bits go from files. Then the marker goes.
+    /// bits go from files, the passages close. Then the marker goes.
     func end() {
         guard user.isIsolated else { return }
         for path in handed + idmapped { Self.handBack(path, from: user) }
+        for passage in passages { Self.closePassage(passage.path, mode: passage.mode) }
         if let marker { Files.remove(marker) }
     }
 
@@ -57,10 +81,43 @@ struct Handover {
             return
         }
         let user = BuildUser(uid: ids[0], gid: ids[1], callerUID: ids[2], callerGID: ids[3])
-        for path in [state] + lines.dropFirst() where !path.hasPrefix(state + "/") && Files.exists(path) {
-            handBack(path, from: user)
+        var paths = [state]
+        for line in lines.dropFirst() {
+            let fields = line.split(separator: " ", maxSplits: 2).map(String.init)
+            if fields.count == 3, fields[0] == "pass", let mode = mode_t(fields[1], radix: 8) {
+                closePassage(fields[2], mode: mode)
+            } else if fields.count >= 2, fields[0] == "hand" || fields[0] == "idmap" {
+                let path = line.dropFirst(fields[0].count + 1)
+                if !path.hasPrefix(state + "/") { paths.append(String(path)) }
+            }
         }
+        for path in paths where Files.exists(path) { handBack(path, from: user) }
         Files.remove(marker)
+    }
+
+    /// Lets `uid` alone through `directory` (search, not read) with a POSIX ACL entry: the app's
+    /// state is private (0700, it holds config vars), and without namespaces the build's user
+    /// must reach its directories in it. False (errno set) where the file system has no ACLs.
+    static func openPassage(_ directory: String, _ uid: uid_t, mode: mode_t) -> Bool {
+        // system.posix_acl_access, version 2: user::, user:uid:--x, group::, mask::--x, other::.
+        let undefined = UInt32.max
+        let entries: [(tag: UInt16, permissions: UInt16, id: UInt32)] = [
+            (0x01, UInt16((mode >> 6) & 7), undefined), (0x02, 1, uid), (0x04, UInt16((mode >> 3) & 7), undefined),
+            (0x10, UInt16(((mode >> 3) & 7) | 1), undefined), (0x20, UInt16(mode & 7), undefined),
+        ]
+        var bytes: [UInt8] = [2, 0, 0, 0]
+        for entry in entries {
+            bytes += withUnsafeBytes(of: entry.tag.littleEndian, Array.init)
+            bytes += withUnsafeBytes(of: entry.permissions.littleEndian, Array.init)
+            bytes += withUnsafeBytes(of: entry.id.littleEndian, Array.init)
+        }
+        return multipack_set_access_acl(directory, bytes, bytes.count) == 0
+    }
+
+    /// Takes the ACL entry away and gives the directory its mode back.
+    static func closePassage(_ directory: String, mode: mode_t) {
+        multipack_remove_access_acl(directory)
+        chmod(directory, mode)
     }
 
     static func handBack(_ path: String, from user: BuildUser) {

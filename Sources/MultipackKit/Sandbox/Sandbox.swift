@@ -153,7 +153,6 @@ public struct Sandbox: Sendable {
     /// build makes there is the build's user's.
     mutating func grantOwnedBinds(marker: String?) throws -> Handover {
         guard user.isIsolated else { return Handover(user: user) }
-        try makeNestedMountPoints()
         let idmap = IdmapNamespace(user)
         var handed: [String] = []
         var idmapped: [String] = []
@@ -227,6 +226,8 @@ public struct Sandbox: Sendable {
             wrapped.workingDirectory = nil
             return wrapped
         case .direct:
+            // Mount points under /tmp and /app for root's namespace: made here, where they can be.
+            if user.isIsolated { try? makeNestedMountPoints() }
             var wrapped = command
             wrapped.executable = insidePath(of: command.executable, searching: command.environment["PATH"])
             wrapped.workingDirectory = directory

@@ -98,6 +98,19 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: "/usr/multipack-rootless-probe"))
     }
 
+    /// A directory's named ACL entries (`user:ID:perms`), read with Python's os.getxattr.
+    static func accessACL(_ path: String) throws -> String {
+        let script = """
+            import os, struct, sys
+            try: data = os.getxattr(sys.argv[1], "system.posix_acl_access")
+            except OSError: sys.exit(0)
+            for offset in range(4, len(data), 8):
+                tag, perm, ident = struct.unpack("<HHI", data[offset:offset + 8])
+                if tag == 2: print("user:%d:%s" % (ident, "".join(c if perm & b else "-" for c, b in zip("rwx", (4, 2, 1)))))
+            """
+        return try Shell.run("python3", ["-c", script, path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// Everything under `paths` is root's again, and nothing is setuid or setgid.
     static func expectHandedBack(_ paths: [String], _ context: String) {
         for path in paths {
@@ -176,9 +189,11 @@ import Testing
                 usleep(20_000)
             }
             try #require(output().contains("slow compile started"), "\(output())")
-            // While it runs, no one but root (and the build's user) passes into its directories.
+            // While it runs, no one but root (and the build's user) passes into its directories;
+            // without namespaces, the private state lets the build's user alone through (an ACL).
             let work = try FileManager.default.attributesOfItem(atPath: try world.state + "/work")
             #expect((work[.posixPermissions] as? Int).map { $0 & 0o077 } == 0)
+            #expect(try Self.accessACL(try world.state).contains("user:65533:--x") == !mode.namespaced)
             kill(process.processIdentifier, signal)
             process.waitUntilExit()
             if signal == SIGTERM {
@@ -195,6 +210,10 @@ import Testing
         #expect(next.status == 0, "\(next.all)")
         Self.expectHandedBack([try world.state], "after a SIGKILL, the next build")
         #expect(!FileManager.default.fileExists(atPath: try world.state + "/.handed-over"))
+        // The state is private again: no ACL entry left, mode 0700.
+        #expect(try Self.accessACL(try world.state) == "")
+        let state = try FileManager.default.attributesOfItem(atPath: try world.state)
+        #expect(state[.posixPermissions] as? Int == 0o700)
     }
 
     /// Where the state's file system cannot be idmapped (ramfs here, NFS in life), the build's
@@ -211,7 +230,7 @@ import Testing
             mount -t ramfs ramfs "$0" && "$@" > "$0.out" 2>&1
             echo "status=$?" >> "$0.out"
             find "$0" ! -uid 0 -o ! -gid 0 -o -perm /6000 >> "$0.out"
-            cat "$0"/multipack/apps/*/build/inside.txt >> "$0.out"
+            cat "$0"/multipack/apps/*/kept/build/inside.txt >> "$0.out"
             """
         let run = try Shell.run(
             "/usr/bin/unshare",
