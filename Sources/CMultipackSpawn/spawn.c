@@ -54,6 +54,13 @@ int multipack_stop_forwarded(void) {
 
 int multipack_stop_descriptor(void) { return atomic_load(&stop_pipe_read); }
 
+/// Sends `signal` to a child's process group; a child forked a moment ago may not have made its
+/// group yet (it does before anything else), and then gets it itself: a namespace's relay, where
+/// every signal is blocked, passes it on once the command exists (pass_early_stops).
+static void signal_group(pid_t group, int signal) {
+    if (kill(-group, signal) != 0 && errno == ESRCH) kill(group, signal);
+}
+
 static void on_stop(int signal) {
     int saved = errno;
     int none = 0;
@@ -63,7 +70,7 @@ static void on_stop(int signal) {
         int forwarded = multipack_stop_forwarded();
         for (int index = 0; index < MULTIPACK_CHILDREN_CAPACITY; index++) {
             pid_t group = atomic_load(&children[index]);
-            if (group > 0) kill(-group, forwarded);
+            if (group > 0) signal_group(group, forwarded);
         }
     }
     int pipe_end = atomic_load(&stop_pipe_write);
@@ -104,11 +111,11 @@ int multipack_children_add(pid_t group) {
         int free_slot = 0;
         if (atomic_compare_exchange_strong(&children[index], &free_slot, group)) {
             // A stop that came before the child was registered still reaches it.
-            if (atomic_load(&stop_signal) != 0) kill(-group, multipack_stop_forwarded());
+            if (atomic_load(&stop_signal) != 0) signal_group(group, multipack_stop_forwarded());
             return 0;
         }
     }
-    if (atomic_load(&stop_signal) != 0) kill(-group, multipack_stop_forwarded());
+    if (atomic_load(&stop_signal) != 0) signal_group(group, multipack_stop_forwarded());
     return -1;
 }
 
@@ -460,6 +467,23 @@ static int relay_gone(int alive) {
     return poll(&relay, 1, 0) != 0;
 }
 
+/// The relay's part once the command exists (a byte on `started`; a closed pipe: it never will):
+/// a stop that came to the process group before (while the namespace was being made) reached no
+/// command, and is pending here, where every signal is blocked. It is passed on, once.
+static void pass_early_stops(int started) {
+    char byte;
+    ssize_t count;
+    do {
+        count = read(started, &byte, 1);
+    } while (count < 0 && errno == EINTR);
+    close(started);
+    if (count != 1) return;
+    sigset_t pending;
+    if (sigpending(&pending) != 0) return;
+    for (size_t index = 0; index < sizeof stop_signals / sizeof stop_signals[0]; index++)
+        if (sigismember(&pending, stop_signals[index])) kill(-getpgrp(), stop_signals[index]);
+}
+
 /// The relay's part in root's namespace: once the first process has made its user namespace (a
 /// byte on `ask`), writes its maps through `proc` (a descriptor of /proc taken before the new
 /// root hid it) and answers on `answer`; a closed `ask` means the first process failed.
@@ -564,7 +588,7 @@ static int enter_sandbox(char *const plan[], pid_t parent, const struct identity
         if (write_file("/proc/self/uid_map", plan[1]) != 0) FAIL(0);
         if (write_file("/proc/self/gid_map", plan[2]) != 0) FAIL(0);
     }
-    int alive = -1, ask = -1, answer = -1;
+    int alive = -1, ask = -1, answer = -1, started = -1;
     if (pid_namespace || root) {
         // The new credentials cleared the parent-death signal: set again, then checked, since
         // multipack may have died in between. The relay dies with multipack, the first process
@@ -572,20 +596,24 @@ static int enter_sandbox(char *const plan[], pid_t parent, const struct identity
         // process it came too late for its own signal (a parent's pid means nothing inside).
         prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
         if (getppid() != parent) _exit(127);
-        int alive_fds[2], ask_fds[2] = {-1, -1}, answer_fds[2] = {-1, -1}, proc = -1;
+        int alive_fds[2], ask_fds[2] = {-1, -1}, answer_fds[2] = {-1, -1}, started_fds[2] = {-1, -1}, proc = -1;
         if (pipe2(alive_fds, O_CLOEXEC) != 0) FAIL(0);
+        if (pipe2(started_fds, O_CLOEXEC) != 0) FAIL(0);
         if (root && (pipe2(ask_fds, O_CLOEXEC) != 0 || pipe2(answer_fds, O_CLOEXEC) != 0 ||
                      (proc = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0))
             FAIL(0);
         pid_t first = _Fork();
         if (first < 0) FAIL(0);
         if (first > 0) {
-            int keep[] = {alive_fds[1], ask_fds[0], answer_fds[1], proc};
-            close_all_except(keep, 4);
+            int keep[] = {alive_fds[1], ask_fds[0], answer_fds[1], proc, started_fds[0]};
+            close_all_except(keep, 5);
             if (root) map_first(first, proc, ask_fds[0], answer_fds[1], plan[1], plan[2]);
+            pass_early_stops(started_fds[0]);
             relay_exit(first);
         }
         close(alive_fds[1]);
+        close(started_fds[0]);
+        started = started_fds[1];
         if (root) {
             close(ask_fds[0]);
             close(answer_fds[1]);
@@ -615,14 +643,22 @@ static int enter_sandbox(char *const plan[], pid_t parent, const struct identity
         if (relay_gone(alive)) _exit(127);
     }
     if (alive >= 0) close(alive);
+    char byte = 1;
     if (pid_namespace) {
         pid_t command = _Fork();
         if (command < 0) FAIL(0);
         if (command > 0) {
+            ssize_t ignored = write(started, &byte, 1);
+            (void)ignored;
             close_all_but(-1);
             run_init(command);
         }
+    } else if (started >= 0) {
+        // This process execs the command: what came to the relay is passed on to it.
+        ssize_t ignored = write(started, &byte, 1);
+        (void)ignored;
     }
+    if (started >= 0) close(started);
     return 0;
 }
 
