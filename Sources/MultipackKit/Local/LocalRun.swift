@@ -14,6 +14,10 @@ public struct LocalRun {
     /// `--env K=V` and `--env-file FILE`, read when the run starts.
     public var configArguments = ConfigVarArguments()
     public var port = 5000
+    /// `--stack-image`, `--stack-root` and `--stack`: what the process runs on. With no `--stack`,
+    /// an app's last build says which stack (SPEC §15); a slug runs on heroku-24's.
+    public var stackChoice = StackChoice()
+    public var stack: String?
     public var invocation: Invocation
 
     public init(target: String, process: String?, invocation: Invocation) {
@@ -37,6 +41,8 @@ public struct LocalRun {
         var release: Release
         var buildConfig: [(key: String, value: String)]
         var dotenv: String?
+        /// The stack the kept build was made for.
+        var stack: String?
     }
 
     /// Runs the process and returns its exit code (128 + the signal when a signal ended it).
@@ -48,6 +54,12 @@ public struct LocalRun {
                     "\(CommandName.line(["run", target, "web"])), or \(CommandName.line(["run", target, "--", "bash"]))"
             )
         }
+        if let stack, !LocalBuildOptions.stacks.contains(stack) {
+            throw MultipackError.usage(
+                "--stack \(Masking.text(stack)) is not a Heroku stack.",
+                hint: "Give one of \(LocalBuildOptions.stacks.joined(separator: ", ")).")
+        }
+        try stackChoice.validate(caller: invocation.environment)
         ScratchDirectory.sweepTemporaryRoot()
         let scratchDirectory = try ScratchDirectory(.run)
         defer { scratchDirectory.remove() }
@@ -55,10 +67,17 @@ public struct LocalRun {
         let source = try resolve(scratch: scratch)
 
         var sandbox: Sandbox?
-        switch Sandbox.backend(invocation.environment) {
+        let backend = Sandbox.backend(invocation.environment)
+        var choice = stackChoice
+        choice.stack = stack ?? source.stack ?? choice.stack
+        let root = try BuildRoot.choose(
+            choice, role: .run, strict: BuildRoot.isCI(invocation.environment), unavailable: Sandbox.reason(backend),
+            caller: invocation.environment, log: log)
+        defer { withExtendedLifetime(root) {} }
+        switch backend {
         case .success(let backend):
             try Files.makeDirectory(scratch + "/tmp")
-            sandbox = Sandbox(backend: backend, tmp: scratch + "/tmp", app: source.home)
+            sandbox = Sandbox(backend: backend, root: root.directory, tmp: scratch + "/tmp", app: source.home)
         case .failure(let unavailable):
             log.warning(
                 "No namespaces here (\(unavailable.reason)): the process runs on this machine as you, in \(source.home) "
@@ -150,7 +169,8 @@ public struct LocalRun {
         log.step("Using the last build of \(target): \(which) in \(state.build)")
         return Source(
             home: try fresh(copyOf: state.build, scratch: scratch), release: Self.release(at: state.release),
-            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env")
+            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env",
+            stack: LocalReport.keptRoot(state)?.stack)
     }
 
     /// A kept build is copied, never run in place: a dyno starts from the slug every time and

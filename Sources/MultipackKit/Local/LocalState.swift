@@ -9,6 +9,7 @@ import Glibc
 ///     build.release.yml        its release, with the final process types, for `multipack run`
 ///     build.report.yml         `bin/report`'s output
 ///     build.id                 `build_<hex> <time>`: which build it was
+///     build.root.json          what it stood on: the stack's image and digest, a stack root, this machine
 ///     env/                     ENV_DIR: the config vars it was given, for `multipack run`
 ///     slug.tgz (+ sidecars)    the slug, unless `--slug` put it elsewhere
 ///     work/                    the build's scratch (`/tmp` and `/app` inside), removed at its end
@@ -47,6 +48,7 @@ public enum LocalState {
         var slug: String { path + "/slug.tgz" }
         var buildID: String { path + "/build.id" }
         var report: String { path + "/build.report.yml" }
+        var root: String { path + "/build.root.json" }
         var release: String { LocalState.releaseSidecar(for: build) }
 
         /// Takes the app's lock (one build of an app at a time) and clears the previous build.
@@ -71,7 +73,7 @@ public enum LocalState {
                 Files.remove(aside)  // a killed build's, whose pid was the same
                 try Files.move(old, to: aside)
             }
-            for old in [env, buildID, report, release, slug] + LocalState.sidecars(of: slug) {
+            for old in [env, buildID, report, root, release, slug] + LocalState.sidecars(of: slug) {
                 if Files.exists(old) { try Files.removeTree(old) }
             }
             for directory in [build, env, work + "/tmp", work + "/home"] { try Files.makeDirectory(directory) }

@@ -11,7 +11,8 @@ struct SandboxLaunch {
     var caller: [String: String]
     /// Where `multipack build` was started (relative `--buildpack` paths are relative to it).
     var callerDir: String
-    var stackRoot: StackRoot?
+    /// What the build stands on: the stack's image, a stack root, or this machine.
+    var root: BuildRoot
     /// nil: no namespace here; the build runs on this machine.
     var sandbox: Sandbox?
     /// The app's state, and the build's directory and cache while it runs.
@@ -20,7 +21,7 @@ struct SandboxLaunch {
     var running: (build: String, cache: String)
 
     /// The stack the build is told it runs on.
-    var stack: String { stackRoot?.stack ?? options.stack }
+    var stack: String { root.record.stack }
     var inside: Bool { sandbox != nil }
     /// The build directory and multipack's own work directory as the stages see them.
     var buildDir: String { inside ? "/tmp/" + id : running.build }
@@ -28,7 +29,8 @@ struct SandboxLaunch {
     /// Where the stages leave their outcome, as this process sees it.
     var outcomePath: String { state.work + "/tmp/multipack/outcome.json" }
 
-    /// The stack root (`--stack-root`) and the namespace's maker; says so when there is none.
+    /// The root (SPEC §15: the stack's image unless another is named) and the namespace's maker;
+    /// says so when there is none.
     init(
         options: LocalBuildOptions, ci: Bool, caller: [String: String], callerDir: String,
         workspace: LocalWorkspace, context: BuildContext
@@ -38,20 +40,15 @@ struct SandboxLaunch {
         self.caller = caller
         self.callerDir = callerDir
         (state, id, running) = (workspace.state, workspace.id, workspace.running)
-        stackRoot = try options.stackRoot.map { try StackRoot.prepare($0, caller: caller, log: context.log) }
-        switch Sandbox.backend(caller) {
+        let backend = Sandbox.backend(caller)
+        root = try BuildRoot.choose(
+            options.stackChoice, role: .build, strict: ci || BuildRoot.isCI(caller),
+            unavailable: Sandbox.reason(backend), caller: caller, log: context.log)
+        switch backend {
         case .success(let backend):
             sandbox = Sandbox(
-                backend: backend, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp",
-                app: state.work + "/home")
+                backend: backend, root: root.directory, tmp: state.work + "/tmp", app: state.work + "/home")
         case .failure(let unavailable):
-            if stackRoot != nil {
-                throw MultipackError.usage(
-                    "--stack-root needs a user namespace, and this machine gives none: \(unavailable.reason).",
-                    hint:
-                        "Install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or build without --stack-root."
-                )
-            }
             sandbox = nil
             context.log.warning(
                 "No namespaces here (\(unavailable.reason)): the build runs on this machine as you, with HOME=\(state.work)/home "
@@ -93,9 +90,9 @@ struct SandboxLaunch {
             in: inside ? "/app" : state.work + "/home", environment: environment(sourceVersion: sourceVersion),
             stdout: .inherit, stderr: .inherit)
         if var sandbox {
-            let executable = workDir + "/multipack"
-            sandbox.bind(LocalBuild.executablePath(), at: executable)
-            command.executable = executable
+            let multipack = sandbox.bindMultipack(at: workDir + "/multipack")
+            command.executable = multipack[0]
+            command.arguments = multipack.dropFirst() + command.arguments
             if let own = options.cacheDir { sandbox.bind(Files.absolute(own), at: job.cache, writable: true) }
             sandbox.bind(state.env, at: job.env)
             sandbox.bind(options.appDir)
@@ -107,8 +104,10 @@ struct SandboxLaunch {
             if let gitConfig = HerokuEnvironment.gitConfig(caller) {
                 sandbox.bind(gitConfig, at: workDir + "/gitconfig")
             }
-            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") { sandbox.bind(socket, writable: true) }
-            if stackRoot != nil { sandbox.hostDirectories = Sandbox.runtimeLibraryDirectories() }
+            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") {
+                sandbox.bind(socket, at: Sandbox.sshAgent, writable: true)
+                command.environment["SSH_AUTH_SOCK"] = Sandbox.sshAgent
+            }
             command = sandbox.wrap(command)
         }
         command.stopsItself = true

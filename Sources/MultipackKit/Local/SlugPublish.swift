@@ -1,3 +1,5 @@
+import FoundationEssentials
+
 /// What a successful local build leaves for `multipack run` and for the user (SPEC §12): the
 /// release with its final process types, the report, and the slug with its release and config
 /// vars beside it, checked against Heroku's limits.
@@ -22,6 +24,9 @@ struct SlugPublish {
         summary.release = state.release
         try context.files.write(outcome.report ?? "", to: state.report)
         summary.report = state.report
+        if let root = summary.root {
+            try context.files.write(String(decoding: try JSONEncoder().encode(root), as: UTF8.self), to: state.root)
+        }
 
         let slugPath = try writeSlug(state.build, &summary, log: log)
         try context.files.write(final.yaml, to: LocalState.releaseSidecar(for: slugPath))
