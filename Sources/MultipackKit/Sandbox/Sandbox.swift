@@ -215,6 +215,8 @@ public struct Sandbox: Sendable {
                 }
             }
         }
+        // A root without /etc still gets the resolver's files, in an /etc of their own.
+        if !shown.contains("etc"), !Files.lexists(base + "/etc"), let etc = resolver.heldEtc { steps += etc }
         steps += [.proc("/proc"), .dev("/dev")]
         steps += resolver.binds
         steps.append(.bind(tmp, at: "/tmp", writable: true, optional: false))
@@ -252,22 +254,28 @@ public struct Sandbox: Sendable {
             return (nil, [.bind(directory, at: directory, writable: false, optional: true)])
         }
         var binds: [Step] = []
-        var held: [Step]?
+        var overEtc: [String] = []
+        var holds = false
         for file in ["/etc/resolv.conf", "/etc/hosts"] where Files.isRegularFile(file) {
             var info = stat()
             let present = lstat(root + file, &info) == 0
-            if present, info.st_mode & S_IFMT == S_IFREG {
-                binds.append(.bind(file, at: file, writable: false, optional: true))
-            } else if present, info.st_mode & S_IFMT == S_IFLNK, let text = Self.symlinkTarget(root + file),
+            if present, info.st_mode & S_IFMT == S_IFLNK, let text = Self.symlinkTarget(root + file),
                 let inside = Self.resolve(text, from: "/etc"), inside.hasPrefix("/run/")
             {
                 binds.append(.bind(file, at: inside, writable: false, optional: true))
             } else {
-                if held == nil { held = Self.holder(root + "/etc", at: "/etc", except: ["resolv.conf", "hosts"]) }
-                held?.append(.bind(file, at: file, writable: false, optional: false))
+                overEtc.append(file)
+                holds = holds || !present || info.st_mode & S_IFMT != S_IFREG
             }
         }
-        return (held.map { $0 + [.remountReadOnly("/etc")] }, binds)
+        guard holds else {
+            return (nil, binds + overEtc.map { .bind($0, at: $0, writable: false, optional: true) })
+        }
+        let names = Set(overEtc.map { String($0.dropFirst("/etc/".count)) })
+        let held =
+            Self.holder(root + "/etc", at: "/etc", except: names)
+            + overEtc.map { .bind($0, at: $0, writable: false, optional: false) } + [.remountReadOnly("/etc")]
+        return (held, binds)
     }
 
     /// `text`, a link's in directory `directory`, as an absolute path inside the root (`..` above

@@ -54,6 +54,7 @@ import Testing
               echo "STACK=$STACK"
               echo "HOME=$HOME"
               echo "RESOLVER=$(head -n 1 /etc/resolv.conf)"
+              echo "HOSTS=$(head -n 1 /etc/hosts)"
               echo "SSH_AUTH_SOCK=${SSH_AUTH_SOCK-unset} $([ -S "${SSH_AUTH_SOCK:-/none}" ] && echo socket)"
             } > "$1/stack-probe.txt"
             echo "       probed the stack"
@@ -116,9 +117,12 @@ import Testing
         #expect(probe["LD_LIBRARY_PATH"] == "unset")
         #expect(probe["PATH"] == "/usr/local/bin:/usr/bin:/bin")
         #expect(probe["STACK"] == "heroku-24" && probe["HOME"] == "/app")
-        // The image has no resolver files: this machine's are shown in its /etc.
-        let resolver = try String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8).split(separator: "\n").first
-        #expect(probe["RESOLVER"] == resolver.map(String.init) ?? "", "\(probe)")
+        // This machine's resolver files cover the image's own resolv.conf and stand in for the
+        // hosts it lacks.
+        for (name, file) in [("RESOLVER", "/etc/resolv.conf"), ("HOSTS", "/etc/hosts")] {
+            let line = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").first
+            #expect(probe[name] == line.map(String.init) ?? "", "\(probe)")
+        }
         #expect(probe["SSH_AUTH_SOCK"] == "/run/multipack/ssh-agent socket", "\(probe)")
         #expect((try json(build)["sandbox"] as? String) == backend.name)
 

@@ -315,6 +315,8 @@ struct OCILayout {
             toFile: rootfs + "/etc/os-release", atomically: true, encoding: .utf8)
         try "root:x:0:0::/root:/bin/sh\nheroku:x:1000:1000::/app:/bin/bash\n".write(
             toFile: rootfs + "/etc/passwd", atomically: true, encoding: .utf8)
+        // A resolver of its own and no /etc/hosts, as debootstrap leaves a root.
+        try "nameserver 192.0.2.1\n".write(toFile: rootfs + "/etc/resolv.conf", atomically: true, encoding: .utf8)
     }
 
     /// Copies the file a path leads to (its links followed) with its mode.
