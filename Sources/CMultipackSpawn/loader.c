@@ -2,15 +2,9 @@
 #define _GNU_SOURCE
 #include "loader.h"
 
-#include <dlfcn.h>
 #include <link.h>
 #include <string.h>
 #include <sys/auxv.h>
-
-int multipack_preload(const char *name) {
-    // Never closed: the library stays loaded for the process's life, as the one that uses it wants.
-    return dlopen(name, RTLD_LAZY | RTLD_LOCAL) != NULL ? 0 : -1;
-}
 
 struct listing {
     char *buffer;

@@ -4,12 +4,8 @@
 #include <stddef.h>
 
 // multipack's own binary on another root than this machine's (a stack image): it runs there
-// through this machine's loader and the libraries it loaded, bound at a private path. Swift reaches
-// this through Sandbox/HostLoader.swift only.
-
-/// Loads the shared library `name` (as dlopen finds it, lazily and locally) so that it is among
-/// the loaded objects; 0 when it loaded, -1 when this machine has no such library.
-int multipack_preload(const char *name);
+// through this machine's loader, with the directories of its libraries bound at a private path.
+// Swift reaches this through Sandbox/HostLoader.swift only.
 
 /// The loaded objects of this process, as the loader found them: the loader's own path on the
 /// first line (empty for a static binary), then every shared library's path (as its name was
