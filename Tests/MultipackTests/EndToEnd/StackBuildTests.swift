@@ -34,10 +34,10 @@ import Testing
         ["MULTIPACK_STACK_ROOT": "", "MULTIPACK_STACK_REGISTRY": registry.host].merging(extra) { $1 }
     }
 
-    /// A buildpack that records what the build sees of its root.
-    func probeBuildpack() throws -> String {
-        try world.temp.write("stack-probe/bin/detect", "#!/usr/bin/env bash\necho StackProbe\n", executable: true)
-        try world.temp.write(
+    /// A buildpack that records what the build sees of its root, in `temp`.
+    func probeBuildpack(in temp: TempDir) throws -> String {
+        try temp.write("stack-probe/bin/detect", "#!/usr/bin/env bash\necho StackProbe\n", executable: true)
+        try temp.write(
             "stack-probe/bin/compile",
             """
             #!/usr/bin/env bash
@@ -60,12 +60,15 @@ import Testing
             echo "       probed the stack"
 
             """, executable: true)
-        return world.temp.path + "/stack-probe"
+        return temp.path + "/stack-probe"
     }
 
-    func app() throws -> String {
+    /// An app whose one buildpack is the probe, in `world`.
+    func app(in world: LocalWorld? = nil) throws -> String {
+        let world = world ?? self.world
         let app = try world.app("plain", buildpacks: nil)
-        try (try probeBuildpack() + "\n").write(toFile: app + "/.buildpacks", atomically: true, encoding: .utf8)
+        try (try probeBuildpack(in: world.temp) + "\n").write(
+            toFile: app + "/.buildpacks", atomically: true, encoding: .utf8)
         return app
     }
 
@@ -83,19 +86,21 @@ import Testing
         return try #require(object, "stdout is not a JSON object: \(output.all)")
     }
 
-    @Test(arguments: Backend.allCases)
-    func aBuildRunsOnTheStacksImageAndSeesNothingOfThisMachine(backend: Backend) throws {
+    /// As the caller (root, whose builds run as an id that owns nothing) and as an ordinary user,
+    /// with either maker of the namespace (root's is always multipack's own).
+    @Test(arguments: Runner.allCases, Backend.allCases)
+    func aBuildRunsOnTheStacksImageAndSeesNothingOfThisMachine(runner: Runner, backend: Backend) throws {
         defer { unlink(hostMarker) }
+        var sandbox = try SandboxWorld("stack-image", runner: runner)
         try registry.push(layout, tag: "build", as: "heroku/heroku:24-build")
-        let app = try app()
-        let agent = world.temp.path + "/agent.sock"
+        let app = try app(in: sandbox.world)
+        let agent = sandbox.world.temp.path + "/agent.sock"
         let socket = try Shell.run(
             "python3", ["-c", "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", agent])
         #expect(socket.status == 0, "\(socket.all)")
+        sandbox.caller = onImages(["MULTIPACK_SANDBOX": backend.rawValue, "SSH_AUTH_SOCK": agent])
 
-        let build = try world.multipack(
-            ["build", app, "--json"],
-            extra: onImages(["MULTIPACK_SANDBOX": backend.rawValue, "SSH_AUTH_SOCK": agent]))
+        let build = try sandbox.multipack(["build", app, "--json"])
 
         #expect(build.status == 0, "\(build.all)")
         #expect(build.stderr.contains("Building on the stack image heroku/heroku:24-build (\(registry.host))"))
@@ -124,13 +129,14 @@ import Testing
             #expect(probe[name] == line.map(String.init) ?? "", "\(probe)")
         }
         #expect(probe["SSH_AUTH_SOCK"] == "/run/multipack/ssh-agent socket", "\(probe)")
-        #expect((try json(build)["sandbox"] as? String) == backend.name)
+        let maker = runner == .caller && getuid() == 0 ? Backend.direct : backend
+        #expect((try json(build)["sandbox"] as? String) == maker.name)
 
-        let report = try world.multipack(["report", app], extra: onImages())
+        let report = try sandbox.multipack(["report", app])
         #expect(report.status == 0, "\(report.all)")
         #expect(report.stdout.contains("stack_image_digest: \"\(try layout.manifest("build").digest)\""))
         #expect(report.stdout.contains("stack_root_kind: \"image\""))
-        #expect(try FileManager.default.contentsOfDirectory(atPath: world.tmp).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.world.tmp).isEmpty)
     }
 
     @Test func runOfAnAppUsesTheRunImageOfItsStackAndRunOfASlugTheImageNamed() throws {
