@@ -21,6 +21,8 @@ for tool in docker-registry umoci skopeo busybox; do
 done
 source "$root/benchmarks/release-binary.sh"
 work=$(mktemp -d /tmp/multipack-stack-build-bench-XXXXXX)
+# Root's builds without a namespace run as an id that owns nothing: it must reach the app.
+chmod 755 "$work"
 registry_pid=
 cleanup() {
     if [[ -n $registry_pid ]]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi
@@ -96,7 +98,9 @@ cases = {
 }
 def timed(argv, environment):
     start = time.perf_counter()
-    subprocess.run(argv, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    done = subprocess.run(argv, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr.decode()[-2000:]}")
     return (time.perf_counter() - start) * 1000
 times = {name: [] for name in cases}
 for argv, environment in cases.values(): timed(argv, environment)  # warm caches
