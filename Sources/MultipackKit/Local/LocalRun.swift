@@ -20,6 +20,10 @@ public struct LocalRun {
     public var procfile: String?
     /// `--grace`: seconds between SIGTERM and SIGKILL when the processes are stopped.
     public var graceSeconds = 30
+    /// `--stack-image`, `--stack-root` and `--stack`: what the process runs on. With no `--stack`,
+    /// an app's last build says which stack (SPEC §15); a slug runs on heroku-24's.
+    public var stackChoice = StackChoice()
+    public var stack: String?
     public var invocation: Invocation
 
     public init(target: String, invocation: Invocation) {
@@ -44,6 +48,8 @@ public struct LocalRun {
         var dotenv: String?
         /// The `.env` is the app's own (not one a build wrote): a link there is followed.
         var dotenvIsTheApps = false
+        /// The stack the kept build was made for.
+        var stack: String?
     }
 
     /// Runs the processes and returns the exit code (128 + the signal when a signal ended it).
@@ -55,6 +61,12 @@ public struct LocalRun {
                     "\(CommandName.line(["run", target, "web"])), or \(CommandName.line(["run", target, "--", "bash"]))"
             )
         }
+        if let stack, !LocalBuildOptions.stacks.contains(stack) {
+            throw MultipackError.usage(
+                "--stack \(Masking.text(stack)) is not a Heroku stack.",
+                hint: "Give one of \(LocalBuildOptions.stacks.joined(separator: ", ")).")
+        }
+        try stackChoice.validate(caller: invocation.environment)
         guard (0...86400).contains(graceSeconds) else {
             throw MultipackError.usage("--grace takes seconds, 0 to 86400.", hint: "Heroku gives a dyno 30.")
         }
@@ -71,10 +83,18 @@ public struct LocalRun {
         // As a build's: uid 1000 inside; for root, an id that owns nothing outside.
         let user = try BuildUser.current()
         var sandbox: Sandbox?
-        switch Sandbox.backend(invocation.environment, user: user) {
+        let backend = Sandbox.backend(invocation.environment, user: user)
+        var choice = stackChoice
+        choice.stack = stack ?? source.stack ?? choice.stack
+        let root = try BuildRoot.choose(
+            choice, role: .run, strict: BuildRoot.isCI(invocation.environment), unavailable: Sandbox.reason(backend),
+            caller: invocation.environment, log: log)
+        defer { withExtendedLifetime(root) {} }
+        switch backend {
         case .success(let backend):
             try Files.makeDirectory(scratch + "/tmp")
-            sandbox = Sandbox(backend: backend, user: user, tmp: scratch + "/tmp", app: source.home)
+            sandbox = Sandbox(
+                backend: backend, user: user, root: root.directory, tmp: scratch + "/tmp", app: source.home)
         case .failure(let unavailable):
             log.warning(
                 "No namespaces here (\(unavailable.reason)): the processes run on this machine as "
@@ -224,7 +244,8 @@ public struct LocalRun {
         log.step("Using the last build of \(target): \(which) in \(state.build)")
         return Source(
             home: try fresh(copyOf: state.build, scratch: scratch), release: Self.release(at: state.release),
-            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env", dotenvIsTheApps: true)
+            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env", dotenvIsTheApps: true,
+            stack: LocalReport.keptRoot(state)?.stack)
     }
 
     /// The run's scratch (a copy of the build) as a root caller's processes reach it: idmapped,

@@ -7,7 +7,8 @@ struct RunCommand: ParsableCommand {
         abstract:
             "Runs an app's process types together as heroku local does, one of them, or a one-off command, as a Heroku dyno would.",
         usage:
-            "multipack run <slug-or-app> [<type> …] [-f PROCFILE] [-p PORT] [--env K=V …] [--grace S] [-- <command> …]")
+            "multipack run <slug-or-app> [<type> …] [-f PROCFILE] [-p PORT] [--env K=V …] [--grace S] [--stack NAME] [--stack-image REF | --stack-root DIR|TARBALL] [-- <command> …]"
+    )
     @Argument(help: "A slug, or an app's directory (its last build).") var target: String
     @Argument(
         help: ArgumentHelp(
@@ -22,6 +23,12 @@ struct RunCommand: ParsableCommand {
     var procfile: String?
     @Option(help: "Seconds between SIGTERM and SIGKILL when the processes are stopped (Heroku's 30).")
     var grace = 30
+    @Option(
+        help: ArgumentHelp(
+            "The stack whose run image the processes run on (default: the one the app was built for; heroku-24 for a slug).",
+            valueName: "NAME"))
+    var stack: String?
+    @OptionGroup var root: StackRootOptions
 
     /// argument-parser allows no positional argument after an array of them, and gives what
     /// follows `--` to that array, last: the one-off command is the tail that followed the first
@@ -42,6 +49,8 @@ struct RunCommand: ParsableCommand {
             localRun.port = port
             localRun.procfile = procfile
             localRun.graceSeconds = grace
+            localRun.stack = stack
+            localRun.stackChoice = root.choice
             let code = try localRun.run()
             if code != 0 { throw MultipackError.printedBefore(exitCode: code, headline: nil) }
         }
