@@ -208,10 +208,13 @@ while IFS= read -r line; do
   esac
 done < <(for file in README.md docs/*.md; do
   awk '
-    prev_blank && /^    [^ ]/ { block = 1 }
+    # A block indented 4 spaces, or more inside a list item; a synopsis continues on lines
+    # indented further that start with `[-`.
+    prev_blank && /^    +[^ ]/ { block = 1 }
     block && /^    / {
-      text = substr($0, 5)
-      if (text ~ /^(apt-get |swift |heroku |multipack|scripts\/|benchmarks\/|git |curl |\[-)/ || text ~ /^ +\[-/) print
+      text = $0
+      sub(/^ +/, "", text)
+      if (text ~ /^(apt-get |swift |heroku |multipack|scripts\/|benchmarks\/|git |curl |\[-)/) print "    " text
       next
     }
     { block = 0; prev_blank = ($0 ~ /^$/) }
