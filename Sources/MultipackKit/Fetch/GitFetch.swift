@@ -20,8 +20,12 @@ struct GitFetch {
 
     var isFullSHA: Bool { ref.map { $0.count == 40 && $0.allSatisfy(\.isHexDigit) } ?? false }
 
-    var environment: [String: String] {
-        var env = context.environment
+    var environment: [String: String] { Self.environment(for: url, from: context.environment) }
+
+    /// What git runs with for `url`: never a prompt, no LFS smudging, the URL's credentials
+    /// through the environment (`GitCredentials`). The app's own repository (SPEC §19) too.
+    static func environment(for url: String, from base: [String: String]) -> [String: String] {
+        var env = base
         env["GIT_DIR"] = nil
         env["GIT_TERMINAL_PROMPT"] = "0"  // never wait for a password nobody will type
         env["GIT_ASKPASS"] = "/bin/false"

@@ -16,6 +16,11 @@ public struct LocalBuildOptions: Sendable {
     public var slugPath: String?
     public var slugLimitMB = Slug.defaultLimitMB
     public var json = false
+    /// `--mount HOST:PATH[:ro]`: the caller's directories bound into the namespace.
+    public var mounts: [Mount] = []
+    /// A commit's build (SPEC §19): its state, the cache its repository's commits share, its
+    /// SOURCE_VERSION. nil: a directory's build, as before.
+    var origin: CommitOrigin?
 
     public init(appDir: String) {
         self.appDir = Files.absolute(appDir)
@@ -63,13 +68,24 @@ public struct LocalBuild {
     /// Runs the build; its failure is thrown for the caller to print. With `--json` the log goes
     /// to stderr and stdout gets one JSON object, whatever the outcome.
     public func run() throws {
-        let start = invocation.context.clock.now
         let jsonOutput = options.json ? StandardOutput.divertToStandardError() : nil
+        let (summary, failure) = summarized { try perform(&$0) }
+        if let jsonOutput {
+            Log.writeToDescriptor(summary.json + "\n", jsonOutput)
+            close(jsonOutput)
+        }
+        if let failure { throw failure }
+    }
+
+    /// Runs `body` (the build, or a commit's build around it) and sums it up, whatever the
+    /// outcome: the failure comes back beside the summary.
+    func summarized(_ body: (inout LocalBuildSummary) throws -> Void) -> (LocalBuildSummary, MultipackError?) {
+        let start = invocation.context.clock.now
         var summary = LocalBuildSummary(
-            command: mode == .build ? "build" : "ci", app: options.appDir, stack: options.stack)
+            command: mode == .build ? "build" : "ci", app: options.origin?.name ?? options.appDir, stack: options.stack)
         var failure: MultipackError?
         do {
-            try perform(&summary)
+            try body(&summary)
         } catch {
             failure = MultipackError(error)
         }
@@ -83,16 +99,12 @@ public struct LocalBuild {
         summary.outcome =
             summary.exitCode == 0 ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
         summary.seconds = invocation.context.seconds(since: start)
-        if let jsonOutput {
-            Log.writeToDescriptor(summary.json + "\n", jsonOutput)
-            close(jsonOutput)
-        }
-        if let failure { throw failure }
+        return (summary, failure)
     }
 
     /// The build in three parts: the workspace (the app's state, a copy of the app, the cache),
     /// the stages launched in a namespace, and the slug published from what they left.
-    private func perform(_ summary: inout LocalBuildSummary) throws {
+    func perform(_ summary: inout LocalBuildSummary) throws {
         let context = invocation.context
         let appDir = options.appDir
         try options.validate()
@@ -122,10 +134,11 @@ public struct LocalBuild {
         summary.stack = launch.stack
         summary.sandbox = launch.sandbox?.backend.name ?? "none"
         summary.buildDirectory = workspace.state.build
-        log.step("Building \(appDir) in \(workspace.state.build) (\(launch.buildDir) while it runs)")
+        log.step(
+            "Building \(options.origin?.name ?? appDir) in \(workspace.state.build) (\(launch.buildDir) while it runs)")
         try workspace.fill(options: options, configVars: configVars, applySlugIgnore: mode == .build, context: context)
         summary.cache = options.noCache ? nil : workspace.cache
-        let sourceVersion = Self.sourceVersion(of: appDir, environment: caller)
+        let sourceVersion = options.origin?.sourceVersion ?? Self.sourceVersion(of: appDir, environment: caller)
         summary.sourceVersion = sourceVersion
 
         let (result, outcome) = try launch.run(

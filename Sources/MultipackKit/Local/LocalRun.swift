@@ -123,7 +123,7 @@ public struct LocalRun {
                 try? DotEnv.parse($0, file: LocalState.configSidecar(for: target))
             }
             return Source(
-                home: home, release: Self.release(at: LocalState.releaseSidecar(for: target)),
+                home: home, release: Self.release(at: LocalState.existingReleaseSidecar(for: target)),
                 buildConfig: config ?? [], dotenv: home + "/.env")
         }
         guard Files.isDirectory(target) else {

@@ -31,16 +31,41 @@ public enum LocalState {
     /// it: the slug holds `./app/` only, and a build directory is `/app` at run time).
     public static func releaseSidecar(for path: String) -> String { path + ".release.yml" }
 
+    /// The release beside a slug as `run SLUG` finds it: `SLUG.release.yml`, or for a slug filed
+    /// by commit (`<commit>.tar.gz`, SPEC §19) `<commit>.release.yml`.
+    static func existingReleaseSidecar(for path: String) -> String {
+        let own = releaseSidecar(for: path)
+        guard !Files.exists(own), path.hasSuffix(".tar.gz") else { return own }
+        let filed = String(path.dropLast(".tar.gz".count)) + ".release.yml"
+        return Files.exists(filed) ? filed : own
+    }
+
     /// The config vars a slug was built with, in dotenv form, for `multipack run SLUG`.
     public static func configSidecar(for path: String) -> String { path + ".env" }
 
     /// One app's state directory.
     struct App {
         var path: String
+        /// CACHE_DIR between builds: the app's own, or for a commit of a repository the
+        /// repository's, which its commits share (`CommitOrigin`).
+        var cache: String
         init(appDir: String, environment: [String: String]) {
             path = LocalState.appDirectory(for: appDir, environment: environment)
+            cache = path + "/cache"
         }
-        var cache: String { path + "/cache" }
+        init(path: String, cache: String) {
+            self.path = path
+            self.cache = cache
+        }
+
+        /// The state of what `options` build: a directory's, or a commit's (SPEC §19).
+        init(options: LocalBuildOptions, environment: [String: String]) {
+            if let origin = options.origin {
+                self.init(path: origin.state, cache: origin.cache)
+            } else {
+                self.init(appDir: options.appDir, environment: environment)
+            }
+        }
         var build: String { path + "/build" }
         var env: String { path + "/env" }
         var work: String { path + "/work" }
@@ -124,6 +149,9 @@ public struct CachePurge {
 
     public func run() throws {
         let env = invocation.environment
+        if let appDir, !Files.isDirectory(appDir), let repository = AppRepository.parse(appDir) {
+            return try purge(repository)
+        }
         let target = appDir.map { LocalState.appDirectory(for: $0, environment: env) } ?? LocalState.appsRoot(env)
         let what = appDir.map { "the cache of \(Files.absolute($0))" } ?? "every app's cache"
         guard Files.exists(target) else {

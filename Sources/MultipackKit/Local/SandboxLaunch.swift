@@ -52,6 +52,9 @@ struct SandboxLaunch {
                         "Install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or build without --stack-root."
                 )
             }
+            if !options.mounts.isEmpty {
+                throw Mount.needNamespace(unavailable)
+            }
             sandbox = nil
             context.log.warning(
                 "No namespaces here (\(unavailable.reason)): the build runs on this machine as you, with HOME=\(state.work)/home "
@@ -108,6 +111,7 @@ struct SandboxLaunch {
                 sandbox.bind(gitConfig, at: workDir + "/gitconfig")
             }
             if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") { sandbox.bind(socket, writable: true) }
+            sandbox.bind(options.mounts)
             if stackRoot != nil { sandbox.hostDirectories = Sandbox.runtimeLibraryDirectories() }
             command = sandbox.wrap(command)
         }

@@ -30,7 +30,7 @@ struct SlugPublish {
         log.detail("Release (for multipack run): \(state.release)")
         log.detail("Report: \(state.report)")
         if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
-            log.detail("Try it: \(CommandName.line(["run", options.appDir, web.key]))")
+            log.detail("Try it: \(CommandName.line(["run", options.origin?.runTarget ?? options.appDir, web.key]))")
         }
     }
 
@@ -40,7 +40,7 @@ struct SlugPublish {
     func writeSlug(_ buildDir: String, _ summary: inout LocalBuildSummary, log: Log) throws -> String {
         log.step("Compressing...")
         let slugPath =
-            options.slugPath.map(Files.absolute) ?? LocalState.App(appDir: options.appDir, environment: caller).slug
+            options.slugPath.map(Files.absolute) ?? LocalState.App(options: options, environment: caller).slug
         // What is at the path may have changed while the build ran.
         try Slug.checkTarget(slugPath, sidecars: LocalState.sidecars(of: slugPath))
         for sidecar in LocalState.sidecars(of: slugPath) { Files.remove(sidecar) }
