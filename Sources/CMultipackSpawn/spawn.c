@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,11 +48,14 @@ int multipack_stop_descriptor(void) { return atomic_load(&stop_pipe_read); }
 static void on_stop(int signal) {
     int saved = errno;
     int none = 0;
-    atomic_compare_exchange_strong(&stop_signal, &none, signal);
-    int forwarded = multipack_stop_forwarded();
-    for (int index = 0; index < MULTIPACK_CHILDREN_CAPACITY; index++) {
-        pid_t group = atomic_load(&children[index]);
-        if (group > 0) kill(-group, forwarded);
+    // Only the first stop is passed on: a multipack in a namespace is sent it again until it ends
+    // (it may have missed the first), and the processes it runs must get one, not a stream of them.
+    if (atomic_compare_exchange_strong(&stop_signal, &none, signal)) {
+        int forwarded = multipack_stop_forwarded();
+        for (int index = 0; index < MULTIPACK_CHILDREN_CAPACITY; index++) {
+            pid_t group = atomic_load(&children[index]);
+            if (group > 0) kill(-group, forwarded);
+        }
     }
     int pipe_end = atomic_load(&stop_pipe_write);
     if (pipe_end >= 0) {
@@ -333,34 +337,40 @@ static int enter_sandbox(char *const plan[], pid_t parent) {
 
 // MARK: Spawning
 
-/// A new child's first steps, before exec: default signal dispositions, its own process group,
-/// SIGKILL when multipack dies (PR_SET_PDEATHSIG), stdin /dev/null and the given stdout/stderr
-/// (a descriptor, -1 to inherit, -2 for /dev/null). System calls only.
-static void child_setup(pid_t parent, int out, int err) {
+/// A new child's first steps, before exec: default signal dispositions, its own process group
+/// (or session, with its terminal as controlling terminal), SIGKILL when multipack dies
+/// (PR_SET_PDEATHSIG), and the descriptors `io` says (a descriptor, -1 to inherit, -2 for
+/// /dev/null; the passed one as descriptor 3). System calls only.
+static void child_setup(pid_t parent, const struct multipack_spawn_io *io) {
     struct sigaction standard;
     memset(&standard, 0, sizeof standard);
     standard.sa_handler = SIG_DFL;
     for (int signal = 1; signal < NSIG; signal++) sigaction(signal, &standard, NULL);
-    setpgid(0, 0);
+    if (io->terminal >= 0 || io->session) {
+        setsid();
+        if (io->terminal >= 0) ioctl(io->terminal, TIOCSCTTY, 0);
+    } else {
+        setpgid(0, 0);
+    }
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
     if (getppid() != parent) _exit(127);
-    int null_in = open("/dev/null", O_RDONLY);
-    if (null_in >= 0 && null_in != 0) {
-        dup2(null_in, 0);
-        close(null_in);
-    }
-    int targets[2] = {out, err};
-    for (int index = 0; index < 2; index++) {
-        int fd = targets[index];
+    int targets[3] = {io->in, io->out, io->err};
+    for (int index = 0; index < 3; index++) {
+        int fd = io->terminal >= 0 ? io->terminal : targets[index];
         if (fd == -2) {
-            int null_out = open("/dev/null", O_WRONLY);
-            if (null_out >= 0) {
-                dup2(null_out, index + 1);
-                close(null_out);
+            int null_fd = open("/dev/null", index == 0 ? O_RDONLY : O_WRONLY);
+            if (null_fd >= 0 && null_fd != index) {
+                dup2(null_fd, index);
+                close(null_fd);
             }
         } else if (fd >= 0) {
-            dup2(fd, index + 1);
+            dup2(fd, index);
         }
+    }
+    if (io->pass == 3) {
+        fcntl(3, F_SETFD, 0);
+    } else if (io->pass >= 0) {
+        dup2(io->pass, 3);
     }
 }
 
@@ -380,7 +390,7 @@ static void exec_mask(int block_stops) {
 /// memory (as the other children do) is refused a user namespace by unshare. Only
 /// async-signal-safe calls run between fork and exec.
 static int spawn_forked(pid_t *pid_out, const char *file, char *const argv[], char *const envp[], const char *cwd,
-                        int out, int err, char *const sandbox[], int block_stops) {
+                        const struct multipack_spawn_io *io, char *const sandbox[], int block_stops) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return errno;
     sigset_t all, saved;
@@ -390,7 +400,7 @@ static int spawn_forked(pid_t *pid_out, const char *file, char *const argv[], ch
     pid_t pid = fork();
     if (pid == 0) {
         close(report[0]);
-        child_setup(parent, out, err);
+        child_setup(parent, io);
         int code = enter_sandbox(sandbox, parent);
         // Entering a user namespace changes credentials: the parent-death signal is set again.
         if (code == 0) prctl(PR_SET_PDEATHSIG, SIGKILL, 0L, 0L, 0L);
@@ -434,7 +444,7 @@ struct spawn_request {
     char *const *argv;
     char *const *envp;
     const char *cwd;
-    int out, err;
+    struct multipack_spawn_io io;
     pid_t parent;
     int block_stops;
     int error;
@@ -444,7 +454,7 @@ struct spawn_request {
 /// system calls and writes nothing but `request->error`.
 static int spawn_child(void *raw) {
     struct spawn_request *request = raw;
-    child_setup(request->parent, request->out, request->err);
+    child_setup(request->parent, &request->io);
     if (request->cwd != NULL && chdir(request->cwd) != 0) {
         request->error = errno;
         _exit(127);
@@ -456,14 +466,14 @@ static int spawn_child(void *raw) {
 }
 
 int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[], char *const envp[], const char *cwd,
-                    int out, int err, char *const sandbox[], int block_stops) {
-    if (sandbox != NULL) return spawn_forked(pid_out, file, argv, envp, cwd, out, err, sandbox, block_stops);
+                    struct multipack_spawn_io io, char *const sandbox[], int block_stops) {
+    if (sandbox != NULL) return spawn_forked(pid_out, file, argv, envp, cwd, &io, sandbox, block_stops);
     // execvpe searches PATH in a buffer on this stack.
     const char *path = getenv("PATH");
     size_t size = (256 << 10) + (path != NULL ? 2 * strlen(path) : 0);
     void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) return errno;
-    struct spawn_request request = {file, argv, envp, cwd, out, err, getpid(), block_stops, 0};
+    struct spawn_request request = {file, argv, envp, cwd, io, getpid(), block_stops, 0};
     // No handler of multipack's may run in the child before it resets them, and a stop that comes
     // now is handled once the child is registered.
     sigset_t all, saved;

@@ -13,8 +13,7 @@ struct Multipack: ParsableCommand {
             DetectCommand.self, CompileCommand.self, ReleaseCommand.self, TestCompileCommand.self,
             TestCommand.self, ReportCommand.self, BuildCommand.self, RunCommand.self, CICommand.self,
             CacheCommand.self, StackCommand.self, LockCommand.self, PackageCommand.self, PackCommand.self,
-            ExtractCommand.self,
-            StagesCommand.self,
+            ExtractCommand.self, StagesCommand.self, DynoCommand.self,
         ])
 
     /// argument-parser's own entry, except that a usage error exits 2 (SPEC §11), not its 64.

@@ -13,17 +13,31 @@
 /// shifted by 8, and the errno.
 #define MULTIPACK_SANDBOX_FAILED 0x40000000
 
+/// A child's descriptors and session.
+struct multipack_spawn_io {
+    /// stdin, stdout, stderr: a descriptor to use, -1 to inherit, -2 for /dev/null.
+    int in, out, err;
+    /// A terminal (a pty's slave) that becomes the child's controlling terminal and its stdin,
+    /// stdout and stderr, in a session of its own (setsid, TIOCSCTTY); -1 for none.
+    int terminal;
+    /// 1: a session of its own without a terminal (setsid), so that the caller's terminal is not
+    /// the child's (`/dev/tty` opens nothing); 0: a process group of its own in the caller's session.
+    int session;
+    /// A descriptor the child gets as its descriptor 3 (a socket to multipack), -1 for none.
+    int pass;
+};
+
 /// Starts a child as posix_spawn does (clone with CLONE_VM|CLONE_VFORK: no copy of multipack's
 /// memory), with what posix_spawn cannot do: the child gets SIGKILL if multipack dies
-/// (PR_SET_PDEATHSIG). The child has its own process group, stdin /dev/null, default signal
-/// dispositions and an empty signal mask, or the stop signals blocked with `block_stops` (for a
-/// wrapper that would die of one and take the multipack it runs with it). `out`/`err`: a
-/// descriptor to use, -1 to inherit, -2 for /dev/null. `sandbox`: NULL, or a plan for a private
-/// user, mount and PID namespace, entered (in a forked child) before `cwd`; see spawn.c. The child
-/// is registered for stop signals (multipack_children_add) before this returns.
+/// (PR_SET_PDEATHSIG). The child has its own process group (or session, see `io`), the
+/// descriptors `io` says, default signal dispositions and an empty signal mask, or the stop
+/// signals blocked with `block_stops` (for a wrapper that would die of one and take the multipack
+/// it runs with it). `sandbox`: NULL, or a plan for a private user, mount and PID namespace,
+/// entered (in a forked child) before `cwd`; see spawn.c. The child is registered for stop
+/// signals (multipack_children_add) before this returns.
 /// Returns 0 or an errno (MULTIPACK_SANDBOX_FAILED | step << 8 | errno for the namespace).
 int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[], char *const envp[], const char *cwd,
-                    int out, int err, char *const sandbox[], int block_stops);
+                    struct multipack_spawn_io io, char *const sandbox[], int block_stops);
 
 /// A pipe whose ends are closed on exec, made atomically. 0 or -1 with errno.
 int multipack_pipe(int fds[2]);
@@ -47,12 +61,42 @@ int multipack_become_subreaper(void);
 #define MULTIPACK_RENAME_EXCHANGE 2
 int multipack_rename(const char *from, const char *to, unsigned int flags);
 
+// MARK: Terminals
+
+/// A new pty from this mount namespace's /dev/ptmx (a namespace's own devpts instance, or the
+/// host's): its master and its slave, both close-on-exec, the slave unlocked and opened without
+/// becoming anyone's controlling terminal. Returns 0 or an errno.
+int multipack_open_pty(int *master, int *slave);
+
+/// A terminal's window size (TIOCGWINSZ). Returns 0 or an errno.
+int multipack_window_size(int fd, unsigned short *rows, unsigned short *columns);
+
+/// Sets a terminal's window size (TIOCSWINSZ); the kernel tells its foreground process group
+/// (SIGWINCH). Returns 0 or an errno.
+int multipack_set_window_size(int fd, unsigned short rows, unsigned short columns);
+
+/// Sends a descriptor over a Unix socket (SCM_RIGHTS). Returns 0 or an errno.
+int multipack_send_descriptor(int socket, int fd);
+
+/// Receives one descriptor sent with multipack_send_descriptor (made close-on-exec). Returns it,
+/// or -1 with errno (0 when the other end closed without sending one).
+int multipack_receive_descriptor(int socket);
+
+/// A connected pair of Unix stream sockets, close-on-exec. 0 or -1 with errno.
+int multipack_socket_pair(int fds[2]);
+
+/// Installs a SIGWINCH handler (SA_RESTART) that writes a byte to a self-pipe, and returns the
+/// pipe's reading end (non-blocking): it polls readable after the caller's window changed. -1 on
+/// failure. Once per process.
+int multipack_winch_install(void);
+
 // MARK: Stop signals
 
 /// Installs the handler for SIGTERM, SIGINT, SIGHUP and SIGQUIT, makes the self-pipe and unblocks
 /// the signals (a parent may have started multipack with them blocked). The handler only records
-/// the first signal in an atomic, passes it on to the registered children's process groups, writes
-/// one byte to the self-pipe and restores errno: no allocation, no lock. Returns 0 or an errno.
+/// the first signal in an atomic, passes that first one on to the registered children's process
+/// groups, writes one byte to the self-pipe and restores errno: no allocation, no lock. Returns 0
+/// or an errno.
 int multipack_stop_install(void);
 
 /// The first stop signal received, or 0.

@@ -11,9 +11,13 @@
 ///
 /// Files get mode 0755 when the archive gives them any executable bit and 0644 otherwise,
 /// directories 0755, whatever the umask.
+///
+/// A `.slug` keeps its symlinks as they are, whatever they point to (SPEC §17), and every member
+/// must be under `app/`.
 @discardableResult
 public func extractArchive(
-    atPath path: String, into destination: String, limits: ArchiveLimits = .default, stop: StopToken = .signals
+    atPath path: String, into destination: String, limits: ArchiveLimits = .default, kind: ArchiveKind = .buildpack,
+    stop: StopToken = .signals
 ) throws -> ExtractionSummary {
     let file: ArchiveFile
     let root: ArchiveDirectory
@@ -30,7 +34,7 @@ public func extractArchive(
         throw ArchiveError(
             .system, "Could not open the extraction directory '\(destination)': \(ArchiveIOError.text(error)).")
     }
-    var extractor = Extractor(root: root, limits: limits, stop: stop)
+    var extractor = Extractor(root: root, limits: limits, kind: kind, stop: stop)
     switch CompressionFormat(magic: magic) {
     case .gzip:
         var reader = extractor.reader(try GzipSource(FileSource(handle: file)))
@@ -43,6 +47,16 @@ public func extractArchive(
         try extractor.run(&reader)
     }
     return extractor.summary
+}
+
+/// What an archive holds, which decides how its symlinks are judged.
+public enum ArchiveKind: Sendable {
+    /// A buildpack: a symlink that resolves outside the archive is refused (SPEC §6).
+    case buildpack
+    /// A slug (`./app/…`, run at `/app`): symlinks are kept as written, whatever they point to (a
+    /// Python virtualenv links `/app/.heroku/python/bin/python3`; absolute links into /app are
+    /// normal). Nothing is still ever written through one, and no member's path leaves `app/`.
+    case slug
 }
 
 /// The directory that holds the buildpack in an extracted archive: `dir` itself, unless it has no
@@ -69,6 +83,7 @@ struct Extractor {
 
     let root: ArchiveDirectory
     let limits: ArchiveLimits
+    let kind: ArchiveKind
     /// A signal must stop even a huge archive within seconds (SPEC §11).
     let stop: StopToken
     private(set) var summary = ExtractionSummary(entries: 0, bytes: 0)
@@ -77,9 +92,10 @@ struct Extractor {
     /// descriptor always names the directory it was opened as.
     private var directories: [Int: ArchiveDirectory] = [:]
 
-    init(root: ArchiveDirectory, limits: ArchiveLimits, stop: StopToken) {
+    init(root: ArchiveDirectory, limits: ArchiveLimits, kind: ArchiveKind = .buildpack, stop: StopToken) {
         self.root = root
         self.limits = limits
+        self.kind = kind
         self.stop = stop
     }
 
@@ -93,6 +109,7 @@ struct Extractor {
             try extract(entry, from: &reader)
         }
         try reader.finish(readingAtMost: maxTrailingBytes)
+        guard kind == .buildpack else { return }
         // Later members can change where earlier symlinks lead; check them all on the final tree.
         for node in tree.symlinks {
             guard case .symlink(let target) = tree.kinds[node] else { continue }
@@ -121,6 +138,12 @@ struct Extractor {
         guard let name = components.last else {
             if entry.kind == .directory { return }  // "./" itself
             throw ArchiveError.unsafe(member, "its path is empty")
+        }
+        if kind == .slug && components.first != "app" {
+            throw ArchiveError.unsafe(member, "it is not under ./app/, where a slug's files are")
+        }
+        if kind == .slug && components.count == 1 && entry.kind != .directory {
+            throw ArchiveError.unsafe(member, "./app itself must be a directory in a slug")
         }
         let parentNode = try directoryNode(components.dropLast(), member: member)
         let parent = try descriptor(parentNode, member: member)
@@ -162,8 +185,10 @@ struct Extractor {
                         "it is a symlink to '\(shown)', longer than \(Self.maxPathBytes) bytes or \(Self.maxComponents) components"
                     )
                 }
-                try Self.check(
-                    tree.resolve(target, from: PathTree.Position(node: parentNode)), member: member, target: target)
+                if kind == .buildpack {
+                    try Self.check(
+                        tree.resolve(target, from: PathTree.Position(node: parentNode)), member: member, target: target)
+                }
                 try collide(existing, with: .symlink(target), member: member)
                 try clear(name, in: parent, member: member)
                 try parent.makeSymlink(name, target: target)

@@ -111,7 +111,18 @@ public struct ConfigVarArguments: Sendable {
         self.envFiles = envFiles
     }
 
-    public func resolve(environment: [String: String] = [:]) throws -> [(key: String, value: String)] {
+    /// The config vars, `middle` (app.json's `environments.test.env` for a CI run) winning over the
+    /// `--env-file`s and `--env` over all.
+    public func resolve(environment: [String: String] = [:], over middle: [(key: String, value: String)] = []) throws
+        -> [(key: String, value: String)]
+    {
+        var vars = try files()
+        for (key, value) in middle { vars.upsert(key, value) }
+        for (key, value) in try flags(environment: environment) { vars.upsert(key, value) }
+        return vars
+    }
+
+    private func files() throws -> [(key: String, value: String)] {
         var vars: [(key: String, value: String)] = []
         for envFile in envFiles {
             let text: String
@@ -128,6 +139,11 @@ public struct ConfigVarArguments: Sendable {
             }
             for (key, value) in try DotEnv.parse(text, file: envFile) { vars.upsert(key, value) }
         }
+        return vars
+    }
+
+    private func flags(environment: [String: String]) throws -> [(key: String, value: String)] {
+        var vars: [(key: String, value: String)] = []
         for pair in pairs {
             let name = pair.firstIndex(of: "=").map { pair[..<$0] } ?? pair[...]
             guard BuildEnvironment.isName(name) else {

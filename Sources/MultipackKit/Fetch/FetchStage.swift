@@ -7,7 +7,7 @@ struct FetchStage: BuildStage {
     func run(_ plan: BuildPlan, in context: BuildContext) throws -> [ChildRun] {
         let request = plan.request
         var fetch = FetchContext(
-            appDir: request.appDir, cacheDir: request.dirs.cache, workDir: workDir, environment: plan.environment,
+            appDir: request.appDir, cacheDir: request.dirs.cache, workDir: workDir, environment: plan.fetchEnvironment,
             settings: plan.settings, build: context)
         if let width = request.environment[HiddenVariable.fetchParallelism].flatMap(Int.init), width > 0 {
             fetch.parallelism = width

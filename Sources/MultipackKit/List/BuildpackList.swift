@@ -1,5 +1,5 @@
 /// Where a child buildpack comes from (SPEC §4).
-public enum BuildpackReference: Equatable, Sendable {
+public enum BuildpackReference: Equatable, Sendable, Codable {
     /// A git repository: a URL, `git@host:path`, or a local repository path, with an optional ref.
     case git(url: String, ref: String?)
     /// A local directory used as it is (relative paths are relative to the app root).
@@ -20,7 +20,7 @@ public enum BuildpackReference: Equatable, Sendable {
 }
 
 /// One line of `.buildpacks`.
-public struct BuildpackEntry: Equatable, Sendable {
+public struct BuildpackEntry: Equatable, Sendable, Codable {
     public var line: Int
     /// The reference as written, for the log (mask it before printing).
     public var text: String

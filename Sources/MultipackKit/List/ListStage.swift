@@ -7,10 +7,26 @@ struct BuildPlan: Sendable {
     var lock: BuildRecord.LockState? = nil
     var settings: Settings
     var configVars: [String: String]
-    /// multipack's own environment without GIT_DIR (SPEC §7.1), BUILDPACK_XTRACE only when on.
+    /// What the children start from: multipack's own environment without GIT_DIR (SPEC §7.1),
+    /// BUILDPACK_XTRACE only when on, and without multipack's own `MULTIPACK_*` (SPEC §15).
     var environment: [String: String]
+    /// multipack's own fetches' environment: the children's, with multipack's own settings.
+    var fetchEnvironment: [String: String]
     /// `BUILDPACK_XTRACE`: prints each command before it runs.
     var trace: @Sendable (Command) -> Void
+}
+
+extension BuildPlan {
+    /// multipack's environment as the children get it and as its own fetches use it.
+    static func environments(_ own: [String: String], settings: Settings) -> (
+        children: [String: String], fetches: [String: String]
+    ) {
+        var environment = own
+        environment["GIT_DIR"] = nil
+        // BUILDPACK_XTRACE passes through to the children when it is on, and only then: "0" is off.
+        environment["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
+        return (HiddenVariable.removingOwn(environment), environment)
+    }
 }
 
 /// Reads `.buildpacks` and `.buildpacks.lock`, the config vars and `.slugfilter` (SPEC §4, §10,
@@ -26,13 +42,7 @@ struct ListStage: BuildStage {
         }
         let configVars = ConfigVars.read(envDir: dirs.env)
         let settings = try Settings(configVars: configVars, environment: request.environment)
-        var environment = request.environment
-        environment["GIT_DIR"] = nil
-        // multipack's own messages to itself, not for the children.
-        environment[ShimProtocol.variable] = nil
-        environment[HiddenVariable.commandName] = nil
-        // BUILDPACK_XTRACE passes through to the children when it is on, and only then: "0" is off.
-        environment["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
+        let environment = BuildPlan.environments(request.environment, settings: settings)
 
         let listPath = dirs.build + "/.buildpacks"
         guard context.files.exists(listPath) else {
@@ -56,7 +66,8 @@ struct ListStage: BuildStage {
                     + "archive): `\(CommandName.line(["lock"]))` pins them in \(LockFile.name)")
         }
         var plan = BuildPlan(
-            request: request, entries: pinned, settings: settings, configVars: configVars, environment: environment,
+            request: request, entries: pinned, settings: settings, configVars: configVars,
+            environment: environment.children, fetchEnvironment: environment.fetches,
             trace: context.log.tracer(settings.xtrace))
         plan.lock = BuildRecord.LockState(
             used: lock != nil, pinned: pinned.filter { $0.pin != nil }.count, children: pinned.count, floating: floating

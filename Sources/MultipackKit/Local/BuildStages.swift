@@ -37,7 +37,7 @@ struct SelfStages: BuildStages {
         self.buildpackDir = buildpackDir
         self.appDir = appDir
         self.failureFile = failureFile
-        self.outerEnvironment = environment
+        self.outerEnvironment = HiddenVariable.removingOwn(environment)
         var environment = environment
         environment[HiddenVariable.buildpackDir] = buildpackDir
         // `.buildpacks` paths are relative to the app, not to its copy.
@@ -158,9 +158,11 @@ struct ListStages: BuildStages {
 
     private mutating func run(testCompile: Bool) throws {
         let settings = try Settings(configVars: configVars, environment: environment)
+        // The fetches read multipack's own settings; the buildpacks never see them.
         let plan = BuildPlan(
             request: BuildRequest(dirs: dirs, appDir: callerDir, environment: environment, testCompile: testCompile),
-            entries: entries, settings: settings, configVars: configVars, environment: environment,
+            entries: entries, settings: settings, configVars: configVars,
+            environment: HiddenVariable.removingOwn(environment), fetchEnvironment: environment,
             trace: log.tracer(settings.xtrace))
         let heading = "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)"
         let fetched = try FetchStage(workDir: workDir, heading: heading).run(plan, in: context)

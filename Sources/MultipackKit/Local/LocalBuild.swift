@@ -16,6 +16,8 @@ public struct LocalBuildOptions: Sendable {
     public var slugPath: String?
     public var slugLimitMB = Slug.defaultLimitMB
     public var json = false
+    /// `--pass-env NAME`: the caller's variables handed to the buildpacks' process environment.
+    public var passEnv: [String] = []
     /// `--mount HOST:PATH[:ro]`: the caller's directories bound into the namespace.
     public var mounts: [Mount] = []
     /// A commit's build (SPEC §19): its state, the cache its repository's commits share, its
@@ -44,6 +46,36 @@ public struct LocalBuildOptions: Sendable {
             let path = Files.absolute(slugPath)
             try Slug.checkTarget(path, sidecars: LocalState.sidecars(of: path))
         }
+        for name in passEnv {
+            guard BuildEnvironment.isName(Substring(name)) else {
+                throw MultipackError.usage(
+                    "--pass-env takes a variable's name, but got `\(Masking.text(name))`.",
+                    hint: "Write --pass-env NAME (letters, digits and _, not starting with a digit).")
+            }
+            guard !name.hasPrefix("MULTIPACK_"), !HerokuEnvironment.buildOwn.contains(name) else {
+                let why =
+                    name.hasPrefix("MULTIPACK_")
+                    ? "multipack's own settings configure multipack, never a buildpack"
+                    : "the build sets \(name) itself, as Heroku does"
+                throw MultipackError.usage(
+                    "--pass-env \(name): \(why).",
+                    hint: "Give it as a config var instead (--env \(name)=VALUE): buildpacks read those from ENV_DIR.")
+            }
+        }
+    }
+
+    /// The caller's variables `--pass-env` names; one that is not set is a usage error.
+    func passedVariables(_ caller: [String: String]) throws(MultipackError) -> [(key: String, value: String)] {
+        var passed: [(key: String, value: String)] = []
+        for name in passEnv {
+            guard let value = caller[name] else {
+                throw MultipackError.usage(
+                    "--pass-env \(name) hands \(name) from your environment to the buildpacks, but \(name) is not set there.",
+                    hint: "Export \(name) first (export \(name)=…), or leave --pass-env \(name) out.")
+            }
+            passed.upsert(name, value)
+        }
+        return passed
     }
 }
 
@@ -103,7 +135,8 @@ public struct LocalBuild {
     }
 
     /// The build in three parts: the workspace (the app's state, a copy of the app, the cache),
-    /// the stages launched in a namespace, and the slug published from what they left.
+    /// the stages launched in a namespace, and the slug published from what they left. Only a
+    /// build that succeeds replaces the kept one (SPEC §12).
     func perform(_ summary: inout LocalBuildSummary) throws {
         let context = invocation.context
         let appDir = options.appDir
@@ -114,42 +147,58 @@ public struct LocalBuild {
         }
         let caller = invocation.environment
         let callerDir = Files.absolute(".")
-        let configVars = try options.configArguments.resolve(environment: caller)
-        let entries = try StagesJob.entries(options.buildpacks, directory: callerDir)
-        // A bad .buildpacks line is bad input (exit 2), said before anything is copied or run.
-        var listed: [BuildpackEntry] = []
-        if entries.isEmpty, Files.exists(appDir + "/.buildpacks") {
-            listed = try BuildpackList.load(appDir + "/.buildpacks", directory: appDir)
-        }
-        if mode == .ci { _ = try AppJSON.read(appDir + "/app.json") }
+        let passed = try options.passedVariables(caller)
+        // Bad input (exit 2) is said before anything is copied or run: a .buildpacks line, an
+        // app.json, an --env-file.
+        let commandLine = try StagesJob.entries(options.buildpacks, directory: callerDir)
+        // `--buildpack` replaces the app's list: its .buildpacks is not read then.
+        let listed =
+            commandLine.isEmpty && Files.exists(appDir + "/.buildpacks")
+            ? try BuildpackList.load(appDir + "/.buildpacks", directory: appDir) : nil
+        // A build reads app.json only for its list; a broken one does not fail a build that has another.
+        let appJSON =
+            mode == .ci || (commandLine.isEmpty && listed == nil)
+            ? try AppJSON.read(appDir + "/app.json") : try? AppJSON.read(appDir + "/app.json")
+        let choice = try BuildpackChoice.choose(
+            commandLine: commandLine, ci: mode == .ci, appJSON: appJSON, listed: listed, appDir: appDir)
+        let testEnv = mode == .ci ? appJSON?.testEnv ?? [] : []
+        let configVars = try options.configArguments.resolve(environment: caller, over: testEnv)
         // The build itself uses the app's state, not TMPDIR; what killed commands left there goes.
         ScratchDirectory.sweepTemporaryRoot()
         StackRoot.sweepPartials(caller)
 
-        var workspace = try LocalWorkspace(options: options, caller: caller)
-        defer { workspace.close(stopped: context.stop.isRequested) }
-        let launch = try SandboxLaunch(
+        var workspace = try LocalWorkspace(options: options, caller: caller, ci: mode == .ci)
+        var published = false
+        defer {
+            if !published {
+                log.step(
+                    workspace.state.keptDescription(
+                        appDir: options.origin.map { "\($0.name) at \($0.sourceVersion.prefix(12))" } ?? appDir,
+                        runTarget: options.origin?.runTarget))
+            }
+            workspace.close(stopped: context.stop.isRequested)
+        }
+        var launch = try SandboxLaunch(
             options: options, ci: mode == .ci, caller: caller, callerDir: callerDir, workspace: workspace,
             context: context)
+        launch.passed = passed
         summary.stack = launch.stack
         summary.sandbox = launch.sandbox?.backend.name ?? "none"
-        summary.buildDirectory = workspace.state.build
-        log.step(
-            "Building \(options.origin?.name ?? appDir) in \(workspace.state.build) (\(launch.buildDir) while it runs)")
+        log.step("Building \(options.origin?.name ?? appDir) in \(launch.buildDir)")
+        log.detail(
+            "(kept in \(workspace.state.kept.build) if it succeeds; until then the last successful build stays as it is)"
+        )
+        logChoice(choice, appJSON: appJSON, listed: listed != nil)
+        if mode == .ci { logSkippedAddons(appJSON?.testAddons ?? []) }
+        logPassed(passed, caller: caller)
         try workspace.fill(options: options, configVars: configVars, applySlugIgnore: mode == .build, context: context)
         summary.cache = options.noCache ? nil : workspace.cache
         let sourceVersion = options.origin?.sourceVersion ?? Self.sourceVersion(of: appDir, environment: caller)
         summary.sourceVersion = sourceVersion
 
         let (result, outcome) = try launch.run(
-            workspace, entries: entries, listed: listed, sourceVersion: sourceVersion, in: context)
+            workspace, choice: choice, listed: listed ?? [], sourceVersion: sourceVersion, in: context)
         summary.add(outcome?.record)
-        try? Files.write("\(workspace.id) \(Self.timestamp())\n", to: workspace.state.buildID)
-        // The multipack inside was killed before it could unwind: the app's hooks are put back here.
-        if outcome == nil {
-            _ = AppHooks(dirs: BuildDirectories(build: workspace.running.build, cache: "/", env: "/"))
-                .recoverLeftovers()
-        }
         workspace.finish()
         guard let outcome, result.termination.succeeded else {
             summary.failure = outcome?.failure
@@ -168,12 +217,75 @@ public struct LocalBuild {
         }
         // Stopped once the stages were done: the build did not finish, as a compile says at its end.
         try context.stop.check()
-        let publish = SlugPublish(options: options, caller: caller)
+        let state = workspace.state
+        try workspace.stage()
+        try Files.write("\(workspace.id) \(Self.timestamp())\n", to: state.next.buildID)
+        let publish = SlugPublish(options: options, caller: caller, ci: mode == .ci)
         if mode == .ci {
-            if options.slugPath != nil { try publish.writeSlug(workspace.state.build, &summary, log: log) }
-            return
+            if options.slugPath != nil {
+                try publish.writeSlug(from: state.next, release: Release(), configVars, &summary, log: log)
+            }
+        } else {
+            try publish.run(outcome, workspace: workspace, configVars: configVars, summary: &summary, in: context)
         }
-        try publish.run(outcome, workspace: workspace, configVars: configVars, summary: &summary, in: context)
+        // One rename makes it the kept build: `run` and `report` see the old one or this one whole.
+        try context.stop.check()
+        try state.publish()
+        published = true
+        let statePath = state.path
+        workspace.trash.add { LocalState.App.removeReplaced(in: statePath) }
+        summary.buildDirectory = state.kept.build
+        if mode == .ci {
+            log.step("Kept this CI run's build in \(state.kept.build) (apart from multipack build's)")
+        } else {
+            publish.logKept(state.kept, processTypes: summary.processTypes, log: log)
+        }
+    }
+
+    /// Which buildpacks the build runs and why, when it is not the usual `.buildpacks`.
+    private func logChoice(_ choice: BuildpackChoice, appJSON: AppJSON?, listed: Bool) {
+        switch choice.source {
+        case .commandLine:
+            return
+        case .dotBuildpacks:
+            if appJSON?.buildpacks?.isEmpty == false {
+                log.detail("(app.json lists buildpacks too: .buildpacks wins, as multipack runs it on Heroku)")
+            }
+            return
+        case .testBuildpacks:
+            log.step(
+                "Using app.json's environments.test.buildpacks\(listed ? " (they win over .buildpacks)" : ""), as Heroku CI does:"
+            )
+        case .appJSON:
+            log.step("Using app.json's buildpacks (the app has no .buildpacks), as Heroku does for CI and review apps:")
+        }
+        for entry in choice.entries { log.detail("\(entry.line). \(entry.maskedText)") }
+    }
+
+    /// Heroku CI provisions `environments.test.addons`; a local run has none to give.
+    private func logSkippedAddons(_ addons: [String]) {
+        for addon in addons {
+            log.warning(
+                "Skipped the add-on \(Masking.text(addon)) (app.json's environments.test.addons): multipack ci provisions none; "
+                    + "give the test run what it needs with -e (a DATABASE_URL of your own).")
+        }
+    }
+
+    /// What of the caller's environment the buildpacks get: `--pass-env`'s names (never their
+    /// values: a mirror URL can hold a token), and once, that nothing else reaches them.
+    private func logPassed(_ passed: [(key: String, value: String)], caller: [String: String]) {
+        let network = HerokuEnvironment.networkNames.filter { caller[$0] != nil }
+        let kept = network.isEmpty ? "" : " but the network settings (\(network.joined(separator: ", ")))"
+        if passed.isEmpty {
+            log.detail(
+                "The buildpacks get Heroku's build environment: nothing of yours\(kept) (--pass-env NAME hands one over)"
+            )
+        } else {
+            log.step(
+                "Passing \(passed.map(\.key).joined(separator: ", ")) from your environment to the buildpacks (--pass-env)"
+            )
+            log.detail("Nothing else of your environment reaches them\(kept)")
+        }
     }
 
     /// The commit of the app's git HEAD, when the app is in a repository.

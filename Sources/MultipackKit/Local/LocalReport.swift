@@ -1,16 +1,28 @@
-/// `multipack report APP_DIR`: the report of the app's last local build (SPEC §12), the flat YAML
-/// `bin/report` printed for it, with the slug's path. `bin/report` itself is `Report`.
+/// `multipack report APP_DIR`: the report of the app's last successful local build (SPEC §12),
+/// the flat YAML `bin/report` printed for it, with which build it was and its slug. `bin/report`
+/// itself is `Report`.
 public enum LocalReport {
     public static func run(appDir: String, environment: [String: String]) throws -> String {
         let appDir = Files.absolute(appDir)
-        let state = LocalState.App(appDir: appDir, environment: environment)
-        guard let report = try? Files.read(state.report) else {
+        let kept = LocalState.App(appDir: appDir, environment: environment).kept
+        guard let report = try? Files.read(kept.report) else {
             throw MultipackError.build(
                 "\(appDir) has no local build to report on: multipack keeps the last successful build of each app, "
-                    + "and there is none (never built, the last build failed, or its cache was purged).",
+                    + "and there is none (never built, no build succeeded yet, or its cache was purged).",
                 hint: "Build it first: \(CommandName.line(["build", appDir]))")
         }
-        guard Files.isRegularFile(state.slug) else { return report }
-        return report + "slug: \(YAML.quoted(state.slug))\n"
+        var text = report
+        if !text.isEmpty && !text.hasSuffix("\n") { text += "\n" }
+        if let id = try? Files.read(kept.buildID) {
+            let words = id.trimmingCharacters("\n").split(separator: " ")
+            if let name = words.first { text += "local_build: \(YAML.quoted(String(name)))\n" }
+            if words.count > 1 { text += "local_build_time: \(YAML.quoted(String(words[1])))\n" }
+        }
+        text += "local_build_directory: \(YAML.quoted(kept.build))\n"
+        if let slug = kept.slugLocation {
+            text += "slug: \(YAML.quoted(slug))\n"
+            if let bytes = Files.size(slug) { text += "slug_bytes: \(bytes)\n" }
+        }
+        return text
     }
 }

@@ -1,24 +1,29 @@
 import FoundationEssentials
 import Glibc
 
-/// `multipack run SLUG|APP_DIR [TYPE] [-- COMMAND …]`: a process type, or a one-off command, the
-/// way a Heroku dyno starts it (SPEC §12, §15): the slug at `/app` in a private namespace,
-/// `HOME=/app`, `PORT`, `DYNO`, the config vars the build was given and the app's `.env`, then
-/// `.profile.d/*.sh` and `.profile` sourced in order. An app directory means its last build.
+/// `multipack run SLUG|APP_DIR [TYPE …] [-- COMMAND …]`: process types, or a one-off command, the
+/// way a Heroku dyno starts them (SPEC §12, §15, §17): the slug at `/app` in a private namespace,
+/// `HOME=/app`, `PORT`, `DYNO`, the config vars the build was given, the app's `.env` and `-e`,
+/// then `.profile.d/*.sh` and `.profile` sourced in order. An app directory means its last build.
+/// No type runs them all together as `heroku local` does; one type runs it alone.
 public struct LocalRun {
     public var target: String
-    /// nil: `web`, unless a one-off command is given.
-    public var process: String?
-    /// `-- COMMAND …`: a one-off command instead of a process type.
+    /// The process types named; none: every type of the Procfile but `release`.
+    public var processes: [String] = []
+    /// `-- COMMAND …`: a one-off command instead of process types.
     public var command: [String] = []
     /// `--env K=V` and `--env-file FILE`, read when the run starts.
     public var configArguments = ConfigVarArguments()
+    /// `-p/--port`: the first type's PORT; each next type's is 100 more.
     public var port = 5000
+    /// `-f/--procfile`: another Procfile than the app's.
+    public var procfile: String?
+    /// `--grace`: seconds between SIGTERM and SIGKILL when the processes are stopped.
+    public var graceSeconds = 30
     public var invocation: Invocation
 
-    public init(target: String, process: String?, invocation: Invocation) {
+    public init(target: String, invocation: Invocation) {
         self.target = Files.absolute(target)
-        self.process = process
         self.invocation = invocation
     }
 
@@ -39,20 +44,27 @@ public struct LocalRun {
         var dotenv: String?
     }
 
-    /// Runs the process and returns its exit code (128 + the signal when a signal ended it).
+    /// Runs the processes and returns the exit code (128 + the signal when a signal ended it).
     public func run() throws -> Int32 {
-        if !command.isEmpty, process != nil {
+        if !command.isEmpty, !processes.isEmpty {
             throw MultipackError.usage(
-                "multipack run takes a process type or a one-off command after --, not both.",
+                "multipack run takes process types or a one-off command after --, not both.",
                 hint:
                     "\(CommandName.line(["run", target, "web"])), or \(CommandName.line(["run", target, "--", "bash"]))"
             )
+        }
+        guard (0...86400).contains(graceSeconds) else {
+            throw MultipackError.usage("--grace takes seconds, 0 to 86400.", hint: "Heroku gives a dyno 30.")
+        }
+        guard (1...65535).contains(port) else {
+            throw MultipackError.usage("--port takes a TCP port, 1 to 65535.", hint: "heroku local uses 5000.")
         }
         ScratchDirectory.sweepTemporaryRoot()
         let scratchDirectory = try ScratchDirectory(.run)
         defer { scratchDirectory.remove() }
         let scratch = scratchDirectory.path
         let source = try resolve(scratch: scratch)
+        let types = command.isEmpty ? try selectedTypes(source) : []
 
         var sandbox: Sandbox?
         switch Sandbox.backend(invocation.environment) {
@@ -61,42 +73,96 @@ public struct LocalRun {
             sandbox = Sandbox(backend: backend, tmp: scratch + "/tmp", app: source.home)
         case .failure(let unavailable):
             log.warning(
-                "No namespaces here (\(unavailable.reason)): the process runs on this machine as you, in \(source.home) "
+                "No namespaces here (\(unavailable.reason)): the processes run on this machine as you, in \(source.home) "
                     + "with HOME=\(source.home) instead of /app.")
         }
-        // Where the app is as the process sees it.
+        // Where the app is as the processes see it.
         let app = sandbox == nil ? source.home : "/app"
-
-        let name = command.isEmpty ? (process ?? "web") : "run"
-        let launch: [String]
-        let shown: String
-        if command.isEmpty {
-            let types = Procfile.processTypes(
-                release: source.release, procfile: Procfile.read(source.home + "/Procfile"))
-            guard let line = types.first(where: { $0.key == name })?.value else {
-                throw MultipackError.usage(
-                    "There is no process type `\(name)` in \(target).",
-                    hint: types.isEmpty
-                        ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: \(CommandName.line(["run", target, "--", "bash"]))"
-                        : "It has: \(types.map(\.key).joined(separator: ", ")).")
-            }
-            launch = ["-c", Self.launchScript(home: source.home, app: app, command: line)]
-            shown = line
-        } else {
-            launch = ["-c", Self.launchScript(home: source.home, app: app, command: "exec \"$@\""), "bash"] + command
-            shown = command.joined(separator: " ")
+        let launch = DynoLaunch(
+            sandbox: sandbox, tmp: scratch + "/tmp", context: invocation.context, log: log,
+            grace: .seconds(graceSeconds))
+        func member(_ name: String, port: Int, script: String, arguments: [String] = []) throws -> Formation.Member {
+            var environment = try dynoEnvironment(name: name, port: port, source: source)
+            environment["HOME"] = app
+            return Formation.Member(
+                name: name + ".1", executable: "bash",
+                arguments: ["-c", Self.launchScript(home: source.home, app: app, command: script)] + arguments,
+                directory: app, environment: environment)
         }
-        var environment = try dynoEnvironment(name: name, source: source)
-        environment["HOME"] = app
-        log.step("Starting \(name): \(shown)")
-        log.detail("HOME=\(environment["HOME"] ?? "") PORT=\(port) DYNO=\(environment["DYNO"] ?? "")")
-        var spawned = Command(
-            "bash", launch, in: app, environment: environment, stdout: .inherit,
-            stderr: .inherit)
-        if let sandbox { spawned = sandbox.wrap(spawned) }
-        let result = try Sandbox.run(spawned, in: invocation.context)
-        log.step("\(name) ended with \(result.termination)")
-        return result.termination.exitCode
+
+        if !command.isEmpty {
+            let oneOff = try member("run", port: port, script: "exec \"$@\"", arguments: ["bash"] + command)
+            log.step("Starting run: \(command.joined(separator: " "))")
+            log.detail("HOME=\(app) PORT=\(port) DYNO=run.1")
+            // A terminal of its own whenever the caller's input is one, as `heroku run` gives.
+            let code =
+                isatty(0) == 1
+                ? try launch.withTerminal(oneOff, window: WindowSize.of(0) ?? WindowSize.of(1))
+                : try launch.single(oneOff, stdin: .inherit)
+            log.step("run ended with \(Self.describe(code))")
+            return code
+        }
+        if processes.count == 1, let (name, line) = types.first {
+            log.step("Starting \(name): \(line)")
+            log.detail("HOME=\(app) PORT=\(port) DYNO=\(name).1")
+            let code = try launch.single(try member(name, port: port, script: line), stdin: .null)
+            log.step("\(name) ended with \(Self.describe(code))")
+            return code
+        }
+        guard port + 100 * (types.count - 1) <= 65535 else {
+            throw MultipackError.usage(
+                "\(types.count) process types from PORT \(port) need ports up to \(port + 100 * (types.count - 1)), past 65535.",
+                hint: "Give a lower first port (-p), or name the types to run.")
+        }
+        var members: [Formation.Member] = []
+        log.step("Starting \(types.map(\.key).joined(separator: ", ")) together, as heroku local does")
+        for (index, (name, line)) in types.enumerated() {
+            let typePort = port + 100 * index
+            log.detail("\(name).1: \(line) (PORT=\(typePort))")
+            members.append(try member(name, port: typePort, script: line))
+        }
+        let code = try launch.formation(members, colors: isatty(1) == 1)
+        log.step("Every process ended; run ends with \(Self.describe(code))")
+        return code
+    }
+
+    static func describe(_ code: Int32) -> String {
+        code > 128 && code < 128 + 65 ? "\(Termination.signaled(code - 128))" : "\(Termination.exited(code))"
+    }
+
+    /// The types to run, in the Procfile's order: those named, or with none every type of the
+    /// Procfile but `release` (a buildpack's default types only without a Procfile, and then only
+    /// `web`), as `heroku local` chooses them.
+    func selectedTypes(_ source: Source) throws -> [(key: String, value: String)] {
+        let procfilePath = procfile.map(Files.absolute) ?? source.home + "/Procfile"
+        if procfile != nil, !Files.isRegularFile(procfilePath) {
+            throw MultipackError.usage(
+                "-f \(procfilePath) is not a Procfile: there is no such file.",
+                hint: "Give the path of a Procfile (`type: command` lines), relative to the current directory.")
+        }
+        let declared = Procfile.read(procfilePath)
+        let all = Procfile.processTypes(release: source.release, procfile: declared)
+        if processes.isEmpty {
+            let chosen = declared.isEmpty ? all.filter { $0.key == "web" } : declared.filter { $0.key != "release" }
+            guard !chosen.isEmpty else {
+                throw MultipackError.usage(
+                    "There is no process type to run in \(target): it has no Procfile and no web type.",
+                    hint: all.isEmpty
+                        ? "Add a Procfile to the app (`web: <command>`) and build it again, or give a command: \(CommandName.line(["run", target, "--", "bash"]))"
+                        : "Name one: \(CommandName.line(["run", target, all[0].key])) (it has \(all.map(\.key).joined(separator: ", ")))."
+                )
+            }
+            return chosen
+        }
+        for name in processes where !all.contains(where: { $0.key == name }) {
+            throw MultipackError.usage(
+                "There is no process type `\(Masking.text(name))` in \(target).",
+                hint: all.isEmpty
+                    ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: \(CommandName.line(["run", target, "--", "bash"]))"
+                    : "It has: \(all.map(\.key).joined(separator: ", ")).")
+        }
+        let order = declared.isEmpty ? all : declared + all.filter { type in !declared.contains { $0.key == type.key } }
+        return order.filter { processes.contains($0.key) }
     }
 
     private func resolve(scratch: String) throws -> Source {
@@ -105,7 +171,8 @@ public struct LocalRun {
             try Files.makeDirectory(dir)
             log.step("Extracting the slug \(target) into \(dir)")
             do {
-                try extractArchive(atPath: target, into: dir, limits: Self.slugLimits, stop: invocation.stop)
+                try extractArchive(
+                    atPath: target, into: dir, limits: Self.slugLimits, kind: .slug, stop: invocation.stop)
             } catch let stopped as StopRequested {
                 throw MultipackError.interrupted(stopped.signal, "while the slug was being extracted")
             } catch {
@@ -139,7 +206,7 @@ public struct LocalRun {
                 release: Self.release(at: LocalState.releaseSidecar(for: target)),
                 buildConfig: Self.configVars(in: env), dotenv: target + "/.env")
         }
-        let state = LocalState.App(appDir: target, environment: invocation.environment)
+        let state = LocalState.App(appDir: target, environment: invocation.environment).kept
         guard Files.isDirectory(state.build), Files.exists(state.release) else {
             throw MultipackError.build(
                 "\(target) has no build to run: multipack keeps the last successful build of each app, and there is none"
@@ -179,7 +246,7 @@ public struct LocalRun {
     /// A dyno's environment: HOME, PORT, DYNO, PATH and LANG (TERM when there is one); then, each
     /// winning over the one before, the release's config vars, the build's, the app's `.env` (as
     /// `heroku local` reads it), `--env-file` and `--env`.
-    func dynoEnvironment(name: String, source: Source) throws -> [String: String] {
+    func dynoEnvironment(name: String, port: Int, source: Source) throws -> [String: String] {
         var env: [String: String] = [:]
         for (key, value) in source.release.configVars { env[key] = value }
         for (key, value) in source.buildConfig { env[key] = value }

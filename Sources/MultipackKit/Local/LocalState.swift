@@ -1,17 +1,23 @@
+import CMultipackSpawn
 import Glibc
 
 /// Where local builds keep things between runs: one directory per app under the user's cache
-/// directory (`$XDG_CACHE_HOME/multipack/apps/<name>-<hash>`). It holds the app's cache and its
-/// last build, which the next build replaces (SPEC §12): nothing of a build is left in TMPDIR.
+/// directory (`$XDG_CACHE_HOME/multipack/apps/<name>-<hash>`, 0700: it holds config vars). It holds
+/// the app's cache and its last successful build, which only a build that succeeds replaces
+/// (SPEC §12), whole, by one rename: a build that fails, is refused or is interrupted leaves it
+/// as it was. Nothing of a build is left in TMPDIR.
 ///
-///     cache/                   CACHE_DIR, kept between builds
-///     build/                   the last build directory (BUILD_DIR, /tmp/build_<hex> inside)
-///     build.release.yml        its release, with the final process types, for `multipack run`
-///     build.report.yml         `bin/report`'s output
-///     build.id                 `build_<hex> <time>`: which build it was
-///     env/                     ENV_DIR: the config vars it was given, for `multipack run`
-///     slug.tgz (+ sidecars)    the slug, unless `--slug` put it elsewhere
-///     work/                    the build's scratch (`/tmp` and `/app` inside), removed at its end
+///     cache/                       CACHE_DIR, kept between builds
+///     kept/                        the last successful build
+///       build/                     its build directory (BUILD_DIR, /tmp/build_<hex> inside)
+///       build.release.yml          its release, with the final process types, for `multipack run`
+///       build.report.yml           `bin/report`'s output
+///       build.id                   `build_<hex> <time>`: which build it was
+///       env/                       ENV_DIR: the config vars it was given (0700, files 0600)
+///       slug.tgz (+ sidecars)      the slug, unless `--slug` put it elsewhere (`slug.path` says where)
+///     next/                        the running build's `kept/`, until it succeeds
+///     work/                        the running build's scratch (`/tmp` and `/app` inside)
+///     ci/                          `multipack ci`'s own state, laid out the same: never `build`'s
 public enum LocalState {
     /// `$XDG_CACHE_HOME/multipack/apps`, or `~/.cache/multipack/apps`.
     public static func appsRoot(_ environment: [String: String]) -> String {
@@ -43,14 +49,26 @@ public enum LocalState {
     /// The config vars a slug was built with, in dotenv form, for `multipack run SLUG`.
     public static func configSidecar(for path: String) -> String { path + ".env" }
 
-    /// One app's state directory.
+    /// Config vars are secrets: their files are the user's alone (SPEC §17).
+    static let privateFileMode = 0o600
+    static let privateDirectoryMode: mode_t = 0o700
+
+    /// A directory only the user can enter, made (with its parents) where missing.
+    static func makePrivateDirectory(_ path: String) throws {
+        try Files.makeDirectory(path)
+        guard chmod(path, privateDirectoryMode) == 0 else {
+            throw FileError(path: path, action: "make private", errno: errno)
+        }
+    }
+
+    /// One app's state directory, `build`'s or `ci`'s.
     struct App {
         var path: String
         /// CACHE_DIR between builds: the app's own, or for a commit of a repository the
         /// repository's, which its commits share (`CommitOrigin`).
         var cache: String
-        init(appDir: String, environment: [String: String]) {
-            path = LocalState.appDirectory(for: appDir, environment: environment)
+        init(appDir: String, environment: [String: String], ci: Bool = false) {
+            path = LocalState.appDirectory(for: appDir, environment: environment) + (ci ? "/ci" : "")
             cache = path + "/cache"
         }
         init(path: String, cache: String) {
@@ -59,25 +77,25 @@ public enum LocalState {
         }
 
         /// The state of what `options` build: a directory's, or a commit's (SPEC §19).
-        init(options: LocalBuildOptions, environment: [String: String]) {
+        init(options: LocalBuildOptions, environment: [String: String], ci: Bool = false) {
             if let origin = options.origin {
-                self.init(path: origin.state, cache: origin.cache)
+                self.init(path: origin.state + (ci ? "/ci" : ""), cache: ci ? origin.ciCache : origin.cache)
             } else {
-                self.init(appDir: options.appDir, environment: environment)
+                self.init(appDir: options.appDir, environment: environment, ci: ci)
             }
         }
-        var build: String { path + "/build" }
-        var env: String { path + "/env" }
         var work: String { path + "/work" }
-        var slug: String { path + "/slug.tgz" }
-        var buildID: String { path + "/build.id" }
-        var report: String { path + "/build.report.yml" }
-        var release: String { LocalState.releaseSidecar(for: build) }
 
-        /// Takes the app's lock (one build of an app at a time) and clears the previous build.
+        /// The last successful build.
+        var kept: Kept { Kept(path: path + "/kept") }
+        /// The running build's, until it succeeds.
+        var next: Kept { Kept(path: path + "/next") }
+
+        /// Takes the app's lock (one build of an app at a time) and clears what a killed build
+        /// left; the kept build is not touched.
         func begin() throws -> Int32 {
-            try Files.makeDirectory(path)
-            let fd = open(path + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            try LocalState.makePrivateDirectory(path)
+            let fd = open(path + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw FileError(path: path + "/.lock", action: "open", errno: errno) }
             guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
                 close(fd)
@@ -85,40 +103,93 @@ public enum LocalState {
                     "Another multipack build of this app is running (it holds \(path)/.lock).",
                     hint: "Wait for it to finish, or stop it.")
             }
-            // A build that was killed left the cache in its /tmp: it goes back first.
-            for leftover in Files.list(work + "/tmp") where leftover.hasPrefix("build_") {
-                finish(build: work + "/tmp/" + leftover, cache: work + "/tmp/codon/tmp/cache")
+            // A build that was killed left the cache in its /tmp: it goes back first. What it
+            // built did not succeed, so it is not kept.
+            if Files.list(work + "/tmp").contains(where: { $0.hasPrefix("build_") }) {
+                finish(cache: work + "/tmp/codon/tmp/cache")
             }
-            // The previous build and scratch go aside at once, to be removed while this build runs:
-            // removing a real app's build (Node and Python: 7,000 files) takes many seconds on a slow disk.
-            for (index, old) in [build, work].enumerated() where Files.exists(old) {
+            // Scratch and a killed build's staging go aside at once, to be removed while this
+            // build runs: removing a real app's build (Node and Python: 7,000 files) takes many
+            // seconds on a slow disk.
+            // So does what a multipack before the kept/ layout left here (its config vars world-readable).
+            let legacy = [
+                "build", "env", "build.release.yml", "build.report.yml", "build.id", "slug.tgz", "slug.tgz.release.yml",
+                "slug.tgz.env",
+            ]
+            for (index, old) in ([work, next.path] + legacy.map { path + "/" + $0 }).enumerated()
+            where Files.lexists(old) {
                 let aside = "\(path)/\(LocalState.replacedPrefix)\(getpid())-\(index)"
                 Files.remove(aside)  // a killed build's, whose pid was the same
                 try Files.move(old, to: aside)
             }
-            for old in [env, buildID, report, release, slug] + LocalState.sidecars(of: slug) {
-                if Files.exists(old) { try Files.removeTree(old) }
-            }
-            for directory in [build, env, work + "/tmp", work + "/home"] { try Files.makeDirectory(directory) }
+            try Files.makeDirectory(next.path)
+            try LocalState.makePrivateDirectory(next.env)
+            for directory in [work + "/tmp", work + "/home"] { try Files.makeDirectory(directory) }
             return fd
         }
 
-        /// Removes what `begin` put aside, and what a killed build put aside before.
+        /// Removes what `begin` and `publish` put aside, and what a killed build put aside before.
         static func removeReplaced(in path: String) {
             for name in Files.list(path) where name.hasPrefix(LocalState.replacedPrefix) {
                 Files.remove(path + "/" + name)
             }
         }
 
-        /// Puts the build directory (and the app's cache, when it was moved into the build's
-        /// /tmp) where they are kept, and removes the build's scratch.
-        func finish(build running: String, cache: String?) {
-            if Files.isDirectory(running) {
-                Files.remove(build)
-                try? Files.move(running, to: build)
-            }
+        /// Puts the app's cache back where it is kept, when it was moved into the build's /tmp.
+        func finish(cache: String?) {
             if let cache, Files.isDirectory(cache), !Files.exists(self.cache) { try? Files.move(cache, to: self.cache) }
-            if !Files.exists(running) { Files.remove(work) }
+        }
+
+        /// Removes the build's scratch: the running build directory, and what it staged to be
+        /// kept when it did not succeed.
+        func removeScratch() {
+            Files.remove(work)
+            Files.remove(next.path)
+        }
+
+        /// Makes the staged build the kept one, in one rename; the one it replaces goes aside
+        /// for `removeReplaced`.
+        func publish() throws {
+            let aside = "\(path)/\(LocalState.replacedPrefix)\(getpid())-kept"
+            Files.remove(aside)
+            if Files.exists(kept.path),
+                multipack_rename(next.path, kept.path, UInt32(MULTIPACK_RENAME_EXCHANGE)) == 0
+            {
+                try Files.move(next.path, to: aside)
+                return
+            }
+            // A file system without renameat2's exchange: the old one goes aside first.
+            if Files.exists(kept.path) { try Files.move(kept.path, to: aside) }
+            try Files.move(next.path, to: kept.path)
+        }
+
+        /// What the log says about the kept build when a build did not replace it.
+        /// `target`: what `run` takes for it (a commit's slug; the app by default).
+        func keptDescription(appDir: String, runTarget target: String? = nil) -> String {
+            guard Files.isDirectory(kept.build), let id = try? Files.read(kept.buildID) else {
+                return "No build of \(appDir) is kept: none has succeeded yet."
+            }
+            return "The last successful build (\(id.trimmingCharacters("\n"))) is kept as it was: "
+                + "\(CommandName.line(["run", target ?? appDir])) still runs it."
+        }
+    }
+
+    /// A build kept for `run` and `report`, or staged to be.
+    struct Kept {
+        var path: String
+        var build: String { path + "/build" }
+        var env: String { path + "/env" }
+        var buildID: String { path + "/build.id" }
+        var report: String { path + "/build.report.yml" }
+        var release: String { LocalState.releaseSidecar(for: build) }
+        var slug: String { path + "/slug.tgz" }
+        /// Where `--slug` wrote the slug, when it did.
+        var slugPath: String { path + "/slug.path" }
+
+        /// The slug this build wrote: `--slug`'s path, or its own.
+        var slugLocation: String? {
+            if let text = try? Files.read(slugPath), !text.isEmpty { return text.trimmingCharacters("\n") }
+            return Files.isRegularFile(slug) ? slug : nil
         }
     }
 

@@ -1,11 +1,12 @@
 import FoundationEssentials
 import Glibc
 
-/// Where one local build happens (SPEC §12): the app's state directory, locked for the build's
-/// time, the previous build put aside, a fresh copy of the app as `build_<hex>` (`.slugignore`
+/// Where one local build happens (SPEC §12): the app's state directory (`build`'s or `ci`'s),
+/// locked for the build's time, a fresh copy of the app as `build_<hex>` (`.slugignore`
 /// applied), the cache and the config vars. While the build runs, the build directory and the
 /// cache live in the build's own /tmp, so that renames between them and TMPDIR stay on one mount
-/// as on Heroku; `close` puts them back where they are kept.
+/// as on Heroku; the cache goes back where it is kept, and the build directory is staged to be
+/// kept (`stage`) only when the build succeeded. The kept build is never touched here.
 struct LocalWorkspace {
     let state: LocalState.App
     /// `build_<hex>`: the build directory's name, `/tmp/build_<hex>` inside.
@@ -18,13 +19,13 @@ struct LocalWorkspace {
     /// The app's cache goes back where it is kept when the build ends (not `--cache`, not `--no-cache`).
     let keepsCache: Bool
     private let lock: Int32
-    /// Removes what the build replaced (the previous build, put aside) while it runs.
-    private let trash: SerialWork
+    /// Removes what a killed build left, and what the build replaced once it is published.
+    let trash: SerialWork
 
-    /// Takes the app's lock and puts the previous build aside (removed while this one runs:
+    /// Takes the app's lock and puts a killed build's scratch aside (removed while this one runs:
     /// removing a real app's build, 7,000 files, takes seconds on a slow disk).
-    init(options: LocalBuildOptions, caller: [String: String]) throws {
-        state = LocalState.App(options: options, environment: caller)
+    init(options: LocalBuildOptions, caller: [String: String], ci: Bool) throws {
+        state = LocalState.App(options: options, environment: caller, ci: ci)
         lock = try state.begin()
         trash = SerialWork()
         let statePath = state.path
@@ -43,20 +44,29 @@ struct LocalWorkspace {
         try Self.copyApp(options.appDir, to: running.build, log: context.log)
         if applySlugIgnore { Self.applySlugIgnore(running.build, log: context.log) }
         cache = try Self.prepareCache(options, state, running: running.cache, log: context.log)
-        for (name, value) in configVars { try context.files.write(value, to: state.env + "/" + name) }
+        for (name, value) in configVars {
+            try context.files.write(value, to: state.next.env + "/" + name, mode: LocalState.privateFileMode)
+        }
     }
 
-    /// Puts the build directory and the app's cache where they are kept and lets go of the app.
-    /// Once asked to stop, multipack exits at once: the next build removes what is left.
+    /// Puts the app's cache where it is kept, removes the scratch (and a build directory that
+    /// was not staged) and lets go of the app. Once asked to stop, multipack exits at once: the
+    /// next build removes what is left.
     func close(stopped: Bool) {
         finish()
+        state.removeScratch()
         if !stopped { trash.finish() }
         Glibc.close(lock)
     }
 
-    /// Puts the build directory (and the app's cache) back where they are kept; again is harmless.
+    /// Puts the app's cache back where it is kept; again is harmless.
     func finish() {
-        state.finish(build: running.build, cache: keepsCache ? running.cache : nil)
+        state.finish(cache: keepsCache ? running.cache : nil)
+    }
+
+    /// The build succeeded: its directory joins what is staged to be kept.
+    func stage() throws {
+        try Files.move(running.build, to: state.next.build)
     }
 
     /// The app's files, except `.git` (Heroku builds the pushed tree, not the repository), owned

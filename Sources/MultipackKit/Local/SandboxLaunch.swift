@@ -9,6 +9,8 @@ struct SandboxLaunch {
     var options: LocalBuildOptions
     var ci: Bool
     var caller: [String: String]
+    /// `--pass-env`: the caller's variables the buildpacks get.
+    var passed: [(key: String, value: String)] = []
     /// Where `multipack build` was started (relative `--buildpack` paths are relative to it).
     var callerDir: String
     var stackRoot: StackRoot?
@@ -65,6 +67,7 @@ struct SandboxLaunch {
     /// Heroku's build environment (SPEC §15), CI's variables for `ci`.
     func environment(sourceVersion: String?) -> [String: String] {
         var environment = HerokuEnvironment.build(stack: stack, sourceVersion: sourceVersion, caller: caller)
+        for (name, value) in passed { environment[name] = value }
         if ci {
             environment["CI"] = "true"
             environment["HEROKU_TEST_RUN_ID"] = UUID().uuidString.lowercased()
@@ -84,13 +87,14 @@ struct SandboxLaunch {
     /// Runs the stages over the filled `workspace` to their end and reads what they left (nil when
     /// they were killed first).
     func run(
-        _ workspace: LocalWorkspace, entries: [BuildpackEntry], listed: [BuildpackEntry], sourceVersion: String?,
+        _ workspace: LocalWorkspace, choice: BuildpackChoice, listed: [BuildpackEntry], sourceVersion: String?,
         in context: BuildContext
     ) throws -> (result: ProcessResult, outcome: StagesJob.Outcome?) {
         let cache = inside ? "/tmp/codon/tmp/cache" : workspace.cache == state.cache ? running.cache : workspace.cache
+        let entriesBase = choice.source == .commandLine ? callerDir : options.appDir
         let job = StagesJob(
-            ci: ci, buildpacks: options.buildpacks, appDir: options.appDir, callerDir: callerDir, build: buildDir,
-            cache: cache, env: inside ? "/tmp/env" : state.env, work: workDir, outcome: workDir + "/outcome.json")
+            ci: ci, entries: choice.entries, appDir: options.appDir, entriesBase: entriesBase, build: buildDir,
+            cache: cache, env: inside ? "/tmp/env" : state.next.env, work: workDir, outcome: workDir + "/outcome.json")
         var command = Command(
             LocalBuild.executablePath(), ["stages", String(decoding: try JSONEncoder().encode(job), as: UTF8.self)],
             in: inside ? "/app" : state.work + "/home", environment: environment(sourceVersion: sourceVersion),
@@ -100,9 +104,9 @@ struct SandboxLaunch {
             sandbox.bind(LocalBuild.executablePath(), at: executable)
             command.executable = executable
             if let own = options.cacheDir { sandbox.bind(Files.absolute(own), at: job.cache, writable: true) }
-            sandbox.bind(state.env, at: job.env)
+            sandbox.bind(state.next.env, at: job.env)
             sandbox.bind(options.appDir)
-            for path in StagesJob.localPaths(entries, base: callerDir)
+            for path in StagesJob.localPaths(choice.entries, base: entriesBase)
                 + StagesJob.localPaths(listed, base: options.appDir)
             {
                 sandbox.bind(path)

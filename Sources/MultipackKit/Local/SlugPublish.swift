@@ -1,61 +1,62 @@
 /// What a successful local build leaves for `multipack run` and for the user (SPEC §12): the
 /// release with its final process types, the report, and the slug with its release and config
-/// vars beside it, checked against Heroku's limits.
+/// vars beside it, checked against Heroku's limits. All of it is written into the state's
+/// staging (`next/`) and becomes the kept build in one rename (`LocalState.App.publish`); the slug
+/// goes where `--slug` says only once it passed the limits.
 struct SlugPublish {
     var options: LocalBuildOptions
     var caller: [String: String]
+    var ci: Bool
 
     func run(
         _ outcome: StagesJob.Outcome, workspace: LocalWorkspace, configVars: [(key: String, value: String)],
         summary: inout LocalBuildSummary, in context: BuildContext
     ) throws {
         let log = context.log
-        let state = workspace.state
+        let next = workspace.state.next
         let release = try Release.parse(outcome.release ?? "", stop: context.stop)
-        let procfile = Procfile.read(state.build + "/Procfile")
+        let procfile = Procfile.read(next.build + "/Procfile")
         let processTypes = Procfile.processTypes(release: release, procfile: procfile)
         logProcessTypes(processTypes, procfile: procfile, log: log)
         summary.processTypes = Dictionary(processTypes.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         var final = release
         final.processTypes = processTypes
-        try context.files.write(final.yaml, to: state.release)
-        summary.release = state.release
-        try context.files.write(outcome.report ?? "", to: state.report)
-        summary.report = state.report
+        try context.files.write(final.yaml, to: next.release)
+        try context.files.write(outcome.report ?? "", to: next.report)
+        try writeSlug(from: next, release: final, configVars, &summary, log: log)
+        let kept = workspace.state.kept
+        summary.release = kept.release
+        summary.report = kept.report
+    }
 
-        let slugPath = try writeSlug(state.build, &summary, log: log)
-        try context.files.write(final.yaml, to: LocalState.releaseSidecar(for: slugPath))
-        try context.files.write(LocalState.dotenv(configVars), to: LocalState.configSidecar(for: slugPath), mode: 0o600)
-        log.step("Build directory: \(state.build)")
-        log.detail("Release (for multipack run): \(state.release)")
-        log.detail("Report: \(state.report)")
-        if let web = processTypes.first(where: { $0.key == "web" }) ?? processTypes.first {
-            log.detail("Try it: \(CommandName.line(["run", options.origin?.runTarget ?? options.appDir, web.key]))")
+    /// What the log says once the build is kept.
+    func logKept(_ kept: LocalState.Kept, processTypes: [String: String], log: Log) {
+        log.step("Build directory: \(kept.build)")
+        log.detail("Release (for multipack run): \(kept.release)")
+        log.detail("Report: \(kept.report)")
+        if let web = processTypes["web"] != nil ? "web" : processTypes.keys.sorted().first {
+            log.detail("Try it: \(CommandName.line(["run", options.origin?.runTarget ?? options.appDir, web]))")
         }
     }
 
-    /// Packs BUILD_DIR as the slug (in the app's state directory unless `--slug` says where) and
-    /// checks it against Heroku's limits.
-    @discardableResult
-    func writeSlug(_ buildDir: String, _ summary: inout LocalBuildSummary, log: Log) throws -> String {
+    /// Packs the staged build directory as the slug (in the staging, then where `--slug` says if
+    /// it does), with its release and config vars beside it, and checks it against Heroku's
+    /// limits. Nothing replaces an earlier slug unless the whole of this succeeds.
+    func writeSlug(
+        from next: LocalState.Kept, release: Release, _ configVars: [(key: String, value: String)],
+        _ summary: inout LocalBuildSummary, log: Log
+    ) throws {
         log.step("Compressing...")
-        let slugPath =
-            options.slugPath.map(Files.absolute) ?? LocalState.App(options: options, environment: caller).slug
-        // What is at the path may have changed while the build ran.
-        try Slug.checkTarget(slugPath, sidecars: LocalState.sidecars(of: slugPath))
-        for sidecar in LocalState.sidecars(of: slugPath) { Files.remove(sidecar) }
-        let bytes = try Slug.pack(buildDir, to: slugPath)
+        let bytes = try Slug.pack(next.build, to: next.slug)
         let limit = Int64(options.slugLimitMB) << 20
-        summary.slug = LocalBuildSummary.SlugInfo(path: slugPath, bytes: bytes, limitBytes: limit)
+        let own = options.slugPath.map(Files.absolute)
+        let target = own ?? LocalState.App(options: options, environment: caller, ci: ci).kept.slug
         log.detail("Done: \(Slug.formatSize(bytes))")
-        log.detail(
-            "Slug: \(slugPath) (\(bytes) bytes; Heroku warns above 300M and refuses above \(options.slugLimitMB)M)")
-        if bytes > limit {
+        guard bytes <= limit else {
             throw MultipackError.build(
                 "Compiled slug size: \(Slug.formatSize(bytes)) is too large (max is \(options.slugLimitMB)M).",
-                details: ["Slug: \(slugPath)"],
                 hint: "Heroku would reject this build. Add what the app does not need at run time to .slugignore "
-                    + "(tests, docs, build caches) or move large assets elsewhere; `tar tzvf \(slugPath) | sort -k3 -n | tail` "
+                    + "(tests, docs, build caches) or move large assets elsewhere; `tar tzvf SLUG | sort -k3 -n | tail` "
                     + "shows the biggest files. --slug-limit MB changes the limit for local builds.")
         }
         if bytes > Slug.softLimitBytes {
@@ -63,7 +64,20 @@ struct SlugPublish {
                 "Warning: Your slug size (\(Slug.formatSize(bytes))) exceeds Heroku's soft limit (300M), which may affect boot time."
             )
         }
-        return slugPath
+        var written = next.slug
+        if let own {
+            // What is at the path may have changed while the build ran.
+            try Slug.checkTarget(own, sidecars: LocalState.sidecars(of: own))
+            try Slug.place(next.slug, at: own)
+            try Files.write(own, to: next.slugPath)
+            written = own
+        }
+        try Files.write(release.yaml, to: LocalState.releaseSidecar(for: written))
+        try Files.write(
+            LocalState.dotenv(configVars), to: LocalState.configSidecar(for: written), mode: LocalState.privateFileMode)
+        summary.slug = LocalBuildSummary.SlugInfo(path: target, bytes: bytes, limitBytes: limit)
+        log.detail(
+            "Slug: \(target) (\(bytes) bytes; Heroku warns above 300M and refuses above \(options.slugLimitMB)M)")
     }
 
     private func logProcessTypes(

@@ -7,12 +7,14 @@ import Glibc
 /// sandbox (or on the host when there is none); the outer build packs the slug from what it left.
 public struct StagesJob: Codable, Sendable {
     var ci = false
-    /// `--buildpack` references; empty: multipack over the app's `.buildpacks`.
-    var buildpacks: [String] = []
+    /// The list to run as Heroku's own list runs it (`--buildpack`, app.json's); empty: multipack
+    /// over the app's `.buildpacks`.
+    var entries: [BuildpackEntry] = []
     /// The app's own directory (relative `.buildpacks` paths are relative to it).
     var appDir: String
-    /// Where `multipack build` was started (relative `--buildpack` paths are relative to it).
-    var callerDir: String
+    /// What the entries' relative paths are relative to: where `multipack build` was started for
+    /// `--buildpack`, the app for app.json's.
+    var entriesBase: String
     var build: String
     var cache: String
     var env: String
@@ -47,7 +49,6 @@ public struct StagesJob: Codable, Sendable {
         let dirs = BuildDirectories(build: build, cache: cache, env: env)
         var stages: (any BuildStages)?
         do {
-            let entries = try Self.entries(buildpacks, directory: callerDir)
             for name in ["buildpack", "children"] { try Files.makeDirectory(work + "/" + name) }
             var environment = invocation.environment
             environment["PWD"] = nil
@@ -59,7 +60,7 @@ public struct StagesJob: Codable, Sendable {
                     dirs: dirs, buildpackDir: work + "/buildpack", appDir: appDir, environment: environment,
                     commandName: commandName, failureFile: work + "/failure", context: invocation.context)
                 : ListStages(
-                    entries: entries, dirs: dirs, workDir: work + "/children", callerDir: callerDir,
+                    entries: entries, dirs: dirs, workDir: work + "/children", callerDir: entriesBase,
                     environment: environment, configVars: Self.configVars(in: env), context: invocation.context)
             try stages!.compile(testCompile: ci)
             if ci {

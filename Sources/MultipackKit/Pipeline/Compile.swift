@@ -71,7 +71,9 @@ public struct Compile {
             let release = try ReleaseStage(mode: plan.settings.release).run(built.children, in: context)
             // A signal that came after the last stage still means the build did not finish.
             try context.stop.check("at the end of the build")
-            record.succeeded(built, slug, release, base: invocation.environment, seconds: context.seconds(since: start))
+            record.succeeded(
+                built, slug, release, base: HiddenVariable.removingOwn(invocation.environment),
+                seconds: context.seconds(since: start))
             try RecordStage(state: state, buildpackDir: invocation.buildpackDir, trash: trash).run(record, in: context)
         } catch {
             record.failed(error, seconds: context.seconds(since: start))

@@ -66,7 +66,7 @@ public struct TestVerb {
                 hint: "Heroku CI runs bin/test-compile before bin/test; run it first.")
         }
         let settings = try Settings(configVars: ConfigVars.read(envDir: envDir), environment: invocation.environment)
-        var environment = invocation.environment
+        var environment = HiddenVariable.removingOwn(invocation.environment)
         environment["GIT_DIR"] = nil
         environment["BUILDPACK_XTRACE"] = settings.xtrace ? "1" : nil
         for name in record.unset { environment[name] = nil }

@@ -38,6 +38,15 @@ public struct Command: Sendable {
         case capture
         /// Thrown away.
         case discard
+        /// Written to this descriptor of multipack's (a pipe it reads itself).
+        case descriptor(Int32)
+    }
+
+    public enum Input: Sendable {
+        /// /dev/null: a build's children never read the caller's input.
+        case null
+        /// multipack's own stdin (`run`'s one-off command: `echo hi | multipack run APP -- cat`).
+        case inherit
     }
 
     public var executable: String
@@ -46,6 +55,20 @@ public struct Command: Sendable {
     public var environment: [String: String]
     public var stdout: Output = .capture
     public var stderr: Output = .capture
+    public var stdin: Input = .null
+    /// A pty's slave: the command's controlling terminal and its stdin, stdout and stderr, in a
+    /// session of its own (`stdin`, `stdout` and `stderr` are not used then). `Spawner.run`
+    /// closes it once the command started.
+    var terminal: Int32?
+    /// A session of its own without a terminal: the caller's terminal is not the command's, and
+    /// `/dev/tty` opens nothing (a dyno's processes).
+    var ownSession = false
+    /// A descriptor the command gets as its descriptor 3 (the socket a `multipack dyno` inside a
+    /// namespace sends its pty's master through).
+    var passedDescriptor: Int32?
+    /// How long the command has after a stop before SIGKILL, when not the usual grace (a dyno's
+    /// processes get Heroku's 30 s).
+    var grace: Duration?
     /// Who the command runs for, as a warning names it (`buildpack [2/3] Node.js (bin/compile)`).
     public var owner: String?
     /// Bytes kept of each captured stream; the rest is read and dropped, so a child that prints
@@ -109,17 +132,45 @@ public enum Spawner {
     /// takes a child that was just started for one of ours.
     static let starting = Mutex(())
 
+    /// A started child: its pid, and the reading ends of the pipes it writes what is captured to
+    /// (with the descriptor, 1 or 2, each stands for).
+    struct Started {
+        var pid: pid_t
+        var pipes: [(fd: Int32, target: Int32)]
+    }
+
     /// Runs `command` to its end. A stop requested through `stop` reaches the child's process
     /// group (the signal handler passes it on; a manual token's stop is sent from here), then
     /// SIGKILL after the grace period.
     public static func run(_ command: Command, stop: StopToken = .signals) throws -> ProcessResult {
         let start = ContinuousClock.now
+        let started = try self.start(command)
+        // The terminal is the child's alone: once multipack's copy is closed, the pty's master
+        // reads end-of-file as soon as the command and what it started are gone.
+        if let terminal = command.terminal { close(terminal) }
+        let pid = started.pid
+        let (termination, captured) = supervise(
+            pid, pipes: started.pipes, limit: command.captureLimit,
+            grace: command.grace ?? (command.stopsItself ? grace * 2 : grace), stop: stop,
+            isCancelled: command.isCancelled, repeatsStop: command.stopsItself)
+        multipack_children_remove(pid)
+        // Plumbing (git while fetching in parallel) is swept once when the fetch stage ends.
+        if let owner = command.owner { stopLeftovers(owner: owner) }
+        return ProcessResult(
+            termination: termination, stdout: captured[1] ?? [], stderr: captured[2] ?? [],
+            seconds: start.duration(to: .now).seconds)
+    }
+
+    /// Starts `command`, registered for stop signals; the caller waits for it and removes it from
+    /// the registry (`multipack_children_remove`) once it ended.
+    static func start(_ command: Command) throws -> Started {
         var pipes: [(read: Int32, write: Int32, target: Int32)] = []
         var targets: [Int32] = [-1, -1]
         for (index, mode) in [command.stdout, command.stderr].enumerated() {
             switch mode {
             case .inherit: break
             case .discard: targets[index] = -2
+            case .descriptor(let fd): targets[index] = fd
             case .capture:
                 var fds: [Int32] = [0, 0]
                 guard multipack_pipe(&fds) == 0 else {
@@ -142,15 +193,16 @@ public enum Spawner {
         let plan = command.namespace.map { $0.words.map { strdup($0) } + [nil] }
         defer { plan?.forEach { free($0) } }
         let blockStops: Int32 = command.stopsItself ? 1 : 0
+        let io = multipack_spawn_io(
+            in: command.stdin == .inherit ? -1 : -2, out: targets[0], err: targets[1], terminal: command.terminal ?? -1,
+            session: command.ownSession ? 1 : 0, pass: command.passedDescriptor ?? -1)
         var pid: pid_t = 0
         let code = starting.withLock { _ in
             command.workingDirectory.withOptionalCString { directory in
                 guard let plan else {
-                    return multipack_spawn(
-                        &pid, command.executable, argv, envp, directory, targets[0], targets[1], nil, blockStops)
+                    return multipack_spawn(&pid, command.executable, argv, envp, directory, io, nil, blockStops)
                 }
-                return multipack_spawn(
-                    &pid, command.executable, argv, envp, directory, targets[0], targets[1], plan, blockStops)
+                return multipack_spawn(&pid, command.executable, argv, envp, directory, io, plan, blockStops)
             }
         }
         pipes.forEach { close($0.write) }
@@ -163,16 +215,7 @@ public enum Spawner {
                 executable: command.executable, errno: code & 0xff,
                 namespaceStep: namespace.describe(step: Int(code & ~MULTIPACK_SANDBOX_FAILED) >> 8))
         }
-        let (termination, captured) = supervise(
-            pid, pipes: pipes.map { ($0.read, $0.target) }, limit: command.captureLimit,
-            grace: command.stopsItself ? grace * 2 : grace, stop: stop, isCancelled: command.isCancelled,
-            repeatsStop: command.stopsItself)
-        multipack_children_remove(pid)
-        // Plumbing (git while fetching in parallel) is swept once when the fetch stage ends.
-        if let owner = command.owner { stopLeftovers(owner: owner) }
-        return ProcessResult(
-            termination: termination, stdout: captured[1] ?? [], stderr: captured[2] ?? [],
-            seconds: start.duration(to: .now).seconds)
+        return Started(pid: pid, pipes: pipes.map { ($0.read, $0.target) })
     }
 
     /// Reads every pipe whichever has data first, and waits for the child. Once a stop is

@@ -9,6 +9,8 @@ struct CommitOrigin: Sendable {
     /// The cache the repository's commits share: one build has it at a time, a build of another
     /// commit meanwhile starts with an empty one.
     var cache: String
+    /// `ci`'s, shared the same way and apart from `build`'s, as a directory app's is.
+    var ciCache: String
     /// SOURCE_VERSION: the full commit.
     var sourceVersion: String
     /// What the log and the hints call the app: its masked URL.
@@ -23,7 +25,7 @@ struct CommitOrigin: Sendable {
 /// A repository's state is `apps/<name>-<key of the masked URL>/` under the user's cache:
 ///
 ///     url                the masked URL it belongs to
-///     cache/             CACHE_DIR, shared by its commits
+///     cache/, ci-cache/  CACHE_DIR of build and of ci, shared by its commits
 ///     commits/<commit>/  each commit's own state (a directory app's layout: lock, build, slug);
 ///                        a successful build removes the other commits' (one build kept per app)
 ///     checkout-<pid>-*   the commit's tree while it is built (removed after; a killed one's swept)
@@ -134,8 +136,8 @@ public struct AppBuild {
         }
         let state = stateRoot + "/commits/" + commit
         options.origin = CommitOrigin(
-            state: state, cache: stateRoot + "/cache", sourceVersion: commit, name: repository.masked,
-            runTarget: target?.slug ?? LocalState.App(path: state, cache: "").slug)
+            state: state, cache: stateRoot + "/cache", ciCache: stateRoot + "/ci-cache", sourceVersion: commit,
+            name: repository.masked, runTarget: target?.slug ?? LocalState.App(path: state, cache: "").kept.slug)
         try LocalBuild(options: options, invocation: invocation, mode: mode).perform(&summary)
         if let target {
             try file(summary, in: target, inputs: inputs, configVars: configVars, repository: repository)

@@ -12,6 +12,9 @@ enum HerokuEnvironment {
         "SSH_AUTH_SOCK",
     ]
 
+    /// What a build's environment sets itself, which `--pass-env` cannot replace.
+    static let buildOwn: Set<String> = ["HOME", "PATH", "STACK", "SOURCE_VERSION", "REQUEST_ID", "CI"]
+
     /// A build's: HOME=/app, LANG, PATH, STACK, SOURCE_VERSION (when the app is a repository),
     /// REQUEST_ID, BUILDPACK_XTRACE when set, the network settings, and multipack's own
     /// `MULTIPACK_*` settings, which configure multipack itself.

@@ -31,6 +31,24 @@ public enum Slug {
         return Files.size(path) ?? 0
     }
 
+    /// Puts a finished slug at `path` (`--slug`): renamed there, or copied whole and then renamed
+    /// when `path` is on another file system; a reader of `path` sees the old slug or the new one.
+    public static func place(_ slug: String, at path: String) throws {
+        if rename(slug, path) == 0 { return }
+        let renameError = errno
+        do {
+            guard renameError == EXDEV else { throw FileError(path: path, action: "write", errno: renameError) }
+            try Files.copyFile(slug, to: path, mode: 0o644)
+            Files.remove(slug)
+        } catch {
+            throw MultipackError.build(
+                "Could not write the slug \(path)", details: [MultipackError.reason(error)],
+                hint:
+                    "Check that its directory exists and is writable and that the disk has room, or choose another path with --slug FILE."
+            )
+        }
+    }
+
     /// Refuses, before anything is built, a `--slug` path multipack must not replace: anything
     /// but a regular file (or a symlink to one or to nothing, replaced, not followed) at the path or at a
     /// sidecar (`PATH.env`, `PATH.release.yml`), and a path whose directory does not exist. A

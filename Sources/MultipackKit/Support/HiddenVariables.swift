@@ -23,4 +23,11 @@ enum HiddenVariable {
     /// How the user started multipack (`CommandName`), for the hints of the verbs a local build
     /// starts inside its namespace, where the binary has another path.
     static let commandName = "MULTIPACK_COMMAND_NAME"
+
+    /// The environment a buildpack, a hook or a test script gets from multipack's own: without any
+    /// `MULTIPACK_*`, which is multipack's alone in a process environment (SPEC §15). A user's own
+    /// config var of that name still reaches them, through ENV_DIR.
+    static func removingOwn(_ environment: [String: String]) -> [String: String] {
+        environment.filter { !$0.key.hasPrefix("MULTIPACK_") }
+    }
 }

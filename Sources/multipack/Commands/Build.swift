@@ -70,6 +70,12 @@ struct LocalBuildArguments: ParsableArguments {
     var slug: String?
     @Option(name: .customLong("slug-limit"), help: ArgumentHelp("Fail above this slug size.", valueName: "MB"))
     var slugLimit = 500
+    @Option(
+        name: .customLong("pass-env"),
+        help: ArgumentHelp(
+            "Hand this variable of your environment to the buildpacks' process environment (repeatable): a runtime or package-index mirror URL a buildpack reads only from its environment. Nothing else of your environment reaches them.",
+            valueName: "NAME"))
+    var passEnv: [String] = []
     @Flag(help: "Print one JSON summary on stdout; the log goes to stderr.") var json = false
     @OptionGroup var mount: MountOptions
 
@@ -85,6 +91,7 @@ struct LocalBuildArguments: ParsableArguments {
         options.slugPath = slug
         options.slugLimitMB = slugLimit
         options.json = json
+        options.passEnv = passEnv
         return options
     }
 }

@@ -35,3 +35,17 @@ struct StagesCommand: ParsableCommand {
         try perform { invocation in try StagesJob.run(json: job, invocation: invocation) }
     }
 }
+
+/// `multipack run`'s processes inside the dyno's namespace: several types together, or a one-off
+/// command with a terminal of its own there.
+struct DynoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "dyno", shouldDisplay: false)
+    @Argument(help: "The job file multipack run gives it.") var job: String
+
+    func run() throws {
+        try perform { invocation in
+            let code = try DynoJob.run(file: job, invocation: invocation)
+            if code != 0 { throw MultipackError.printedBefore(exitCode: code, headline: nil) }
+        }
+    }
+}

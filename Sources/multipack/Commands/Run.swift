@@ -3,23 +3,45 @@ import MultipackKit
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "run", abstract: "Starts a process type, or a one-off command, of a build as a Heroku dyno would.",
-        usage: "multipack run <slug-or-app> [<type>] [--env K=V …] [--port N] [-- <command> …]")
+        commandName: "run",
+        abstract:
+            "Runs an app's process types together as heroku local does, one of them, or a one-off command, as a Heroku dyno would.",
+        usage:
+            "multipack run <slug-or-app> [<type> …] [-f PROCFILE] [-p PORT] [--env K=V …] [--grace S] [-- <command> …]")
     @Argument(help: "A slug, or an app's directory (its last build).") var target: String
-    @Argument(help: "The process type (web, worker, …); default web.") var process: String?
+    @Argument(
+        help: ArgumentHelp(
+            "Process types to run (web, worker, …); none: every type of the Procfile but release, together. After --: a one-off command instead.",
+            valueName: "type"))
+    var words: [String] = []
     @OptionGroup var config: ConfigVarOptions
-    @Option(help: "PORT for the process.") var port = 5000
-    @Argument(parsing: .postTerminator, help: "A one-off command (after --), instead of a process type.")
-    var command: [String] = []
+    @Option(
+        name: [.customShort("p"), .customLong("port")], help: "PORT of the first type; each next one gets 100 more.")
+    var port = 5000
+    @Option(name: [.customShort("f"), .customLong("procfile")], help: "Another Procfile than the app's.")
+    var procfile: String?
+    @Option(help: "Seconds between SIGTERM and SIGKILL when the processes are stopped (Heroku's 30).")
+    var grace = 30
+
+    /// argument-parser allows no positional argument after an array of them, and gives what
+    /// follows `--` to that array, last: the one-off command is the tail that followed the first
+    /// `--` of the command line.
+    static func split(_ words: [String], commandLine: [String]) -> (processes: [String], command: [String]) {
+        guard let terminator = commandLine.firstIndex(of: "--") else { return (words, []) }
+        let count = min(words.count, commandLine.count - terminator - 1)
+        return (Array(words.dropLast(count)), Array(words.suffix(count)))
+    }
 
     func run() throws {
-        // The process's own exit code; 128 + N once stop signal N came, as a shell reports it
+        // The processes' own exit code; 128 + N once stop signal N came, as a shell reports it
         // (SPEC §11).
         try perform { invocation in
-            var localRun = LocalRun(target: target, process: process, invocation: invocation)
-            localRun.command = command
+            var localRun = LocalRun(target: target, invocation: invocation)
+            (localRun.processes, localRun.command) = Self.split(words, commandLine: CommandLine.arguments)
             localRun.configArguments = config.arguments
             localRun.port = port
+            localRun.procfile = procfile
+            localRun.graceSeconds = grace
             let code = try localRun.run()
             if code != 0 { throw MultipackError.printedBefore(exitCode: code, headline: nil) }
         }

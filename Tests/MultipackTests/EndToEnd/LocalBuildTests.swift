@@ -305,7 +305,7 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
             #expect(log.contains("Detected: \(name)"))
             #expect((child["compile_seconds"] as? Double ?? 0) > 0)
         }
-        #expect(log.contains("=====> Building \(app) in \(json["build_directory"] as? String ?? "?")"))
+        #expect(log.contains("=====> Build directory: \(json["build_directory"] as? String ?? "?")"))
 
         let failed = try world.buildJSON([app, "--buildpack", world.buildpack("fail-compile")])
         #expect(failed.output.status == 1)

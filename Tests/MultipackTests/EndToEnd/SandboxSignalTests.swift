@@ -21,6 +21,9 @@ import Testing
         let (process, output) = try Self.startSlowBuild(world, app, sandbox: sandbox)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         try #require(output().contains("slow compile started"), "\(output())")
+        // What the slow child started, listed before the build directory goes with the build.
+        let sleeps = world.temp.path + "/slow-sleeps"
+        try FileManager.default.copyItem(atPath: try Self.runningBuild(world) + "/slow-sleeps", toPath: sleeps)
         kill(process.processIdentifier, SIGTERM)
         let sent = Date()
         while process.isRunning && Date().timeIntervalSince(sent) < 10 { usleep(20_000) }
@@ -33,14 +36,15 @@ import Testing
         #expect(text.contains("Slow (fixture)"), "\(text)")
         #expect(!text.contains("namespace could not be set up"), "\(text)")
 
-        // The kept build directory has the app's hook back, and nothing renamed.
+        // An interrupted build is not kept (SPEC §12): there was none before, there is none now;
+        // the app's own hook is untouched.
+        #expect(text.contains("No build of \(app) is kept: none has succeeded yet."), "\(text)")
         let apps = world.cacheHome + "/multipack/apps"
         let state = try #require(try FileManager.default.contentsOfDirectory(atPath: apps).first)
-        let bin = apps + "/" + state + "/build/bin"
-        #expect(try FileManager.default.contentsOfDirectory(atPath: bin) == ["post_compile"])
-        #expect(try String(contentsOfFile: bin + "/post_compile", encoding: .utf8) == hook)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: apps + "/" + state).sorted() == [".lock", "cache"])
+        #expect(try String(contentsOfFile: app + "/bin/post_compile", encoding: .utf8) == hook)
         // What the slow child started is gone, and TMPDIR is empty.
-        #expect(survivingSleeps(listedIn: apps + "/" + state + "/build/slow-sleeps").isEmpty)
+        #expect(survivingSleeps(listedIn: sleeps).isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: world.tmp).isEmpty)
     }
 }
@@ -59,6 +63,23 @@ extension SandboxSignalTests {
             usleep(20_000)
         }
         return (process, output)
+    }
+
+    /// The build directory of the build running now (`/tmp/build_<hex>` inside), once its
+    /// slow child wrote the list of what it started.
+    static func runningBuild(_ world: LocalWorld) throws -> String {
+        let apps = world.cacheHome + "/multipack/apps"
+        let state = try #require(try FileManager.default.contentsOfDirectory(atPath: apps).first)
+        let tmp = apps + "/" + state + "/work/tmp"
+        let build = try #require(
+            try FileManager.default.contentsOfDirectory(atPath: tmp).first { $0.hasPrefix("build_") })
+        let started = Date()
+        while !FileManager.default.fileExists(atPath: tmp + "/" + build + "/slow-sleeps")
+            && Date().timeIntervalSince(started) < 60
+        {
+            usleep(20_000)
+        }
+        return tmp + "/" + build
     }
 
     /// SIGTERM to `multipack run` reaches a command that has no handler of its own (`sleep`), as on
@@ -98,17 +119,8 @@ extension SandboxSignalTests {
         let (process, output) = try Self.startSlowBuild(world, app, sandbox: sandbox)
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         try #require(output().contains("slow compile started"), "\(output())")
-        let started = Date()
         // The build runs in the state's work/tmp/build_<hex> (/tmp/build_<hex> inside).
-        let apps = world.cacheHome + "/multipack/apps"
-        let state = try #require(try FileManager.default.contentsOfDirectory(atPath: apps).first)
-        let tmp = apps + "/" + state + "/work/tmp"
-        let build = try #require(
-            try FileManager.default.contentsOfDirectory(atPath: tmp).first { $0.hasPrefix("build_") })
-        let sleeps = tmp + "/" + build + "/slow-sleeps"
-        while !FileManager.default.fileExists(atPath: sleeps) && Date().timeIntervalSince(started) < 60 {
-            usleep(20_000)
-        }
+        let sleeps = try Self.runningBuild(world) + "/slow-sleeps"
         kill(process.processIdentifier, SIGKILL)
         // The kernel ends a PID namespace's processes once its first one is gone: a moment.
         let killed = Date()
@@ -123,7 +135,7 @@ extension SandboxSignalTests {
 extension SandboxSignalTests {
     /// A stop that comes before the namespace exists (while the previous build is put aside and the
     /// app copied) ends the build at once: no child runs, whatever the previous build's size. The
-    /// previous build is removed meanwhile, and what a stopped build left aside the next one removes.
+    /// previous build stays kept, and what a stopped build left aside the next one removes.
     @Test(arguments: ["bubblewrap", "direct"])
     func stopBeforeTheNamespaceRunsNoChildAndTheNextBuildRemovesWhatWasLeft(sandbox: String) throws {
         let world = try LocalWorld("sandbox-early-stop-\(sandbox)")
@@ -160,7 +172,9 @@ extension SandboxSignalTests {
         #expect(text.contains("The build was stopped by SIGTERM"), "\(text)")
         let apps = world.cacheHome + "/multipack/apps"
         let state = apps + "/" + (try #require(try FileManager.default.contentsOfDirectory(atPath: apps).first))
-        #expect(!FileManager.default.fileExists(atPath: state + "/build/compiled"), "a child compiled after the stop")
+        #expect(
+            !FileManager.default.fileExists(atPath: state + "/kept/build/compiled"), "a child compiled after the stop")
+        #expect(FileManager.default.fileExists(atPath: state + "/kept/build/many/20000"), "the first build is kept")
 
         let next = try Shell.run(Repo.binary, ["build", app], environment: environment)
         #expect(next.status == 0, "\(next.all)")

@@ -138,10 +138,8 @@ struct SandboxWorld {
         let heroku: Set<String> = ["HOME", "LANG", "PATH", "STACK", "REQUEST_ID"]
         #expect(heroku.isSubset(of: names), "\(names)")
         // Only the network settings come from the caller; bash adds PWD, SHLVL, OLDPWD, _.
-        let allowed = heroku.union([
-            "SOURCE_VERSION", "https_proxy", "no_proxy", "PWD", "SHLVL", "OLDPWD", "_", "MULTIPACK_APP_DIR",
-            "MULTIPACK_BUILDPACK_DIR", "MULTIPACK_FAILURE_FILE",
-        ])
+        // No MULTIPACK_* of multipack's own (its settings, where its buildpack is) reaches a child.
+        let allowed = heroku.union(["SOURCE_VERSION", "https_proxy", "no_proxy", "PWD", "SHLVL", "OLDPWD", "_"])
         #expect(names.subtracting(allowed).isEmpty, "leaked in: \(names.subtracting(allowed))")
         #expect(names.contains("https_proxy") && !names.contains("LEAKY_SECRET") && !names.contains("EDITOR"))
         // The build directory on the host is the app's state, and nothing was left in TMPDIR or /tmp.
@@ -177,7 +175,7 @@ struct SandboxWorld {
         #expect(echo.status == 0, "\(echo.all)")
         #expect(echo.stdout == "/app /app\n")
         // .profile.d puts the child's runtime first at run time too; the last build is named.
-        let web = try sandbox.multipack(["run", app])
+        let web = try sandbox.multipack(["run", app, "web"])
         #expect(web.stdout == "the child's python3\n", "\(web.all)")
         #expect(web.stderr.contains("Using the last build of \(app): build_"))
         let uid = try sandbox.multipack(["run", app, "--", "id", "-u"])
@@ -331,7 +329,8 @@ struct SandboxWorld {
         #expect(never.stderr.contains("has no build to run"), "\(never.stderr)")
         #expect(!never.stdout.contains("from-the-source"))
         #expect(try sandbox.multipack(["build", app]).status == 0)
-        #expect(try sandbox.multipack(["run", app]).stdout == "from-the-source\n")
+        // With no type, every type of the Procfile, prefixed as heroku local prints them.
+        #expect(try sandbox.multipack(["run", app]).stdout == "web.1 | from-the-source\n")
         #expect(try sandbox.multipack(["cache", "purge", app]).status == 0)
         let purged = try sandbox.multipack(["run", app])
         #expect(purged.status != 0 && purged.stderr.contains("has no build to run"))
@@ -376,7 +375,7 @@ struct SandboxWorld {
         #expect(try FileManager.default.contentsOfDirectory(atPath: buildDir).sorted() == before)
         #expect(try String(contentsOfFile: buildDir + "/Procfile", encoding: .utf8) == "web: cat Procfile\n")
         let again = try sandbox.multipack(["run", app])
-        #expect(again.stdout == "web: cat Procfile\n", "\(again.all)")
+        #expect(again.stdout == "web.1 | web: cat Procfile\n", "\(again.all)")
         // A build directory given itself is copied too.
         let direct = try sandbox.multipack(["run", buildDir, "--", "sh", "-c", "touch new; ls new"])
         #expect(direct.stdout == "new\n", "\(direct.all)")

@@ -121,9 +121,14 @@ import Testing
             let slug = temp.path + "/out/slug.tgz"
             try FileManager.default.createDirectory(atPath: temp.path + "/out", withIntermediateDirectories: true)
             local = ["build", app, "--slug", slug]
+            // The slug is packed among what the build stages to keep (the app state's next/), and
+            // goes to --slug's path only once it is whole and within the limits.
             until = { _ in
-                ((try? FileManager.default.contentsOfDirectory(atPath: temp.path + "/out")) ?? []).contains {
-                    $0.hasPrefix("slug.tgz.partial-")
+                let apps = temp.path + "/xdg/multipack/apps"
+                let states = (try? FileManager.default.contentsOfDirectory(atPath: apps)) ?? []
+                return states.contains { state in
+                    ((try? FileManager.default.contentsOfDirectory(atPath: apps + "/" + state + "/next")) ?? [])
+                        .contains { $0.hasPrefix("slug.tgz.partial-") }
                 }
             }
             expected = "stopped by SIGTERM while the slug was being written"
