@@ -5,9 +5,11 @@ import Glibc
 /// way a Heroku dyno starts them (SPEC §12, §15, §17): the slug at `/app` in a private namespace,
 /// `HOME=/app`, `PORT`, `DYNO`, the config vars the build was given, the app's `.env` and `-e`,
 /// then `.profile.d/*.sh` and `.profile` sourced in order. An app directory means its last build.
-/// No type runs them all together as `heroku local` does; one type runs it alone.
+/// No type runs them all together as `heroku local` does; one type runs it alone. With no app,
+/// a command runs on the stack's build image with an empty writable `/app` (SPEC §19).
 public struct LocalRun {
-    public var target: String
+    /// A slug or an app's directory; nil: no app (`multipack run -- COMMAND`).
+    public var target: String?
     /// The process types named; none: every type of the Procfile but `release`.
     public var processes: [String] = []
     /// `-- COMMAND …`: a one-off command instead of process types.
@@ -20,10 +22,14 @@ public struct LocalRun {
     public var procfile: String?
     /// `--grace`: seconds between SIGTERM and SIGKILL when the processes are stopped.
     public var graceSeconds = 30
+    /// `--mount HOST:PATH[:ro]`: the caller's directories bound inside.
+    public var mounts: [Mount] = []
+    /// `--stack` and `--stack-root`: the root the processes run on.
+    public var stack = StackChoice()
     public var invocation: Invocation
 
-    public init(target: String, invocation: Invocation) {
-        self.target = Files.absolute(target)
+    public init(target: String?, invocation: Invocation) {
+        self.target = target.map(Files.absolute)
         self.invocation = invocation
     }
 
@@ -46,6 +52,8 @@ public struct LocalRun {
 
     /// Runs the processes and returns the exit code (128 + the signal when a signal ended it).
     public func run() throws -> Int32 {
+        let target = self.target ?? ""
+        if self.target == nil, command.isEmpty { throw Self.nothingToRun }
         if !command.isEmpty, !processes.isEmpty {
             throw MultipackError.usage(
                 "multipack run takes process types or a one-off command after --, not both.",
@@ -66,12 +74,21 @@ public struct LocalRun {
         let source = try resolve(scratch: scratch)
         let types = command.isEmpty ? try selectedTypes(source) : []
 
+        let root = try stack.root(app: self.target, caller: invocation.environment, log: log)
         var sandbox: Sandbox?
         switch Sandbox.backend(invocation.environment) {
         case .success(let backend):
             try Files.makeDirectory(scratch + "/tmp")
-            sandbox = Sandbox(backend: backend, tmp: scratch + "/tmp", app: source.home)
+            sandbox = Sandbox(backend: backend, root: root?.directory ?? "/", tmp: scratch + "/tmp", app: source.home)
+            sandbox?.bind(mounts)
+            // multipack itself runs inside for a terminal or a formation: a stack's root lacks
+            // the Swift runtime a binary that does not link it statically needs.
+            if root != nil { sandbox?.hostDirectories = Sandbox.runtimeLibraryDirectories() }
         case .failure(let unavailable):
+            if root != nil || !mounts.isEmpty || self.target == nil {
+                throw StackChoice.needNamespace(
+                    unavailable, for: root != nil ? "--stack-root" : !mounts.isEmpty ? "--mount" : "a run with no app")
+            }
             log.warning(
                 "No namespaces here (\(unavailable.reason)): the processes run on this machine as you, in \(source.home) "
                     + "with HOME=\(source.home) instead of /app.")
@@ -84,6 +101,7 @@ public struct LocalRun {
         func member(_ name: String, port: Int, script: String, arguments: [String] = []) throws -> Formation.Member {
             var environment = try dynoEnvironment(name: name, port: port, source: source)
             environment["HOME"] = app
+            if self.target == nil { environment["STACK"] = root?.stack ?? stack.name }
             return Formation.Member(
                 name: name + ".1", executable: "bash",
                 arguments: ["-c", Self.launchScript(home: source.home, app: app, command: script)] + arguments,
@@ -134,6 +152,7 @@ public struct LocalRun {
     /// Procfile but `release` (a buildpack's default types only without a Procfile, and then only
     /// `web`), as `heroku local` chooses them.
     func selectedTypes(_ source: Source) throws -> [(key: String, value: String)] {
+        let target = self.target ?? ""
         let procfilePath = procfile.map(Files.absolute) ?? source.home + "/Procfile"
         if procfile != nil, !Files.isRegularFile(procfilePath) {
             throw MultipackError.usage(
@@ -166,6 +185,7 @@ public struct LocalRun {
     }
 
     private func resolve(scratch: String) throws -> Source {
+        guard let target else { return try emptyApp(scratch: scratch) }
         if Files.isRegularFile(target) {
             let dir = scratch + "/slug"
             try Files.makeDirectory(dir)

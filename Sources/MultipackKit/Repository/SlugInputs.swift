@@ -17,15 +17,19 @@ struct SlugInputs {
         return SlugRecord.Stack(name: options.stack, root: root, digest: nil)
     }
 
-    /// The buildpacks the build runs, as they are listed (`--buildpack`, or `.buildpacks` with
-    /// its lock's pins), each with the directory its relative paths are relative to.
+    /// The buildpacks the build runs, as a build chooses them (`--buildpack`, `.buildpacks` with
+    /// its lock's pins, or app.json's list), with the directory their relative paths are relative to.
     func entries() throws -> (entries: [BuildpackEntry], base: String) {
         let commandLine = try StagesJob.entries(options.buildpacks, directory: callerDir)
         if !commandLine.isEmpty { return (commandLine, callerDir) }
-        guard Files.exists(appDir + "/.buildpacks") else { return ([], appDir) }
-        let listed = try BuildpackList.load(appDir + "/.buildpacks", directory: appDir)
-        let lock = try LockFile.load(appDir: appDir, directory: appDir)
-        return (try lock?.pinning(listed) ?? listed, appDir)
+        if Files.exists(appDir + "/.buildpacks") {
+            let listed = try BuildpackList.load(appDir + "/.buildpacks", directory: appDir)
+            let lock = try LockFile.load(appDir: appDir, directory: appDir)
+            return (try lock?.pinning(listed) ?? listed, appDir)
+        }
+        let choice = try BuildpackChoice.choose(
+            commandLine: [], ci: false, appJSON: try? AppJSON.read(appDir + "/app.json"), listed: nil, appDir: appDir)
+        return (choice.entries, appDir)
     }
 
     /// The version each buildpack resolves to now, as a build would record it; nil when one

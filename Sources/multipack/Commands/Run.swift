@@ -7,8 +7,13 @@ struct RunCommand: ParsableCommand {
         abstract:
             "Runs an app's process types together as heroku local does, one of them, or a one-off command, as a Heroku dyno would.",
         usage:
-            "multipack run <slug-or-app> [<type> …] [-f PROCFILE] [-p PORT] [--env K=V …] [--grace S] [-- <command> …]")
-    @Argument(help: "A slug, or an app's directory (its last build).") var target: String
+            "multipack run <slug-or-app> [<type> …] [-f PROCFILE] [-p PORT] [--env K=V …] [--grace S] [--mount DIR:PATH …] [-- <command> …]\n       multipack run [--stack-root DIR] [--mount DIR:PATH[:ro] …] -- <command> …"
+    )
+    @Argument(
+        help:
+            "A slug, or an app's directory (its last build). None: the command after -- runs on the stack's build image with an empty /app."
+    )
+    var target: String?
     @Argument(
         help: ArgumentHelp(
             "Process types to run (web, worker, …); none: every type of the Procfile but release, together. After --: a one-off command instead.",
@@ -22,22 +27,41 @@ struct RunCommand: ParsableCommand {
     var procfile: String?
     @Option(help: "Seconds between SIGTERM and SIGKILL when the processes are stopped (Heroku's 30).")
     var grace = 30
+    @OptionGroup var mount: MountOptions
+    @Option(help: ArgumentHelp("The stack a run with no app is on (STACK).", valueName: "NAME"))
+    var stack = "heroku-24"
+    @Option(
+        name: .customLong("stack-root"),
+        help: ArgumentHelp(
+            "Run on this root filesystem (a directory, or a tarball such as docker export's) instead of this machine's.",
+            valueName: "DIR|TARBALL"))
+    var stackRoot: String?
 
     /// argument-parser allows no positional argument after an array of them, and gives what
     /// follows `--` to that array, last: the one-off command is the tail that followed the first
-    /// `--` of the command line.
-    static func split(_ words: [String], commandLine: [String]) -> (processes: [String], command: [String]) {
-        guard let terminator = commandLine.firstIndex(of: "--") else { return (words, []) }
-        let count = min(words.count, commandLine.count - terminator - 1)
-        return (Array(words.dropLast(count)), Array(words.suffix(count)))
+    /// `--` of the command line. With no positional word before the first `--` (`multipack run -- make`), argument-parser
+    /// gives the command's first word to `target`: there is no app then.
+    static func split(target: String?, words: [String], commandLine: [String]) -> (
+        target: String?, processes: [String], command: [String]
+    ) {
+        let positional = (target.map { [$0] } ?? []) + words
+        guard let terminator = commandLine.firstIndex(of: "--") else { return (target, words, []) }
+        let count = min(positional.count, commandLine.count - terminator - 1)
+        let before = positional.dropLast(count)
+        return (before.first, Array(before.dropFirst()), Array(positional.suffix(count)))
     }
 
     func run() throws {
         // The processes' own exit code; 128 + N once stop signal N came, as a shell reports it
         // (SPEC §11).
         try perform { invocation in
-            var localRun = LocalRun(target: target, invocation: invocation)
-            (localRun.processes, localRun.command) = Self.split(words, commandLine: CommandLine.arguments)
+            let (app, processes, command) = Self.split(
+                target: target, words: words, commandLine: CommandLine.arguments)
+            var localRun = LocalRun(target: app, invocation: invocation)
+            (localRun.processes, localRun.command) = (processes, command)
+            localRun.mounts = try mount.parsed()
+            localRun.stack.name = stack
+            localRun.stack.root = stackRoot
             localRun.configArguments = config.arguments
             localRun.port = port
             localRun.procfile = procfile
