@@ -26,7 +26,7 @@ struct SlugDirectory {
         var info = stat()
         guard stat(root, &info) != 0 || info.st_mode & S_IFMT == S_IFDIR else {
             throw MultipackError.usage(
-                "--slug-dir \(root) is \(Files.kindName(info.st_mode)), not a directory.",
+                "--slug-dir \(root) is not a directory.",
                 hint: "Give --slug-dir a directory (it is made when missing).")
         }
     }
