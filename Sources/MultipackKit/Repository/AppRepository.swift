@@ -23,6 +23,20 @@ public struct AppRepository: Sendable, Equatable {
         return AppRepository(url: url, ref: ref)
     }
 
+    /// Refuses a URL or ref no repository could have: a control character (git would read a
+    /// line break as the end of the URL), or a length git refuses anyway.
+    func check() throws(MultipackError) {
+        let hint = "Give the repository's URL, then # and a branch, tag or commit: https://host/org/app.git#main"
+        guard !(url + (ref ?? "")).unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
+            throw MultipackError.usage("The app's URL or ref holds a control character: \(masked).", hint: hint)
+        }
+        guard url.utf8.count <= BuildpackList.maxReferenceBytes, (ref?.utf8.count ?? 0) <= Self.maxRefBytes else {
+            throw MultipackError.usage(
+                "The app's URL or ref is too long (at most \(BuildpackList.maxReferenceBytes) and \(Self.maxRefBytes) bytes).",
+                hint: hint)
+        }
+    }
+
     /// The repository's name (`shop` for `https://host/org/shop.git`): the directory `--slug-dir`
     /// files its slugs under, and the start of its state directory's name. Anything but letters,
     /// digits, `.`, `_` and `-` becomes `-`, so that the name is one safe path component.

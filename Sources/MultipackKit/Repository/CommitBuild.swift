@@ -82,6 +82,7 @@ public struct AppBuild {
     /// Usage errors (exit 2) before anything is fetched or run.
     private func checkOptions() throws {
         try options.validate()
+        if let repository = Files.isDirectory(app) ? nil : AppRepository.parse(app) { try repository.check() }
         guard let slugDirectory else { return }
         guard mode == .build else {
             throw MultipackError.usage("--slug-dir files slugs: it is an option of build, not of ci.")
