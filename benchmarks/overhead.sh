@@ -142,7 +142,7 @@ awk -v m="$mp_cpu" -v b="$bare_cpu" 'BEGIN {
 # SPEC §18: against the bash heroku-buildpack-multi, which clones every child on every build; the
 # two builds alternate, so that what else the machine does weighs on both alike.
 if [ -n "${MULTI_BUILDPACK:-}" ] && [ -x "$MULTI_BUILDPACK/bin/compile" ]; then
-  mkdir -p "$work/multi-build" "$work/multi-cache"
+  mkdir -p "$work/multi-build" "$work/multi-cache" "$work/multi-tmp"
   cp "$work/build/.buildpacks" "$work/multi-build/"
   wall_of() {
     local start end
@@ -154,7 +154,9 @@ if [ -n "${MULTI_BUILDPACK:-}" ] && [ -x "$MULTI_BUILDPACK/bin/compile" ]; then
   : > "$work/ours" && : > "$work/theirs"
   for _ in $(seq 1 "$runs"); do
     wall_of "$work/multipack/bin/compile" "$work/build" "$work/cache" "$work/env" >> "$work/ours"
-    wall_of "$MULTI_BUILDPACK/bin/compile" "$work/multi-build" "$work/multi-cache" "$work/env" >> "$work/theirs"
+    # Its clones go to `mktemp -t` and are never removed: TMPDIR is the work directory's, which goes.
+    TMPDIR="$work/multi-tmp" wall_of "$MULTI_BUILDPACK/bin/compile" "$work/multi-build" "$work/multi-cache" "$work/env" \
+      >> "$work/theirs"
   done
   ours=$(median < "$work/ours")
   theirs=$(median < "$work/theirs")
