@@ -114,6 +114,10 @@ public struct AppBuild {
 
         let stateRoot = repository.stateDirectory(environment: caller)
         try Files.makeDirectory(stateRoot + "/commits")
+        guard let lock = CommitLock(commits: stateRoot + "/commits", commit: commit, waiting: true, log: log) else {
+            throw FileError(path: stateRoot + "/commits", action: "lock a commit's state in", errno: errno)
+        }
+        defer { lock.release() }
         if CacheStore.readRecord(stateRoot + "/url") != repository.masked {
             try Files.write(repository.masked, to: stateRoot + "/url")
         }
@@ -245,20 +249,60 @@ public struct AppBuild {
     }
 
     /// The states of the repository's other commits go once this one's build is kept (one build
-    /// kept per app, SPEC §12); a state whose build is running (its lock held) stays.
+    /// kept per app, SPEC §12); a commit whose build is running (its `CommitLock` held) stays.
     static func removeOtherCommits(in commits: String, keeping commit: String) {
-        for name in Files.list(commits) where name != commit && !name.hasPrefix(".") {
-            let path = commits + "/" + name
-            let lock = open(path + "/.lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW)
-            if lock >= 0 {
-                defer { close(lock) }
-                guard flock(lock, LOCK_EX | LOCK_NB) == 0 else { continue }
-                let aside = ScratchDirectory.name(prefix: ".removed-", in: commits)
-                guard rename(path, aside) == 0 else { continue }
-                Files.remove(aside)
-            }
+        for name in Files.list(commits) where name != commit && CacheStore.isCommit(String(name.prefix(40))) {
+            guard let lock = CommitLock(commits: commits, commit: name, waiting: false) else { continue }
+            let aside = ScratchDirectory.name(prefix: ".removed-", in: commits)
+            if rename(commits + "/" + name, aside) == 0 { Files.remove(aside) }
+            lock.release(removing: true)
         }
         ScratchDirectory.sweep(prefixes: [".removed-"], in: commits)
+    }
+}
+
+/// Held by a commit's build from before its state is made until its slug is filed: a build of
+/// another commit that finishes meanwhile leaves this commit's state alone, and a second build
+/// of the same commit waits for the first (and then finds its slug filed). `commits/.<commit>.lock`.
+struct CommitLock {
+    private let descriptor: Int32
+    private let path: String
+
+    /// nil when `waiting` is false and another process holds it.
+    init?(commits: String, commit: String, waiting: Bool, log: Log? = nil) {
+        path = "\(commits)/.\(commit).lock"
+        var said = false
+        while true {
+            let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard descriptor >= 0 else { return nil }
+            if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+                guard waiting else {
+                    close(descriptor)
+                    return nil
+                }
+                if !said, let log {
+                    log.step("Another build of \(commit.prefix(12)) is running: waiting for it to end")
+                    said = true
+                }
+                while flock(descriptor, LOCK_EX) != 0 && errno == EINTR {}
+            }
+            // A pruner may have removed the file between its open and our lock: only the lock of
+            // the file at the path counts.
+            var held = stat()
+            var named = stat()
+            if fstat(descriptor, &held) == 0, lstat(path, &named) == 0, held.st_ino == named.st_ino,
+                held.st_dev == named.st_dev
+            {
+                self.descriptor = descriptor
+                return
+            }
+            close(descriptor)
+        }
+    }
+
+    func release(removing: Bool = false) {
+        if removing { unlink(path) }
+        close(descriptor)
     }
 }
 

@@ -182,6 +182,24 @@ struct RepositoryWorld {
         #expect(both.components(separatedBy: "probe compiled").count == 3, "\(both)")
     }
 
+    /// The same commit twice at once: the second waits for the first, then finds its slug.
+    @Test func oneCommitBuiltTwiceAtOnceIsBuiltOnce() throws {
+        let repo = try RepositoryWorld("commit-twice")
+        let url = "file://" + repo.bare
+        let logs = [repo.temp.path + "/one.log", repo.temp.path + "/two.log"]
+        let processes = try logs.map { log in
+            try Repo.start(
+                ["build", url, "--buildpack", repo.probe, "--slug-dir", repo.slugs, "-e", "PROBE_SLEEP=1"],
+                environment: repo.world.environment, log: log)
+        }
+        for process in processes { process.waitUntilExit() }
+        let texts = logs.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" }
+        for (process, text) in zip(processes, texts) { #expect(process.terminationStatus == 0, "\(text)") }
+        #expect(texts.filter { $0.contains("probe compiled") }.count == 1, "\(texts)")
+        #expect(texts.filter { $0.contains("Not built again") }.count == 1, "\(texts)")
+        #expect(try repo.file("source_version.txt", in: repo.slug(try repo.head())) == (try repo.head()) + "\n")
+    }
+
     @Test func aRefThatDoesNotResolveIsABuildFailureNamingItAndTheMaskedURL() throws {
         let repo = try RepositoryWorld("commit-noref")
         let server = try LoopbackHTTPServer(routes: [:], mounts: ["/": repo.temp.path + "/served"])
@@ -248,6 +266,29 @@ struct RepositoryWorld {
         let refused = try repo.world.multipack(["build", notGit, "--slug-dir", repo.slugs])
         #expect(refused.status == 2, "\(refused.all)")
         #expect(refused.stderr.contains("--slug-dir names slugs by commit, and \(notGit) is not in a git work tree"))
+    }
+
+    /// A submodule whose URL is relative to the app's repository is found beside it, as git
+    /// finds it when it clones the app; its files are in the slug, its `.git` is not.
+    @Test func submodulesAreInitialisedFromTheAppsOwnURL() throws {
+        let repo = try RepositoryWorld("commit-submodule")
+        let lib = repo.temp.path + "/upstream/lib"
+        try FileManager.default.createDirectory(atPath: lib, withIntermediateDirectories: true)
+        try repo.temp.write("upstream/lib/lib.txt", "from the submodule\n")
+        try Shell.git(["init", "--quiet", "--initial-branch=main"], in: lib)
+        try Shell.git(["add", "-A"], in: lib)
+        try Shell.git(["commit", "--quiet", "-m", "lib"], in: lib)
+        try Shell.git(["clone", "--quiet", "--bare", lib, repo.temp.path + "/served/lib.git"], in: repo.temp.path)
+        try Shell.git(
+            ["-c", "protocol.file.allow=always", "submodule", "add", "--quiet", lib, "lib"], in: repo.upstream)
+        try Shell.git(["config", "-f", ".gitmodules", "submodule.lib.url", "../lib.git"], in: repo.upstream)
+        try Shell.git(["commit", "--quiet", "-am", "lib"], in: repo.upstream)
+        try Shell.git(["push", "--quiet", repo.bare, "main"], in: repo.upstream)
+        let output = try repo.build("file://" + repo.bare)
+        #expect(output.status == 0, "\(output.all)")
+        let slug = repo.slug(try repo.head())
+        #expect(try repo.file("lib/lib.txt", in: slug) == "from the submodule\n")
+        #expect(!(try repo.world.slugMembers(slug)).contains { $0.hasSuffix("/.git") })
     }
 
     @Test func slugDirRefusals() throws {
