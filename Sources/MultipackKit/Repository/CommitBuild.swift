@@ -61,7 +61,7 @@ public struct AppBuild {
         var quiet = options
         quiet.json = false
         let (summary, failure) = LocalBuild(options: quiet, invocation: invocation, mode: mode).summarized { summary in
-            try checkOptions()
+            try checkOptions(repository)
             // Read once: an --env-file may be a pipe.
             var options = quiet
             let configVars = try options.configArguments.resolve(environment: caller)
@@ -80,9 +80,9 @@ public struct AppBuild {
     }
 
     /// Usage errors (exit 2) before anything is fetched or run.
-    private func checkOptions() throws {
+    private func checkOptions(_ repository: AppRepository?) throws {
         try options.validate()
-        if let repository = Files.isDirectory(app) ? nil : AppRepository.parse(app) { try repository.check() }
+        try repository?.check()
         guard let slugDirectory else { return }
         guard mode == .build else {
             throw MultipackError.usage("--slug-dir files slugs: it is an option of build, not of ci.")

@@ -291,6 +291,21 @@ struct RepositoryWorld {
         #expect(!(try repo.world.slugMembers(slug)).contains { $0.hasSuffix("/.git") })
     }
 
+    /// Started from a git hook (GIT_DIR, GIT_WORK_TREE and GIT_INDEX_FILE set to the hook's
+    /// repository), the build works on its own mirror and checkout and leaves that repository be.
+    @Test func aGitHooksRepositoryIsLeftAlone() throws {
+        let repo = try RepositoryWorld("commit-hook")
+        let victim = repo.temp.sub("victim")
+        try Shell.git(["init", "--quiet"], in: victim)
+        let output = try repo.world.multipack(
+            ["build", "file://" + repo.bare + "#v1", "--buildpack", repo.probe, "--slug-dir", repo.slugs],
+            extra: ["GIT_DIR": victim + "/.git", "GIT_WORK_TREE": victim, "GIT_INDEX_FILE": victim + "/.git/index"])
+        #expect(output.status == 0, "\(output.all)")
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: victim)) == [".git"])
+        #expect(!FileManager.default.fileExists(atPath: victim + "/.git/index"))
+        #expect(try Shell.gitOutput(["for-each-ref"], in: victim).isEmpty)
+    }
+
     @Test func slugDirRefusals() throws {
         let repo = try RepositoryWorld("commit-refusals")
         let url = "file://" + repo.bare
