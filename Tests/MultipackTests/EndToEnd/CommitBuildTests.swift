@@ -182,6 +182,22 @@ struct RepositoryWorld {
         #expect(both.components(separatedBy: "probe compiled").count == 3, "\(both)")
     }
 
+    /// With the remote out of reach, a ref the mirror knows is built as the mirror last saw it,
+    /// with a warning; one it does not know fails, saying why.
+    @Test func anUnreachableRemoteFallsBackToTheMirror() throws {
+        let repo = try RepositoryWorld("commit-offline")
+        let server = try LoopbackHTTPServer(routes: [:], mounts: ["/": repo.temp.path + "/served"])
+        let url = server.url("/shop.git")
+        #expect(try repo.build(url + "#main").status == 0)
+        server.stop()
+        let offline = try repo.build(url + "#main")
+        #expect(offline.status == 0, "\(offline.all)")
+        #expect(offline.stderr.contains("Building main as the mirror last saw it: \(try repo.head().prefix(12))"))
+        let unknown = try repo.build(url + "#v9")
+        #expect(unknown.status == 1, "\(unknown.all)")
+        #expect(unknown.stderr.contains("Could not fetch the app from \(url)"), "\(unknown.stderr)")
+    }
+
     /// The same commit twice at once: the second waits for the first, then finds its slug.
     @Test func oneCommitBuiltTwiceAtOnceIsBuiltOnce() throws {
         let repo = try RepositoryWorld("commit-twice")
