@@ -4,6 +4,8 @@
 # (MULTIPACK_SANDBOX=off), interleaved; the median wall time of each and what each namespace adds
 # (budget: ≤ 20 ms added to a build); then the bare set-up: `bwrap … true` and `unshare -Urm true`
 # against `true`.
+# Run as root, both namespaces are multipack's own (root's builds never use bubblewrap, which would
+# map the build onto root); benchmarks/rootless.sh compares root's and an ordinary user's.
 # Usage: benchmarks/sandbox.sh [runs=15]    (MULTIPACK=path skips the release build)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +13,8 @@ runs=${1:-15}
 source "$root/benchmarks/release-binary.sh"
 work=$(mktemp -d /tmp/multipack-sandbox-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
+# Root's builds run as an id that owns nothing; without namespaces it must pass through here.
+chmod 711 "$work"
 mkdir -p "$work/app" "$work/tmp" "$work/home" "$work/bp/bin"
 printf '#!/bin/sh\necho Bench\n' > "$work/bp/bin/detect"
 printf '#!/bin/sh\necho built > "$1/built.txt"\n' > "$work/bp/bin/compile"

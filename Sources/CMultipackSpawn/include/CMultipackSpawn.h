@@ -1,6 +1,7 @@
 #ifndef CMULTIPACK_SPAWN_H
 #define CMULTIPACK_SPAWN_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 // Processes, namespaces and stop signals: the code that must run where Swift cannot (between
@@ -32,9 +33,10 @@ struct multipack_spawn_io {
 /// (PR_SET_PDEATHSIG). The child has its own process group (or session, see `io`), the
 /// descriptors `io` says, default signal dispositions and an empty signal mask, or the stop
 /// signals blocked with `block_stops` (for a wrapper that would die of one and take the multipack
-/// it runs with it). `sandbox`: NULL, or a plan for a private user, mount and PID namespace,
-/// entered (in a forked child) before `cwd`; see spawn.c. The child is registered for stop
-/// signals (multipack_children_add) before this returns.
+/// it runs with it). `sandbox`: NULL, or a plan (in a forked child, before `cwd`): the ids the
+/// child takes, and the private user, mount and PID namespace it enters, if any; see spawn.c.
+/// With a plan, the command runs with no_new_privs. The child is registered for stop signals
+/// (multipack_children_add) before this returns.
 /// Returns 0 or an errno (MULTIPACK_SANDBOX_FAILED | step << 8 | errno for the namespace).
 int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[], char *const envp[], const char *cwd,
                     struct multipack_spawn_io io, char *const sandbox[], int block_stops);
@@ -54,6 +56,28 @@ int multipack_pidfd_open(pid_t pid);
 /// Makes multipack the reaper of every orphan its children leave (SPEC §11), so that a daemon a
 /// compile starts with setsid or nohup can be found and stopped when the stage ends.
 int multipack_become_subreaper(void);
+
+/// Sets a file's POSIX access ACL (`system.posix_acl_access`, in the kernel's xattr format), or
+/// removes it. 0 or -1 with errno (EOPNOTSUPP: the file system has none).
+int multipack_set_access_acl(const char *path, const void *value, size_t size);
+int multipack_remove_access_acl(const char *path);
+
+/// Starts the watchdog, once: a small process of its own session (not multipack's child) that
+/// waits for multipack to end, however it ends (SIGKILL included), and then kills every process
+/// group still registered, so that what a child started in its group dies with multipack
+/// (SPEC §11). The registry moves to memory the two share. Returns 0 or an errno.
+int multipack_watchdog_start(void);
+
+/// Ends the watchdog (at a normal exit) and waits a moment for it to be gone.
+void multipack_watchdog_stop(void);
+
+/// A user namespace that maps `from_uid`/`from_gid` (the caller's) onto `to_uid`/`to_gid` (the
+/// build's), for idmapped mounts: an O_CLOEXEC descriptor, or -1 with errno. Needs privilege.
+int multipack_idmap_namespace(uid_t from_uid, uid_t to_uid, gid_t from_gid, gid_t to_gid);
+
+/// 0 when the mount `path` is on can be idmapped through `userns`; else an errno (EINVAL: its file
+/// system cannot, ENOSYS: the kernel is older than 5.12).
+int multipack_idmap_check(const char *path, int userns);
 
 /// renameat2 (Linux 3.15): EXCHANGE swaps two names at once, NOREPLACE fails rather than replace.
 /// -1 with EINVAL where the file system has neither.

@@ -30,6 +30,9 @@ struct AppHooks {
     /// Puts back the hooks a killed build left hidden, unless something took their place since.
     /// Returns the names put back.
     func recoverLeftovers() -> [String] {
+        // A `bin` a build made a link may lead anywhere, and this may run as root.
+        var info = stat()
+        guard lstat(dirs.build + "/bin", &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return [] }
         var restored: [String] = []
         for name in Self.names where Files.exists(heldPath(name)) {
             if Files.lexists(path(name)) {

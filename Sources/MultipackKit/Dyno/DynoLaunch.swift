@@ -17,6 +17,8 @@ struct DynoLaunch {
     var log: Log
     /// How long the processes have after SIGTERM before SIGKILL (Heroku's 30 s, or `--grace`).
     var grace: Duration
+    /// Without a namespace, the ids a root caller's processes take (SPEC §15); nil: the caller's.
+    var runAs: BuildUser?
 
     /// The job file inside the namespace, and where multipack's binary is bound there.
     static let jobInside = "/tmp/.multipack-dyno.json"
@@ -29,14 +31,20 @@ struct DynoLaunch {
         command.stdin = stdin
         command.ownSession = true
         command.grace = grace
-        if let sandbox { command = sandbox.wrap(command) }
+        if let sandbox {
+            command = sandbox.wrap(command)
+        } else if let runAs {
+            command.namespace = NamespacePlan(idsOf: runAs)
+        }
         return try Sandbox.run(command, in: context).termination.exitCode
     }
 
     /// Several process types together, their lines prefixed.
     func formation(_ members: [Formation.Member], colors: Bool) throws -> Int32 {
         guard let sandbox else {
-            return try Formation(members: members, grace: grace, colors: colors, stop: context.stop, notes: log).run()
+            var formation = Formation(members: members, grace: grace, colors: colors, stop: context.stop, notes: log)
+            formation.runAs = runAs
+            return try formation.run()
         }
         let job = DynoJob(members: members, graceSeconds: Int(grace.components.seconds), colors: colors)
         return try inside(job, sandbox: sandbox, passing: nil)
@@ -53,6 +61,7 @@ struct DynoLaunch {
             var command = member.command
             command.terminal = pty.slave
             command.grace = grace
+            if let runAs { command.namespace = NamespacePlan(idsOf: runAs) }
             return try context.processes.run(command, stop: context.stop).termination.exitCode
         }
         let (outerEnd, innerEnd) = try DescriptorPassing.pair()

@@ -24,6 +24,8 @@ struct Formation {
     /// Where the lines go (multipack's stdout); multipack's own notes go to stderr.
     var output: Int32 = 1
     var notes: Log
+    /// The ids a root caller's processes take without a namespace (SPEC §15); nil: the caller's.
+    var runAs: BuildUser?
 
     /// The colours `heroku local` cycles through: cyan, yellow, green, magenta, blue, red.
     static let palette = [36, 33, 32, 35, 34, 31]
@@ -69,6 +71,7 @@ struct Formation {
                 member.executable, member.arguments, in: member.directory, environment: member.environment,
                 stdout: .descriptor(fds[1]), stderr: .descriptor(fds[1]))
             command.ownSession = true
+            if let runAs { command.namespace = NamespacePlan(idsOf: runAs) }
             let started: Spawner.Started
             do {
                 started = try Spawner.start(command)

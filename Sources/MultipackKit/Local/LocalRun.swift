@@ -48,6 +48,8 @@ public struct LocalRun {
         var release: Release
         var buildConfig: [(key: String, value: String)]
         var dotenv: String?
+        /// The `.env` is the app's own (not one a build wrote): a link there is followed.
+        var dotenvIsTheApps = false
     }
 
     /// Runs the processes and returns the exit code (128 + the signal when a signal ended it).
@@ -75,11 +77,14 @@ public struct LocalRun {
         let types = command.isEmpty ? try selectedTypes(source) : []
 
         let root = try stack.root(app: self.target, caller: invocation.environment, log: log)
+        // As a build's: uid 1000 inside; for root, an id that owns nothing outside.
+        let user = try BuildUser.current()
         var sandbox: Sandbox?
-        switch Sandbox.backend(invocation.environment) {
+        switch Sandbox.backend(invocation.environment, user: user) {
         case .success(let backend):
             try Files.makeDirectory(scratch + "/tmp")
-            sandbox = Sandbox(backend: backend, root: root?.directory ?? "/", tmp: scratch + "/tmp", app: source.home)
+            sandbox = Sandbox(
+                backend: backend, user: user, root: root?.directory ?? "/", tmp: scratch + "/tmp", app: source.home)
             sandbox?.bind(mounts)
             // multipack itself runs inside for a terminal or a formation: a stack's root lacks
             // the Swift runtime a binary that does not link it statically needs.
@@ -90,14 +95,17 @@ public struct LocalRun {
                     unavailable, for: root != nil ? "--stack-root" : !mounts.isEmpty ? "--mount" : "a run with no app")
             }
             log.warning(
-                "No namespaces here (\(unavailable.reason)): the processes run on this machine as you, in \(source.home) "
-                    + "with HOME=\(source.home) instead of /app.")
+                "No namespaces here (\(unavailable.reason)): the processes run on this machine as "
+                    + (user.isIsolated ? "uid \(user.uid) (never as root)" : "you")
+                    + ", in \(source.home) with HOME=\(source.home) instead of /app." + unavailable.fixSentence)
         }
+        let handedMounts = try grantScratch(scratch, to: user, sandbox: &sandbox)
+        defer { handedMounts?.end() }
         // Where the app is as the processes see it.
         let app = sandbox == nil ? source.home : "/app"
         let launch = DynoLaunch(
             sandbox: sandbox, tmp: scratch + "/tmp", context: invocation.context, log: log,
-            grace: .seconds(graceSeconds))
+            grace: .seconds(graceSeconds), runAs: sandbox == nil && user.isIsolated ? user : nil)
         func member(_ name: String, port: Int, script: String, arguments: [String] = []) throws -> Formation.Member {
             var environment = try dynoEnvironment(name: name, port: port, source: source)
             environment["HOME"] = app
@@ -159,7 +167,8 @@ public struct LocalRun {
                 "-f \(procfilePath) is not a Procfile: there is no such file.",
                 hint: "Give the path of a Procfile (`type: command` lines), relative to the current directory.")
         }
-        let declared = Procfile.read(procfilePath)
+        // `-f` names the user's own file; the build's Procfile is never followed out of the build.
+        let declared = Procfile.read(procfilePath, followingLinks: procfile != nil)
         let all = Procfile.processTypes(release: source.release, procfile: declared)
         if processes.isEmpty {
             let chosen = declared.isEmpty ? all.filter { $0.key == "web" } : declared.filter { $0.key != "release" }
@@ -237,7 +246,32 @@ public struct LocalRun {
         log.step("Using the last build of \(target): \(which) in \(state.build)")
         return Source(
             home: try fresh(copyOf: state.build, scratch: scratch), release: Self.release(at: state.release),
-            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env")
+            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env", dotenvIsTheApps: true)
+    }
+
+    /// The run's scratch (a copy of the build) as a root caller's processes reach it: idmapped,
+    /// or handed over. It is removed afterwards whoever owns it, so nothing is handed back.
+    /// The mounts, handed over for the run, come back: they are to be ended after it.
+    private func grantScratch(_ scratch: String, to user: BuildUser, sandbox: inout Sandbox?) throws -> RunHandover? {
+        guard user.isIsolated else { return nil }
+        if var granted = sandbox {
+            defer { sandbox = granted }
+            guard mounts.isEmpty else {
+                RunHandover.recoverLeftovers(caller: invocation.environment)
+                return try RunHandover.begin(&granted, caller: invocation.environment)
+            }
+            _ = try granted.grantOwnedBinds(marker: nil)
+            return nil
+        }
+        // The scratch itself is handed over; what leads to it must let the processes through.
+        if let closed = user.firstClosedDirectory(on: Files.parent(of: scratch)) {
+            throw MultipackError.build(
+                "Without namespaces, root runs the processes as uid \(user.uid), which cannot reach \(scratch): "
+                    + "\(closed) is closed to it.",
+                hint: "Set TMPDIR to a directory every user may pass (/tmp), or allow namespaces.")
+        }
+        _ = try Handover.begin(user: user, handed: [scratch], idmapped: [], marker: nil)
+        return nil
     }
 
     /// A kept build is copied, never run in place: a dyno starts from the slug every time and
@@ -259,8 +293,12 @@ public struct LocalRun {
         (try? Files.read(path)).flatMap { try? Release.parse($0) } ?? Release()
     }
 
+    /// A build's config vars; a link among them is not followed (a root caller's build without
+    /// namespaces had the directory as its own).
     static func configVars(in envDir: String) -> [(key: String, value: String)] {
-        Files.list(envDir).sorted().compactMap { name in (try? Files.read(envDir + "/" + name)).map { (name, $0) } }
+        Files.list(envDir).sorted().compactMap { name in
+            (try? Files.read(envDir + "/" + name, followingLinks: false)).map { (name, $0) }
+        }
     }
 
     /// A dyno's environment: HOME, PORT, DYNO, PATH and LANG (TERM when there is one); then, each
@@ -273,7 +311,11 @@ public struct LocalRun {
         if let dotenv = source.dotenv, Files.lexists(dotenv) {
             let text: String
             do {
-                text = String(decoding: try Files.readRegularFile(dotenv, limit: DotEnv.maxBytes), as: UTF8.self)
+                // A `.env` a build wrote may link to any file on the machine, which multipack
+                // reads as the caller: only the app's own is followed.
+                text = String(
+                    decoding: try Files.readRegularFile(
+                        dotenv, limit: DotEnv.maxBytes, followingLinks: source.dotenvIsTheApps), as: UTF8.self)
             } catch {
                 throw MultipackError.usage(
                     "The app's .env: " + DotEnv.readProblem(error, file: dotenv),

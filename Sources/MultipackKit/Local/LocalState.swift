@@ -85,6 +85,8 @@ public enum LocalState {
             }
         }
         var work: String { path + "/work" }
+        /// What a root caller's build has handed to the build's user (Handover).
+        var handoverMarker: String { path + "/.handed-over" }
 
         /// The last successful build.
         var kept: Kept { Kept(path: path + "/kept") }
@@ -103,6 +105,8 @@ public enum LocalState {
                     "Another multipack build of this app is running (it holds \(path)/.lock).",
                     hint: "Wait for it to finish, or stop it.")
             }
+            // A root caller's build that was killed left its directories the build's user's.
+            Handover.recover(marker: handoverMarker, within: path)
             // A build that was killed left the cache in its /tmp: it goes back first. What it
             // built did not succeed, so it is not kept.
             if Files.list(work + "/tmp").contains(where: { $0.hasPrefix("build_") }) {

@@ -16,6 +16,8 @@ struct SandboxLaunch {
     var stackRoot: StackRoot?
     /// nil: no namespace here; the build runs on this machine.
     var sandbox: Sandbox?
+    /// Who the buildpacks run as: uid 1000 inside; for root, an id that owns nothing outside.
+    var user: BuildUser
     /// The app's state, and the build's directory and cache while it runs.
     var state: LocalState.App
     var id: String
@@ -27,8 +29,6 @@ struct SandboxLaunch {
     /// The build directory and multipack's own work directory as the stages see them.
     var buildDir: String { inside ? "/tmp/" + id : running.build }
     var workDir: String { inside ? "/tmp/multipack" : state.work + "/tmp/multipack" }
-    /// Where the stages leave their outcome, as this process sees it.
-    var outcomePath: String { state.work + "/tmp/multipack/outcome.json" }
 
     /// The stack root (`--stack-root`) and the namespace's maker; says so when there is none.
     init(
@@ -41,10 +41,11 @@ struct SandboxLaunch {
         self.callerDir = callerDir
         (state, id, running) = (workspace.state, workspace.id, workspace.running)
         stackRoot = try options.stackRoot.map { try StackRoot.prepare($0, caller: caller, log: context.log) }
-        switch Sandbox.backend(caller) {
+        user = try BuildUser.current()
+        switch Sandbox.backend(caller, user: user) {
         case .success(let backend):
             sandbox = Sandbox(
-                backend: backend, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp",
+                backend: backend, user: user, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp",
                 app: state.work + "/home")
         case .failure(let unavailable):
             if stackRoot != nil {
@@ -59,13 +60,16 @@ struct SandboxLaunch {
             }
             sandbox = nil
             context.log.warning(
-                "No namespaces here (\(unavailable.reason)): the build runs on this machine as you, with HOME=\(state.work)/home "
-                    + "instead of /app, BUILD_DIR \(running.build) instead of /tmp/\(id), and /app does not exist.")
+                "No namespaces here (\(unavailable.reason)): the build runs on this machine as "
+                    + (user.isIsolated ? "uid \(user.uid) (never as root)" : "you")
+                    + ", with HOME=\(state.work)/home instead of /app, BUILD_DIR \(running.build) instead of /tmp/\(id), "
+                    + "and /app does not exist." + unavailable.fixSentence)
         }
     }
 
-    /// Heroku's build environment (SPEC §15), CI's variables for `ci`.
-    func environment(sourceVersion: String?) -> [String: String] {
+    /// Heroku's build environment (SPEC §15), CI's variables for `ci`; git's configuration
+    /// trusts the local repositories at `localPaths` for root's builds.
+    func environment(sourceVersion: String?, localPaths: [String]) throws -> [String: String] {
         var environment = HerokuEnvironment.build(stack: stack, sourceVersion: sourceVersion, caller: caller)
         for (name, value) in passed { environment[name] = value }
         if ci {
@@ -77,8 +81,13 @@ struct SandboxLaunch {
             environment["HOME"] = state.work + "/home"
             environment["TMPDIR"] = state.work + "/tmp"
         }
-        let gitConfig = HerokuEnvironment.gitConfig(caller)
-        environment["GIT_CONFIG_GLOBAL"] = inside ? gitConfig.map { _ in workDir + "/gitconfig" } : gitConfig
+        // A copy among the build's directories (the caller's own file may be private to it),
+        // which the build's user reaches as it reaches them.
+        if let gitConfig = HerokuEnvironment.buildGitConfig(caller, trusting: user.isIsolated ? localPaths : []) {
+            try Files.makeDirectory(state.work + "/tmp/multipack")
+            try Files.write(gitConfig, to: state.work + "/tmp/multipack/gitconfig")
+            environment["GIT_CONFIG_GLOBAL"] = workDir + "/gitconfig"
+        }
         // Inside, the binary has another path: hints name it as the user started it.
         environment[HiddenVariable.commandName] = CommandName.current
         return environment
@@ -95,37 +104,90 @@ struct SandboxLaunch {
         let job = StagesJob(
             ci: ci, entries: choice.entries, appDir: options.appDir, entriesBase: entriesBase, build: buildDir,
             cache: cache, env: inside ? "/tmp/env" : state.next.env, work: workDir, outcome: workDir + "/outcome.json")
+        let localPaths =
+            StagesJob.localPaths(choice.entries, base: entriesBase) + StagesJob.localPaths(listed, base: options.appDir)
         var command = Command(
             LocalBuild.executablePath(), ["stages", String(decoding: try JSONEncoder().encode(job), as: UTF8.self)],
-            in: inside ? "/app" : state.work + "/home", environment: environment(sourceVersion: sourceVersion),
+            in: inside ? "/app" : state.work + "/home",
+            environment: try environment(sourceVersion: sourceVersion, localPaths: localPaths),
             stdout: .inherit, stderr: .inherit)
-        if var sandbox {
+        var sandbox = sandbox
+        if var configured = sandbox {
             let executable = workDir + "/multipack"
-            sandbox.bind(LocalBuild.executablePath(), at: executable)
+            configured.bind(LocalBuild.executablePath(), at: executable)
             command.executable = executable
-            if let own = options.cacheDir { sandbox.bind(Files.absolute(own), at: job.cache, writable: true) }
-            sandbox.bind(state.next.env, at: job.env)
-            sandbox.bind(options.appDir)
-            for path in StagesJob.localPaths(choice.entries, base: entriesBase)
-                + StagesJob.localPaths(listed, base: options.appDir)
-            {
-                sandbox.bind(path)
+            if let own = options.cacheDir {
+                configured.bind(Files.absolute(own), at: job.cache, writable: true, owned: true)
             }
-            if let gitConfig = HerokuEnvironment.gitConfig(caller) {
-                sandbox.bind(gitConfig, at: workDir + "/gitconfig")
+            configured.bind(state.next.env, at: job.env, owned: true)
+            configured.bind(options.appDir)
+            for path in localPaths { configured.bind(path) }
+            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") {
+                configured.bind(socket, writable: true, owned: true)
             }
-            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") { sandbox.bind(socket, writable: true) }
-            sandbox.bind(options.mounts)
-            if stackRoot != nil { sandbox.hostDirectories = Sandbox.runtimeLibraryDirectories() }
-            command = sandbox.wrap(command)
+            configured.bind(options.mounts)
+            if stackRoot != nil { configured.hostDirectories = Sandbox.runtimeLibraryDirectories() }
+            sandbox = configured
         }
         command.stopsItself = true
+        // Without a PID namespace, what the build leaves running is stopped before anything of
+        // it is read or handed back.
+        if sandbox == nil { command.owner = "The build" }
         // A signal that came while the app was copied would reach only bubblewrap, which ignores it.
         try context.stop.check()
-        let result = try Sandbox.run(command, in: context)
-        let outcome = (try? context.files.read(outcomePath)).flatMap {
+        let handover = try grantAccess(
+            sandbox: &sandbox, cache: options.cacheDir.map(Files.absolute), reads: [options.appDir] + localPaths,
+            log: context.log)
+        if let sandbox {
+            command = sandbox.wrap(command)
+        } else if user.isIsolated {
+            command.namespace = NamespacePlan(idsOf: user)
+        }
+        let result = try handover.during { try Sandbox.run(command, in: context) }
+        // Read as the caller, from where the build could write: no link followed on the way.
+        let outcome = (try? Files.read("multipack/outcome.json", beneath: state.work + "/tmp")).flatMap {
             try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))
         }
         return (result, outcome)
+    }
+
+    /// The caller's directories as the build's user reaches them (SPEC §15, "Not root, for
+    /// real"): for a root caller, idmapped into the namespace (or handed over where they cannot
+    /// be), or without namespaces handed over, after a check that the build's user can reach
+    /// them at all. Nothing for anyone else: the build runs as the caller.
+    private func grantAccess(sandbox: inout Sandbox?, cache: String?, reads: [String], log: Log) throws -> Handover {
+        guard user.isIsolated else { return Handover(user: user) }
+        // Only root (and, handed over, the build's user) may pass: what the build makes there
+        // through an idmapped mount is root's until the walk back has checked it.
+        guard chmod(state.work, 0o700) == 0 else { throw FileError(path: state.work, action: "protect", errno: errno) }
+        if var configured = sandbox {
+            log.detail(
+                "Buildpacks run as uid \(BuildUser.insideUID) inside, \(user.uid) outside: root's files are out of their reach"
+            )
+            defer { sandbox = configured }
+            return try configured.grantOwnedBinds(marker: state.handoverMarker)
+        }
+        log.detail("Buildpacks run as uid \(user.uid): root's files are out of their reach")
+        let handed = [state.work, state.next.env] + (cache.map { [$0] } ?? [])
+        // What is handed over becomes the build's user's; what leads to it must let it through.
+        // The app's state is private (0700: config vars): that user alone is let through it.
+        let appsRoot = LocalState.appsRoot(caller) + "/"
+        var passages: [String] = []
+        for path in handed.map(Files.parent(of:)) + reads + [LocalBuild.executablePath()] {
+            var closed = user.firstClosedDirectory(on: path, open: passages)
+            while let directory = closed, directory.hasPrefix(appsRoot) {
+                passages.append(directory)
+                closed = user.firstClosedDirectory(on: path, open: passages)
+            }
+            guard let closed else { continue }
+            throw MultipackError.build(
+                "Without namespaces, a build run by root runs its buildpacks as uid \(user.uid), which cannot reach \(path): "
+                    + "\(closed) is closed to it.",
+                hint: "Keep multipack's state where every user may pass (XDG_CACHE_HOME=/var/cache), the app, its "
+                    + "buildpacks and multipack where every user may read them, or allow namespaces; or run multipack as "
+                    + "an ordinary user.")
+        }
+        return try Handover.begin(
+            user: user, handed: handed, idmapped: [], passages: passages, marker: state.handoverMarker)
     }
 }

@@ -10,8 +10,12 @@ extension Spawner {
     /// ours to stop).
     static let isSubreaper = Atomic<Bool>(false)
 
-    /// Makes this process its children's subreaper. Once, at the start of a command.
+    /// Makes this process its children's subreaper, and starts the watchdog that kills what they
+    /// left in their process groups if this process is killed (SPEC §11). Once, at the start of a
+    /// command.
     public static func becomeSubreaper() {
+        // First: a watchdog started by a subreaper would be its orphan, and look like a leftover.
+        if multipack_watchdog_start() == 0 { atexit { multipack_watchdog_stop() } }
         isSubreaper.store(multipack_become_subreaper() == 0, ordering: .relaxed)
     }
 

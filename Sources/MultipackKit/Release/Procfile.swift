@@ -1,7 +1,9 @@
 /// The app's Procfile: `type: command` per line. Its entries override the release's defaults.
 enum Procfile {
-    static func read(_ path: String) -> [(key: String, value: String)] {
-        guard let text = try? Files.read(path) else { return [] }
+    /// A Procfile; one a build left is read without following a symlink (multipack reads it as
+    /// the caller, who may be root, and a build may point it at any file on the machine).
+    static func read(_ path: String, followingLinks: Bool = false) -> [(key: String, value: String)] {
+        guard let text = try? Files.read(path, followingLinks: followingLinks) else { return [] }
         var entries: [(key: String, value: String)] = []
         for line in text.lines {
             guard let colon = line.firstIndex(of: ":") else { continue }

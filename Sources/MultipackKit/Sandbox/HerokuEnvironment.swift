@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 
 /// What Heroku's slug compiler and dynos put in the environment (SPEC §15), and the few of the
 /// caller's variables a local build keeps: the network settings multipack's own fetches use.
@@ -37,6 +38,23 @@ enum HerokuEnvironment {
         var env: [String: String] = [:]
         for name in networkNames { env[name] = caller[name] }
         return env
+    }
+
+    /// The build's global git configuration: the caller's (copied: the build's user may not read
+    /// the original), and the local repositories the build fetches from named safe: git refuses
+    /// to read a repository its user does not own, as root's are for a root caller's build.
+    /// Nil when there is nothing to say.
+    static func buildGitConfig(_ caller: [String: String], trusting repositories: [String]) -> String? {
+        let own = gitConfig(caller).flatMap { try? Files.read($0) }
+        let safe = repositories.compactMap { path -> String? in
+            guard let real = realpath(path, nil) else { return nil }
+            defer { free(real) }
+            let resolved = String(cString: real)
+            guard Files.exists(resolved + "/.git") || Files.isRegularFile(resolved + "/HEAD") else { return nil }
+            return "\tdirectory = \(resolved)\n\tdirectory = \(resolved)/.git\n"
+        }
+        guard own != nil || !safe.isEmpty else { return nil }
+        return (own.map { $0 + "\n" } ?? "") + (safe.isEmpty ? "" : "[safe]\n" + safe.joined())
     }
 
     /// The caller's global git configuration file, if there is one.

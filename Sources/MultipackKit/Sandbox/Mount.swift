@@ -117,9 +117,11 @@ public struct Mount: Sendable, Equatable {
 }
 
 extension Sandbox {
-    /// Binds the caller's `--mount` directories at their paths inside.
+    /// Binds the caller's `--mount` directories at their paths inside: the caller's own, so for a
+    /// root caller they reach the build's user as the build directory does (idmapped, or handed
+    /// over for the run and back after, `grantOwnedBinds`).
     mutating func bind(_ mounts: [Mount]) {
-        for mount in mounts { bind(mount.host, at: mount.path, writable: !mount.readOnly) }
+        for mount in mounts { bind(mount.host, at: mount.path, writable: !mount.readOnly, owned: true) }
     }
 }
 
@@ -129,5 +131,55 @@ extension Mount {
         MultipackError.usage(
             "--mount needs a namespace to mount in, and this machine gives none: \(unavailable.reason).",
             hint: "Install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or leave --mount out.")
+    }
+}
+
+/// A root caller's `--mount` directories during a `run`: handed to the build's user for the run
+/// and back after, as a build's are (`Handover`). The marker that lists them lives in a locked
+/// directory under the user's cache (`multipack/handovers/run-<pid>-XXXXXX/marker`), so that the
+/// next run hands back what a killed one left out.
+struct RunHandover {
+    private let directory: ScratchDirectory
+    private let handover: Handover
+
+    static func root(_ caller: [String: String]) -> String {
+        String(LocalState.appsRoot(caller).dropLast("apps".count)) + "handovers"
+    }
+
+    /// Grants the sandbox's owned binds (the mounts among them) with a marker kept for the run.
+    static func begin(_ sandbox: inout Sandbox, caller: [String: String]) throws -> RunHandover {
+        let root = root(caller)
+        try LocalState.makePrivateDirectory(root)
+        let directory = try ScratchDirectory(prefix: prefix, in: root)
+        do {
+            return RunHandover(
+                directory: directory, handover: try sandbox.grantOwnedBinds(marker: directory.path + "/marker"))
+        } catch {
+            directory.remove()
+            throw error
+        }
+    }
+
+    /// Hands everything back, then lets the marker go.
+    func end() {
+        handover.end()
+        directory.remove()
+    }
+
+    static let prefix = "run-"
+
+    /// What runs that were killed left handed over goes back (their directories are not locked
+    /// any more).
+    static func recoverLeftovers(caller: [String: String]) {
+        let root = root(caller)
+        for name in Files.list(root) where name.hasPrefix(prefix) {
+            let path = root + "/" + name
+            let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard descriptor >= 0 else { continue }
+            defer { close(descriptor) }
+            guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else { continue }
+            Handover.recover(marker: path + "/marker", within: path)
+            Files.remove(path)
+        }
     }
 }

@@ -4,13 +4,16 @@ import Glibc
 /// (SPEC §15): a fresh root holding the host's (or a stack's) top-level directories read-only, a
 /// private `/tmp`, an empty writable `/app`, and the directories the build works on bound in where
 /// Heroku has them. The network is the host's (fetches and loopback ports work as they do outside);
-/// the process runs as a non-root user. bubblewrap makes it where it is installed, multipack
+/// the process runs as uid 1000, which is the caller outside, or for root an id that owns nothing
+/// (`BuildUser`). bubblewrap makes it where it is installed and the caller is not root, multipack
 /// itself otherwise (the same steps, in the forked child before exec).
 public struct Sandbox: Sendable {
     public struct Bind: Sendable {
         public var source: String
         public var target: String
         public var writable: Bool
+        /// The caller's own (the cache, the config vars): the build sees it as its own.
+        public var owned: Bool
     }
 
     public enum Backend: Sendable, Equatable {
@@ -30,8 +33,9 @@ public struct Sandbox: Sendable {
 
     /// One step of making the root, in order (bubblewrap's options, one for one).
     enum Step: Sendable {
-        /// A bind mount; an optional one is skipped when its source does not exist.
-        case bind(String, at: String, writable: Bool, optional: Bool)
+        /// A bind mount; an optional one is skipped when its source does not exist. An owned one
+        /// is the caller's, idmapped onto the build's user for root.
+        case bind(String, at: String, writable: Bool, optional: Bool, owned: Bool = false)
         case tmpfs(String)
         case symlink(String, at: String)
         case remountReadOnly(String)
@@ -40,6 +44,10 @@ public struct Sandbox: Sendable {
     }
 
     var backend: Backend
+    /// Who the process is outside.
+    var user: BuildUser
+    /// The namespace root's owned binds are idmapped through; nil: plain binds (`grantOwnedBinds`).
+    var idmap: IdmapNamespace?
     /// The root whose top-level entries make `/`: the host's, or a stack's root filesystem.
     var root = "/"
     /// `/tmp` inside (writable; a directory the caller removes afterwards).
@@ -52,16 +60,13 @@ public struct Sandbox: Sendable {
     var hostDirectories: [String] = []
     var workingDirectory = "/app"
 
-    /// The uid the process has inside: the caller's own, or 1000 for root, so a build never runs
-    /// as root (Heroku's never do). Files it writes belong to the caller outside.
-    static var insideUID: uid_t { getuid() == 0 ? 1000 : getuid() }
-    static var insideGID: gid_t { getgid() == 0 ? 1000 : getgid() }
-
     /// Where a local build or run can have namespaces, or why not: bubblewrap when it is
     /// installed, else multipack's own when this machine lets a user make a namespace.
     /// `MULTIPACK_SANDBOX` forces one: `off` (for tests and machines where namespaces are broken),
-    /// `bubblewrap` or `direct`.
-    public static func backend(_ environment: [String: String]) -> Result<Backend, Unavailable> {
+    /// `bubblewrap` or `direct`. Root's builds are always multipack's own: bubblewrap run by root
+    /// maps uid 1000 onto root, where multipack maps it onto an id that owns nothing and idmaps
+    /// the build's own directories, which bubblewrap has no option for.
+    public static func backend(_ environment: [String: String], user: BuildUser) -> Result<Backend, Unavailable> {
         let setting = environment[HiddenVariable.sandbox]?.lowercased() ?? ""
         if ["0", "off", "no", "false"].contains(setting) {
             return .failure(Unavailable(reason: "MULTIPACK_SANDBOX=\(setting)"))
@@ -71,6 +76,12 @@ public struct Sandbox: Sendable {
         {
             return .failure(Unavailable(reason: "user namespaces are disabled (user.max_user_namespaces is 0)"))
         }
+        if user.isIsolated {
+            if let reason = directUnavailable(user) {
+                return .failure(Unavailable(reason: reason, fix: NamespaceDiagnosis.current()?.fix))
+            }
+            return .success(.direct)
+        }
         if setting == "direct" { return .success(.direct) }
         let directories = (environment["PATH"] ?? HerokuEnvironment.path).split(separator: ":")
         if let bwrap = directories.map({ String($0) + "/bwrap" }).first(where: { Files.isExecutable($0) }) {
@@ -79,39 +90,114 @@ public struct Sandbox: Sendable {
         if setting == "bubblewrap" || setting == "bwrap" {
             return .failure(Unavailable(reason: "bubblewrap (bwrap) is not installed"))
         }
-        if let reason = directUnavailable() { return .failure(Unavailable(reason: reason)) }
+        if let reason = directUnavailable(user) {
+            return .failure(
+                Unavailable(
+                    reason: "bubblewrap (bwrap) is not installed, and " + reason, fix: NamespaceDiagnosis.current()?.fix
+                ))
+        }
         return .success(.direct)
     }
 
     /// Why this machine refuses multipack's own namespace, found by trying it in a child (a
     /// kernel setting or a security module may forbid it whatever /proc/sys says); nil when it works.
-    static func directUnavailable() -> String? {
+    static func directUnavailable(_ user: BuildUser) -> String? {
         // An empty root: the set-up is all that is tried, the command is not found and not run.
         var command = Command("true", environment: [:], stdout: .discard, stderr: .discard)
-        command.namespace = NamespacePlan(uid: (insideUID, getuid()), gid: (insideGID, getgid()), steps: [])
+        command.namespace = NamespacePlan(user: user, steps: [])
         do {
             _ = try Spawner.run(command)
         } catch let error as SpawnError where error.namespaceStep == nil {
         } catch {
-            return "bubblewrap (bwrap) is not installed, and this machine refuses a user namespace (\(error))"
+            return "this machine refuses \(user.isIsolated ? "root a mount and PID" : "a user") namespace (\(error))"
+                + (NamespaceDiagnosis.current().map { ": " + $0.cause } ?? "")
         }
         return nil
     }
 
     public struct Unavailable: Error, Sendable {
         public var reason: String
+        /// What would make namespaces possible, when multipack can tell why they are refused.
+        public var fix: String?
+
+        init(reason: String, fix: String? = nil) {
+            self.reason = reason
+            self.fix = fix
+        }
+
+        /// Said after the warning that the build runs without namespaces.
+        public var fixSentence: String { fix.map { " " + $0 } ?? "" }
     }
 
-    init(backend: Backend, root: String = "/", tmp: String, app: String) {
+    init(backend: Backend, user: BuildUser, root: String = "/", tmp: String, app: String) {
         self.backend = backend
+        self.user = user
         self.root = root
         self.tmp = tmp
         self.app = app
     }
 
-    mutating func bind(_ source: String, at target: String? = nil, writable: Bool = false) {
-        binds.append(Bind(source: source, target: target ?? source, writable: writable))
+    mutating func bind(_ source: String, at target: String? = nil, writable: Bool = false, owned: Bool = false) {
+        binds.append(Bind(source: source, target: target ?? source, writable: writable, owned: owned))
     }
+
+    /// Makes the caller's own directories (`/tmp`, `/app`, the owned binds) the build's, for a
+    /// root caller: idmapped where their file system allows it, handed over otherwise (then the
+    /// bind is a plain one; an owned file that cannot be idmapped is bound as it is). The
+    /// handover is ended once the build is over, whatever its outcome.
+    ///
+    /// Through an idmapped mount a file the build makes is root's on disk, setuid if the build
+    /// says so, until the walk back clears the bit: `tmp` and `app` must be out of every other
+    /// user's reach meanwhile (a directory of mode 0700 above them). A writable directory of the
+    /// caller's elsewhere (`--cache`), which others may reach, is handed over instead: what the
+    /// build makes there is the build's user's.
+    mutating func grantOwnedBinds(marker: String?) throws -> Handover {
+        guard user.isIsolated else { return Handover(user: user) }
+        let idmap = IdmapNamespace(user)
+        var handed: [String] = []
+        var idmapped: [String] = []
+        if let idmap, idmap.canMap(tmp) && idmap.canMap(app) {
+            idmapped = [tmp, app]
+        } else {
+            handed = [tmp, app]
+            ownDirectoriesHandedOver = true
+        }
+        for index in binds.indices where binds[index].owned {
+            let bind = binds[index]
+            let mapped = !(bind.writable && Files.isDirectory(bind.source)) && idmap?.canMap(bind.source) == true
+            if !mapped { binds[index].owned = false }
+            guard Files.isDirectory(bind.source) else { continue }
+            if !mapped {
+                handed.append(bind.source)
+            } else if bind.writable {
+                idmapped.append(bind.source)
+            }
+        }
+        self.idmap = idmap
+        return try Handover.begin(user: user, handed: handed, idmapped: idmapped, marker: marker)
+    }
+
+    /// The mount points of binds inside `/tmp` or `/app` (multipack's binary, `--cache`, the
+    /// config vars), made in their sources here: root's namespace cannot make them through an
+    /// idmapped mount, where root's own id is not mapped.
+    private func makeNestedMountPoints() throws {
+        for bind in binds {
+            for (inside, host) in [("/tmp", tmp), ("/app", app)] where bind.target.hasPrefix(inside + "/") {
+                let path = host + bind.target.dropFirst(inside.count)
+                if Files.isDirectory(bind.source) {
+                    try Files.makeDirectory(path)
+                } else if !Files.exists(path) {
+                    try Files.makeDirectory(String(path[..<path.lastIndex(of: "/")!]))
+                    let descriptor = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+                    guard descriptor >= 0 else { throw FileError(path: path, action: "create", errno: errno) }
+                    close(descriptor)
+                }
+            }
+        }
+    }
+
+    /// `/tmp` and `/app` were handed over rather than idmapped.
+    private var ownDirectoriesHandedOver = false
 
     /// `command` run inside. Its environment is exactly the command's (bubblewrap passes its own on).
     func wrap(_ command: Command) -> Command {
@@ -119,12 +205,12 @@ public struct Sandbox: Sendable {
         switch backend {
         case .bubblewrap(let bwrap):
             var arguments = [
-                "--unshare-user", "--uid", String(Self.insideUID), "--gid", String(Self.insideGID),
+                "--unshare-user", "--uid", String(BuildUser.insideUID), "--gid", String(BuildUser.insideGID),
                 "--unshare-pid", "--die-with-parent",
             ]
             for step in steps() {
                 switch step {
-                case .bind(let source, let target, let writable, let optional):
+                case .bind(let source, let target, let writable, let optional, _):
                     arguments += [(writable ? "--bind" : "--ro-bind") + (optional ? "-try" : ""), source, target]
                 case .tmpfs(let target): arguments += ["--tmpfs", target]
                 case .symlink(let text, let target): arguments += ["--symlink", text, target]
@@ -140,11 +226,12 @@ public struct Sandbox: Sendable {
             wrapped.workingDirectory = nil
             return wrapped
         case .direct:
+            // Mount points under /tmp and /app for root's namespace: made here, where they can be.
+            if user.isIsolated { try? makeNestedMountPoints() }
             var wrapped = command
             wrapped.executable = insidePath(of: command.executable, searching: command.environment["PATH"])
             wrapped.workingDirectory = directory
-            wrapped.namespace = NamespacePlan(
-                uid: (Self.insideUID, getuid()), gid: (Self.insideGID, getgid()), steps: steps())
+            wrapped.namespace = NamespacePlan(user: user, steps: steps(), idmap: idmap)
             return wrapped
         }
     }
@@ -154,10 +241,11 @@ public struct Sandbox: Sendable {
         do {
             return try context.processes.run(command, stop: context.stop)
         } catch let error as SpawnError where error.namespaceStep != nil {
+            let diagnosis = NamespaceDiagnosis.current()
             throw MultipackError.build(
-                "The namespace could not be set up: \(error).",
-                hint:
-                    "Install bubblewrap (apt-get install bubblewrap), or set MULTIPACK_SANDBOX=off to run without namespaces."
+                "The namespace could not be set up: \(error).", details: diagnosis.map { ["Why: " + $0.cause] } ?? [],
+                hint: diagnosis?.fix
+                    ?? "Install bubblewrap (apt-get install bubblewrap), or set MULTIPACK_SANDBOX=off to run without namespaces."
             )
         }
     }
@@ -177,8 +265,10 @@ public struct Sandbox: Sendable {
     func steps() -> [Step] {
         var steps: [Step] = []
         // What a stack image has at its root and a build needs; each mount costs set-up time
-        // (SPEC §15's budget), so the user's home, /sys and the rest stay outside.
-        let wanted: Set<String> = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt", "var", "srv"]
+        // (SPEC §15's budget), so /sys and the rest stay outside. Of this machine's root, only
+        // the system's directories: no /home, /root, /var or /srv.
+        var wanted: Set<String> = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt"]
+        if root != "/" { wanted.formUnion(["var", "srv"]) }
         let base = root == "/" ? "" : root
         for name in Files.list(root).sorted() {
             let path = base + "/" + name
@@ -217,11 +307,14 @@ public struct Sandbox: Sendable {
                 steps.append(.bind(file, at: file, writable: false, optional: true))
             }
         }
-        steps.append(.bind(tmp, at: "/tmp", writable: true, optional: false))
-        steps.append(.bind(app, at: "/app", writable: true, optional: false))
+        let own = !ownDirectoriesHandedOver
+        steps.append(.bind(tmp, at: "/tmp", writable: true, optional: false, owned: own))
+        steps.append(.bind(app, at: "/app", writable: true, optional: false, owned: own))
         for directory in mountPointHolders(wanted) { steps += Self.holder(base + directory, at: directory) }
         for bind in binds {
-            steps.append(.bind(bind.source, at: bind.target, writable: bind.writable, optional: !bind.writable))
+            steps.append(
+                .bind(
+                    bind.source, at: bind.target, writable: bind.writable, optional: !bind.writable, owned: bind.owned))
         }
         return steps
     }

@@ -20,8 +20,32 @@ enum Files {
 
     static func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
 
-    static func read(_ path: String) throws -> String {
-        String(decoding: try readRegularFile(path), as: UTF8.self)
+    static func read(_ path: String, followingLinks: Bool = true) throws -> String {
+        String(decoding: try readRegularFile(path, followingLinks: followingLinks), as: UTF8.self)
+    }
+
+    /// The text of the regular file at `relative` under `root`, no link followed on the way: for
+    /// what multipack reads, as root, of what a build wrote (a link there may name any file on
+    /// this machine).
+    static func read(_ relative: String, beneath root: String) throws -> String {
+        var directory = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directory >= 0 else { throw FileError(path: root, action: "read", errno: errno) }
+        defer { close(directory) }
+        let parts = relative.split(separator: "/").map(String.init)
+        for part in parts.dropLast() {
+            let next = openat(directory, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard next >= 0 else { throw FileError(path: root + "/" + relative, action: "read", errno: errno) }
+            close(directory)
+            directory = next
+        }
+        let descriptor = openat(directory, parts.last ?? ".", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileError(path: root + "/" + relative, action: "read", errno: errno) }
+        defer { close(descriptor) }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw FileError(path: root + "/" + relative, action: "read", errno: EINVAL, detail: kindName(info.st_mode))
+        }
+        return String(decoding: try readToEnd(descriptor, path: root + "/" + relative, chunk: 65_536), as: UTF8.self)
     }
 
     /// A file the user named on the command line (`--env-file`): a regular file, or a pipe
@@ -330,6 +354,12 @@ enum Files {
             parts.append(part)
         }
         return "/" + parts.joined(separator: "/")
+    }
+
+    /// The directory an absolute path is in (`/` for `/x`).
+    static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+        return String(path[..<slash])
     }
 
     static func join(_ base: String, _ path: String) -> String {

@@ -15,6 +15,9 @@ struct LocalWorld {
 
     init(_ name: String) throws {
         temp = try TempDir(name)
+        // Root's builds without namespaces run as an id that owns nothing, which must pass
+        // through to the state directory under it (not list it).
+        chmod(temp.path, 0o711)
         var env = Multipack.environment([:])
         env["HOME"] = temp.sub("home")
         env["XDG_CACHE_HOME"] = temp.sub("xdg")

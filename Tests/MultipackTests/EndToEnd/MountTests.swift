@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 
+@testable import MultipackKit
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -66,6 +68,9 @@ import Testing
         #expect(output.status == 0, "\(output.all)")
         #expect(try String(contentsOfFile: out + "/uid", encoding: .utf8) == "1000\n")
         #expect(FileManager.default.fileExists(atPath: out + "/app-copy"))
+        var info = stat()
+        #expect(stat(out + "/uid", &info) == 0 && info.st_uid == getuid(), "the caller's after the build")
+        #expect(stat(out + "/app-copy", &info) == 0 && info.st_uid == getuid())
     }
 
     /// Each refusal is a usage error (exit 2) said before anything runs.
@@ -105,6 +110,43 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: marker))
         }
         #expect(!FileManager.default.fileExists(atPath: world.cacheHome + "/multipack/apps"), "nothing ran")
+    }
+
+    /// Run by root, a mount is the build's user's while the command runs and root's again after;
+    /// what a killed run left handed over, the next run hands back.
+    @Test(.enabled(if: getuid() == 0, "only root's runs hand mounts over"))
+    func rootsMountsAreHandedOverForTheRunAndBack() throws {
+        let world = try LocalWorld("mount-root")
+        let out = world.temp.sub("out")
+        try world.temp.write("out/before.txt", "root's\n")
+        let user = try BuildUser.current()
+        let log = world.temp.path + "/run.log"
+        let run = try Repo.start(
+            ["run", "--mount", out + ":/output", "--", "bash", "-c", "touch /output/made; sleep 60"],
+            environment: world.environment, log: log)
+        var info = stat()
+        var handed = false
+        for _ in 0..<200 {
+            if stat(out + "/made", &info) == 0 {
+                handed = true
+                break
+            }
+            usleep(50_000)
+        }
+        #expect(handed, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        #expect(stat(out + "/made", &info) == 0 && info.st_uid == user.uid, "the build's user's while it runs")
+        #expect(stat(out + "/before.txt", &info) == 0 && info.st_uid == user.uid)
+        kill(run.processIdentifier, SIGKILL)
+        run.waitUntilExit()
+        // Killed: nothing handed it back yet.
+        #expect(stat(out + "/made", &info) == 0 && info.st_uid == user.uid)
+
+        let next = try world.multipack(["run", "--mount", world.temp.sub("other") + ":/other", "--", "true"])
+        #expect(next.status == 0, "\(next.all)")
+        for file in ["made", "before.txt"] {
+            #expect(stat(out + "/" + file, &info) == 0 && info.st_uid == 0, "\(file) is root's again")
+        }
+        #expect(stat(out, &info) == 0 && info.st_uid == 0)
     }
 
     @Test func twoMountsThatOverlapAreRefused() throws {

@@ -23,7 +23,10 @@ import Testing
         try Shell.run(
             "timeout",
             [
-                "120", "unshare", "-Urm", "sh", "-c", "mount -t tmpfs -o size=\(size) none \"$0\" && exec \"$@\"",
+                // Root in a mount namespace of its own: in a user namespace that maps only root,
+                // root's local build has no id that owns nothing to run as, and is refused.
+                "120", "unshare", getuid() == 0 ? "-m" : "-Urm", "sh", "-c",
+                "mount -t tmpfs -o size=\(size) none \"$0\" && exec \"$@\"",
                 mountPoint,
             ]
                 + command,

@@ -151,6 +151,9 @@ import Testing
 
         let process: BackgroundProcess
         if let local {
+            // Root's build without namespaces runs as an id that owns nothing, which must pass
+            // through to the state directory under the test's directory.
+            chmod(temp.path, 0o711)
             let env = [
                 "XDG_CACHE_HOME": temp.sub("xdg"), "HOME": temp.sub("home"), "TMPDIR": temp.sub("tmp"),
                 "READY": ready, "MULTIPACK_SANDBOX": stage == .slugPacking ? "off" : "",
