@@ -60,7 +60,7 @@ struct AppMirror {
                         + "as the mirror last saw it: \(commit.prefix(12)).")
                 return commit
             }
-            guard let commit = try lookUp(repository.ref) else { throw try unresolved() }
+            guard let commit = try lookUp(repository.ref) ?? fetchCommit() else { throw try unresolved() }
             log.detail("\(repository.ref ?? "The default branch") is \(commit)")
             return commit
         }
@@ -87,6 +87,19 @@ struct AppMirror {
         _ = try git.run(
             stall + ["-C", bare, "fetch", "--quiet", "--prune", "--no-write-fetch-head", "--", gitURL] + refspecs,
             stage: "fetching")
+    }
+
+    /// A full commit no branch or tag reaches (a pull request's, `$GITHUB_SHA` of a merge), asked
+    /// for by name, as servers that allow it serve it (GitHub, GitLab, git's protocol v2); kept
+    /// under `refs/multipack/commits/`, which no fetch prunes. Nil when the server will not.
+    private func fetchCommit() throws -> String? {
+        guard let ref = repository.ref?.lowercased(), CacheStore.isCommit(ref) else { return nil }
+        let result = try git.result(
+            [
+                "-C", bare, "fetch", "--quiet", "--no-write-fetch-head", "--", gitURL,
+                "\(ref):refs/multipack/commits/\(ref)",
+            ])
+        return result.termination.succeeded ? try lookUp(ref) : nil
     }
 
     /// The full commit a ref names in the mirror: a tag, then a branch (as git itself prefers

@@ -198,6 +198,17 @@ struct RepositoryWorld {
         #expect(unknown.stderr.contains("Could not fetch the app from \(url)"), "\(unknown.stderr)")
     }
 
+    /// A commit that no branch or tag reaches (a pull request's) is asked for by its name.
+    @Test func aCommitOnNoBranchIsFetchedByItsName() throws {
+        let repo = try RepositoryWorld("commit-pull")
+        let pull = try repo.commit(version: "pr", on: "pull-1")
+        try Shell.git(["update-ref", "refs/pull/1/head", pull], in: repo.bare)
+        try Shell.git(["branch", "--quiet", "-D", "pull-1"], in: repo.bare)
+        let output = try repo.build("file://" + repo.bare + "#" + pull)
+        #expect(output.status == 0, "\(output.all)")
+        #expect(try repo.file("VERSION", in: repo.slug(pull)) == "pr\n")
+    }
+
     /// The same commit twice at once: the second waits for the first, then finds its slug.
     @Test func oneCommitBuiltTwiceAtOnceIsBuiltOnce() throws {
         let repo = try RepositoryWorld("commit-twice")
