@@ -186,6 +186,9 @@ while IFS= read -r line; do
       verb="${command#multipack }"; verb="${verb%% *}"
       [ "$verb" = cache ] && verb="cache purge"
       check_options "$verb" "$command" ;;
+    "multipack stack pull"* | "multipack stack list"* | "multipack stack prune"*)
+      verb="${command#multipack stack }"; verb="stack ${verb%% *}"
+      check_options "$verb" "$command" ;;
     "["*)  # the continuation of the build synopsis
       check_options build "$command" ;;
     "multipack lock --update "*)

@@ -11,7 +11,10 @@ public struct LocalBuildOptions: Sendable {
     public var cacheDir: String?
     public var noCache = false
     public var stack = "heroku-24"
-    /// `--stack-root DIR|TARBALL`: build on that root filesystem instead of this machine's.
+    /// `--stack-image REF`: build on that image instead of the stack's.
+    public var stackImage: String?
+    /// `--stack-root DIR|TARBALL`: build on that root filesystem instead of the stack's image
+    /// (`/`: this machine's own system).
     public var stackRoot: String?
     public var slugPath: String?
     public var slugLimitMB = Slug.defaultLimitMB
@@ -31,13 +34,23 @@ public struct LocalBuildOptions: Sendable {
     /// The stacks Heroku builds on, past and present: what `--stack` accepts.
     public static let stacks = ["heroku-18", "heroku-20", "heroku-22", "heroku-24"]
 
+    /// The root the build is asked to stand on.
+    var stackChoice: StackChoice {
+        var choice = StackChoice()
+        choice.stack = stack
+        choice.image = stackImage
+        choice.root = stackRoot
+        return choice
+    }
+
     /// Command-line values that no build could use: usage errors (exit 2) before anything runs.
-    public func validate() throws(MultipackError) {
+    public func validate(caller: [String: String] = [:]) throws(MultipackError) {
         guard Self.stacks.contains(stack) else {
             throw MultipackError.usage(
                 "--stack \(Masking.text(stack)) is not a Heroku stack.",
                 hint: "Give one of \(Self.stacks.joined(separator: ", ")).")
         }
+        try stackChoice.validate(caller: caller)
         guard slugLimitMB >= 0 else {
             throw MultipackError.usage(
                 "--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
@@ -140,7 +153,7 @@ public struct LocalBuild {
     func perform(_ summary: inout LocalBuildSummary) throws {
         let context = invocation.context
         let appDir = options.appDir
-        try options.validate()
+        try options.validate(caller: invocation.environment)
         guard Files.isDirectory(appDir) else {
             throw MultipackError.usage(
                 "\(appDir) is not a directory.", hint: "Give multipack the path of your app's directory.")
@@ -183,6 +196,7 @@ public struct LocalBuild {
             context: context)
         launch.passed = passed
         summary.stack = launch.stack
+        summary.root = launch.root.record
         summary.sandbox = launch.sandbox?.backend.name ?? "none"
         log.step("Building \(options.origin?.name ?? appDir) in \(launch.buildDir)")
         log.detail(
@@ -316,7 +330,18 @@ public struct LocalBuild {
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// multipack's binary: the process's own image, or the program this machine's loader runs on
+    /// a stack's root (`HostLoader`).
     static func executablePath() -> String {
+        let image = processImage()
+        guard image.hasPrefix(HostLoader.directory + "/"), let binary = CommandLine.arguments.first else {
+            return image
+        }
+        return binary
+    }
+
+    /// What `/proc/self/exe` names.
+    static func processImage() -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard count > 0 else { return CommandLine.arguments[0] }

@@ -44,6 +44,8 @@ struct LocalBuildSummary: Encodable {
     var failure: String?
     var app: String
     var stack: String
+    /// What the build stood on: the stack's image (name, digest), a stack root, or this machine.
+    var root: BuildRoot.Record?
     var sourceVersion: String?
     /// `bubblewrap` when the children ran in namespaces, `none` on the host.
     var sandbox: String?

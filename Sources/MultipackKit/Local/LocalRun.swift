@@ -24,8 +24,10 @@ public struct LocalRun {
     public var graceSeconds = 30
     /// `--mount HOST:PATH[:ro]`: the caller's directories bound inside.
     public var mounts: [Mount] = []
-    /// `--stack` and `--stack-root`: the root the processes run on.
-    public var stack = StackChoice()
+    /// `--stack-image`, `--stack-root` and `--stack`: what the process runs on. With no `--stack`,
+    /// an app's last build says which stack (SPEC §15); a slug runs on heroku-24's.
+    public var stackChoice = StackChoice()
+    public var stack: String?
     public var invocation: Invocation
 
     public init(target: String?, invocation: Invocation) {
@@ -50,6 +52,8 @@ public struct LocalRun {
         var dotenv: String?
         /// The `.env` is the app's own (not one a build wrote): a link there is followed.
         var dotenvIsTheApps = false
+        /// The stack the kept build was made for.
+        var stack: String?
     }
 
     /// Runs the processes and returns the exit code (128 + the signal when a signal ended it).
@@ -63,6 +67,12 @@ public struct LocalRun {
                     "\(CommandName.line(["run", target, "web"])), or \(CommandName.line(["run", target, "--", "bash"]))"
             )
         }
+        if let stack, !LocalBuildOptions.stacks.contains(stack) {
+            throw MultipackError.usage(
+                "--stack \(Masking.text(stack)) is not a Heroku stack.",
+                hint: "Give one of \(LocalBuildOptions.stacks.joined(separator: ", ")).")
+        }
+        try stackChoice.validate(caller: invocation.environment)
         guard (0...86400).contains(graceSeconds) else {
             throw MultipackError.usage("--grace takes seconds, 0 to 86400.", hint: "Heroku gives a dyno 30.")
         }
@@ -76,23 +86,27 @@ public struct LocalRun {
         let source = try resolve(scratch: scratch)
         let types = command.isEmpty ? try selectedTypes(source) : []
 
-        let root = try stack.root(app: self.target, caller: invocation.environment, log: log)
         // As a build's: uid 1000 inside; for root, an id that owns nothing outside.
         let user = try BuildUser.current()
         var sandbox: Sandbox?
-        switch Sandbox.backend(invocation.environment, user: user) {
+        let backend = Sandbox.backend(invocation.environment, user: user)
+        var choice = stackChoice
+        choice.stack = stack ?? source.stack ?? choice.stack
+        // With no app, the stack's build image: a dyno's one-off command where buildpacks build.
+        let root = try BuildRoot.choose(
+            choice, role: self.target == nil ? .build : .run, strict: BuildRoot.isCI(invocation.environment),
+            unavailable: Sandbox.reason(backend),
+            caller: invocation.environment, log: log, running: true)
+        defer { withExtendedLifetime(root) {} }
+        switch backend {
         case .success(let backend):
             try Files.makeDirectory(scratch + "/tmp")
             sandbox = Sandbox(
-                backend: backend, user: user, root: root?.directory ?? "/", tmp: scratch + "/tmp", app: source.home)
+                backend: backend, user: user, root: root.directory, tmp: scratch + "/tmp", app: source.home)
             sandbox?.bind(mounts)
-            // multipack itself runs inside for a terminal or a formation: a stack's root lacks
-            // the Swift runtime a binary that does not link it statically needs.
-            if root != nil { sandbox?.hostDirectories = Sandbox.runtimeLibraryDirectories() }
         case .failure(let unavailable):
-            if root != nil || !mounts.isEmpty || self.target == nil {
-                throw StackChoice.needNamespace(
-                    unavailable, for: root != nil ? "--stack-root" : !mounts.isEmpty ? "--mount" : "a run with no app")
+            if !mounts.isEmpty || self.target == nil {
+                throw Self.needNamespace(unavailable, for: !mounts.isEmpty ? "--mount" : "A run with no app")
             }
             log.warning(
                 "No namespaces here (\(unavailable.reason)): the processes run on this machine as "
@@ -109,7 +123,7 @@ public struct LocalRun {
         func member(_ name: String, port: Int, script: String, arguments: [String] = []) throws -> Formation.Member {
             var environment = try dynoEnvironment(name: name, port: port, source: source)
             environment["HOME"] = app
-            if self.target == nil { environment["STACK"] = root?.stack ?? stack.name }
+            if self.target == nil { environment["STACK"] = root.stack ?? choice.stack }
             return Formation.Member(
                 name: name + ".1", executable: "bash",
                 arguments: ["-c", Self.launchScript(home: source.home, app: app, command: script)] + arguments,
@@ -246,7 +260,8 @@ public struct LocalRun {
         log.step("Using the last build of \(target): \(which) in \(state.build)")
         return Source(
             home: try fresh(copyOf: state.build, scratch: scratch), release: Self.release(at: state.release),
-            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env", dotenvIsTheApps: true)
+            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env", dotenvIsTheApps: true,
+            stack: LocalReport.keptRoot(state)?.stack)
     }
 
     /// The run's scratch (a copy of the build) as a root caller's processes reach it: idmapped,

@@ -13,6 +13,7 @@ import Glibc
 ///       build.release.yml          its release, with the final process types, for `multipack run`
 ///       build.report.yml           `bin/report`'s output
 ///       build.id                   `build_<hex> <time>`: which build it was
+///       build.root.json            what it stood on: the stack's image and digest, a stack root, this machine
 ///       env/                       ENV_DIR: the config vars it was given (0700, files 0600)
 ///       slug.tgz (+ sidecars)      the slug, unless `--slug` put it elsewhere (`slug.path` says where)
 ///     next/                        the running build's `kept/`, until it succeeds
@@ -185,6 +186,7 @@ public enum LocalState {
         var env: String { path + "/env" }
         var buildID: String { path + "/build.id" }
         var report: String { path + "/build.report.yml" }
+        var root: String { path + "/build.root.json" }
         var release: String { LocalState.releaseSidecar(for: build) }
         var slug: String { path + "/slug.tgz" }
         /// Where `--slug` wrote the slug, when it did.

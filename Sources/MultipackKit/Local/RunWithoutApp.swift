@@ -1,4 +1,4 @@
-/// `multipack run [--stack-root DIR] [--mount …] -- COMMAND` with no app (SPEC §19): the command
+/// `multipack run [--stack-image REF | --stack-root DIR] [--mount …] -- COMMAND` with no app (SPEC §19): the command
 /// runs in a dyno's namespace on the stack's build image, with an empty writable `/app` (so that
 /// `./configure --prefix=/app/vendor/x` builds what runs where slugs run), `HOME=/app`, as the
 /// build's user; only `--mount` directories carry files out.
@@ -16,28 +16,6 @@ extension LocalRun {
             "No app: /app is empty and writable; files written there stay inside, --mount directories carry results out"
         )
         return Source(home: home, release: Release(), buildConfig: [], dotenv: nil)
-    }
-}
-
-/// `--stack` and `--stack-root` of `run`: the root its processes run on.
-public struct StackChoice: Sendable {
-    /// `--stack`: STACK for a run with no app.
-    public var name = "heroku-24"
-    /// `--stack-root DIR|TARBALL`.
-    public var root: String?
-
-    public init() {}
-
-    /// The root (nil: this machine's); bad input is a usage error, said before anything runs.
-    func root(app: String?, caller: [String: String], log: Log) throws -> StackRoot? {
-        guard LocalBuildOptions.stacks.contains(name) else {
-            throw MultipackError.usage(
-                "--stack \(Masking.text(name)) is not a Heroku stack.",
-                hint: "Give one of \(LocalBuildOptions.stacks.joined(separator: ", ")).")
-        }
-        guard let root else { return nil }
-        StackRoot.sweepPartials(caller)
-        return try StackRoot.prepare(root, caller: caller, log: log)
     }
 
     /// What needs a namespace, where this machine gives none: bad input, said before anything runs.

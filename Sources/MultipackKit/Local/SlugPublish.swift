@@ -1,3 +1,5 @@
+import FoundationEssentials
+
 /// What a successful local build leaves for `multipack run` and for the user (SPEC §12): the
 /// release with its final process types, the report, and the slug with its release and config
 /// vars beside it, checked against Heroku's limits. All of it is written into the state's
@@ -23,6 +25,9 @@ struct SlugPublish {
         final.processTypes = processTypes
         try context.files.write(final.yaml, to: next.release)
         try context.files.write(outcome.report ?? "", to: next.report)
+        if let root = summary.root {
+            try context.files.write(String(decoding: try JSONEncoder().encode(root), as: UTF8.self), to: next.root)
+        }
         try writeSlug(from: next, release: final, configVars, &summary, log: log)
         let kept = workspace.state.kept
         summary.release = kept.release

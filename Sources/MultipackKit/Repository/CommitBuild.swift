@@ -239,7 +239,8 @@ public struct AppBuild {
             app: target.app, repository: repository?.masked, ref: repository?.ref, commit: summary.sourceVersion ?? "",
             dirty: dirty,
             inputs: SlugRecord.Inputs(
-                stack: inputs.stack, buildpacks: inputs.recorded(summary.children),
+                stack: SlugInputs.stack(summary.root, options: options, before: inputs.stack),
+                buildpacks: inputs.recorded(summary.children),
                 configVars: try SlugRecord.ConfigVars(configVars)),
             slugBytes: Files.size(slug), slugSha256: try sha256Hex(ofFile: slug), processTypes: summary.processTypes,
             multipack: MultipackVersion.current.version, builtAt: LocalBuild.timestamp())

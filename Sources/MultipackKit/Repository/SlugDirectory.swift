@@ -155,7 +155,11 @@ extension SlugRecord.Inputs {
     /// Says how `other` (the slug's) differs from these, one line per difference.
     func differences(from other: SlugRecord.Inputs) -> [String] {
         var lines: [String] = []
-        if stack != other.stack {
+        // The digest an image has now is known only once it is pulled: a build compares the
+        // image's name, and records the digest it built on.
+        if stack.name != other.stack.name || stack.root != other.stack.root
+            || (stack.digest != nil && other.stack.digest != nil && stack.digest != other.stack.digest)
+        {
             lines.append("the stack: \(other.stack.shown) → \(stack.shown)")
         }
         if configVars != other.configVars {

@@ -11,11 +11,42 @@ struct SlugInputs {
     var environment: [String: String]
     var context: BuildContext
 
-    /// The stack as the options choose it.
+    /// The stack and its root as the options choose them, before a build: the image by its name
+    /// (its digest is known once it is pulled), a root by its path, or this machine.
     var stack: SlugRecord.Stack {
-        let root = options.stackRoot.map { "--stack-root " + Files.absolute($0) } ?? "this machine's /"
+        let choice = options.stackChoice
+        let root: String
+        if let path = choice.rootPath(environment) {
+            root =
+                StackRoot.realPath(path) == "/" || Files.absolute(path) == "/"
+                ? Self.thisMachine : "--stack-root " + Files.absolute(path)
+        } else if let image = try? choice.image.map({ text throws(MultipackError) in
+            try ImageReference(parsing: text, environment: environment)
+        })
+            ?? ImageReference.forStack(choice.stack, role: .build, environment: environment)
+        {
+            root = "image " + image.shown
+        } else {
+            root = Self.thisMachine
+        }
         return SlugRecord.Stack(name: options.stack, root: root, digest: nil)
     }
+
+    /// The stack and the root the build stood on, as its summary says (an image with its digest;
+    /// this machine when the stack's image could not be had offline).
+    static func stack(_ record: BuildRoot.Record?, options: LocalBuildOptions, before: SlugRecord.Stack)
+        -> SlugRecord.Stack
+    {
+        guard let record else { return before }
+        switch record.kind {
+        case "image":
+            return SlugRecord.Stack(name: options.stack, root: "image " + (record.image ?? ""), digest: record.digest)
+        case BuildRoot.thisMachine: return SlugRecord.Stack(name: options.stack, root: thisMachine, digest: nil)
+        default: return SlugRecord.Stack(name: options.stack, root: before.root, digest: nil)
+        }
+    }
+
+    static let thisMachine = "this machine's /"
 
     /// The buildpacks the build runs, as a build chooses them (`--buildpack`, `.buildpacks` with
     /// its lock's pins, or app.json's list), with the directory their relative paths are relative to.

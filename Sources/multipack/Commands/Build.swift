@@ -36,6 +36,29 @@ struct MountOptions: ParsableArguments {
     }
 }
 
+/// What `build`, `ci` and `run` stand on, when not the stack's own image.
+struct StackRootOptions: ParsableArguments {
+    @Option(
+        name: .customLong("stack-image"),
+        help: ArgumentHelp(
+            "Run on this image instead of the stack's (heroku/heroku:24-build for build and ci, heroku/heroku:24 for run), pulled without Docker; NAME@sha256:… pins one.",
+            valueName: "[HOST[:PORT]/]NAME[:TAG|@sha256:DIGEST]"))
+    var stackImage: String?
+    @Option(
+        name: .customLong("stack-root"),
+        help: ArgumentHelp(
+            "Run on this root filesystem instead of the stack's image: a directory, or a tarball of one; / is this machine's own system.",
+            valueName: "DIR|TARBALL"))
+    var stackRoot: String?
+
+    var choice: StackChoice {
+        var choice = StackChoice()
+        choice.image = stackImage
+        choice.root = stackRoot
+        return choice
+    }
+}
+
 /// Options `build` and `ci` share.
 struct LocalBuildArguments: ParsableArguments {
     @Argument(help: "The app's directory, or its git repository: GIT_URL[#REF] (a branch, tag or commit).")
@@ -57,12 +80,7 @@ struct LocalBuildArguments: ParsableArguments {
             "The stack the build is told it runs on (STACK): \(LocalBuildOptions.stacks.joined(separator: ", ")).",
             valueName: "NAME"))
     var stack = "heroku-24"
-    @Option(
-        name: .customLong("stack-root"),
-        help: ArgumentHelp(
-            "Build on this root filesystem of the stack (a directory, or a tarball such as docker export's) instead of this machine's.",
-            valueName: "DIR|TARBALL"))
-    var stackRoot: String?
+    @OptionGroup var root: StackRootOptions
     @Option(
         help: ArgumentHelp(
             "Where to write the slug (default for build: in the app's state directory; ci writes one only when asked).",
@@ -87,7 +105,8 @@ struct LocalBuildArguments: ParsableArguments {
         options.cacheDir = cache
         options.noCache = noCache
         options.stack = stack
-        options.stackRoot = stackRoot
+        options.stackImage = root.stackImage
+        options.stackRoot = root.stackRoot
         options.slugPath = slug
         options.slugLimitMB = slugLimit
         options.json = json

@@ -7,7 +7,7 @@ struct RunCommand: ParsableCommand {
         abstract:
             "Runs an app's process types together as heroku local does, one of them, or a one-off command, as a Heroku dyno would.",
         usage:
-            "multipack run <slug-or-app> [<type> …] [-f PROCFILE] [-p PORT] [--env K=V …] [--grace S] [--mount DIR:PATH …] [-- <command> …]\n       multipack run [--stack-root DIR] [--mount DIR:PATH[:ro] …] -- <command> …"
+            "multipack run <slug-or-app> [<type> …] [-f PROCFILE] [-p PORT] [--env K=V …] [--grace S] [--stack NAME] [--stack-image REF | --stack-root DIR|TARBALL] [--mount DIR:PATH[:ro] …] [-- <command> …]\n       multipack run [--stack NAME] [--stack-image REF | --stack-root DIR|TARBALL] [--mount DIR:PATH[:ro] …] -- <command> …"
     )
     @Argument(
         help:
@@ -27,15 +27,13 @@ struct RunCommand: ParsableCommand {
     var procfile: String?
     @Option(help: "Seconds between SIGTERM and SIGKILL when the processes are stopped (Heroku's 30).")
     var grace = 30
-    @OptionGroup var mount: MountOptions
-    @Option(help: ArgumentHelp("The stack a run with no app is on (STACK).", valueName: "NAME"))
-    var stack = "heroku-24"
     @Option(
-        name: .customLong("stack-root"),
         help: ArgumentHelp(
-            "Run on this root filesystem (a directory, or a tarball such as docker export's) instead of this machine's.",
-            valueName: "DIR|TARBALL"))
-    var stackRoot: String?
+            "The stack whose run image the processes run on (default: the one the app was built for; heroku-24 for a slug); with no app, whose build image.",
+            valueName: "NAME"))
+    var stack: String?
+    @OptionGroup var root: StackRootOptions
+    @OptionGroup var mount: MountOptions
 
     /// argument-parser allows no positional argument after an array of them, and gives what
     /// follows `--` to that array, last: the one-off command is the tail that followed the first
@@ -60,12 +58,13 @@ struct RunCommand: ParsableCommand {
             var localRun = LocalRun(target: app, invocation: invocation)
             (localRun.processes, localRun.command) = (processes, command)
             localRun.mounts = try mount.parsed()
-            localRun.stack.name = stack
-            localRun.stack.root = stackRoot
+
             localRun.configArguments = config.arguments
             localRun.port = port
             localRun.procfile = procfile
             localRun.graceSeconds = grace
+            localRun.stack = stack
+            localRun.stackChoice = root.choice
             let code = try localRun.run()
             if code != 0 { throw MultipackError.printedBefore(exitCode: code, headline: nil) }
         }

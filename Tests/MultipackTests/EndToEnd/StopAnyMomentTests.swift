@@ -156,6 +156,7 @@ import Testing
             try (child + "\n").write(toFile: dir + "/app/.buildpacks", atomically: true, encoding: .utf8)
             let environment = Multipack.environment([
                 "HOME": dir + "/home", "XDG_CACHE_HOME": dir + "/xdg", "TMPDIR": dir + "/tmp",
+                "MULTIPACK_STACK_ROOT": "/",
             ])
             return (["build", dir + "/app", "-e", "TRIAL_MARK=" + mark], environment, dir + "/tmp")
         }
