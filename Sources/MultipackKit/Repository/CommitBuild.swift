@@ -211,8 +211,10 @@ public struct AppBuild {
             log.detail("Its buildpacks could not all be resolved now: it is built again.")
             return false
         }
+        var stack = inputs.stack
+        if record.inputs.stack.digest != nil { stack.digest = inputs.currentDigest() }
         let now = SlugRecord.Inputs(
-            stack: inputs.stack, buildpacks: buildpacks, configVars: try SlugRecord.ConfigVars(configVars))
+            stack: stack, buildpacks: buildpacks, configVars: try SlugRecord.ConfigVars(configVars))
         let differences = now.differences(from: record.inputs)
         guard differences.isEmpty else {
             log.detail("It was built from other inputs, so it is built again:")
@@ -222,6 +224,9 @@ public struct AppBuild {
         log.step(
             "Not built again: \(target.slug) was built from this commit with the same inputs (--force builds it anyway)"
         )
+        if record.inputs.stack.offlineFallback == true {
+            log.detail("(on this machine's own system: the stack's image could not be had offline then)")
+        }
         summary.slug = LocalBuildSummary.SlugInfo(
             path: target.slug, bytes: Files.size(target.slug), limitBytes: Int64(options.slugLimitMB) << 20)
         summary.release = target.release
@@ -239,7 +244,7 @@ public struct AppBuild {
             app: target.app, repository: repository?.masked, ref: repository?.ref, commit: summary.sourceVersion ?? "",
             dirty: dirty,
             inputs: SlugRecord.Inputs(
-                stack: SlugInputs.stack(summary.root, options: options, before: inputs.stack),
+                stack: SlugInputs.stack(summary.root, before: inputs.stack),
                 buildpacks: inputs.recorded(summary.children),
                 configVars: try SlugRecord.ConfigVars(configVars)),
             slugBytes: Files.size(slug), slugSha256: try sha256Hex(ofFile: slug), processTypes: summary.processTypes,

@@ -93,6 +93,8 @@ struct SlugRecord: Codable, Equatable {
         var root: String
         /// The image's manifest digest, when the root is an image.
         var digest: String?
+        /// The stack's image could not be had offline: the build stood on this machine instead.
+        var offlineFallback: Bool?
     }
 
     struct Buildpack: Codable, Equatable {
@@ -156,7 +158,9 @@ extension SlugRecord.Inputs {
     func differences(from other: SlugRecord.Inputs) -> [String] {
         var lines: [String] = []
         // The digest an image has now is known only once it is pulled: a build compares the
-        // image's name, and records the digest it built on.
+        // image's name and records the digest it built on. A build that stood on this machine
+        // because the image was offline is not built again for that alone (offline, every one
+        // would be); the log says so.
         if stack.name != other.stack.name || stack.root != other.stack.root
             || (stack.digest != nil && other.stack.digest != nil && stack.digest != other.stack.digest)
         {
@@ -182,7 +186,10 @@ extension SlugRecord.Inputs {
 }
 
 extension SlugRecord.Stack {
-    var shown: String { "\(name) on \(root)" + (digest.map { " (\($0.prefix(19)))" } ?? "") }
+    var shown: String {
+        "\(name) on \(root)" + (digest.map { " (\($0.prefix(19)))" } ?? "")
+            + (offlineFallback == true ? " (this machine's, offline)" : "")
+    }
 }
 
 extension SlugRecord.ConfigVars {

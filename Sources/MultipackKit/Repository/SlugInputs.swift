@@ -14,17 +14,11 @@ struct SlugInputs {
     /// The stack and its root as the options choose them, before a build: the image by its name
     /// (its digest is known once it is pulled), a root by its path, or this machine.
     var stack: SlugRecord.Stack {
-        let choice = options.stackChoice
         let root: String
-        if let path = choice.rootPath(environment) {
-            root =
-                StackRoot.realPath(path) == "/" || Files.absolute(path) == "/"
-                ? Self.thisMachine : "--stack-root " + Files.absolute(path)
-        } else if let image = try? choice.image.map({ text throws(MultipackError) in
-            try ImageReference(parsing: text, environment: environment)
-        })
-            ?? ImageReference.forStack(choice.stack, role: .build, environment: environment)
-        {
+        if let path = options.stackChoice.rootPath(environment) {
+            let isThisMachine = StackRoot.realPath(path) == "/" || Files.absolute(path) == "/"
+            root = isThisMachine ? Self.thisMachine : "--stack-root " + Files.absolute(path)
+        } else if let image = try? image() {
             root = "image " + image.shown
         } else {
             root = Self.thisMachine
@@ -32,18 +26,32 @@ struct SlugInputs {
         return SlugRecord.Stack(name: options.stack, root: root, digest: nil)
     }
 
-    /// The stack and the root the build stood on, as its summary says (an image with its digest;
-    /// this machine when the stack's image could not be had offline).
-    static func stack(_ record: BuildRoot.Record?, options: LocalBuildOptions, before: SlugRecord.Stack)
-        -> SlugRecord.Stack
-    {
-        guard let record else { return before }
-        switch record.kind {
-        case "image":
-            return SlugRecord.Stack(name: options.stack, root: "image " + (record.image ?? ""), digest: record.digest)
-        case BuildRoot.thisMachine: return SlugRecord.Stack(name: options.stack, root: thisMachine, digest: nil)
-        default: return SlugRecord.Stack(name: options.stack, root: before.root, digest: nil)
-        }
+    /// The image the build stands on: `--stack-image`, or the stack's build image.
+    private func image() throws(MultipackError) -> ImageReference {
+        let choice = options.stackChoice
+        if let named = choice.image { return try ImageReference(parsing: named, environment: environment) }
+        return try ImageReference.forStack(choice.stack, role: .build, environment: environment)
+    }
+
+    /// The digest the stack's image has now, as the build would find it (one manifest request
+    /// when the cache has it; pulled when it does not, as the build would pull it); nil when the
+    /// root is no image or the image cannot be had.
+    func currentDigest() -> String? {
+        guard options.stackChoice.rootPath(environment) == nil, let image = try? image() else { return nil }
+        let quiet = Log { _, _ in }
+        guard var puller = try? StackPuller(environment: environment, log: quiet) else { return nil }
+        puller.limits.retriesUnreachableRegistry = false
+        return try? puller.image(image).digest
+    }
+
+    /// The stack and the root as `stack` names them, with what the build's summary says of the
+    /// root it stood on: the image's digest, or that the stack's image could not be had offline
+    /// and the build stood on this machine instead.
+    static func stack(_ record: BuildRoot.Record?, before: SlugRecord.Stack) -> SlugRecord.Stack {
+        var stack = before
+        stack.digest = record?.digest
+        if record?.offlineFallback == true { stack.offlineFallback = true }
+        return stack
     }
 
     static let thisMachine = "this machine's /"

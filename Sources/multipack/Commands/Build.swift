@@ -41,7 +41,7 @@ struct StackRootOptions: ParsableArguments {
     @Option(
         name: .customLong("stack-image"),
         help: ArgumentHelp(
-            "Run on this image instead of the stack's (heroku/heroku:24-build for build and ci, heroku/heroku:24 for run), pulled without Docker; NAME@sha256:… pins one.",
+            "Run on this image instead of the stack's (heroku/heroku:24-build for build, ci and a run with no app; heroku/heroku:24 for a run of an app or slug), pulled without Docker; NAME@sha256:… pins one.",
             valueName: "[HOST[:PORT]/]NAME[:TAG|@sha256:DIGEST]"))
     var stackImage: String?
     @Option(

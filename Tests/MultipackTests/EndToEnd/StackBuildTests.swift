@@ -195,6 +195,34 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: world.tmp).isEmpty)
     }
 
+    /// A commit's slug filed with `--slug-dir` records the image's digest; the same commit is not
+    /// built again on the same image, and is once the tag names another image (SPEC §19).
+    @Test func aCommitsSlugRecordsTheImageDigestAndANewImageBuildsItAgain() throws {
+        try layout.create("other") { try OCILayout.stackRoot($0, id: "stack-other-image") }
+        try registry.push(layout, tag: "build", as: "test/stack:1")
+        let repo = try RepositoryWorld("stack-commit")
+        let arguments = [
+            "build", "file://" + repo.bare, "--buildpack", repo.probe, "--slug-dir", repo.slugs, "--stack-image",
+            "\(registry.host)/test/stack:1",
+        ]
+        let commit = try repo.head()
+
+        let first = try repo.world.multipack(arguments)
+        let again = try repo.world.multipack(arguments)
+        try registry.push(layout, tag: "other", as: "test/stack:1")
+        let onNewImage = try repo.world.multipack(arguments)
+
+        #expect(first.status == 0, "\(first.all)")
+        let record = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: "\(repo.slugs)/shop/\(commit).json")))
+        let stack = ((record as? [String: Any])?["inputs"] as? [String: Any])?["stack"] as? [String: Any]
+        #expect(stack?["digest"] as? String == (try layout.manifest("other").digest), "\(stack ?? [:])")
+        #expect(stack?["root"] as? String == "image \(registry.host)/test/stack:1 (\(registry.host))")
+        #expect(again.status == 0 && again.stdout.contains("Not built again"), "\(again.all)")
+        #expect(onNewImage.status == 0 && onNewImage.stdout.contains("probe compiled"), "\(onNewImage.all)")
+        #expect(onNewImage.stdout.contains("the stack: heroku-24 on image"), "\(onNewImage.stdout)")
+    }
+
     @Test func aWarmBuildAsksForTheManifestOnceAndAPinnedOneAsksNothing() throws {
         try registry.push(layout, tag: "build", as: "test/stack:1")
         let digest = try layout.manifest("build").digest
