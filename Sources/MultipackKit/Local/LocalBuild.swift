@@ -21,6 +21,11 @@ public struct LocalBuildOptions: Sendable {
     public var json = false
     /// `--pass-env NAME`: the caller's variables handed to the buildpacks' process environment.
     public var passEnv: [String] = []
+    /// `--mount HOST:PATH[:ro]`: the caller's directories bound into the namespace.
+    public var mounts: [Mount] = []
+    /// A commit's build (SPEC §19): its state, the cache its repository's commits share, its
+    /// SOURCE_VERSION. nil: a directory's build, as before.
+    var origin: CommitOrigin?
 
     public init(appDir: String) {
         self.appDir = Files.absolute(appDir)
@@ -108,13 +113,24 @@ public struct LocalBuild {
     /// Runs the build; its failure is thrown for the caller to print. With `--json` the log goes
     /// to stderr and stdout gets one JSON object, whatever the outcome.
     public func run() throws {
-        let start = invocation.context.clock.now
         let jsonOutput = options.json ? StandardOutput.divertToStandardError() : nil
+        let (summary, failure) = summarized { try perform(&$0) }
+        if let jsonOutput {
+            Log.writeToDescriptor(summary.json + "\n", jsonOutput)
+            close(jsonOutput)
+        }
+        if let failure { throw failure }
+    }
+
+    /// Runs `body` (the build, or a commit's build around it) and sums it up, whatever the
+    /// outcome: the failure comes back beside the summary.
+    func summarized(_ body: (inout LocalBuildSummary) throws -> Void) -> (LocalBuildSummary, MultipackError?) {
+        let start = invocation.context.clock.now
         var summary = LocalBuildSummary(
-            command: mode == .build ? "build" : "ci", app: options.appDir, stack: options.stack)
+            command: mode == .build ? "build" : "ci", app: options.origin?.name ?? options.appDir, stack: options.stack)
         var failure: MultipackError?
         do {
-            try perform(&summary)
+            try body(&summary)
         } catch {
             failure = MultipackError(error)
         }
@@ -128,17 +144,13 @@ public struct LocalBuild {
         summary.outcome =
             summary.exitCode == 0 ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
         summary.seconds = invocation.context.seconds(since: start)
-        if let jsonOutput {
-            Log.writeToDescriptor(summary.json + "\n", jsonOutput)
-            close(jsonOutput)
-        }
-        if let failure { throw failure }
+        return (summary, failure)
     }
 
     /// The build in three parts: the workspace (the app's state, a copy of the app, the cache),
     /// the stages launched in a namespace, and the slug published from what they left. Only a
     /// build that succeeds replaces the kept one (SPEC §12).
-    private func perform(_ summary: inout LocalBuildSummary) throws {
+    func perform(_ summary: inout LocalBuildSummary) throws {
         let context = invocation.context
         let appDir = options.appDir
         try options.validate(caller: invocation.environment)
@@ -171,7 +183,12 @@ public struct LocalBuild {
         var workspace = try LocalWorkspace(options: options, caller: caller, ci: mode == .ci)
         var published = false
         defer {
-            if !published { log.step(workspace.state.keptDescription(appDir: appDir)) }
+            if !published {
+                log.step(
+                    workspace.state.keptDescription(
+                        appDir: options.origin.map { "\($0.name) at \($0.sourceVersion.prefix(12))" } ?? appDir,
+                        runTarget: options.origin?.runTarget))
+            }
             workspace.close(stopped: context.stop.isRequested)
         }
         var launch = try SandboxLaunch(
@@ -181,7 +198,7 @@ public struct LocalBuild {
         summary.stack = launch.stack
         summary.root = launch.root.record
         summary.sandbox = launch.sandbox?.backend.name ?? "none"
-        log.step("Building \(appDir) in \(launch.buildDir)")
+        log.step("Building \(options.origin?.name ?? appDir) in \(launch.buildDir)")
         log.detail(
             "(kept in \(workspace.state.kept.build) if it succeeds; until then the last successful build stays as it is)"
         )
@@ -190,7 +207,7 @@ public struct LocalBuild {
         logPassed(passed, caller: caller)
         try workspace.fill(options: options, configVars: configVars, applySlugIgnore: mode == .build, context: context)
         summary.cache = options.noCache ? nil : workspace.cache
-        let sourceVersion = Self.sourceVersion(of: appDir, environment: caller)
+        let sourceVersion = options.origin?.sourceVersion ?? Self.sourceVersion(of: appDir, environment: caller)
         summary.sourceVersion = sourceVersion
 
         let (result, outcome) = try launch.run(

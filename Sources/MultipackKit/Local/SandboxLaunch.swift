@@ -53,6 +53,9 @@ struct SandboxLaunch {
                 backend: backend, user: user, root: root.directory, tmp: state.work + "/tmp",
                 app: state.work + "/home")
         case .failure(let unavailable):
+            if !options.mounts.isEmpty {
+                throw Mount.needNamespace(unavailable)
+            }
             sandbox = nil
             context.log.warning(
                 "No namespaces here (\(unavailable.reason)): the build runs on this machine as "
@@ -121,6 +124,7 @@ struct SandboxLaunch {
                 configured.bind(socket, at: Sandbox.sshAgent, writable: true, owned: true)
                 command.environment["SSH_AUTH_SOCK"] = Sandbox.sshAgent
             }
+            configured.bind(options.mounts)
             sandbox = configured
         }
         command.stopsItself = true

@@ -40,7 +40,7 @@ struct SlugPublish {
         log.detail("Release (for multipack run): \(kept.release)")
         log.detail("Report: \(kept.report)")
         if let web = processTypes["web"] != nil ? "web" : processTypes.keys.sorted().first {
-            log.detail("Try it: \(CommandName.line(["run", options.appDir, web]))")
+            log.detail("Try it: \(CommandName.line(["run", options.origin?.runTarget ?? options.appDir, web]))")
         }
     }
 
@@ -55,7 +55,7 @@ struct SlugPublish {
         let bytes = try Slug.pack(next.build, to: next.slug)
         let limit = Int64(options.slugLimitMB) << 20
         let own = options.slugPath.map(Files.absolute)
-        let target = own ?? LocalState.App(appDir: options.appDir, environment: caller, ci: ci).kept.slug
+        let target = own ?? LocalState.App(options: options, environment: caller, ci: ci).kept.slug
         log.detail("Done: \(Slug.formatSize(bytes))")
         guard bytes <= limit else {
             throw MultipackError.build(

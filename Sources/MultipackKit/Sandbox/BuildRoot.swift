@@ -90,13 +90,14 @@ struct BuildRoot {
     /// Decides the root for `choice`: `role` says which of the stack's images is the default;
     /// `strict` (`ci`, or `CI` set) makes a default image that cannot be had offline a failure
     /// rather than this machine; `unavailable` says why no namespace can be made here, if none can
-    /// (then only this machine will do, and a named image or root is refused).
+    /// (then only this machine will do, and a named image or root is refused); `running` says a
+    /// command runs there (`run` with no app stands on the build image, but builds nothing).
     static func choose(
         _ choice: StackChoice, role: ImageReference.StackRole, strict: Bool, unavailable: String?,
-        caller: [String: String], log: Log
+        caller: [String: String], log: Log, running: Bool = false
     ) throws -> BuildRoot {
         let namespaces = unavailable == nil
-        let doing = role == .run ? "Running" : "Building"
+        let doing = role == .run || running ? "Running" : "Building"
         try choice.validate(caller: caller)
         let rootPath = choice.rootPath(caller)
         let isThisMachine = rootPath.map { Files.absolute($0) == "/" || StackRoot.realPath($0) == "/" } ?? false

@@ -397,12 +397,11 @@ public struct Sandbox: Sendable {
         return steps
     }
 
-    /// On a stack root, a bind (the app, a local buildpack, `--cache`) at a path the root lacks
-    /// below one of its read-only directories (an app in /srv/app or /var/tmp/x on this machine)
-    /// has nowhere to go: the deepest directory the root has on that path becomes a holder.
-    /// Parents first, each once.
+    /// A bind (the app, a local buildpack, `--cache`, a `--mount`) at a path the root lacks below
+    /// one of its read-only directories (an app in /srv/app or /var/tmp/x on this machine, a
+    /// mount at /var/cache/sources) has nowhere to go: the deepest directory the root has on that
+    /// path becomes a holder. Parents first, each once.
     func mountPointHolders(_ bound: Set<String>) -> [String] {
-        guard root != "/" else { return [] }
         var holders: [String] = []
         for bind in binds {
             let parts = bind.target.split(separator: "/").map(String.init)

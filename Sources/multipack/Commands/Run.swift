@@ -7,9 +7,13 @@ struct RunCommand: ParsableCommand {
         abstract:
             "Runs an app's process types together as heroku local does, one of them, or a one-off command, as a Heroku dyno would.",
         usage:
-            "multipack run <slug-or-app> [<type> …] [-f PROCFILE] [-p PORT] [--env K=V …] [--grace S] [--stack NAME] [--stack-image REF | --stack-root DIR|TARBALL] [-- <command> …]"
+            "multipack run <slug-or-app> [<type> …] [-f PROCFILE] [-p PORT] [--env K=V …] [--grace S] [--stack NAME] [--stack-image REF | --stack-root DIR|TARBALL] [--mount DIR:PATH[:ro] …] [-- <command> …]\n       multipack run [--stack NAME] [--stack-image REF | --stack-root DIR|TARBALL] [--mount DIR:PATH[:ro] …] -- <command> …"
     )
-    @Argument(help: "A slug, or an app's directory (its last build).") var target: String
+    @Argument(
+        help:
+            "A slug, or an app's directory (its last build). None: the command after -- runs on the stack's build image with an empty /app."
+    )
+    var target: String?
     @Argument(
         help: ArgumentHelp(
             "Process types to run (web, worker, …); none: every type of the Procfile but release, together. After --: a one-off command instead.",
@@ -25,26 +29,36 @@ struct RunCommand: ParsableCommand {
     var grace = 30
     @Option(
         help: ArgumentHelp(
-            "The stack whose run image the processes run on (default: the one the app was built for; heroku-24 for a slug).",
+            "The stack whose run image the processes run on (default: the one the app was built for; heroku-24 for a slug); with no app, whose build image.",
             valueName: "NAME"))
     var stack: String?
     @OptionGroup var root: StackRootOptions
+    @OptionGroup var mount: MountOptions
 
     /// argument-parser allows no positional argument after an array of them, and gives what
     /// follows `--` to that array, last: the one-off command is the tail that followed the first
-    /// `--` of the command line.
-    static func split(_ words: [String], commandLine: [String]) -> (processes: [String], command: [String]) {
-        guard let terminator = commandLine.firstIndex(of: "--") else { return (words, []) }
-        let count = min(words.count, commandLine.count - terminator - 1)
-        return (Array(words.dropLast(count)), Array(words.suffix(count)))
+    /// `--` of the command line. With no positional word before the first `--` (`multipack run -- make`), argument-parser
+    /// gives the command's first word to `target`: there is no app then.
+    static func split(target: String?, words: [String], commandLine: [String]) -> (
+        target: String?, processes: [String], command: [String]
+    ) {
+        let positional = (target.map { [$0] } ?? []) + words
+        guard let terminator = commandLine.firstIndex(of: "--") else { return (target, words, []) }
+        let count = min(positional.count, commandLine.count - terminator - 1)
+        let before = positional.dropLast(count)
+        return (before.first, Array(before.dropFirst()), Array(positional.suffix(count)))
     }
 
     func run() throws {
         // The processes' own exit code; 128 + N once stop signal N came, as a shell reports it
         // (SPEC §11).
         try perform { invocation in
-            var localRun = LocalRun(target: target, invocation: invocation)
-            (localRun.processes, localRun.command) = Self.split(words, commandLine: CommandLine.arguments)
+            let (app, processes, command) = Self.split(
+                target: target, words: words, commandLine: CommandLine.arguments)
+            var localRun = LocalRun(target: app, invocation: invocation)
+            (localRun.processes, localRun.command) = (processes, command)
+            localRun.mounts = try mount.parsed()
+
             localRun.configArguments = config.arguments
             localRun.port = port
             localRun.procfile = procfile

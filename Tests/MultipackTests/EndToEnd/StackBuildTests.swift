@@ -165,6 +165,64 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: world.tmp).isEmpty)
     }
 
+    /// `run -- COMMAND` with no app stands on the stack's build image (SPEC §19): the one a
+    /// buildpack builds on, not the run image; `--stack` picks the stack, `--stack-image` another.
+    @Test func runWithNoAppStandsOnTheStacksBuildImage() throws {
+        try layout.create("run") { try OCILayout.stackRoot($0, id: "stack-run-image") }
+        try layout.create("other") { try OCILayout.stackRoot($0, id: "stack-other-image") }
+        try registry.push(layout, tag: "build", as: "heroku/heroku:22-build")
+        try registry.push(layout, tag: "run", as: "heroku/heroku:22")
+        try registry.push(layout, tag: "other", as: "test/builder:1")
+        let out = world.temp.sub("out")
+        let script = ". /etc/os-release; echo \"$ID app=[$(ls -A /app)] home=$HOME stack=$STACK\" > /out/seen"
+
+        let onDefault = try world.multipack(
+            ["run", "--stack", "heroku-22", "--mount", out + ":/out", "--", "sh", "-c", script], extra: onImages())
+        let seenOnDefault = try? String(contentsOfFile: out + "/seen", encoding: .utf8)
+        let named = try world.multipack([
+            "run", "--stack-image", "\(registry.host)/test/builder:1", "--mount", out + ":/out", "--", "sh", "-c",
+            script,
+        ])
+        let seenOnNamed = try? String(contentsOfFile: out + "/seen", encoding: .utf8)
+
+        #expect(onDefault.status == 0, "\(onDefault.all)")
+        #expect(
+            onDefault.stderr.contains("Running on the stack image heroku/heroku:22-build (\(registry.host))"),
+            "\(onDefault.stderr)")
+        #expect(seenOnDefault == "stack-build-image app=[] home=/app stack=heroku-22\n")
+        #expect(named.status == 0, "\(named.all)")
+        #expect(seenOnNamed == "stack-other-image app=[] home=/app stack=heroku-24\n")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: world.tmp).isEmpty)
+    }
+
+    /// A commit's slug filed with `--slug-dir` records the image's digest; the same commit is not
+    /// built again on the same image, and is once the tag names another image (SPEC §19).
+    @Test func aCommitsSlugRecordsTheImageDigestAndANewImageBuildsItAgain() throws {
+        try layout.create("other") { try OCILayout.stackRoot($0, id: "stack-other-image") }
+        try registry.push(layout, tag: "build", as: "test/stack:1")
+        let repo = try RepositoryWorld("stack-commit")
+        let arguments = [
+            "build", "file://" + repo.bare, "--buildpack", repo.probe, "--slug-dir", repo.slugs, "--stack-image",
+            "\(registry.host)/test/stack:1",
+        ]
+        let commit = try repo.head()
+
+        let first = try repo.world.multipack(arguments)
+        let again = try repo.world.multipack(arguments)
+        try registry.push(layout, tag: "other", as: "test/stack:1")
+        let onNewImage = try repo.world.multipack(arguments)
+
+        #expect(first.status == 0, "\(first.all)")
+        let record = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: "\(repo.slugs)/shop/\(commit).json")))
+        let stack = ((record as? [String: Any])?["inputs"] as? [String: Any])?["stack"] as? [String: Any]
+        #expect(stack?["digest"] as? String == (try layout.manifest("other").digest), "\(stack ?? [:])")
+        #expect(stack?["root"] as? String == "image \(registry.host)/test/stack:1 (\(registry.host))")
+        #expect(again.status == 0 && again.stdout.contains("Not built again"), "\(again.all)")
+        #expect(onNewImage.status == 0 && onNewImage.stdout.contains("probe compiled"), "\(onNewImage.all)")
+        #expect(onNewImage.stdout.contains("the stack: heroku-24 on image"), "\(onNewImage.stdout)")
+    }
+
     @Test func aWarmBuildAsksForTheManifestOnceAndAPinnedOneAsksNothing() throws {
         try registry.push(layout, tag: "build", as: "test/stack:1")
         let digest = try layout.manifest("build").digest
