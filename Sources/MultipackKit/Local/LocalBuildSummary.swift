@@ -83,13 +83,7 @@ struct LocalBuildSummary: Encodable {
         self.stack = stack
     }
 
-    var json: String {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(self) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
-    }
+    var json: String { SnakeCaseJSON.text(of: self) }
 }
 
 extension LocalBuildSummary {

@@ -130,13 +130,7 @@ struct SlugRecord: Codable, Equatable {
     var multipack: String
     var builtAt: String
 
-    var json: String {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        guard let data = try? encoder.encode(self) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
-    }
+    var json: String { SnakeCaseJSON.text(of: self) }
 
     static func decode(_ bytes: [UInt8]) -> SlugRecord? {
         let decoder = JSONDecoder()

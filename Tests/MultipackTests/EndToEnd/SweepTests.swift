@@ -236,6 +236,15 @@ import Testing
     }
 }
 
+/// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34), which Swift's Glibc module does not declare.
+private let addCloseFrom: @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32 = {
+    guard let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else {
+        fatalError("glibc has no posix_spawn_file_actions_addclosefrom_np (2.34 or later is needed)")
+    }
+    return unsafeBitCast(
+        symbol, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+}()
+
 /// Starts a command with its output to a file, reaped by the caller's `waitpid` (not Foundation's
 /// Process, which may never notice the end of a process that is SIGKILLed while its descendants live).
 func spawnInBackground(_ executable: String, _ arguments: [String], environment: [String: String], output: String)
@@ -247,6 +256,9 @@ func spawnInBackground(_ executable: String, _ arguments: [String], environment:
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    // Nothing else of this test process: a file another test is writing (which would then be
+    // "busy" when executed) or a lock it holds (which would then outlive its close) stays here.
+    try #require(addCloseFrom(&actions, 3) == 0)
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     let envp = Multipack.environment(environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer {

@@ -170,13 +170,13 @@ import Testing
     @Test func booleansAcceptZeroAsOff() throws {
         for on in ["1", "true", "YES", "On"] { #expect(try Settings.boolean("X", on)) }
         for off in ["0", "false", "No", "OFF", "", nil] { #expect(try !Settings.boolean("X", off)) }
-        expectUsageError { try Settings.boolean("X", "maybe") }
+        expectUsageError { _ = try Settings.boolean("X", "maybe") }
         let settings = try Settings(
             configVars: ["MULTIPACK_RELEASE": "LAST", "MULTIPACK_FETCH_TIMEOUT": "12"], environment: [:])
         #expect(settings.release == .last && settings.fetchTimeout == 12 && settings.hooks == .multipack)
-        expectUsageError { try Settings(configVars: ["MULTIPACK_HOOKS": "both"], environment: [:]) }
+        expectUsageError { _ = try Settings(configVars: ["MULTIPACK_HOOKS": "both"], environment: [:]) }
         expectUsageError {
-            try Settings(configVars: ["MULTIPACK_FETCH_TIMEOUT": "soon"], environment: [:])
+            _ = try Settings(configVars: ["MULTIPACK_FETCH_TIMEOUT": "soon"], environment: [:])
         }
     }
 }

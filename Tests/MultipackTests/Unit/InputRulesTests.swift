@@ -51,7 +51,7 @@ import Testing
     @Test(arguments: ["9223372036854775807", "0", "86401", "-1", "99999999999999999999999", "12s"])
     func fetchTimeoutOutsideItsBoundsIsBadInput(_ value: String) {
         expectUsageError {
-            try Settings(configVars: ["MULTIPACK_FETCH_TIMEOUT": value], environment: [:])
+            _ = try Settings(configVars: ["MULTIPACK_FETCH_TIMEOUT": value], environment: [:])
         }
     }
 

@@ -29,7 +29,7 @@ import Testing
     @Test func envFlagsWinOverTheFile() throws {
         let vars = try ConfigVarArguments(pairs: ["A=flag", "B=x=y"]).resolve()
         #expect(vars.map(\.key) == ["A", "B"] && vars.map(\.value) == ["flag", "x=y"])
-        expectUsageError { try ConfigVarArguments(pairs: ["=x"]).resolve() }
+        expectUsageError { _ = try ConfigVarArguments(pairs: ["=x"]).resolve() }
     }
 }
 
