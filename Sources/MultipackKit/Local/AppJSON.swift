@@ -128,6 +128,16 @@ struct AppJSON: Decodable {
 struct BuildpackChoice {
     enum Source: Equatable {
         case commandLine, testBuildpacks, dotBuildpacks, appJSON
+
+        /// Where the list came from, as the log names it.
+        var shown: String {
+            switch self {
+            case .commandLine: return "--buildpack"
+            case .testBuildpacks: return "app.json's environments.test.buildpacks"
+            case .dotBuildpacks: return ".buildpacks"
+            case .appJSON: return "app.json's buildpacks"
+            }
+        }
     }
     /// Empty for `.dotBuildpacks`: multipack itself runs over the app's `.buildpacks`.
     var entries: [BuildpackEntry]

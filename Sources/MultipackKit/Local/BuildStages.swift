@@ -118,6 +118,8 @@ struct SelfStages: BuildStages {
 /// The app's hooks are left to the buildpacks, as on Heroku.
 struct ListStages: BuildStages {
     var entries: [BuildpackEntry]
+    /// Where the list came from, as the log names it.
+    var listName: String
     var dirs: BuildDirectories
     var workDir: String
     /// Relative local paths are relative to where `multipack build` was started.
@@ -131,11 +133,12 @@ struct ListStages: BuildStages {
     private(set) var record: BuildRecord? = BuildRecord()
 
     init(
-        entries: [BuildpackEntry], dirs: BuildDirectories, workDir: String, callerDir: String,
+        entries: [BuildpackEntry], listName: String, dirs: BuildDirectories, workDir: String, callerDir: String,
         environment: [String: String], configVars: [String: String], context: BuildContext
     ) {
         self.context = context
         self.entries = entries
+        self.listName = listName
         self.dirs = dirs
         self.workDir = workDir
         self.callerDir = callerDir
@@ -165,7 +168,7 @@ struct ListStages: BuildStages {
             entries: entries, settings: settings, configVars: configVars,
             environment: HiddenVariable.removingOwn(environment), fetchEnvironment: environment,
             trace: log.tracer(settings.xtrace))
-        let heading = "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (--buildpack)"
+        let heading = "Fetching \(entries.count) buildpack\(entries.count == 1 ? "" : "s") (\(listName))"
         let fetched = try FetchStage(workDir: workDir, heading: heading).run(plan, in: context)
         record?.children = fetched.map(BuildRecord.Child.init)
         let built = try ChildrenStage(plan: plan, runsHooks: false).run(fetched, in: context) { child, _ in

@@ -51,6 +51,11 @@ public struct LocalBuildOptions: Sendable {
                 hint: "Give one of \(Self.stacks.joined(separator: ", ")).")
         }
         try stackChoice.validate(caller: caller)
+        if noCache, let cacheDir {
+            throw MultipackError.usage(
+                "--no-cache and --cache \(Masking.text(cacheDir)) both say where the cache is; give one.",
+                hint: "--no-cache builds with a throwaway cache, --cache DIR with the one in DIR.")
+        }
         guard slugLimitMB >= 0 else {
             throw MultipackError.usage(
                 "--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
@@ -187,7 +192,7 @@ public struct LocalBuild {
                 log.step(
                     workspace.state.keptDescription(
                         appDir: options.origin.map { "\($0.name) at \($0.sourceVersion.prefix(12))" } ?? appDir,
-                        runTarget: options.origin?.runTarget))
+                        runTarget: options.origin?.runTarget, ci: mode == .ci))
             }
             workspace.close(stopped: context.stop.isRequested)
         }

@@ -170,10 +170,12 @@ public enum LocalState {
 
         /// What the log says about the kept build when a build did not replace it.
         /// `target`: what `run` takes for it (a commit's slug; the app by default).
-        func keptDescription(appDir: String, runTarget target: String? = nil) -> String {
+        func keptDescription(appDir: String, runTarget target: String? = nil, ci: Bool = false) -> String {
             guard Files.isDirectory(kept.build), let id = try? Files.read(kept.buildID) else {
-                return "No build of \(appDir) is kept: none has succeeded yet."
+                return "No \(ci ? "ci run" : "build") of \(appDir) is kept: none has succeeded yet."
+                    + (ci ? " (multipack ci keeps its own: the app's last build is untouched.)" : "")
             }
+            if ci { return "The last successful ci run (\(id.trimmingCharacters("\n"))) is kept as it was." }
             return "The last successful build (\(id.trimmingCharacters("\n"))) is kept as it was: "
                 + "\(CommandName.line(["run", target ?? appDir])) still runs it."
         }

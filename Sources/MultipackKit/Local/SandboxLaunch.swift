@@ -100,7 +100,8 @@ struct SandboxLaunch {
         let cache = inside ? "/tmp/codon/tmp/cache" : workspace.cache == state.cache ? running.cache : workspace.cache
         let entriesBase = choice.source == .commandLine ? callerDir : options.appDir
         let job = StagesJob(
-            ci: ci, entries: choice.entries, appDir: options.appDir, entriesBase: entriesBase, build: buildDir,
+            ci: ci, entries: choice.entries, listName: choice.source.shown, appDir: options.appDir,
+            entriesBase: entriesBase, build: buildDir,
             cache: cache, env: inside ? "/tmp/env" : state.next.env, work: workDir, outcome: workDir + "/outcome.json")
         let localPaths =
             StagesJob.localPaths(choice.entries, base: entriesBase) + StagesJob.localPaths(listed, base: options.appDir)

@@ -10,6 +10,8 @@ public struct StagesJob: Codable, Sendable {
     /// The list to run as Heroku's own list runs it (`--buildpack`, app.json's); empty: multipack
     /// over the app's `.buildpacks`.
     var entries: [BuildpackEntry] = []
+    /// Where `entries` came from, as the log names it: `--buildpack`, app.json's list.
+    var listName = "--buildpack"
     /// The app's own directory (relative `.buildpacks` paths are relative to it).
     var appDir: String
     /// What the entries' relative paths are relative to: where `multipack build` was started for
@@ -60,7 +62,8 @@ public struct StagesJob: Codable, Sendable {
                     dirs: dirs, buildpackDir: work + "/buildpack", appDir: appDir, environment: environment,
                     commandName: commandName, failureFile: work + "/failure", context: invocation.context)
                 : ListStages(
-                    entries: entries, dirs: dirs, workDir: work + "/children", callerDir: entriesBase,
+                    entries: entries, listName: listName, dirs: dirs, workDir: work + "/children",
+                    callerDir: entriesBase,
                     environment: environment, configVars: Self.configVars(in: env), context: invocation.context)
             try stages!.compile(testCompile: ci)
             if ci {

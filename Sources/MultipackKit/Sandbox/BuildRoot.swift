@@ -155,7 +155,7 @@ struct BuildRoot {
                 log.warning(
                     "The stack image \(reference.shown) cannot be reached and is not in the cache: \(doing.lowercased()) on this "
                         + "machine's own system instead (--stack-root /), which is not Heroku's.\n"
-                        + "To build on the stack's image, pull it once while online: "
+                        + "To \(doing == "Running" ? "run" : "build") on the stack's image, pull it once while online: "
                         + CommandName.line(["stack", "pull", reference.written]))
                 return .machine(stack: choice.stack, fallback: true)
             }

@@ -77,8 +77,17 @@ public struct Mount: Sendable, Equatable {
                     + (reserved == "/tmp" ? " (the build directory is there)" : ""),
                 "Mount it elsewhere: /var/cache, /output, /opt/… (not /app, /tmp, /proc, /dev or /sys).")
         }
+        for system in stackSystem where path == system || system.hasPrefix(path + "/") {
+            throw refuse(
+                "\(path) \(path == system ? "is" : "holds") \(system), the stack's own system, which every command "
+                    + "inside needs (its shell, its loader, its libraries)",
+                "Mount it elsewhere: /var/cache, /output, /opt/… (not over /usr, /bin, /sbin, /lib* or /etc).")
+        }
         return path
     }
+
+    /// The root's own system inside: a mount over one would hide the shell and the loader.
+    static let stackSystem = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]
 
     /// The host directory, made absolute and resolved; refused when it is not an existing directory.
     private static func hostDirectory(_ text: String, refuse: (String, String) -> MultipackError)

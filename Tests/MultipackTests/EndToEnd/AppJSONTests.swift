@@ -25,6 +25,7 @@ import Testing
             "\(output.all)")
         #expect(
             output.stderr.contains("       1. \(world.buildpack("node"))\n       2. \(world.buildpack("python"))\n"))
+        #expect(output.stderr.contains("Fetching 2 buildpacks (app.json's buildpacks)"), "\(output.all)")
         // In order: the node child's export reached the python child.
         #expect(output.stderr.contains("found v20.0.0-fixture at "))
         let children = try #require(json["children"] as? [[String: Any]])
@@ -67,6 +68,7 @@ import Testing
         let ci = try world.multipack(["ci", app, "--json"])
         #expect(ci.status == 0, "\(ci.all)")
         #expect(ci.stderr.contains("Using app.json's environments.test.buildpacks (they win over .buildpacks)"))
+        #expect(ci.stderr.contains("(app.json's environments.test.buildpacks)"), "\(ci.all)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(ci.stdout.utf8)) as? [String: Any])
         let children = try #require(json["children"] as? [[String: Any]])
         #expect(children.map { $0["name"] as? String } == ["Node.js (fixture)", "Tester (fixture)"])

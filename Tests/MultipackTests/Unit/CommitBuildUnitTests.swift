@@ -64,6 +64,12 @@ import Testing
         #expect(throws: MultipackError.self) { try Mount.parse("/tmp:/app:ro") }
         #expect(throws: MultipackError.self) { try Mount.parse(":/output") }
         #expect(throws: MultipackError.self) { try Mount.parse("/tmp:/out\nput") }
+        // Over the stack's own system (its shell and loader), read-only or not; inside it is fine.
+        for path in ["/usr", "/bin:ro", "/lib64", "/etc", "/lib/../lib"] {
+            #expect(throws: MultipackError.self, "\(path)") { try Mount.parse("/tmp:" + path) }
+        }
+        #expect(try Mount.parse("/tmp:/usr/local/src").path == "/usr/local/src")
+        #expect(try Mount.parse("/tmp:/library").path == "/library")
         #expect(throws: MultipackError.self) {
             try Mount.checkDistinct([try Mount.parse("/tmp:/a"), try Mount.parse("/var:/a:ro")])
         }

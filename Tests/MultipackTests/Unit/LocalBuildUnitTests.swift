@@ -31,6 +31,15 @@ import Testing
         #expect(vars.map(\.key) == ["A", "B"] && vars.map(\.value) == ["flag", "x=y"])
         expectUsageError { _ = try ConfigVarArguments(pairs: ["=x"]).resolve() }
     }
+
+    @Test func aThrowawayCacheAndANamedOneAreNotBothGiven() throws {
+        var options = LocalBuildOptions(appDir: "/srv/app")
+        options.noCache = true
+        try options.validate()
+        options.cacheDir = "/srv/cache"
+        let error = expectUsageError { try options.validate() }
+        #expect(error?.lines.first?.contains("--no-cache and --cache /srv/cache") == true)
+    }
 }
 
 @Suite struct SlugIgnoreTests {
