@@ -55,6 +55,13 @@ struct RunCommand: ParsableCommand {
         try perform { invocation in
             let (app, processes, command) = Self.split(
                 target: target, words: words, commandLine: CommandLine.arguments)
+            // `run APP --` says a one-off is coming: with none, nothing is guessed (not every type).
+            if command.isEmpty, CommandLine.arguments.contains("--") {
+                throw MultipackError.usage(
+                    "-- is followed by no command.",
+                    hint: "Give the one-off command after it (\(CommandName.line(["run"] + (app.map { [$0] } ?? []) + ["--", "bash"])))"
+                        + (app == nil ? "." : ", or leave -- out to run the app's process types."))
+            }
             var localRun = LocalRun(target: app, invocation: invocation)
             (localRun.processes, localRun.command) = (processes, command)
             localRun.mounts = try mount.parsed()

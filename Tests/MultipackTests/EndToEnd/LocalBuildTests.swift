@@ -405,6 +405,11 @@ func dumpBuildpack(in temp: TempDir) throws -> String {
         #expect(unknown.status == 2)
         #expect(unknown.stderr.contains("There is no process type `nope`"))
         #expect(unknown.stderr.contains("It has: web, assets, worker, fails, node."))
+        // A `--` with nothing after it runs nothing, rather than every type.
+        let nothing = try world.multipack(["run", app, "--"])
+        #expect(nothing.status == 2, "\(nothing.all)")
+        #expect(nothing.stderr.contains("-- is followed by no command."))
+        #expect(!nothing.stderr.contains("Starting"))
     }
 }
 
