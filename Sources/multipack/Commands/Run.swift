@@ -57,9 +57,10 @@ struct RunCommand: ParsableCommand {
                 target: target, words: words, commandLine: CommandLine.arguments)
             // `run APP --` says a one-off is coming: with none, nothing is guessed (not every type).
             if command.isEmpty, CommandLine.arguments.contains("--") {
+                let example = CommandName.line(["run"] + (app.map { [$0] } ?? []) + ["--", "bash"])
                 throw MultipackError.usage(
                     "-- is followed by no command.",
-                    hint: "Give the one-off command after it (\(CommandName.line(["run"] + (app.map { [$0] } ?? []) + ["--", "bash"])))"
+                    hint: "Give the one-off command after it (\(example))"
                         + (app == nil ? "." : ", or leave -- out to run the app's process types."))
             }
             var localRun = LocalRun(target: app, invocation: invocation)
