@@ -16,53 +16,15 @@ func scriptedChild(
     return dir
 }
 
-/// `bin/compile` running in the background with its own TMPDIR, its output going to a file (a
-/// pipe could be held open by a process the build leaves behind).
-final class BackgroundCompile {
-    let process = Process()
-    let outputPath: String
+/// `bin/compile` running in the background with its own TMPDIR.
+final class BackgroundCompile: BackgroundProcess {
     let tmp: String
 
     init(_ mp: Multipack, _ app: App, temp: TempDir, environment: [String: String] = [:]) throws {
-        outputPath = temp.path + "/compile-output.txt"
         tmp = temp.sub("tmp")
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: mp.dir + "/bin/compile")
-        process.arguments = [app.build, app.cache, app.env]
-        process.environment = Multipack.environment(environment.merging(["TMPDIR": tmp]) { $1 })
-        let handle = try #require(FileHandle(forWritingAtPath: outputPath))
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-    }
-
-    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
-
-    /// Waits until `condition` holds (false when the build ended or the time ran out first).
-    func wait(until condition: () -> Bool, seconds: Double = 60) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            if !process.isRunning { return condition() }
-            usleep(20_000)
-        }
-        return false
-    }
-
-    /// Sends `signal` and returns how long the build took to end (killed after 30 s).
-    func stop(with signal: Int32) -> Double {
-        let sent = Date()
-        kill(process.processIdentifier, signal)
-        return finish(since: sent)
-    }
-
-    func finish(since start: Date = Date(), limit: Double = 30) -> Double {
-        while process.isRunning && Date().timeIntervalSince(start) < limit { usleep(10_000) }
-        let elapsed = Date().timeIntervalSince(start)
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        return elapsed
+        try super.init(
+            mp.dir + "/bin/compile", [app.build, app.cache, app.env],
+            environment: environment.merging(["TMPDIR": tmp]) { $1 }, output: temp.path + "/compile-output.txt")
     }
 }
 

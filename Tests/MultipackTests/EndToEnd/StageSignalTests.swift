@@ -181,13 +181,14 @@ import Testing
     }
 }
 
-/// Any command started in the background with its output in a file and a way to stop it.
-final class BackgroundProcess {
+/// Any command started in the background with its output in a file (a pipe could be held open
+/// by a process it leaves behind) and a way to stop it.
+class BackgroundProcess {
     let process = Process()
     let outputPath: String
 
-    init(_ executable: String, _ arguments: [String], environment: [String: String], in temp: TempDir) throws {
-        outputPath = temp.path + "/output-\(UUID().uuidString).txt"
+    init(_ executable: String, _ arguments: [String], environment: [String: String], output: String) throws {
+        outputPath = output
         _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -199,10 +200,18 @@ final class BackgroundProcess {
         try process.run()
     }
 
+    convenience init(_ executable: String, _ arguments: [String], environment: [String: String], in temp: TempDir)
+        throws
+    {
+        try self.init(
+            executable, arguments, environment: environment, output: temp.path + "/output-\(UUID().uuidString).txt")
+    }
+
     var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
     var status: Int32 { process.terminationStatus }
 
-    func wait(until condition: () -> Bool, seconds: Double) -> Bool {
+    /// Waits until `condition` holds (false when the process ended or the time ran out first).
+    func wait(until condition: () -> Bool, seconds: Double = 60) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if condition() { return true }
@@ -216,8 +225,13 @@ final class BackgroundProcess {
     func stop(with signal: Int32) -> Double {
         let sent = Date()
         kill(process.processIdentifier, signal)
-        while process.isRunning && Date().timeIntervalSince(sent) < 30 { usleep(10_000) }
-        let elapsed = Date().timeIntervalSince(sent)
+        return finish(since: sent)
+    }
+
+    /// Waits for the end, SIGKILL after `limit` seconds; returns how long it took since `start`.
+    func finish(since start: Date = Date(), limit: Double = 30) -> Double {
+        while process.isRunning && Date().timeIntervalSince(start) < limit { usleep(10_000) }
+        let elapsed = Date().timeIntervalSince(start)
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         return elapsed
