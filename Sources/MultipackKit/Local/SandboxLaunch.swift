@@ -140,8 +140,9 @@ struct SandboxLaunch {
             command.namespace = NamespacePlan(idsOf: user)
         }
         let result = try handover.during { try Sandbox.run(command, in: context) }
-        // Read as the caller, from where the build could write: no link followed on the way.
-        let outcome = (try? Files.read("multipack/outcome.json", beneath: state.work + "/tmp")).flatMap {
+        // Read as the caller, from where the build could write: no link followed on the way, and
+        // no more than an outcome holds (a buildpack may leave a sparse file of any size there).
+        let outcome = (try? Files.read("multipack/outcome.json", beneath: state.work + "/tmp", limit: 64 << 20)).flatMap {
             try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))
         }
         return (result, outcome)
