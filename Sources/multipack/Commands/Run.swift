@@ -23,13 +23,11 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Seconds between SIGTERM and SIGKILL when the processes are stopped (Heroku's 30).")
     var grace = 30
 
-    /// argument-parser allows no positional argument after an array of them, and gives what
-    /// follows `--` to that array, last: the one-off command is the tail that followed the first
-    /// `--` of the command line.
+    /// The one-off command is what followed the first `--` of the command line, which
+    /// argument-parser is never given (see `Multipack.main`): `words` are the process types.
     static func split(_ words: [String], commandLine: [String]) -> (processes: [String], command: [String]) {
         guard let terminator = commandLine.firstIndex(of: "--") else { return (words, []) }
-        let count = min(words.count, commandLine.count - terminator - 1)
-        return (Array(words.dropLast(count)), Array(words.suffix(count)))
+        return (words, Array(commandLine[(terminator + 1)...]))
     }
 
     func run() throws {

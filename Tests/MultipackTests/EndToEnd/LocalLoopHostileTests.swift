@@ -93,6 +93,21 @@ import Testing
         #expect(!ci.all.contains("\u{1b}") && !build.all.contains("\u{1b}"))
     }
 
+    /// argument-parser's time grows with the square of the words it is given: a one-off command
+    /// of 20,000 words waited about 70 s to start, and 8,000 `-e` took 72 s to be refused.
+    @Test func aOneOffOfManyWordsStartsAtOnceAndTooManyOptionsAreRefused() throws {
+        let sandbox = try SandboxWorld("hostile-many-words", runner: .caller)
+        let app = try Self.inlineApp(sandbox, compile: "true")
+        #expect(try sandbox.multipack(["build", app]).status == 0)
+        let words = (1...20_000).map(String.init)
+        let start = ContinuousClock.now
+        let run = try sandbox.multipack(["run", app, "--", "bash", "-c", "echo $# ${20000}", "x"] + words)
+        #expect(start.duration(to: .now) < .seconds(30))
+        #expect(run.status == 0 && run.stdout == "20000 20000\n", "\(run.stderr)")
+        let options = try sandbox.multipack(["build", app] + Array(repeating: ["-e", "A=1"], count: 4000).flatMap { $0 })
+        #expect(options.status == 2 && options.stderr.contains("it takes at most 1024"), "\(options.stderr)")
+    }
+
     /// The binary's output and its largest resident size in kilobytes (GNU time's %M).
     static func measured(_ sandbox: SandboxWorld, _ arguments: [String]) throws -> (Output, Int) {
         let output = try Shell.run(
