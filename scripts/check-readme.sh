@@ -27,7 +27,8 @@ say() { printf '%-8s %s\n' "$1" "$2"; [ "$1" != FAILED ] || failed=1; }
 run() {
   local label="$1" output status=0
   shift
-  output="$("$@" 2>&1)" || status=$?
+  # stdin is not the README being read: `multipack run … -- bash` passes its input on.
+  output="$("$@" 2>&1 < /dev/null)" || status=$?
   if [ "$status" -eq 0 ]; then
     say ran "$label  → $(printf '%s\n' "$output" | grep -v '^[[:space:]]*$' | tail -n 1)"
   else
@@ -36,9 +37,12 @@ run() {
 }
 
 # fresh COMMAND: runs it as a user would in a new shell after installing: only HOME, TMPDIR and a
-# PATH that has the installed command (nothing of multipack's in the environment), in the checkout.
+# PATH that has the installed command, in the checkout. This machine is offline, and the check
+# makes sure of it: Docker Hub's names go to a closed port on loopback (nothing listens on 9), so
+# builds take the offline way, on this machine's own system with a warning, as they would here.
+offline="MULTIPACK_STACK_REGISTRY=http://127.0.0.1:9"
 fresh() (
-  exec env -i HOME="$HOME" TMPDIR="$TMPDIR" LANG=C.UTF-8 PATH="$work/bin:/usr/local/bin:/usr/bin:/bin" \
+  exec env -i HOME="$HOME" TMPDIR="$TMPDIR" LANG=C.UTF-8 PATH="$work/bin:/usr/local/bin:/usr/bin:/bin" "$offline" \
     bash -c "cd '$root' && $1"
 )
 
@@ -115,7 +119,7 @@ first_command() {
   port=$((20000 + RANDOM % 20000))
   # Started by exec all the way down, so that $! is multipack's own pid when it is killed (this
   # script may run with SIGTERM blocked, which multipack unblocks and bash does not).
-  env -i HOME="$HOME" TMPDIR="$TMPDIR" LANG=C.UTF-8 PATH="$work/bin:/usr/local/bin:/usr/bin:/bin" \
+  env -i HOME="$HOME" TMPDIR="$TMPDIR" LANG=C.UTF-8 PATH="$work/bin:/usr/local/bin:/usr/bin:/bin" "$offline" \
     bash -c "cd '$root' && exec $try --port $port" > "$work/web.log" 2>&1 &
   web=$!
   answered=""
@@ -186,6 +190,9 @@ while IFS= read -r line; do
       verb="${command#multipack }"; verb="${verb%% *}"
       [ "$verb" = cache ] && verb="cache purge"
       check_options "$verb" "$command" ;;
+    "multipack stack pull"* | "multipack stack list"* | "multipack stack prune"*)
+      verb="${command#multipack stack }"; verb="stack ${verb%% *}"
+      check_options "$verb" "$command" ;;
     "["*)  # the continuation of the build synopsis
       check_options build "$command" ;;
     "multipack lock --update "*)
@@ -201,10 +208,13 @@ while IFS= read -r line; do
   esac
 done < <(for file in README.md docs/*.md; do
   awk '
-    prev_blank && /^    [^ ]/ { block = 1 }
+    # A block indented 4 spaces, or more inside a list item; a synopsis continues on lines
+    # indented further that start with `[-`.
+    prev_blank && /^    +[^ ]/ { block = 1 }
     block && /^    / {
-      text = substr($0, 5)
-      if (text ~ /^(apt-get |swift |heroku |multipack|scripts\/|benchmarks\/|git |curl |\[-)/ || text ~ /^ +\[-/) print
+      text = $0
+      sub(/^ +/, "", text)
+      if (text ~ /^(apt-get |swift |heroku |multipack|scripts\/|benchmarks\/|git |curl |\[-)/) print "    " text
       next
     }
     { block = 0; prev_blank = ($0 ~ /^$/) }

@@ -114,12 +114,12 @@ printf '%s\n' "$stack_work/node" "$stack_work/python" "$stack_work/probe" > "$st
 chown -R multipack-test: "$stack_work"
 timed "build --stack-root (unprivileged)" runuser -u multipack-test -- env -i HOME="$stack_work/home" XDG_CACHE_HOME="$stack_work/xdg" TMPDIR="$stack_work/tmp" \
   PATH=/usr/local/bin:/usr/bin:/bin "$stack_work/multipack" build --stack-root "$root" "$stack_work/app"
-probe=$(echo "$stack_work"/xdg/multipack/apps/app-*/build/probe.txt)
+probe=$(echo "$stack_work"/xdg/multipack/apps/app-*/kept/build/probe.txt)
 echo "=====> What the probe child saw:"
 sed 's/^/       /' "$probe"
 grep -q '^HOME=/app$' "$probe" && grep -q '^BUILD_DIR=/tmp/build_' "$probe" && ! grep -q '^UID=0$' "$probe"
 echo "=====> verify-chroot: the app built on the stack root, without root, in Heroku's layout"
-slug=$(echo "$stack_work"/xdg/multipack/apps/app-*/slug.tgz)
+slug=$(echo "$stack_work"/xdg/multipack/apps/app-*/kept/slug.tgz)
 figures+=("slug: $(stat -c %s "$slug") bytes ($(tar tzf "$slug" | wc -l) entries)")
 echo "=====> Figures"
 printf '       %s\n' "${figures[@]}"

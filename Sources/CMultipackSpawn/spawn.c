@@ -359,18 +359,20 @@ static int make_parents(const char *path, int last) {
     return 0;
 }
 
-/// Makes a mount and every mount under it read-only: mount_setattr (Linux 5.12), else a remount
-/// of the top one, which must keep the flags the kernel locked on it (nosuid, nodev, ...) in a
-/// user namespace, or it is refused.
+/// Makes a mount and every mount under it read-only, nosuid and nodev, as bubblewrap's
+/// --ro-bind does (a build must not change what the next runs on, nor gain from a setuid file or
+/// a device node of a stack's image): mount_setattr (Linux 5.12), else a remount of the top one,
+/// which must keep the flags the kernel locked on it (noexec, atime, ...) in a user namespace, or
+/// it is refused.
 static int remount_read_only(const char *target) {
-    struct mount_attributes attributes = {ATTR_RDONLY, 0, 0, 0};
+    struct mount_attributes attributes = {ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV, 0, 0, 0};
     if (syscall(SYSCALL_MOUNT_SETATTR, AT_FDCWD, target, ATTR_RECURSIVE, &attributes, sizeof attributes) == 0)
         return 0;
     struct statfs info;
     if (statfs(target, &info) != 0) return -1;
     unsigned long kept = (unsigned long)info.f_flags &
                          (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME);
-    return mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept, NULL);
+    return mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | kept, NULL);
 }
 
 /// A bind of the caller's own directory or file that the build must see as its own (the build

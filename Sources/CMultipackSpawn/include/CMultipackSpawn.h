@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "loader.h"
+
 // Processes, namespaces and stop signals: the code that must run where Swift cannot (between
 // fork and exec, in a signal handler). Swift reaches it through Process/Spawn.swift and
 // Process/StopToken.swift only.

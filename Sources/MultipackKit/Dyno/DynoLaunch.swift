@@ -83,9 +83,9 @@ struct DynoLaunch {
             String(decoding: try JSONEncoder().encode(job), as: UTF8.self), to: file, mode: LocalState.privateFileMode)
         defer { Files.remove(file) }
         var sandbox = sandbox
-        sandbox.bind(LocalBuild.executablePath(), at: Self.binaryInside)
+        let multipack = sandbox.bindMultipack(at: Self.binaryInside)
         var command = Command(
-            Self.binaryInside, ["dyno", Self.jobInside], in: "/app",
+            multipack[0], multipack.dropFirst() + ["dyno", Self.jobInside], in: "/app",
             environment: ["PATH": HerokuEnvironment.path, "HOME": "/app", "LANG": HerokuEnvironment.lang],
             stdout: .inherit, stderr: .inherit)
         command.stopsItself = true

@@ -53,24 +53,13 @@ public enum BuildEnvironment {
         _ file: String, environment: [String: String], in directory: String, owner: String? = nil,
         processes: any ProcessRunner = SystemProcesses(), stop: StopToken = .signals
     ) throws(ExportError) -> EnvironmentChange {
-        // The exported variables before and after, from the same shell, so bash's own cancel out.
-        // Builtins only (every name by its first letter, ${!n@a} for the export flag): no fork per
-        // dump, and each dump is one printf, one write to the pipe, not one per variable (each
-        // woke multipack up). Its own names are not names a build exports.
+        // The exported variables before and after, from the same shell, so bash's own cancel out:
+        // bash's own `declare -px` (builtins only, the markers NUL-ended so that no value can pass
+        // for one).
         let script = """
-            __multipack_dump() {
-              local __multipack_name __multipack_pairs=()
-              for __multipack_name in ${!A@} ${!B@} ${!C@} ${!D@} ${!E@} ${!F@} ${!G@} ${!H@} ${!I@} ${!J@} ${!K@} \\
-                ${!L@} ${!M@} ${!N@} ${!O@} ${!P@} ${!Q@} ${!R@} ${!S@} ${!T@} ${!U@} ${!V@} ${!W@} ${!X@} ${!Y@} \\
-                ${!Z@} ${!_@} ${!a@} ${!b@} ${!c@} ${!d@} ${!e@} ${!f@} ${!g@} ${!h@} ${!i@} ${!j@} ${!k@} ${!l@} \\
-                ${!m@} ${!n@} ${!o@} ${!p@} ${!q@} ${!r@} ${!s@} ${!t@} ${!u@} ${!v@} ${!w@} ${!x@} ${!y@} ${!z@}; do
-                if [[ ${!__multipack_name@a} == *x* ]]; then
-                  __multipack_pairs+=("$__multipack_name=${!__multipack_name}")
-                fi
-              done
-              printf '%s\\0' "${__multipack_pairs[@]}" "$1"
-            }
-            __multipack_dump MULTIPACK-EXPORT; source "$1" >&2 || exit $?; __multipack_dump MULTIPACK-EXPORT-END
+            builtin declare -px; builtin printf '\\0MULTIPACK-EXPORT\\0'
+            source "$1" >&2 || exit $?
+            builtin declare -px; builtin printf '\\0MULTIPACK-EXPORT-END\\0'
             """
         let result: ProcessResult
         do {
@@ -83,19 +72,20 @@ public enum BuildEnvironment {
         guard result.termination.succeeded else {
             throw ExportError(termination: result.termination, stderr: result.stderrText)
         }
-        // `name=value` entries, each ended by a NUL, with the markers as entries of their own
-        // (no `=`, so no variable can pass for one): split once, in one pass.
-        let fields = result.stdout.split(separator: 0)
-        guard let split = fields.firstIndex(where: { $0.elementsEqual("MULTIPACK-EXPORT".utf8) }) else {
+        // Each dump ends with its marker, a NUL-delimited field no `declare -px` line can hold.
+        let fields = result.stdout.split(separator: 0, omittingEmptySubsequences: false)
+        guard fields.count > 1, fields[1].elementsEqual("MULTIPACK-EXPORT".utf8),
+            let before = DeclaredVariables.parse(fields[0])
+        else {
             throw ExportError(termination: result.termination, stderr: "no output from bash")
         }
         // An `exit 0` or `exec` in the export ends the shell before the second dump: its
         // environment is unknown, which must never be read as "everything was unset".
-        guard let end = fields[split...].firstIndex(where: { $0.elementsEqual("MULTIPACK-EXPORT-END".utf8) }) else {
+        guard fields.count > 3, fields[3].elementsEqual("MULTIPACK-EXPORT-END".utf8),
+            let after = DeclaredVariables.parse(fields[2])
+        else {
             throw ExportError(termination: result.termination, stderr: result.stderrText, endedEarly: true)
         }
-        let before = parseEnv(fields[..<split])
-        let after = parseEnv(fields[(split + 1)..<end])
         var change = EnvironmentChange()
         for (name, value) in after where before[name] != value && !shellOwn.contains(name) {
             change.set[name] = value
@@ -104,16 +94,6 @@ public enum BuildEnvironment {
             change.unset.insert(name)
         }
         return change
-    }
-
-    static func parseEnv(_ entries: ArraySlice<ArraySlice<UInt8>>) -> [String: String] {
-        var env: [String: String] = [:]
-        for entry in entries {
-            guard let equals = entry.firstIndex(of: UInt8(ascii: "=")) else { continue }
-            env[String(decoding: entry[..<equals], as: UTF8.self)] =
-                String(decoding: entry[(equals + 1)...], as: UTF8.self)
-        }
-        return env
     }
 
     /// A bash script that reproduces the final environment's changes against the base (SPEC §7.6).

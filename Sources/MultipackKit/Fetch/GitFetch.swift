@@ -20,9 +20,19 @@ struct GitFetch {
 
     var isFullSHA: Bool { ref.map { $0.count == 40 && $0.allSatisfy(\.isHexDigit) } ?? false }
 
-    var environment: [String: String] {
-        var env = context.environment
-        env["GIT_DIR"] = nil
+    var environment: [String: String] { Self.environment(for: url, from: context.environment) }
+
+    /// What git runs with for `url`: never a prompt, no LFS smudging, the URL's credentials
+    /// through the environment (`GitCredentials`). The app's own repository (SPEC §19) too.
+    static func environment(for url: String, from base: [String: String]) -> [String: String] {
+        var env = base
+        // What a git hook that started multipack points at is not the repository git works on here.
+        for name in [
+            "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+            "GIT_COMMON_DIR",
+        ] {
+            env[name] = nil
+        }
         env["GIT_TERMINAL_PROMPT"] = "0"  // never wait for a password nobody will type
         env["GIT_ASKPASS"] = "/bin/false"
         env["SSH_ASKPASS"] = "/bin/false"

@@ -33,6 +33,10 @@ public struct DownloadRequest: Sendable, Equatable {
     /// Statuses that come back as an `HTTPResponse`, with their headers, instead of failing the
     /// request: a registry answers 401 and 307 on purpose. Others ≥ 400 fail as before.
     public var answeredStatuses: Set<Int>
+    /// Whether a host that cannot be reached at all (its name unknown, the connection refused)
+    /// is tried again like any transient failure. A caller with somewhere else to go (a build
+    /// that falls back to this machine offline) asks once.
+    public var retriesUnreachable = true
 
     public enum Method: String, Sendable, Equatable {
         case get = "GET", head = "HEAD"
@@ -255,7 +259,9 @@ public struct HTTPClient: HTTPDownloading {
                 let error = HTTPError(kind: failure.kind, url: request.url, detail: failure.detail, attempts: attempt)
                 let delay = backoff(beforeRetry: attempt)
                 // No retry that the deadline would cut short anyway.
-                guard error.isTransient, attempt < attempts, clock.now + delay < deadline, !shouldStop() else {
+                guard error.isTransient, request.retriesUnreachable || !error.isUnreachable, attempt < attempts,
+                    clock.now + delay < deadline, !shouldStop()
+                else {
                     discard()
                     throw error
                 }

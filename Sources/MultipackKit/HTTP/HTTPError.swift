@@ -53,6 +53,13 @@ public struct HTTPError: Error, CustomStringConvertible, Sendable, Equatable {
         }
     }
 
+    /// The host could not be reached at all: its name could not be resolved, or no connection
+    /// could be made (refused, no route).
+    public var isUnreachable: Bool {
+        if case .network(let code, _) = kind { return [6, 7].contains(code) }
+        return false
+    }
+
     // Name resolution, connection refused/reset, TLS handshake, send/receive, empty reply, HTTP/2
     // stream errors: what a flaky network or a restarting server produces.
     static let transientCurlCodes: Set<Int> = [5, 6, 7, 16, 35, 52, 55, 56, 92]

@@ -45,7 +45,8 @@ struct ListStage: BuildStage {
         let environment = BuildPlan.environments(request.environment, settings: settings)
 
         let listPath = dirs.build + "/.buildpacks"
-        guard context.files.exists(listPath) else {
+        // A link that leads nowhere here (out of the app, as the build sees it) is read, and refused.
+        guard context.files.exists(listPath) || Files.lexists(listPath) else {
             throw MultipackError.usage("There is no .buildpacks file in the app.", hint: Self.listHint)
         }
         let entries = try BuildpackList.load(listPath, directory: request.appDir)

@@ -58,8 +58,9 @@ struct SelfStages: BuildStages {
     private func verb(_ arguments: [String], stdout: Command.Output, stderr: Command.Output = .inherit) throws
         -> ProcessResult
     {
+        let multipack = HostLoader.relaunch(arguments)
         let command = Command(
-            LocalBuild.executablePath(), arguments, environment: environment, stdout: stdout, stderr: stderr)
+            multipack.executable, multipack.arguments, environment: environment, stdout: stdout, stderr: stderr)
         let xtrace = (try? Settings.boolean("BUILDPACK_XTRACE", environment["BUILDPACK_XTRACE"])) == true
         let runner = context.runner(trace: log.tracer(xtrace))
         return try runner.run(command, owner: .verb(failureFile: failureFile), stage: arguments[0])

@@ -11,13 +11,21 @@ public struct LocalBuildOptions: Sendable {
     public var cacheDir: String?
     public var noCache = false
     public var stack = "heroku-24"
-    /// `--stack-root DIR|TARBALL`: build on that root filesystem instead of this machine's.
+    /// `--stack-image REF`: build on that image instead of the stack's.
+    public var stackImage: String?
+    /// `--stack-root DIR|TARBALL`: build on that root filesystem instead of the stack's image
+    /// (`/`: this machine's own system).
     public var stackRoot: String?
     public var slugPath: String?
     public var slugLimitMB = Slug.defaultLimitMB
     public var json = false
     /// `--pass-env NAME`: the caller's variables handed to the buildpacks' process environment.
     public var passEnv: [String] = []
+    /// `--mount HOST:PATH[:ro]`: the caller's directories bound into the namespace.
+    public var mounts: [Mount] = []
+    /// A commit's build (SPEC §19): its state, the cache its repository's commits share, its
+    /// SOURCE_VERSION. nil: a directory's build, as before.
+    var origin: CommitOrigin?
 
     public init(appDir: String) {
         self.appDir = Files.absolute(appDir)
@@ -26,13 +34,23 @@ public struct LocalBuildOptions: Sendable {
     /// The stacks Heroku builds on, past and present: what `--stack` accepts.
     public static let stacks = ["heroku-18", "heroku-20", "heroku-22", "heroku-24"]
 
+    /// The root the build is asked to stand on.
+    var stackChoice: StackChoice {
+        var choice = StackChoice()
+        choice.stack = stack
+        choice.image = stackImage
+        choice.root = stackRoot
+        return choice
+    }
+
     /// Command-line values that no build could use: usage errors (exit 2) before anything runs.
-    public func validate() throws(MultipackError) {
+    public func validate(caller: [String: String] = [:]) throws(MultipackError) {
         guard Self.stacks.contains(stack) else {
             throw MultipackError.usage(
                 "--stack \(Masking.text(stack)) is not a Heroku stack.",
                 hint: "Give one of \(Self.stacks.joined(separator: ", ")).")
         }
+        try stackChoice.validate(caller: caller)
         guard slugLimitMB >= 0 else {
             throw MultipackError.usage(
                 "--slug-limit must be a number of MB, 0 or more.", hint: "Heroku's limit is 500.")
@@ -96,13 +114,24 @@ public struct LocalBuild {
     /// Runs the build; its failure is thrown for the caller to print. With `--json` the log goes
     /// to stderr and stdout gets one JSON object, whatever the outcome.
     public func run() throws {
-        let start = invocation.context.clock.now
         let jsonOutput = options.json ? StandardOutput.divertToStandardError() : nil
+        let (summary, failure) = summarized { try perform(&$0) }
+        if let jsonOutput {
+            Log.writeToDescriptor(summary.json + "\n", jsonOutput)
+            close(jsonOutput)
+        }
+        if let failure { throw failure }
+    }
+
+    /// Runs `body` (the build, or a commit's build around it) and sums it up, whatever the
+    /// outcome: the failure comes back beside the summary.
+    func summarized(_ body: (inout LocalBuildSummary) throws -> Void) -> (LocalBuildSummary, MultipackError?) {
+        let start = invocation.context.clock.now
         var summary = LocalBuildSummary(
-            command: mode == .build ? "build" : "ci", app: options.appDir, stack: options.stack)
+            command: mode == .build ? "build" : "ci", app: options.origin?.name ?? options.appDir, stack: options.stack)
         var failure: MultipackError?
         do {
-            try perform(&summary)
+            try body(&summary)
         } catch {
             failure = MultipackError(error)
         }
@@ -116,20 +145,16 @@ public struct LocalBuild {
         summary.outcome =
             summary.exitCode == 0 ? "succeeded" : invocation.stop.isRequested ? "interrupted" : "failed"
         summary.seconds = invocation.context.seconds(since: start)
-        if let jsonOutput {
-            Log.writeToDescriptor(summary.json + "\n", jsonOutput)
-            close(jsonOutput)
-        }
-        if let failure { throw failure }
+        return (summary, failure)
     }
 
     /// The build in three parts: the workspace (the app's state, a copy of the app, the cache),
     /// the stages launched in a namespace, and the slug published from what they left. Only a
     /// build that succeeds replaces the kept one (SPEC §12).
-    private func perform(_ summary: inout LocalBuildSummary) throws {
+    func perform(_ summary: inout LocalBuildSummary) throws {
         let context = invocation.context
         let appDir = options.appDir
-        try options.validate()
+        try options.validate(caller: invocation.environment)
         guard Files.isDirectory(appDir) else {
             throw MultipackError.usage(
                 "\(appDir) is not a directory.", hint: "Give multipack the path of your app's directory.")
@@ -159,7 +184,12 @@ public struct LocalBuild {
         var workspace = try LocalWorkspace(options: options, caller: caller, ci: mode == .ci)
         var published = false
         defer {
-            if !published { log.step(workspace.state.keptDescription(appDir: appDir)) }
+            if !published {
+                log.step(
+                    workspace.state.keptDescription(
+                        appDir: options.origin.map { "\($0.name) at \($0.sourceVersion.prefix(12))" } ?? appDir,
+                        runTarget: options.origin?.runTarget))
+            }
             workspace.close(stopped: context.stop.isRequested)
         }
         var launch = try SandboxLaunch(
@@ -167,8 +197,9 @@ public struct LocalBuild {
             context: context)
         launch.passed = passed
         summary.stack = launch.stack
+        summary.root = launch.root.record
         summary.sandbox = launch.sandbox?.backend.name ?? "none"
-        log.step("Building \(appDir) in \(launch.buildDir)")
+        log.step("Building \(options.origin?.name ?? appDir) in \(launch.buildDir)")
         log.detail(
             "(kept in \(workspace.state.kept.build) if it succeeds; until then the last successful build stays as it is)"
         )
@@ -177,7 +208,7 @@ public struct LocalBuild {
         logPassed(passed, caller: caller)
         try workspace.fill(options: options, configVars: configVars, applySlugIgnore: mode == .build, context: context)
         summary.cache = options.noCache ? nil : workspace.cache
-        let sourceVersion = Self.sourceVersion(of: appDir, environment: caller)
+        let sourceVersion = options.origin?.sourceVersion ?? Self.sourceVersion(of: appDir, environment: caller)
         summary.sourceVersion = sourceVersion
 
         let (result, outcome) = try launch.run(
@@ -307,7 +338,18 @@ public struct LocalBuild {
         return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// multipack's binary: the process's own image, or the program this machine's loader runs on
+    /// a stack's root (`HostLoader`).
     static func executablePath() -> String {
+        let image = processImage()
+        guard image.hasPrefix(HostLoader.directory + "/"), let binary = CommandLine.arguments.first else {
+            return image
+        }
+        return binary
+    }
+
+    /// What `/proc/self/exe` names.
+    static func processImage() -> String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         guard count > 0 else { return CommandLine.arguments[0] }

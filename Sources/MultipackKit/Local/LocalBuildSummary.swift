@@ -44,6 +44,8 @@ struct LocalBuildSummary: Encodable {
     var failure: String?
     var app: String
     var stack: String
+    /// What the build stood on: the stack's image (name, digest), a stack root, or this machine.
+    var root: BuildRoot.Record?
     var sourceVersion: String?
     /// `bubblewrap` when the children ran in namespaces, `none` on the host.
     var sandbox: String?
@@ -61,7 +63,19 @@ struct LocalBuildSummary: Encodable {
     var release: String?
     var report: String?
     var slug: SlugInfo?
+    /// A commit's build (SPEC §19): the repository, the ref and commit, the slug filed.
+    var commit: Commit?
     var seconds = 0.0
+
+    struct Commit: Encodable {
+        /// Masked; nil for a local work tree.
+        var repository: String?
+        var ref: String?
+        var commit: String
+        var dirty = false
+        /// `--slug-dir`'s files.
+        var slugDirectory: SlugFiles?
+    }
 
     init(command: String, app: String, stack: String) {
         self.command = command

@@ -1,3 +1,5 @@
+import FoundationEssentials
+
 /// `multipack report APP_DIR`: the report of the app's last successful local build (SPEC §12),
 /// the flat YAML `bin/report` printed for it, with which build it was and its slug. `bin/report`
 /// itself is `Report`.
@@ -19,10 +21,18 @@ public enum LocalReport {
             if words.count > 1 { text += "local_build_time: \(YAML.quoted(String(words[1])))\n" }
         }
         text += "local_build_directory: \(YAML.quoted(kept.build))\n"
+        text += keptRoot(kept)?.yaml ?? ""
         if let slug = kept.slugLocation {
             text += "slug: \(YAML.quoted(slug))\n"
             if let bytes = Files.size(slug) { text += "slug_bytes: \(bytes)\n" }
         }
         return text
+    }
+
+    /// What a kept build stood on, when it says.
+    static func keptRoot(_ kept: LocalState.Kept) -> BuildRoot.Record? {
+        (try? Files.readRegularFile(kept.root, limit: 64 << 10)).flatMap {
+            try? JSONDecoder().decode(BuildRoot.Record.self, from: Data($0))
+        }
     }
 }

@@ -5,9 +5,11 @@ import Glibc
 /// way a Heroku dyno starts them (SPEC §12, §15, §17): the slug at `/app` in a private namespace,
 /// `HOME=/app`, `PORT`, `DYNO`, the config vars the build was given, the app's `.env` and `-e`,
 /// then `.profile.d/*.sh` and `.profile` sourced in order. An app directory means its last build.
-/// No type runs them all together as `heroku local` does; one type runs it alone.
+/// No type runs them all together as `heroku local` does; one type runs it alone. With no app,
+/// a command runs on the stack's build image with an empty writable `/app` (SPEC §19).
 public struct LocalRun {
-    public var target: String
+    /// A slug or an app's directory; nil: no app (`multipack run -- COMMAND`).
+    public var target: String?
     /// The process types named; none: every type of the Procfile but `release`.
     public var processes: [String] = []
     /// `-- COMMAND …`: a one-off command instead of process types.
@@ -20,10 +22,16 @@ public struct LocalRun {
     public var procfile: String?
     /// `--grace`: seconds between SIGTERM and SIGKILL when the processes are stopped.
     public var graceSeconds = 30
+    /// `--mount HOST:PATH[:ro]`: the caller's directories bound inside.
+    public var mounts: [Mount] = []
+    /// `--stack-image`, `--stack-root` and `--stack`: what the process runs on. With no `--stack`,
+    /// an app's last build says which stack (SPEC §15); a slug runs on heroku-24's.
+    public var stackChoice = StackChoice()
+    public var stack: String?
     public var invocation: Invocation
 
-    public init(target: String, invocation: Invocation) {
-        self.target = Files.absolute(target)
+    public init(target: String?, invocation: Invocation) {
+        self.target = target.map(Files.absolute)
         self.invocation = invocation
     }
 
@@ -44,10 +52,14 @@ public struct LocalRun {
         var dotenv: String?
         /// The `.env` is the app's own (not one a build wrote): a link there is followed.
         var dotenvIsTheApps = false
+        /// The stack the kept build was made for.
+        var stack: String?
     }
 
     /// Runs the processes and returns the exit code (128 + the signal when a signal ended it).
     public func run() throws -> Int32 {
+        let target = self.target ?? ""
+        if self.target == nil, command.isEmpty { throw Self.nothingToRun }
         if !command.isEmpty, !processes.isEmpty {
             throw MultipackError.usage(
                 "multipack run takes process types or a one-off command after --, not both.",
@@ -55,6 +67,12 @@ public struct LocalRun {
                     "\(CommandName.line(["run", target, "web"])), or \(CommandName.line(["run", target, "--", "bash"]))"
             )
         }
+        if let stack, !LocalBuildOptions.stacks.contains(stack) {
+            throw MultipackError.usage(
+                "--stack \(Masking.text(stack)) is not a Heroku stack.",
+                hint: "Give one of \(LocalBuildOptions.stacks.joined(separator: ", ")).")
+        }
+        try stackChoice.validate(caller: invocation.environment)
         guard (0...86400).contains(graceSeconds) else {
             throw MultipackError.usage("--grace takes seconds, 0 to 86400.", hint: "Heroku gives a dyno 30.")
         }
@@ -71,17 +89,32 @@ public struct LocalRun {
         // As a build's: uid 1000 inside; for root, an id that owns nothing outside.
         let user = try BuildUser.current()
         var sandbox: Sandbox?
-        switch Sandbox.backend(invocation.environment, user: user) {
+        let backend = Sandbox.backend(invocation.environment, user: user)
+        var choice = stackChoice
+        choice.stack = stack ?? source.stack ?? choice.stack
+        // With no app, the stack's build image: a dyno's one-off command where buildpacks build.
+        let root = try BuildRoot.choose(
+            choice, role: self.target == nil ? .build : .run, strict: BuildRoot.isCI(invocation.environment),
+            unavailable: Sandbox.reason(backend),
+            caller: invocation.environment, log: log, running: true)
+        defer { withExtendedLifetime(root) {} }
+        switch backend {
         case .success(let backend):
             try Files.makeDirectory(scratch + "/tmp")
-            sandbox = Sandbox(backend: backend, user: user, tmp: scratch + "/tmp", app: source.home)
+            sandbox = Sandbox(
+                backend: backend, user: user, root: root.directory, tmp: scratch + "/tmp", app: source.home)
+            sandbox?.bind(mounts)
         case .failure(let unavailable):
+            if !mounts.isEmpty || self.target == nil {
+                throw Self.needNamespace(unavailable, for: !mounts.isEmpty ? "--mount" : "A run with no app")
+            }
             log.warning(
                 "No namespaces here (\(unavailable.reason)): the processes run on this machine as "
                     + (user.isIsolated ? "uid \(user.uid) (never as root)" : "you")
                     + ", in \(source.home) with HOME=\(source.home) instead of /app." + unavailable.fixSentence)
         }
-        try grantScratch(scratch, to: user, sandbox: &sandbox)
+        let handedMounts = try grantScratch(scratch, to: user, sandbox: &sandbox)
+        defer { handedMounts?.end() }
         // Where the app is as the processes see it.
         let app = sandbox == nil ? source.home : "/app"
         let launch = DynoLaunch(
@@ -90,6 +123,7 @@ public struct LocalRun {
         func member(_ name: String, port: Int, script: String, arguments: [String] = []) throws -> Formation.Member {
             var environment = try dynoEnvironment(name: name, port: port, source: source)
             environment["HOME"] = app
+            if self.target == nil { environment["STACK"] = root.stack ?? choice.stack }
             return Formation.Member(
                 name: name + ".1", executable: "bash",
                 arguments: ["-c", Self.launchScript(home: source.home, app: app, command: script)] + arguments,
@@ -140,6 +174,7 @@ public struct LocalRun {
     /// Procfile but `release` (a buildpack's default types only without a Procfile, and then only
     /// `web`), as `heroku local` chooses them.
     func selectedTypes(_ source: Source) throws -> [(key: String, value: String)] {
+        let target = self.target ?? ""
         let procfilePath = procfile.map(Files.absolute) ?? source.home + "/Procfile"
         if procfile != nil, !Files.isRegularFile(procfilePath) {
             throw MultipackError.usage(
@@ -176,6 +211,7 @@ public struct LocalRun {
     }
 
     private func resolve(scratch: String) throws -> Source {
+        guard let target else { return try emptyApp(scratch: scratch) }
         if Files.isRegularFile(target) {
             let dir = scratch + "/slug"
             try Files.makeDirectory(dir)
@@ -200,7 +236,7 @@ public struct LocalRun {
                 try? DotEnv.parse($0, file: LocalState.configSidecar(for: target))
             }
             return Source(
-                home: home, release: Self.release(at: LocalState.releaseSidecar(for: target)),
+                home: home, release: Self.release(at: LocalState.existingReleaseSidecar(for: target)),
                 buildConfig: config ?? [], dotenv: home + "/.env")
         }
         guard Files.isDirectory(target) else {
@@ -227,17 +263,23 @@ public struct LocalRun {
         log.step("Using the last build of \(target): \(which) in \(state.build)")
         return Source(
             home: try fresh(copyOf: state.build, scratch: scratch), release: Self.release(at: state.release),
-            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env", dotenvIsTheApps: true)
+            buildConfig: Self.configVars(in: state.env), dotenv: target + "/.env", dotenvIsTheApps: true,
+            stack: LocalReport.keptRoot(state)?.stack)
     }
 
     /// The run's scratch (a copy of the build) as a root caller's processes reach it: idmapped,
     /// or handed over. It is removed afterwards whoever owns it, so nothing is handed back.
-    private func grantScratch(_ scratch: String, to user: BuildUser, sandbox: inout Sandbox?) throws {
-        guard user.isIsolated else { return }
+    /// The mounts, handed over for the run, come back: they are to be ended after it.
+    private func grantScratch(_ scratch: String, to user: BuildUser, sandbox: inout Sandbox?) throws -> RunHandover? {
+        guard user.isIsolated else { return nil }
         if var granted = sandbox {
+            defer { sandbox = granted }
+            guard mounts.isEmpty else {
+                RunHandover.recoverLeftovers(caller: invocation.environment)
+                return try RunHandover.begin(&granted, caller: invocation.environment)
+            }
             _ = try granted.grantOwnedBinds(marker: nil)
-            sandbox = granted
-            return
+            return nil
         }
         // The scratch itself is handed over; what leads to it must let the processes through.
         if let closed = user.firstClosedDirectory(on: Files.parent(of: scratch)) {
@@ -247,6 +289,7 @@ public struct LocalRun {
                 hint: "Set TMPDIR to a directory every user may pass (/tmp), or allow namespaces.")
         }
         _ = try Handover.begin(user: user, handed: [scratch], idmapped: [], marker: nil)
+        return nil
     }
 
     /// A kept build is copied, never run in place: a dyno starts from the slug every time and

@@ -13,6 +13,7 @@ import Glibc
 ///       build.release.yml          its release, with the final process types, for `multipack run`
 ///       build.report.yml           `bin/report`'s output
 ///       build.id                   `build_<hex> <time>`: which build it was
+///       build.root.json            what it stood on: the stack's image and digest, a stack root, this machine
 ///       env/                       ENV_DIR: the config vars it was given (0700, files 0600)
 ///       slug.tgz (+ sidecars)      the slug, unless `--slug` put it elsewhere (`slug.path` says where)
 ///     next/                        the running build's `kept/`, until it succeeds
@@ -37,6 +38,15 @@ public enum LocalState {
     /// it: the slug holds `./app/` only, and a build directory is `/app` at run time).
     public static func releaseSidecar(for path: String) -> String { path + ".release.yml" }
 
+    /// The release beside a slug as `run SLUG` finds it: `SLUG.release.yml`, or for a slug filed
+    /// by commit (`<commit>.tar.gz`, SPEC §19) `<commit>.release.yml`.
+    static func existingReleaseSidecar(for path: String) -> String {
+        let own = releaseSidecar(for: path)
+        guard !Files.exists(own), path.hasSuffix(".tar.gz") else { return own }
+        let filed = String(path.dropLast(".tar.gz".count)) + ".release.yml"
+        return Files.exists(filed) ? filed : own
+    }
+
     /// The config vars a slug was built with, in dotenv form, for `multipack run SLUG`.
     public static func configSidecar(for path: String) -> String { path + ".env" }
 
@@ -55,10 +65,26 @@ public enum LocalState {
     /// One app's state directory, `build`'s or `ci`'s.
     struct App {
         var path: String
+        /// CACHE_DIR between builds: the app's own, or for a commit of a repository the
+        /// repository's, which its commits share (`CommitOrigin`).
+        var cache: String
         init(appDir: String, environment: [String: String], ci: Bool = false) {
             path = LocalState.appDirectory(for: appDir, environment: environment) + (ci ? "/ci" : "")
+            cache = path + "/cache"
         }
-        var cache: String { path + "/cache" }
+        init(path: String, cache: String) {
+            self.path = path
+            self.cache = cache
+        }
+
+        /// The state of what `options` build: a directory's, or a commit's (SPEC §19).
+        init(options: LocalBuildOptions, environment: [String: String], ci: Bool = false) {
+            if let origin = options.origin {
+                self.init(path: origin.state + (ci ? "/ci" : ""), cache: ci ? origin.ciCache : origin.cache)
+            } else {
+                self.init(appDir: options.appDir, environment: environment, ci: ci)
+            }
+        }
         var work: String { path + "/work" }
         /// What a root caller's build has handed to the build's user (Handover).
         var handoverMarker: String { path + "/.handed-over" }
@@ -143,12 +169,13 @@ public enum LocalState {
         }
 
         /// What the log says about the kept build when a build did not replace it.
-        func keptDescription(appDir: String) -> String {
+        /// `target`: what `run` takes for it (a commit's slug; the app by default).
+        func keptDescription(appDir: String, runTarget target: String? = nil) -> String {
             guard Files.isDirectory(kept.build), let id = try? Files.read(kept.buildID) else {
                 return "No build of \(appDir) is kept: none has succeeded yet."
             }
             return "The last successful build (\(id.trimmingCharacters("\n"))) is kept as it was: "
-                + "\(CommandName.line(["run", appDir])) still runs it."
+                + "\(CommandName.line(["run", target ?? appDir])) still runs it."
         }
     }
 
@@ -159,6 +186,7 @@ public enum LocalState {
         var env: String { path + "/env" }
         var buildID: String { path + "/build.id" }
         var report: String { path + "/build.report.yml" }
+        var root: String { path + "/build.root.json" }
         var release: String { LocalState.releaseSidecar(for: build) }
         var slug: String { path + "/slug.tgz" }
         /// Where `--slug` wrote the slug, when it did.
@@ -198,6 +226,9 @@ public struct CachePurge {
 
     public func run() throws {
         let env = invocation.environment
+        if let appDir, !Files.isDirectory(appDir), let repository = AppRepository.parse(appDir) {
+            return try purge(repository)
+        }
         let target = appDir.map { LocalState.appDirectory(for: $0, environment: env) } ?? LocalState.appsRoot(env)
         let what = appDir.map { "the cache of \(Files.absolute($0))" } ?? "every app's cache"
         guard Files.exists(target) else {

@@ -25,7 +25,7 @@ struct LocalWorkspace {
     /// Takes the app's lock and puts a killed build's scratch aside (removed while this one runs:
     /// removing a real app's build, 7,000 files, takes seconds on a slow disk).
     init(options: LocalBuildOptions, caller: [String: String], ci: Bool) throws {
-        state = LocalState.App(appDir: options.appDir, environment: caller, ci: ci)
+        state = LocalState.App(options: options, environment: caller, ci: ci)
         lock = try state.begin()
         trash = SerialWork()
         let statePath = state.path
@@ -120,10 +120,17 @@ struct LocalWorkspace {
         }
         try Files.makeDirectory(state.cache)
         try Files.makeDirectory(String(running[..<running.lastIndex(of: "/")!]))
-        try Files.move(state.cache, to: running)
+        guard rename(state.cache, running) == 0 else {
+            // The commits of one repository share a cache; a build of another commit has it now.
+            guard errno == ENOENT else { throw FileError(path: state.cache, action: "move", errno: errno) }
+            try Files.makeDirectory(running)
+            log.step("Using an empty cache: another build of this app has \(state.cache) now")
+            return running
+        }
         log.step("Using the cache in \(state.cache)")
         log.detail(
-            "(kept between builds of this app; `\(CommandName.line(["cache", "purge", options.appDir]))` empties it)")
+            "(kept between builds of this app; `\(CommandName.line(["cache", "purge", options.origin?.name ?? options.appDir]))` empties it)"
+        )
         return state.cache
     }
 }

@@ -13,7 +13,8 @@ struct SandboxLaunch {
     var passed: [(key: String, value: String)] = []
     /// Where `multipack build` was started (relative `--buildpack` paths are relative to it).
     var callerDir: String
-    var stackRoot: StackRoot?
+    /// What the build stands on: the stack's image, a stack root, or this machine.
+    var root: BuildRoot
     /// nil: no namespace here; the build runs on this machine.
     var sandbox: Sandbox?
     /// Who the buildpacks run as: uid 1000 inside; for root, an id that owns nothing outside.
@@ -24,13 +25,14 @@ struct SandboxLaunch {
     var running: (build: String, cache: String)
 
     /// The stack the build is told it runs on.
-    var stack: String { stackRoot?.stack ?? options.stack }
+    var stack: String { root.record.stack }
     var inside: Bool { sandbox != nil }
     /// The build directory and multipack's own work directory as the stages see them.
     var buildDir: String { inside ? "/tmp/" + id : running.build }
     var workDir: String { inside ? "/tmp/multipack" : state.work + "/tmp/multipack" }
 
-    /// The stack root (`--stack-root`) and the namespace's maker; says so when there is none.
+    /// The root (SPEC §15: the stack's image unless another is named) and the namespace's maker;
+    /// says so when there is none.
     init(
         options: LocalBuildOptions, ci: Bool, caller: [String: String], callerDir: String,
         workspace: LocalWorkspace, context: BuildContext
@@ -40,20 +42,19 @@ struct SandboxLaunch {
         self.caller = caller
         self.callerDir = callerDir
         (state, id, running) = (workspace.state, workspace.id, workspace.running)
-        stackRoot = try options.stackRoot.map { try StackRoot.prepare($0, caller: caller, log: context.log) }
         user = try BuildUser.current()
-        switch Sandbox.backend(caller, user: user) {
+        let backend = Sandbox.backend(caller, user: user)
+        root = try BuildRoot.choose(
+            options.stackChoice, role: .build, strict: ci || BuildRoot.isCI(caller),
+            unavailable: Sandbox.reason(backend), caller: caller, log: context.log)
+        switch backend {
         case .success(let backend):
             sandbox = Sandbox(
-                backend: backend, user: user, root: stackRoot?.directory ?? "/", tmp: state.work + "/tmp",
+                backend: backend, user: user, root: root.directory, tmp: state.work + "/tmp",
                 app: state.work + "/home")
         case .failure(let unavailable):
-            if stackRoot != nil {
-                throw MultipackError.usage(
-                    "--stack-root needs a user namespace, and this machine gives none: \(unavailable.reason).",
-                    hint:
-                        "Install bubblewrap (apt-get install bubblewrap) and allow user namespaces, or build without --stack-root."
-                )
+            if !options.mounts.isEmpty {
+                throw Mount.needNamespace(unavailable)
             }
             sandbox = nil
             context.log.warning(
@@ -110,9 +111,9 @@ struct SandboxLaunch {
             stdout: .inherit, stderr: .inherit)
         var sandbox = sandbox
         if var configured = sandbox {
-            let executable = workDir + "/multipack"
-            configured.bind(LocalBuild.executablePath(), at: executable)
-            command.executable = executable
+            let multipack = configured.bindMultipack(at: workDir + "/multipack")
+            command.executable = multipack[0]
+            command.arguments = multipack.dropFirst() + command.arguments
             if let own = options.cacheDir {
                 configured.bind(Files.absolute(own), at: job.cache, writable: true, owned: true)
             }
@@ -120,9 +121,10 @@ struct SandboxLaunch {
             configured.bind(options.appDir)
             for path in localPaths { configured.bind(path) }
             if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") {
-                configured.bind(socket, writable: true, owned: true)
+                configured.bind(socket, at: Sandbox.sshAgent, writable: true, owned: true)
+                command.environment["SSH_AUTH_SOCK"] = Sandbox.sshAgent
             }
-            if stackRoot != nil { configured.hostDirectories = Sandbox.runtimeLibraryDirectories() }
+            configured.bind(options.mounts)
             sandbox = configured
         }
         command.stopsItself = true

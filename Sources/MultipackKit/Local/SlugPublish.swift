@@ -1,3 +1,5 @@
+import FoundationEssentials
+
 /// What a successful local build leaves for `multipack run` and for the user (SPEC §12): the
 /// release with its final process types, the report, and the slug with its release and config
 /// vars beside it, checked against Heroku's limits. All of it is written into the state's
@@ -23,6 +25,9 @@ struct SlugPublish {
         final.processTypes = processTypes
         try context.files.write(final.yaml, to: next.release)
         try context.files.write(outcome.report ?? "", to: next.report)
+        if let root = summary.root {
+            try context.files.write(String(decoding: try JSONEncoder().encode(root), as: UTF8.self), to: next.root)
+        }
         try writeSlug(from: next, release: final, configVars, &summary, log: log)
         let kept = workspace.state.kept
         summary.release = kept.release
@@ -35,7 +40,7 @@ struct SlugPublish {
         log.detail("Release (for multipack run): \(kept.release)")
         log.detail("Report: \(kept.report)")
         if let web = processTypes["web"] != nil ? "web" : processTypes.keys.sorted().first {
-            log.detail("Try it: \(CommandName.line(["run", options.appDir, web]))")
+            log.detail("Try it: \(CommandName.line(["run", options.origin?.runTarget ?? options.appDir, web]))")
         }
     }
 
@@ -50,7 +55,7 @@ struct SlugPublish {
         let bytes = try Slug.pack(next.build, to: next.slug)
         let limit = Int64(options.slugLimitMB) << 20
         let own = options.slugPath.map(Files.absolute)
-        let target = own ?? LocalState.App(appDir: options.appDir, environment: caller, ci: ci).kept.slug
+        let target = own ?? LocalState.App(options: options, environment: caller, ci: ci).kept.slug
         log.detail("Done: \(Slug.formatSize(bytes))")
         guard bytes <= limit else {
             throw MultipackError.build(

@@ -103,19 +103,21 @@ public enum Masking {
     }
 
     /// `user:TOKEN@host` outside a URL becomes `***@host`: a userinfo with a password. A plain
-    /// `git@host:path` has no secret and stays. One pass, whatever the text.
+    /// `git@host:path` has no secret and stays, and so does an image pinned by digest
+    /// (`127.0.0.1:5000/name@sha256:…`). One pass, whatever the text.
     private static func userinfo(_ text: Substring) -> String {
         guard text.utf8.contains(UInt8(ascii: "@")) else { return String(text) }
         var out = ""
         var word = ""  // the current word, not yet known to be userinfo
         var hasColon = false
         var hasAt = false
-        for c in text {
+        for index in text.indices {
+            let c = text[index]
             if isURLEnd(c) || "([{,;=".contains(c) {
                 out += word
                 out.append(c)
                 (word, hasColon, hasAt) = ("", false, false)
-            } else if c == "@" && hasColon && !hasAt {
+            } else if c == "@" && hasColon && !hasAt && !text[text.index(after: index)...].hasPrefix("sha256:") {
                 out += "***@"
                 (word, hasColon, hasAt) = ("", false, true)
             } else {

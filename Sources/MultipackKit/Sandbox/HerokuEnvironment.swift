@@ -21,7 +21,7 @@ enum HerokuEnvironment {
     /// `MULTIPACK_*` settings, which configure multipack itself.
     static func build(stack: String, sourceVersion: String?, caller: [String: String]) -> [String: String] {
         var env = network(caller)
-        for (name, value) in caller where name.hasPrefix("MULTIPACK_") && name != HiddenVariable.sandbox {
+        for (name, value) in caller where name.hasPrefix("MULTIPACK_") && !outerOnly.contains(name) {
             env[name] = value
         }
         env["HOME"] = "/app"
@@ -33,6 +33,11 @@ enum HerokuEnvironment {
         env["BUILDPACK_XTRACE"] = caller["BUILDPACK_XTRACE"]
         return env
     }
+
+    /// multipack's settings that only the `multipack build` outside reads: what the build stands on.
+    static let outerOnly: Set<String> = [
+        HiddenVariable.sandbox, StackChoice.rootVariable, ImageReference.mirrorVariable,
+    ]
 
     static func network(_ caller: [String: String]) -> [String: String] {
         var env: [String: String] = [:]

@@ -55,9 +55,6 @@ public struct Sandbox: Sendable {
     /// `/app` inside (writable).
     var app: String
     var binds: [Bind] = []
-    /// This machine's directories shown at their own paths on a stack root too (the Swift runtime
-    /// of a binary that does not link it statically).
-    var hostDirectories: [String] = []
     var workingDirectory = "/app"
 
     /// Where a local build or run can have namespaces, or why not: bubblewrap when it is
@@ -127,6 +124,29 @@ public struct Sandbox: Sendable {
 
         /// Said after the warning that the build runs without namespaces.
         public var fixSentence: String { fix.map { " " + $0 } ?? "" }
+    }
+
+    /// Why `backend` is none, or nil.
+    static func reason(_ backend: Result<Backend, Unavailable>) -> String? {
+        if case .failure(let unavailable) = backend { return unavailable.reason }
+        return nil
+    }
+
+    /// Where a passed SSH agent's socket is inside (SPEC §15); `SSH_AUTH_SOCK` says so there.
+    static let sshAgent = "/run/multipack/ssh-agent"
+
+    /// Binds multipack's own binary at `path` and returns the command line that starts it there:
+    /// the binary itself where the root shows everything it loaded (this machine's), else this
+    /// machine's loader running it with its own libraries (`HostLoader`), since a stack's would
+    /// not do.
+    mutating func bindMultipack(at path: String) -> [String] {
+        bind(LocalBuild.executablePath(), at: path)
+        let root = root
+        guard HostLoader.isNeeded(onRoot: root, shows: { Self.shows($0, ofRoot: root) }),
+            let loader = HostLoader.current()
+        else { return [path] }
+        loader.bind(into: &self)
+        return loader.command(running: path)
     }
 
     init(backend: Backend, user: BuildUser, root: String = "/", tmp: String, app: String) {
@@ -260,70 +280,114 @@ public struct Sandbox: Sendable {
             ?? executable
     }
 
-    /// The root's making, in order: top-level directories, /proc, /dev, the resolver, /tmp, /app
-    /// and the binds.
+    /// The root's making, in order: top-level entries, /proc, /dev, the resolver, /tmp, /app and
+    /// the binds. Every read-only mount is also `nosuid` and `nodev`: no build can change what the
+    /// next one runs on, nor gain anything from a setuid file or a device node in an image.
     func steps() -> [Step] {
         var steps: [Step] = []
-        // What a stack image has at its root and a build needs; each mount costs set-up time
-        // (SPEC §15's budget), so /sys and the rest stay outside. Of this machine's root, only
-        // the system's directories: no /home, /root, /var or /srv.
-        var wanted: Set<String> = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "opt"]
-        if root != "/" { wanted.formUnion(["var", "srv"]) }
         let base = root == "/" ? "" : root
-        for name in Files.list(root).sorted() {
+        let resolver = resolverSteps()
+        var shown: Set<String> = []
+        for name in Files.list(root).sorted() where Self.shows(name, ofRoot: root) {
             let path = base + "/" + name
             var info = stat()
             guard lstat(path, &info) == 0 else { continue }
             if info.st_mode & S_IFMT == S_IFLNK, let target = Self.symlinkTarget(path) {
                 steps.append(.symlink(target, at: "/" + name))
-            } else if root != "/", hostDirectories.contains(where: { $0.hasPrefix("/" + name + "/") }) {
-                // A read-only directory cannot take a new mount point: a tmpfs holding the
-                // root's entries can, and is made read-only once the host's directory is in.
-                steps += Self.holder(path, at: "/" + name)
-                for directory in hostDirectories where directory.hasPrefix("/" + name + "/") {
-                    steps.append(.bind(directory, at: directory, writable: false, optional: false))
+            } else if info.st_mode & S_IFMT == S_IFDIR {
+                shown.insert(name)
+                if name == "etc", let etc = resolver.heldEtc {
+                    steps += etc
+                } else {
+                    steps.append(.bind(path, at: "/" + name, writable: false, optional: false))
                 }
-                steps.append(.remountReadOnly("/" + name))
-            } else if wanted.contains(name) {
-                steps.append(.bind(path, at: "/" + name, writable: false, optional: false))
             }
         }
-        for directory in hostDirectories
-        where root == "/" || !Files.exists(base + "/" + directory.split(separator: "/")[0]) {
-            steps.append(.bind(directory, at: directory, writable: false, optional: false))
-        }
+        // A root without /etc still gets the resolver's files, in an /etc of their own.
+        if !shown.contains("etc"), !Files.lexists(base + "/etc"), let etc = resolver.heldEtc { steps += etc }
         steps += [.proc("/proc"), .dev("/dev")]
-        if root == "/" {
-            // systemd-resolved's resolv.conf is a link into /run.
-            if let target = Self.symlinkTarget("/etc/resolv.conf"), let start = target.firstRange(of: "/run/"),
-                let cut = target.lastIndex(of: "/"), start.lowerBound < cut
-            {
-                let directory = String(target[start.lowerBound..<cut])
-                steps.append(.bind(directory, at: directory, writable: false, optional: true))
-            }
-        } else {
-            // The stack's own resolver settings would not reach this machine's network.
-            for file in ["/etc/resolv.conf", "/etc/hosts"] where Files.isRegularFile(base + file) {
-                steps.append(.bind(file, at: file, writable: false, optional: true))
-            }
-        }
+        steps += resolver.binds
         let own = !ownDirectoriesHandedOver
         steps.append(.bind(tmp, at: "/tmp", writable: true, optional: false, owned: own))
         steps.append(.bind(app, at: "/app", writable: true, optional: false, owned: own))
-        for directory in mountPointHolders(wanted) { steps += Self.holder(base + directory, at: directory) }
+        let holders = mountPointHolders(shown)
+        for directory in holders { steps += Self.holder(base + directory, at: directory) }
         for bind in binds {
             steps.append(
                 .bind(
                     bind.source, at: bind.target, writable: bind.writable, optional: !bind.writable, owned: bind.owned))
         }
+        // Once their mount points are made, the holders are as read-only as the root they stand for.
+        steps += holders.map { .remountReadOnly($0) }
         return steps
+    }
+
+    /// What of a root is `/` inside: of this machine's, its system directories and nothing else
+    /// (no /home, no /root, no /var: SPEC §15's `--stack-root /`); of a stack's, everything but
+    /// what the namespace makes itself.
+    static func shows(_ name: String, ofRoot root: String) -> Bool {
+        if root == "/" { return ["usr", "bin", "sbin", "etc", "opt"].contains(name) || name.hasPrefix("lib") }
+        return !["proc", "dev", "sys", "tmp", "app", "run"].contains(name)
+    }
+
+    /// This machine's resolver on the root: its `/etc/resolv.conf` and `/etc/hosts`, read-only.
+    /// On this machine's own root only a systemd-resolved link into /run needs its directory; a
+    /// stack's files are covered by the host's (a link of the stack's into /run gets the host's
+    /// file where it leads), and where a stack has neither file nor such a link, its /etc becomes
+    /// a holder of its own entries that takes them.
+    func resolverSteps() -> (heldEtc: [Step]?, binds: [Step]) {
+        if root == "/" {
+            // systemd-resolved's resolv.conf is a link into /run.
+            guard let target = Self.symlinkTarget("/etc/resolv.conf"), let start = target.firstRange(of: "/run/"),
+                let cut = target.lastIndex(of: "/"), start.lowerBound < cut
+            else { return (nil, []) }
+            let directory = String(target[start.lowerBound..<cut])
+            return (nil, [.bind(directory, at: directory, writable: false, optional: true)])
+        }
+        var binds: [Step] = []
+        var overEtc: [String] = []
+        var holds = false
+        for file in ["/etc/resolv.conf", "/etc/hosts"] where Files.isRegularFile(file) {
+            var info = stat()
+            let present = lstat(root + file, &info) == 0
+            if present, info.st_mode & S_IFMT == S_IFLNK, let text = Self.symlinkTarget(root + file),
+                let inside = Self.resolve(text, from: "/etc"), inside.hasPrefix("/run/")
+            {
+                binds.append(.bind(file, at: inside, writable: false, optional: true))
+            } else {
+                overEtc.append(file)
+                holds = holds || !present || info.st_mode & S_IFMT != S_IFREG
+            }
+        }
+        guard holds else {
+            return (nil, binds + overEtc.map { .bind($0, at: $0, writable: false, optional: true) })
+        }
+        let names = Set(overEtc.map { String($0.dropFirst("/etc/".count)) })
+        let held =
+            Self.holder(root + "/etc", at: "/etc", except: names)
+            + overEtc.map { .bind($0, at: $0, writable: false, optional: false) } + [.remountReadOnly("/etc")]
+        return (held, binds)
+    }
+
+    /// `text`, a link's in directory `directory`, as an absolute path inside the root (`..` above
+    /// `/` stays at `/`, as the kernel has it).
+    static func resolve(_ text: String, from directory: String) -> String? {
+        var parts: [Substring] = text.hasPrefix("/") ? [] : directory.split(separator: "/")
+        for part in text.split(separator: "/") {
+            if part == ".." {
+                _ = parts.popLast()
+            } else if part != "." {
+                parts.append(part)
+            }
+        }
+        return parts.isEmpty ? nil : "/" + parts.joined(separator: "/")
     }
 
     /// A tmpfs at `target` holding the entries of `source`: a read-only directory cannot take a
     /// new mount point, a tmpfs can.
-    static func holder(_ source: String, at target: String) -> [Step] {
+    static func holder(_ source: String, at target: String, except: Set<String> = []) -> [Step] {
         var steps: [Step] = [.tmpfs(target)]
-        for entry in Files.list(source) {
+        for entry in Files.list(source) where !except.contains(entry) {
             if let link = symlinkTarget(source + "/" + entry) {
                 steps.append(.symlink(link, at: target + "/" + entry))
             } else {
@@ -333,12 +397,11 @@ public struct Sandbox: Sendable {
         return steps
     }
 
-    /// On a stack root, a bind (the app, a local buildpack, `--cache`) at a path the root lacks
-    /// below one of its read-only directories (an app in /srv/app or /var/tmp/x on this machine)
-    /// has nowhere to go: the deepest directory the root has on that path becomes a holder.
-    /// Parents first, each once.
+    /// A bind (the app, a local buildpack, `--cache`, a `--mount`) at a path the root lacks below
+    /// one of its read-only directories (an app in /srv/app or /var/tmp/x on this machine, a
+    /// mount at /var/cache/sources) has nowhere to go: the deepest directory the root has on that
+    /// path becomes a holder. Parents first, each once.
     func mountPointHolders(_ bound: Set<String>) -> [String] {
-        guard root != "/" else { return [] }
         var holders: [String] = []
         for bind in binds {
             let parts = bind.target.split(separator: "/").map(String.init)
@@ -352,23 +415,6 @@ public struct Sandbox: Sendable {
             if !deepest.isEmpty && !holders.contains(deepest) { holders.append(deepest) }
         }
         return holders.sorted { $0.count < $1.count }
-    }
-
-    /// The directories of the Swift runtime libraries this binary loaded, when it is not linked
-    /// statically (a debug build): a stack's root does not have them.
-    static func runtimeLibraryDirectories() -> [String] {
-        guard let maps = try? Files.read("/proc/self/maps") else { return [] }
-        var directories: [String] = []
-        for line in maps.split(separator: "\n") {
-            guard let slash = line.firstIndex(of: "/") else { continue }
-            let path = String(line[slash...])
-            guard path.contains("/lib/swift/") || path.contains("/libswift") || path.contains("libFoundation"),
-                let cut = path.lastIndex(of: "/")
-            else { continue }
-            let directory = String(path[..<cut])
-            if !directories.contains(directory) { directories.append(directory) }
-        }
-        return directories
     }
 
     static func symlinkTarget(_ path: String) -> String? {

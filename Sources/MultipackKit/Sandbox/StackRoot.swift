@@ -1,14 +1,16 @@
 import Glibc
 
 /// `--stack-root DIR|TARBALL`: the root filesystem a build runs on instead of this machine's
-/// (a `docker export` of heroku/heroku:24-build, or a debootstrap'd directory).
+/// (a debootstrap'd directory, or a tarball of a root).
 struct StackRoot {
     var directory: String
     /// The Heroku stack the root is, from its `/etc/os-release` (Ubuntu 24.04 is heroku-24);
     /// nil when it is no Heroku stack (then `--stack` names it).
     var stack: String?
 
-    static func prepare(_ path: String, caller: [String: String], log: Log) throws -> StackRoot {
+    static func prepare(_ path: String, caller: [String: String], log: Log, doing: String = "Building") throws
+        -> StackRoot
+    {
         let path = Files.absolute(path)
         let directory: String
         if Files.isDirectory(path) {
@@ -19,15 +21,16 @@ struct StackRoot {
             throw MultipackError.usage(
                 "--stack-root \(path) is neither a directory nor a tarball.",
                 hint:
-                    "Give the root filesystem of a stack: a directory, or a .tar/.tar.gz (docker export heroku/heroku:24-build)."
+                    "Give the root filesystem of a stack: a directory, or a .tar/.tar.gz of one; or build on the stack's image (no --stack-root)."
             )
         }
         guard Files.isDirectory(directory + "/usr") else {
             throw MultipackError.usage(
                 "--stack-root \(path) has no usr/: it is not a root filesystem.",
-                hint: "Give the root of a stack (a debootstrap'd directory, or docker export of a stack image).")
+                hint: "Give the root of a stack (a debootstrap'd directory, or a tarball of one), or --stack-image REF."
+            )
         }
-        log.step("Building on the stack root \(path)")
+        log.step("\(doing) on the stack root \(path)")
         return StackRoot(directory: directory, stack: stackName(directory + "/etc/os-release"))
     }
 
@@ -55,10 +58,17 @@ struct StackRoot {
             throw MultipackError.usage(
                 "Could not unpack the stack root \(tarball): tar ended with \(result.termination): "
                     + (result.stderrText.lines.first.map(String.init) ?? ""),
-                hint: "Give a tarball of a root filesystem (docker export), or an unpacked directory.")
+                hint: "Give a tarball of a root filesystem, or an unpacked directory.")
         }
         try Files.move(staging, to: directory)
         return directory
+    }
+
+    /// `path` with every link and `..` resolved, or nil when it does not exist.
+    static func realPath(_ path: String) -> String? {
+        guard let real = realpath(path, nil) else { return nil }
+        defer { free(real) }
+        return String(cString: real)
     }
 
     static func stacksRoot(_ caller: [String: String]) -> String {

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import Synchronization
 
 /// The limits of a pull's requests (SPEC §5): one deadline per manifest or blob, redirects and
 /// retries included; a stall; retries of transient failures.
@@ -7,6 +8,10 @@ public struct RegistryLimits: Sendable {
     public var timeout: Duration = .seconds(300)
     public var stallWindow: Duration = .seconds(30)
     public var maxRetries = 3
+    /// Whether a registry that cannot be reached at the first request is tried again. A build
+    /// that falls back to this machine offline (SPEC §15) does not wait on a registry that is not
+    /// there; once one answered, every request gets its retries.
+    public var retriesUnreachableRegistry = true
     /// A manifest or index larger than this is no real one (registries refuse above 4 MiB).
     public var maxManifestBytes: Int64 = 4 << 20
     /// A config larger than this is no real one.
@@ -37,6 +42,8 @@ final class RegistryClient: Sendable {
     let limits: RegistryLimits
     let auth: RegistryAuth
     let notice: @Sendable (String) -> Void
+    /// The registry answered once.
+    private let reached = Atomic<Bool>(false)
 
     init(
         image: ImageReference, http: HTTPClient, limits: RegistryLimits, auth: RegistryAuth,
@@ -47,6 +54,10 @@ final class RegistryClient: Sendable {
         self.limits = limits
         self.auth = auth
         self.notice = notice
+    }
+
+    private var retriesUnreachable: Bool {
+        limits.retriesUnreachableRegistry || reached.load(ordering: .relaxed)
     }
 
     private static let redirects: Set<Int> = [301, 302, 303, 307, 308]
@@ -179,13 +190,15 @@ final class RegistryClient: Sendable {
                     HTTPError(kind: .timeout, url: url, detail: "the deadline passed while following redirects"),
                     image: image, what: what, layer: layer)
             }
-            let request = DownloadRequest(
+            var request = DownloadRequest(
                 url: url, timeout: left, maxRetries: limits.maxRetries, stallWindow: limits.stallWindow,
                 maxBytes: maxBytes, expectsArchive: true, method: method, headers: sent, followsRedirects: false,
                 answeredStatuses: Self.redirects.union(onRegistry ? [401, 429] : [400, 401, 403, 410, 429]))
+            request.retriesUnreachable = retriesUnreachable
             let response: HTTPResponse
             do {
                 response = try http.send(request, bodyTo: path, progress: progress, notice: notice)
+                reached.store(true, ordering: .relaxed)
             } catch let error as HTTPError {
                 throw StackError.http(error, image: image, what: what, layer: layer)
             }
@@ -274,12 +287,14 @@ final class RegistryClient: Sendable {
             throw StackError.pull(
                 image, "the registry's token service \(Masking.url(url)) is plain http off this machine; refused.")
         }
-        let request = DownloadRequest(
+        var request = DownloadRequest(
             url: url, timeout: limits.timeout, maxRetries: limits.maxRetries, stallWindow: limits.stallWindow,
             maxBytes: 1 << 20, headers: auth.credentials.map { [$0.basicHeader] } ?? [], answeredStatuses: [401, 403])
+        request.retriesUnreachable = retriesUnreachable
         let response: HTTPResponse
         do {
             response = try http.send(request, notice: notice)
+            reached.store(true, ordering: .relaxed)
         } catch let error as HTTPError {
             throw StackError.http(error, image: image, what: "a token from \(error.url)")
         }

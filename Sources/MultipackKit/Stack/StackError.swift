@@ -41,7 +41,7 @@ public struct StackError: Error, CustomStringConvertible, Sendable {
     static func http(_ error: HTTPError, image: ImageReference, what: String, layer: String? = nil) -> StackError {
         let pullHint = "Try again later; `multipack stack pull \(image.written)` fetches it ahead of a build."
         switch error.kind {
-        case .network(let code, _) where [6, 7].contains(code):
+        case .network where error.isUnreachable:
             return .pull(
                 image, layer: layer, "the registry cannot be reached: \(error.description)", kind: .unreachable,
                 hint: "Check the network, or send Docker Hub's names to a mirror with \(ImageReference.mirrorVariable)."

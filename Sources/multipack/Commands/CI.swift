@@ -11,7 +11,8 @@ struct CICommand: ParsableCommand {
 
     func run() throws {
         try perform { invocation in
-            try LocalBuild(options: arguments.options(), invocation: invocation, mode: .ci).run()
+            try AppBuild(app: arguments.appDir, options: try arguments.options(), invocation: invocation, mode: .ci)
+                .run()
         }
     }
 }

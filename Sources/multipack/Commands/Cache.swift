@@ -9,7 +9,8 @@ struct CacheCommand: ParsableCommand {
 struct CachePurgeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "purge", abstract: "Empties an app's local build cache, or every app's.")
-    @Argument(help: "The app's directory (default: every app).") var appDir: String?
+    @Argument(help: "The app's directory, or its repository's GIT_URL: its state and mirror (default: every app).")
+    var appDir: String?
 
     func run() throws {
         try perform { invocation in try CachePurge(appDir: appDir, invocation: invocation).run() }

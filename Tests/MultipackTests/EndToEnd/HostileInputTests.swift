@@ -140,8 +140,9 @@ import Testing
         return (try mp.shim("compile", [app.build, app.cache, app.env], environment: ["TMPDIR": temp.sub("tmp")]), app)
     }
 
-    /// `.slugfilter` and `.buildpacks.lock` that lead out of the app are never followed, so the
-    /// file they point at is never echoed; one that is a FIFO, a directory or a device is bad input.
+    /// `.buildpacks`, `.slugfilter` and `.buildpacks.lock` that lead out of the app are never
+    /// followed, so the file they point at is never echoed; one that is a FIFO, a directory or a
+    /// device is bad input.
     @Test func aSlugfilterOrALockThatIsNoFileOfTheAppIsRefused() throws {
         let secret = "- SECRET-LINE-FROM-OUTSIDE\nnot a rule: SECRET-LINE-FROM-OUTSIDE\n"
         let cases: [(String, String, (App, TempDir) throws -> Void)] = [
@@ -159,6 +160,23 @@ import Testing
                     try temp.write("outside", secret)
                     try FileManager.default.createSymbolicLink(
                         atPath: app.build + "/.buildpacks.lock", withDestinationPath: "../outside")
+                }
+            ),
+            (
+                ".buildpacks", "The app's .buildpacks is a symlink out of the app.",
+                { app, temp in
+                    try temp.write("outside", temp.path + "/children/quick\n# SECRET-LINE-FROM-OUTSIDE\n")
+                    try FileManager.default.removeItem(atPath: app.build + "/.buildpacks")
+                    try FileManager.default.createSymbolicLink(
+                        atPath: app.build + "/.buildpacks", withDestinationPath: temp.path + "/outside")
+                }
+            ),
+            (
+                ".buildpacks", "The app's .buildpacks is a symlink to nothing.",
+                { app, temp in
+                    try FileManager.default.removeItem(atPath: app.build + "/.buildpacks")
+                    try FileManager.default.createSymbolicLink(
+                        atPath: app.build + "/.buildpacks", withDestinationPath: temp.path + "/nowhere")
                 }
             ),
             (

@@ -22,6 +22,9 @@ struct LocalWorld {
         env["HOME"] = temp.sub("home")
         env["XDG_CACHE_HOME"] = temp.sub("xdg")
         env["TMPDIR"] = temp.sub("tmp")
+        // This machine's own system, as a user gets with --stack-root /: builds that are not about
+        // the stack stay offline and fast. StackBuildTests build on images, with this unset.
+        env["MULTIPACK_STACK_ROOT"] = "/"
         environment = env
     }
 

@@ -19,7 +19,6 @@ import Testing
     var environment: [String: String] {
         Multipack.environment([
             "HOME": temp.sub("home"), "XDG_CACHE_HOME": temp.path + "/cache", "TMPDIR": temp.sub("tmp"),
-            "MULTIPACK_STACK_REGISTRY": "",
         ])
     }
 

@@ -157,6 +157,8 @@ import Testing
             let env = [
                 "XDG_CACHE_HOME": temp.sub("xdg"), "HOME": temp.sub("home"), "TMPDIR": temp.sub("tmp"),
                 "READY": ready, "MULTIPACK_SANDBOX": stage == .slugPacking ? "off" : "",
+                // This machine's system, as LocalWorld has it: these stages are not about the stack.
+                "MULTIPACK_STACK_ROOT": "/",
             ]
             process = try BackgroundProcess(Repo.binary, local, environment: env, in: temp)
         } else {

@@ -22,6 +22,8 @@ import Testing
         var status: Int32
         var survivors: [String]
         var leftInTMPDIR: [String]
+        /// The last lines the command printed.
+        var output: String
     }
 
     /// The children's scripts: detect passes, compile starts a daemon in a session of its own and
@@ -68,27 +70,34 @@ import Testing
     }
 
     /// Starts the binary, sends SIGTERM after 0 to 50 ms, waits for it to end (SIGKILL after 30 s).
+    /// Reaped by this test's own `waitpid`, so the time is the binary's, not how soon a loaded
+    /// machine lets Foundation notice; its output goes beside TMPDIR, shown when a trial fails.
     static func stop(_ arguments: [String], environment: [String: String], tmp: String, mark: String) throws -> Trial {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Repo.binary)
-        process.arguments = arguments
-        process.environment = environment
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        let output = (tmp as NSString).deletingLastPathComponent + "/output-\(mark).txt"
+        let pid = try spawnInBackground(Repo.binary, arguments, environment: environment, output: output)
         let delay = Int.random(in: 0...50_000)
-        try process.run()
         usleep(UInt32(delay))
         let sent = Date()
-        kill(process.processIdentifier, SIGTERM)
-        while process.isRunning && Date().timeIntervalSince(sent) < 30 { usleep(5_000) }
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        var ended = false
+        while !ended && Date().timeIntervalSince(sent) < 30 {
+            let reaped = waitpid(pid, &status, WNOHANG)
+            ended = reaped == pid || (reaped < 0 && errno != EINTR)
+            if !ended { usleep(2_000) }
+        }
         let seconds = Date().timeIntervalSince(sent)
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        if !ended {
+            kill(pid, SIGKILL)
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
+        // As Foundation's Process reports it: the exit code, or the signal that ended it.
+        let exited = status & 0x7f == 0
         return Trial(
-            delay: delay / 1000, seconds: seconds, status: process.terminationStatus,
+            delay: delay / 1000, seconds: seconds, status: exited ? (status >> 8) & 0xff : status & 0x7f,
             survivors: survivors(marked: mark),
-            leftInTMPDIR: (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? ["(TMPDIR is gone)"])
+            leftInTMPDIR: (try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? ["(TMPDIR is gone)"],
+            output: (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
     }
 
     /// Processes whose command line holds `.<mark>` (the children's sleeps, wherever they run),
@@ -116,7 +125,9 @@ import Testing
     static func check(_ what: String, _ trials: [Trial]) {
         #expect(trials.count == Self.trials, "\(what): \(trials.count) of \(Self.trials) trials ran")
         for trial in trials {
-            #expect(trial.seconds < 5, "\(what) stopped after \(trial.delay) ms took \(trial.seconds) s")
+            #expect(
+                trial.seconds < 5,
+                "\(what) stopped after \(trial.delay) ms took \(trial.seconds) s: \(trial.output.suffix(2000))")
             #expect(trial.survivors.isEmpty, "\(what) stopped after \(trial.delay) ms left \(trial.survivors)")
             #expect(trial.leftInTMPDIR.isEmpty, "\(what) stopped after \(trial.delay) ms left \(trial.leftInTMPDIR)")
             // Ended by the stop: 128 + 15, or SIGTERM itself when it came before the handler was in
@@ -156,6 +167,7 @@ import Testing
             try (child + "\n").write(toFile: dir + "/app/.buildpacks", atomically: true, encoding: .utf8)
             let environment = Multipack.environment([
                 "HOME": dir + "/home", "XDG_CACHE_HOME": dir + "/xdg", "TMPDIR": dir + "/tmp",
+                "MULTIPACK_STACK_ROOT": "/",
             ])
             return (["build", dir + "/app", "-e", "TRIAL_MARK=" + mark], environment, dir + "/tmp")
         }

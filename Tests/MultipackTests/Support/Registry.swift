@@ -287,6 +287,45 @@ struct OCILayout {
             toFile: rootfs + "/etc/os-release", atomically: true, encoding: .utf8)
     }
 
+    /// A small stack-like root: busybox (static) for the tools, with a link for each applet in
+    /// /bin and /usr/bin/env; this machine's bash with the libraries `ldd` says it needs, at the
+    /// same paths; an os-release saying `id`. Nothing of Swift: multipack's debug binary can only
+    /// run on it through this machine's loader.
+    static func stackRoot(_ rootfs: String, id: String) throws {
+        let fm = FileManager.default
+        for directory in ["bin", "usr/bin", "etc", "opt", "var/tmp", "home"] {
+            try fm.createDirectory(atPath: rootfs + "/" + directory, withIntermediateDirectories: true)
+        }
+        try fm.copyItem(atPath: "/bin/busybox", toPath: rootfs + "/bin/busybox")
+        let applets = try Shell.run("/bin/busybox", ["--list"]).stdout.split(separator: "\n")
+        for applet in applets where applet != "busybox" && applet != "bash" && !applet.contains("/") {
+            try fm.createSymbolicLink(atPath: rootfs + "/bin/" + applet, withDestinationPath: "busybox")
+        }
+        try fm.createSymbolicLink(atPath: rootfs + "/usr/bin/env", withDestinationPath: "/bin/busybox")
+        let bash = "/bin/bash"
+        try copyResolved(bash, to: rootfs + "/bin/bash")
+        for line in try Shell.run("ldd", [bash]).stdout.split(separator: "\n") {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard let path = words.first(where: { $0.hasPrefix("/") }).map(String.init) else { continue }
+            try fm.createDirectory(
+                atPath: rootfs + (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try copyResolved(path, to: rootfs + path)
+        }
+        try "ID=\(id)\nVERSION_ID=\"24.04\"\nPRETTY_NAME=\"\(id)\"\n".write(
+            toFile: rootfs + "/etc/os-release", atomically: true, encoding: .utf8)
+        try "root:x:0:0::/root:/bin/sh\nheroku:x:1000:1000::/app:/bin/bash\n".write(
+            toFile: rootfs + "/etc/passwd", atomically: true, encoding: .utf8)
+        // A resolver of its own and no /etc/hosts, as debootstrap leaves a root.
+        try "nameserver 192.0.2.1\n".write(toFile: rootfs + "/etc/resolv.conf", atomically: true, encoding: .utf8)
+    }
+
+    /// Copies the file a path leads to (its links followed) with its mode.
+    private static func copyResolved(_ path: String, to target: String) throws {
+        guard let real = realpath(path, nil) else { throw TestFailure("\(path) does not exist") }
+        defer { free(real) }
+        try FileManager.default.copyItem(atPath: String(cString: real), toPath: target)
+    }
+
     private static func umoci(_ arguments: [String]) throws {
         let result = try Shell.run("umoci", arguments)
         if result.status != 0 { throw TestFailure("umoci \(arguments.joined(separator: " ")) failed: \(result.all)") }

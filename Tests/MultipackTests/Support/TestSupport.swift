@@ -82,7 +82,7 @@ enum Shell {
         process.executableURL = URL(fileURLWithPath: executable.hasPrefix("/") ? executable : "/usr/bin/env")
         process.arguments = executable.hasPrefix("/") ? arguments : [executable] + arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        if let environment { process.environment = environment }
+        process.environment = environment ?? Multipack.environment([:])
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
@@ -161,13 +161,22 @@ struct Multipack {
             environment: Self.environment(["TMPDIR": tmp].merging(extra) { $1 }))
     }
 
+    /// The test process's environment, made safe for the binary: no test reaches the internet.
+    /// Builds and runs are on this machine's own system (`--stack-root /`) unless a test says
+    /// otherwise (StackBuildTests set `MULTIPACK_STACK_ROOT` empty, with a loopback registry), and
+    /// an image named by its Docker Hub name is asked of a closed loopback port, never of Docker Hub.
     static func environment(_ extra: [String: String]) -> [String: String] {
         var env = ProcessInfo.processInfo.environment
         env["BUILDPACK_XTRACE"] = nil
         env["MULTIPACK_BUILDPACK_DIR"] = nil
+        env["MULTIPACK_STACK_ROOT"] = "/"
+        env["MULTIPACK_STACK_REGISTRY"] = closedRegistry
         for (key, value) in extra { env[key] = value }
         return env
     }
+
+    /// The discard port on loopback: nothing listens there, so a pull fails at once.
+    static let closedRegistry = "http://127.0.0.1:9"
 }
 
 /// A fixture child buildpack turned into a git repository in a temp dir: the test's "remote".

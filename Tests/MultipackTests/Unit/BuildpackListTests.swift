@@ -213,3 +213,53 @@ import Testing
         #expect(change.unset == unset)
     }
 }
+
+/// What bash's `declare -px` prints is read back exactly, in both quotings it uses (`"…"` for
+/// printable values, `$'…'` for any other), whatever the locale and whatever the bytes.
+@Suite struct DeclaredVariablesTests {
+    /// Values a build could export: every quoting character, line ends, control bytes, UTF-8.
+    static let values: [String] = [
+        "plain", "", "a b", "a\"b$c`d\\e'f", "line1\nline2", "tab\there", "cr\r", "\u{1}\u{7}\u{1b}\u{7f}",
+        "café ☕ 𝄞", "\\n is not a newline", "$'not' \"quoted\"", "]=(", "trailing backslash\\",
+        String((1...127).map { Character(Unicode.Scalar(UInt8($0))) }),
+    ]
+
+    @Test(arguments: ["C", "C.UTF-8"]) func everyValueComesBackAsBashHasIt(_ locale: String) throws {
+        let temp = try TempDir("declare")
+        var text = ""
+        for (index, value) in Self.values.enumerated() {
+            text += "export V\(index)=\(BuildEnvironment.shellQuoted(value))\n"
+        }
+        try temp.write("export", text)
+        let change = try BuildEnvironment.sourceExport(
+            temp.path + "/export", environment: ["PATH": "/usr/bin:/bin", "LANG": locale, "LC_ALL": locale],
+            in: temp.path)
+        for (index, value) in Self.values.enumerated() {
+            #expect(change.set["V\(index)"] == value, "value \(index) in \(locale)")
+        }
+        #expect(change.set.count == Self.values.count)
+    }
+
+    @Test func arraysAndValuelessExportsAreNotInTheEnvironment() throws {
+        let text = """
+            declare -x ONE="1"
+            declare -ax LIST=([0]="a" [1]=$'b\\tc')
+            declare -Ax MAP=(["a]b"]="1" [plain]=$'x\\ty' )
+            declare -x NOVALUE
+            declare -rx RO="r"
+
+            """
+        let parsed = DeclaredVariables.parse(Array(text.utf8)[...])
+        #expect(parsed == ["ONE": "1", "RO": "r"])
+        #expect(DeclaredVariables.parse(Array("declare -x BROKEN=\"no end\n".utf8)[...]) == nil)
+        #expect(DeclaredVariables.parse(Array("not declare output\n".utf8)[...]) == nil)
+    }
+
+    @Test func anExportThatRedefinesDeclareIsStillRead() throws {
+        let temp = try TempDir("declare")
+        try temp.write("export", "declare() { echo lies; }\nprintf() { echo lies; }\nexport REAL=1\n")
+        let change = try BuildEnvironment.sourceExport(
+            temp.path + "/export", environment: ["PATH": "/usr/bin:/bin"], in: temp.path)
+        #expect(change.set == ["REAL": "1"])
+    }
+}

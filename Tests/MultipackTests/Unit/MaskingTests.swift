@@ -28,6 +28,13 @@ import Testing
         #expect(Masking.url("x:y:https://u:p@h.example") == "x:y:https://***@h.example")
         #expect(Masking.schemeSeparator(in: "::://"[...]).map { "::://"[$0] } == "://")
     }
+
+    /// An image pinned by digest on a registry with a port is no userinfo; a password still is.
+    @Test func anImagePinnedByDigestIsShownWhole() {
+        let pinned = "127.0.0.1:5000/heroku/heroku@sha256:" + String(repeating: "ab", count: 32)
+        #expect(Masking.text("Building on the stack image \(pinned) (127.0.0.1:5000)").contains(pinned))
+        #expect(Masking.text("look up user:TOKEN@sha256.example") == "look up ***@sha256.example")
+    }
 }
 
 @Suite struct UserinfoMaskingTests {
