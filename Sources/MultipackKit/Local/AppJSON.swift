@@ -112,7 +112,9 @@ struct AppJSON: Decodable {
         if let bad = appJSON.testEnv.first(where: { !BuildEnvironment.isName(Substring($0.key)) }) {
             throw MultipackError.usage(
                 "The app's app.json cannot be read: environments.test.env has `\(BuildpackList.shown(bad.key))`, which is not a config var name.",
-                hint: "Name config vars with letters, digits and _, not starting with a digit, as --env and --env-file do.")
+                hint:
+                    "Name config vars with letters, digits and _, not starting with a digit, as --env and --env-file do."
+            )
         }
         return appJSON
     }

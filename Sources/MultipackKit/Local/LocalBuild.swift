@@ -233,7 +233,8 @@ public struct LocalBuild {
                 throw MultipackError.build(
                     "The build ended without saying how it went: multipack's record of it (/tmp/multipack/outcome.json "
                         + "as the buildpacks see it) is missing or unreadable.",
-                    hint: "A buildpack changed /tmp/multipack, which is multipack's own: look for one that writes there.")
+                    hint:
+                        "A buildpack changed /tmp/multipack, which is multipack's own: look for one that writes there.")
             }
             throw MultipackError.printedBefore(exitCode: outcome?.code ?? result.termination.exitCode, headline: nil)
         }

@@ -47,7 +47,8 @@ enum Files {
         }
         guard info.st_size <= limit else { throw tooLarge(root + "/" + relative, limit: limit) }
         return String(
-            decoding: try readToEnd(descriptor, path: root + "/" + relative, chunk: 65_536, limit: limit), as: UTF8.self)
+            decoding: try readToEnd(descriptor, path: root + "/" + relative, chunk: 65_536, limit: limit), as: UTF8.self
+        )
     }
 
     /// A file the user named on the command line (`--env-file`): a regular file, or a pipe

@@ -23,7 +23,8 @@ import Testing
         let climb = String(repeating: "../", count: 40) + String(target.dropFirst())
         for name in [climb, "a/b", "", "..", "A B"] {
             try AppJSONTests.write(
-                ["environments": ["test": ["env": [name: "* * * * * root id\n"], "scripts": ["test": "true"]]]], to: app)
+                ["environments": ["test": ["env": [name: "* * * * * root id\n"], "scripts": ["test": "true"]]]], to: app
+            )
             let ci = try sandbox.multipack(["ci", app])
             #expect(ci.status == 2, "\(name): \(ci.all)")
             #expect(ci.stderr.contains("environments.test.env has `"), "\(ci.stderr)")
@@ -38,7 +39,8 @@ import Testing
     @Test func ciKeepsTheLastOfATestEnvNameGivenTwice() throws {
         let sandbox = try SandboxWorld("hostile-appjson-dup", runner: .caller)
         let app = try Self.inlineApp(sandbox, compile: "true")
-        try #"{"environments": {"test": {"env": {"TWICE": "first", "TWICE": "last", "ONCE": "x"}, "scripts": {"test": "env | grep -a -c duplicate; echo \"seen $TWICE $ONCE\""}}}}"#
+        try
+            #"{"environments": {"test": {"env": {"TWICE": "first", "TWICE": "last", "ONCE": "x"}, "scripts": {"test": "env | grep -a -c duplicate; echo \"seen $TWICE $ONCE\""}}}}"#
             .write(toFile: app + "/app.json", atomically: true, encoding: .utf8)
         let ci = try sandbox.multipack(["ci", app])
         #expect(ci.status == 0, "\(ci.all)")
@@ -49,7 +51,9 @@ import Testing
     /// stages' record (`/tmp/multipack/outcome.json`) made `build` exit 0 having kept nothing and
     /// said nothing; one that left a sparse file of gigabytes there had it read whole (4.2 GB of
     /// memory for 2 GB).
-    @Test(arguments: ["chmod 500 /tmp/multipack", "truncate -s 3G /tmp/multipack/outcome.json; chmod 500 /tmp/multipack"])
+    @Test(arguments: [
+        "chmod 500 /tmp/multipack", "truncate -s 3G /tmp/multipack/outcome.json; chmod 500 /tmp/multipack",
+    ])
     func aBuildpackThatBlocksTheStagesRecordFailsTheBuild(compile: String) throws {
         let sandbox = try SandboxWorld("hostile-outcome", runner: .caller)
         let app = try Self.inlineApp(sandbox, compile: compile)
@@ -69,7 +73,8 @@ import Testing
         let app = try Self.inlineApp(sandbox, compile: "truncate -s 3G \"$3/HUGE\"; echo -n small > \"$3/SMALL\"")
         let build = try sandbox.multipack(["build", app])
         #expect(build.status == 0, "\(build.all)")
-        let (run, kilobytes) = try Self.measured(sandbox, ["run", app, "--", "bash", "-c", "echo \"${HUGE-unset} $SMALL\""])
+        let (run, kilobytes) = try Self.measured(
+            sandbox, ["run", app, "--", "bash", "-c", "echo \"${HUGE-unset} $SMALL\""])
         #expect(run.status == 0 && run.stdout == "unset small\n", "\(run.all)")
         #expect(kilobytes < 1 << 20, "multipack took \(kilobytes) KB")
     }
@@ -104,7 +109,8 @@ import Testing
         let run = try sandbox.multipack(["run", app, "--", "bash", "-c", "echo $# ${20000}", "x"] + words)
         #expect(start.duration(to: .now) < .seconds(30))
         #expect(run.status == 0 && run.stdout == "20000 20000\n", "\(run.stderr)")
-        let options = try sandbox.multipack(["build", app] + Array(repeating: ["-e", "A=1"], count: 4000).flatMap { $0 })
+        let options = try sandbox.multipack(
+            ["build", app] + Array(repeating: ["-e", "A=1"], count: 4000).flatMap { $0 })
         #expect(options.status == 2 && options.stderr.contains("it takes at most 1024"), "\(options.stderr)")
     }
 
