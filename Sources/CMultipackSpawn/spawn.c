@@ -136,6 +136,8 @@ int multipack_children_contains(pid_t pid) {
 
 static int watchdog_end = -1;
 static int watchdog_done = -1;
+// The watchdog's pidfd: readable once it is a zombie, not merely once its descriptors closed.
+static int watchdog_pidfd = -1;
 
 /// Closes every descriptor but those in `keep` (-1 entries ignored). System calls only.
 static void close_all_except(const int *keep, int count) {
@@ -215,7 +217,12 @@ int multipack_watchdog_start(void) {
         // multipack's child (the middle process exits): a subreaper's scan for leftovers never
         // meets it, and multipack's own waits never reap it.
         setsid();
-        if (_Fork() == 0) watch(pipe_fds[0], done_fds[1]);
+        pid_t watchdog = _Fork();
+        if (watchdog == 0) watch(pipe_fds[0], done_fds[1]);
+        if (watchdog > 0) {
+            ssize_t ignored = write(done_fds[1], &watchdog, sizeof watchdog);
+            (void)ignored;
+        }
         _exit(0);
     }
     int fork_errno = errno;
@@ -230,6 +237,12 @@ int multipack_watchdog_start(void) {
     int status;
     while (waitpid(middle, &status, 0) < 0 && errno == EINTR) {
     }
+    pid_t watchdog = 0;
+    ssize_t got;
+    do {
+        got = read(done_fds[0], &watchdog, sizeof watchdog);
+    } while (got < 0 && errno == EINTR);
+    if (got == (ssize_t)sizeof watchdog && watchdog > 0) watchdog_pidfd = multipack_pidfd_open(watchdog);
     watchdog_end = pipe_fds[1];
     watchdog_done = done_fds[0];
     return 0;
@@ -239,10 +252,14 @@ void multipack_watchdog_stop(void) {
     if (watchdog_end < 0) return;
     close(watchdog_end);
     watchdog_end = -1;
-    // Gone before multipack: an ancestor that reaps orphans then meets at most its zombie.
-    struct pollfd done = {watchdog_done, POLLIN, 0};
+    // Gone before multipack: an ancestor that reaps orphans then meets at most its zombie. Its
+    // descriptors close before it is one, so its pidfd says when it is (the pipe where there
+    // is none).
+    struct pollfd done = {watchdog_pidfd >= 0 ? watchdog_pidfd : watchdog_done, POLLIN, 0};
     while (poll(&done, 1, 1000) < 0 && errno == EINTR) {
     }
+    if (watchdog_pidfd >= 0) close(watchdog_pidfd);
+    watchdog_pidfd = -1;
     close(watchdog_done);
     watchdog_done = -1;
 }

@@ -16,6 +16,9 @@ struct Multipack: ParsableCommand {
             ExtractCommand.self, StagesCommand.self, DynoCommand.self,
         ])
 
+    /// More than any command needs: 600 process types fill the ports from 5000.
+    static let maxParsedWords = 1024
+
     /// argument-parser's own entry, except that a usage error exits 2 (SPEC §11), not its 64.
     static func main() {
         let environment = ProcessInfo.processInfo.environment
@@ -24,8 +27,22 @@ struct Multipack: ParsableCommand {
             // bin/report never fails, whatever it meets (SPEC §3).
             Glibc.exit(CommandLine.arguments.dropFirst().first == "report" ? 0 : 1)
         }
+        // argument-parser's time grows with the square of the words it is given (8,000 took 12 s):
+        // a one-off command after `run`'s `--` is never given to it (RunCommand reads it from
+        // CommandLine.arguments), and no command takes more than `maxParsedWords` words before.
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "run", let terminator = arguments.firstIndex(of: "--") {
+            arguments = Array(arguments[...terminator])
+        }
+        guard arguments.count <= maxParsedWords else {
+            Log.writeToDescriptor(
+                " !     multipack was given \(arguments.count) arguments; it takes at most \(maxParsedWords)"
+                    + " (a one-off command after `run`'s -- as many as you like).\n"
+                    + " !     Put config vars in a file (--env-file), or name fewer process types.\n", 2)
+            Glibc.exit(2)
+        }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
             guard exitCode(for: error) == .validationFailure else { exit(withError: error) }

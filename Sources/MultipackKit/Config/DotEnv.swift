@@ -26,6 +26,7 @@ public enum DotEnv {
 
     public static func parse(_ text: String, file: String) throws(MultipackError) -> [(key: String, value: String)] {
         var pairs: [(key: String, value: String)] = []
+        var positions: [String: Int] = [:]
         var body = Substring(text)
         if body.hasPrefix("\u{FEFF}") { body = body.dropFirst() }
         for (index, rawLine) in body.lines.enumerated() {
@@ -88,7 +89,7 @@ public enum DotEnv {
                 }
                 value = String(bare.trimmingBlanks())
             }
-            pairs.upsert(String(key), value)
+            pairs.upsert(String(key), value, index: &positions)
         }
         return pairs
     }
@@ -116,14 +117,12 @@ public struct ConfigVarArguments: Sendable {
     public func resolve(environment: [String: String] = [:], over middle: [(key: String, value: String)] = []) throws
         -> [(key: String, value: String)]
     {
-        var vars = try files()
-        for (key, value) in middle { vars.upsert(key, value) }
-        for (key, value) in try flags(environment: environment) { vars.upsert(key, value) }
-        return vars
+        try files().upserting(middle).upserting(flags(environment: environment))
     }
 
     private func files() throws -> [(key: String, value: String)] {
         var vars: [(key: String, value: String)] = []
+        var index: [String: Int] = [:]
         for envFile in envFiles {
             let text: String
             do {
@@ -137,13 +136,14 @@ public struct ConfigVarArguments: Sendable {
                     "The --env-file " + DotEnv.readProblem(error, file: envFile),
                     hint: "Give a dotenv file (KEY=VALUE lines); a relative path is relative to the current directory.")
             }
-            for (key, value) in try DotEnv.parse(text, file: envFile) { vars.upsert(key, value) }
+            for (key, value) in try DotEnv.parse(text, file: envFile) { vars.upsert(key, value, index: &index) }
         }
         return vars
     }
 
     private func flags(environment: [String: String]) throws -> [(key: String, value: String)] {
         var vars: [(key: String, value: String)] = []
+        var index: [String: Int] = [:]
         for pair in pairs {
             let name = pair.firstIndex(of: "=").map { pair[..<$0] } ?? pair[...]
             guard BuildEnvironment.isName(name) else {
@@ -154,9 +154,9 @@ public struct ConfigVarArguments: Sendable {
                 )
             }
             if let equals = pair.firstIndex(of: "=") {
-                vars.upsert(String(name), String(pair[pair.index(after: equals)...]))
+                vars.upsert(String(name), String(pair[pair.index(after: equals)...]), index: &index)
             } else if let value = environment[String(name)] {
-                vars.upsert(String(name), value)
+                vars.upsert(String(name), value, index: &index)
             } else {
                 throw MultipackError.usage(
                     "--env \(name) takes the value of \(name) from your environment, but \(name) is not set there.",

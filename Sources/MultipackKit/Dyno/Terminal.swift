@@ -124,19 +124,33 @@ final class TerminalRelay: Sendable {
     }
 
     private static func relay(master: Int32, input: Int32, output: Int32, windowChanges: Int32, done: Int32) {
+        // The relay never waits on the pty: a command that reads no keys while the user pastes
+        // (its input queue full) must not keep its output, or the relay's end, waiting too.
+        _ = fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK)
         var buffer = [UInt8](repeating: 0, count: 16384)
+        // Keys read and not yet taken by the pty: at most one read's worth, as input is not
+        // read again before they are.
+        var pending: [UInt8] = []
         var inputOpen = true
         var finishing: ContinuousClock.Instant?
         while true {
             if let finishing, ContinuousClock.now - finishing >= Spawner.drainAfterExit { return }
-            var polls = [pollfd(fd: master, events: Int16(POLLIN), revents: 0)]
-            if inputOpen && finishing == nil { polls.append(pollfd(fd: input, events: Int16(POLLIN), revents: 0)) }
+            let writing = !pending.isEmpty && finishing == nil
+            var polls = [pollfd(fd: master, events: Int16(POLLIN) | (writing ? Int16(POLLOUT) : 0), revents: 0)]
+            if inputOpen && finishing == nil && pending.isEmpty {
+                polls.append(pollfd(fd: input, events: Int16(POLLIN), revents: 0))
+            }
             if windowChanges >= 0 { polls.append(pollfd(fd: windowChanges, events: Int16(POLLIN), revents: 0)) }
             if finishing == nil { polls.append(pollfd(fd: done, events: Int16(POLLIN), revents: 0)) }
             guard poll(&polls, nfds_t(polls.count), finishing == nil ? -1 : 50) > 0 else { continue }
             for entry in polls where entry.revents != 0 {
                 switch entry.fd {
                 case master:
+                    if writing && entry.revents & Int16(POLLOUT) != 0 {
+                        let count = pending.withUnsafeBytes { Glibc.write(master, $0.baseAddress, $0.count) }
+                        if count > 0 { pending.removeFirst(count) }
+                    }
+                    guard entry.revents & ~Int16(POLLOUT) != 0 else { continue }
                     let count = buffer.withUnsafeMutableBytes { read(master, $0.baseAddress, $0.count) }
                     if count > 0 {
                         _ = Files.writeAll(Array(buffer[0..<count]), to: output)
@@ -146,7 +160,7 @@ final class TerminalRelay: Sendable {
                 case input:
                     let count = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
                     if count > 0 {
-                        _ = Files.writeAll(Array(buffer[0..<count]), to: master)
+                        pending = Array(buffer[0..<count])
                     } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
                         inputOpen = false
                     }
@@ -155,7 +169,9 @@ final class TerminalRelay: Sendable {
                     _ = read(windowChanges, &drained, drained.count)
                     WindowSize.of(input)?.apply(to: master)
                 default:
+                    // The command ended: keys it never took go with it.
                     finishing = .now
+                    pending = []
                 }
             }
         }

@@ -57,14 +57,15 @@ struct AppJSON: Decodable {
         private struct Described: Decodable { var value: String }
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: Key.self)
-            for key in container.allKeys {
+            var index: [String: Int] = [:]
+            for key in container.allKeys where !key.stringValue.hasPrefix(JSONLastKeyWins.renamedPrefix) {
                 let value: String
                 if let text = try? container.decode(String.self, forKey: key) {
                     value = text
                 } else {
                     value = try container.decode(Described.self, forKey: key).value
                 }
-                pairs.upsert(key.stringValue, value)
+                pairs.upsert(key.stringValue, value, index: &index)
             }
         }
     }
@@ -96,9 +97,10 @@ struct AppJSON: Decodable {
                     + DotEnv.readProblem(error, file: "it", tooLarge: "far more than an app.json holds"),
                 hint: "Make app.json a JSON file, as Heroku reads it, or remove it.")
         }
+        let appJSON: AppJSON
         do {
             // A key given twice: the last one counts, as in Heroku's own parsers.
-            return try JSONDecoder().decode(AppJSON.self, from: Data(JSONLastKeyWins.rewrite(bytes)))
+            appJSON = try JSONDecoder().decode(AppJSON.self, from: Data(JSONLastKeyWins.rewrite(bytes)))
         } catch let error as DecodingError {
             throw MultipackError.usage(
                 "The app's app.json cannot be read: \(Self.describe(error)).",
@@ -106,6 +108,15 @@ struct AppJSON: Decodable {
                     "Heroku reads it too: fix it (buildpacks holds {\"url\": …} objects, environments.test's scripts and env hold strings), or remove it."
             )
         }
+        // Each becomes a file of ENV_DIR: a name such as `../../etc/cron.d/x` must never get there.
+        if let bad = appJSON.testEnv.first(where: { !BuildEnvironment.isName(Substring($0.key)) }) {
+            throw MultipackError.usage(
+                "The app's app.json cannot be read: environments.test.env has `\(BuildpackList.shown(bad.key))`, which is not a config var name.",
+                hint:
+                    "Name config vars with letters, digits and _, not starting with a digit, as --env and --env-file do."
+            )
+        }
+        return appJSON
     }
 
     private static func describe(_ error: DecodingError) -> String {
@@ -188,7 +199,7 @@ struct BuildpackChoice {
             if namesMultipack(url) {
                 guard let listed else {
                     throw MultipackError.usage(
-                        "app.json's \(key) names multipack itself (\(Masking.url(url))), which stands for the buildpacks in .buildpacks, and the app has no .buildpacks.",
+                        "app.json's \(key) names multipack itself (\(BuildpackList.shown(url))), which stands for the buildpacks in .buildpacks, and the app has no .buildpacks.",
                         hint:
                             "List the app's buildpacks in .buildpacks, or name them in app.json instead of multipack.")
                 }
@@ -204,7 +215,7 @@ struct BuildpackChoice {
                 entries.append(entry)
             } catch {
                 throw MultipackError.usage(
-                    "app.json's \(key)[\(index)] `\(Masking.url(url))` is not a buildpack reference: \((error as? BuildpackListError)?.reason ?? "\(error)").",
+                    "app.json's \(key)[\(index)] `\(BuildpackList.shown(url))` is not a buildpack reference: \((error as? BuildpackListError)?.reason ?? "\(error)").",
                     hint:
                         "Give a URL (heroku/nodejs, https://github.com/heroku/heroku-buildpack-python, an archive URL) as Heroku reads it."
                 )

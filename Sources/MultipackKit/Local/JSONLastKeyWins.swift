@@ -4,6 +4,9 @@
 /// only the last. One pass over the bytes with a stack of the open objects (no recursion, so no
 /// depth overflows); text that is not JSON comes back unchanged, for the decoder to refuse.
 enum JSONLastKeyWins {
+    /// How a renamed key starts: a decoder that lists an object's keys skips these.
+    static let renamedPrefix = "\u{0}duplicate-"
+
     static func rewrite(_ json: [UInt8]) -> [UInt8] {
         // Per open object or array: whether it is an object, whether a key comes next, and the
         // last occurrence of each key so far (an earlier one is renamed as soon as a later comes).

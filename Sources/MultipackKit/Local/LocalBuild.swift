@@ -85,13 +85,14 @@ public struct LocalBuildOptions: Sendable {
     /// The caller's variables `--pass-env` names; one that is not set is a usage error.
     func passedVariables(_ caller: [String: String]) throws(MultipackError) -> [(key: String, value: String)] {
         var passed: [(key: String, value: String)] = []
+        var index: [String: Int] = [:]
         for name in passEnv {
             guard let value = caller[name] else {
                 throw MultipackError.usage(
                     "--pass-env \(name) hands \(name) from your environment to the buildpacks, but \(name) is not set there.",
                     hint: "Export \(name) first (export \(name)=…), or leave --pass-env \(name) out.")
             }
-            passed.upsert(name, value)
+            passed.upsert(name, value, index: &index)
         }
         return passed
     }
@@ -232,6 +233,14 @@ public struct LocalBuild {
                     details: launch.sandbox.map { ["namespace: \($0.backend)"] } ?? [],
                     hint: "The message above says why; set MULTIPACK_SANDBOX=off to build without namespaces.")
             }
+            // The buildpacks share the stages' user: one can remove or block what they report.
+            if outcome == nil {
+                throw MultipackError.build(
+                    "The build ended without saying how it went: multipack's record of it (/tmp/multipack/outcome.json "
+                        + "as the buildpacks see it) is missing or unreadable.",
+                    hint:
+                        "A buildpack changed /tmp/multipack, which is multipack's own: look for one that writes there.")
+            }
             throw MultipackError.printedBefore(exitCode: outcome?.code ?? result.termination.exitCode, headline: nil)
         }
         // Stopped once the stages were done: the build did not finish, as a compile says at its end.
@@ -285,7 +294,7 @@ public struct LocalBuild {
     private func logSkippedAddons(_ addons: [String]) {
         for addon in addons {
             log.warning(
-                "Skipped the add-on \(Masking.text(addon)) (app.json's environments.test.addons): multipack ci provisions none; "
+                "Skipped the add-on \(BuildpackList.shown(addon)) (app.json's environments.test.addons): multipack ci provisions none; "
                     + "give the test run what it needs with -e (a DATABASE_URL of your own).")
         }
     }

@@ -182,7 +182,7 @@ public struct LocalRun {
                 hint: "Give the path of a Procfile (`type: command` lines), relative to the current directory.")
         }
         // `-f` names the user's own file; the build's Procfile is never followed out of the build.
-        let declared = Procfile.read(procfilePath, followingLinks: procfile != nil)
+        let declared = try Procfile.read(procfilePath, followingLinks: procfile != nil)
         let all = Procfile.processTypes(release: source.release, procfile: declared)
         if processes.isEmpty {
             let chosen = declared.isEmpty ? all.filter { $0.key == "web" } : declared.filter { $0.key != "release" }
@@ -196,15 +196,18 @@ public struct LocalRun {
             }
             return chosen
         }
-        for name in processes where !all.contains(where: { $0.key == name }) {
+        let known = Set(all.map(\.key))
+        for name in processes where !known.contains(name) {
             throw MultipackError.usage(
                 "There is no process type `\(Masking.text(name))` in \(target).",
                 hint: all.isEmpty
                     ? "It declares none: add a Procfile to the app (`web: <command>`) and build it again, or give a command: \(CommandName.line(["run", target, "--", "bash"]))"
                     : "It has: \(all.map(\.key).joined(separator: ", ")).")
         }
-        let order = declared.isEmpty ? all : declared + all.filter { type in !declared.contains { $0.key == type.key } }
-        return order.filter { processes.contains($0.key) }
+        let declaredNames = Set(declared.map(\.key))
+        let order = declared.isEmpty ? all : declared + all.filter { !declaredNames.contains($0.key) }
+        let named = Set(processes)
+        return order.filter { named.contains($0.key) }
     }
 
     private func resolve(scratch: String) throws -> Source {
@@ -308,11 +311,13 @@ public struct LocalRun {
         (try? Files.read(path)).flatMap { try? Release.parse($0) } ?? Release()
     }
 
-    /// A build's config vars; a link among them is not followed (a root caller's build without
-    /// namespaces had the directory as its own).
+    /// A build's config vars; a link among them is not followed, nor a file larger than config
+    /// vars take read (a root caller's build without namespaces had the directory as its own).
     static func configVars(in envDir: String) -> [(key: String, value: String)] {
         Files.list(envDir).sorted().compactMap { name in
-            (try? Files.read(envDir + "/" + name, followingLinks: false)).map { (name, $0) }
+            (try? Files.readRegularFile(envDir + "/" + name, limit: DotEnv.maxBytes, followingLinks: false)).map {
+                (name, String(decoding: $0, as: UTF8.self))
+            }
         }
     }
 

@@ -143,10 +143,10 @@ struct SandboxLaunch {
             command.namespace = NamespacePlan(idsOf: user)
         }
         let result = try handover.during { try Sandbox.run(command, in: context) }
-        // Read as the caller, from where the build could write: no link followed on the way.
-        let outcome = (try? Files.read("multipack/outcome.json", beneath: state.work + "/tmp")).flatMap {
-            try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8))
-        }
+        // Read as the caller, from where the build could write: no link followed on the way, and
+        // no more than an outcome holds (a buildpack may leave a sparse file of any size there).
+        let text = try? Files.read("multipack/outcome.json", beneath: state.work + "/tmp", limit: 64 << 20)
+        let outcome = text.flatMap { try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8)) }
         return (result, outcome)
     }
 

@@ -17,7 +17,7 @@ struct SlugPublish {
         let log = context.log
         let next = workspace.state.next
         let release = try Release.parse(outcome.release ?? "", stop: context.stop)
-        let procfile = Procfile.read(next.build + "/Procfile")
+        let procfile = try Procfile.read(next.build + "/Procfile")
         let processTypes = Procfile.processTypes(release: release, procfile: procfile)
         logProcessTypes(processTypes, procfile: procfile, log: log)
         summary.processTypes = Dictionary(processTypes.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
@@ -92,7 +92,8 @@ struct SlugPublish {
         log.detail(
             "Procfile declares types     -> \(procfile.isEmpty ? "(none)" : procfile.map(\.key).joined(separator: ", "))"
         )
-        let defaults = types.filter { type in !procfile.contains { $0.key == type.key } }
+        let declared = Set(procfile.map(\.key))
+        let defaults = types.filter { !declared.contains($0.key) }
         log.detail(
             "Default types for buildpack -> \(defaults.isEmpty ? "(none)" : defaults.map(\.key).joined(separator: ", "))"
         )

@@ -135,7 +135,8 @@ public func mergeReleases(
 }
 
 extension Array where Element == (key: String, value: String) {
-    /// `upsert` with the positions of the keys kept in `index`.
+    /// Replaces the value of `key` in place (keeping its first position) or appends it; `index`
+    /// holds the position of every key in these pairs, so that n upserts cost n, not n².
     mutating func upsert(_ key: String, _ value: String, index: inout [String: Int]) {
         if let position = index[key] {
             self[position].value = value
@@ -145,12 +146,14 @@ extension Array where Element == (key: String, value: String) {
         }
     }
 
-    /// Replaces the value in place (keeping the first position) or appends.
-    mutating func upsert(_ key: String, _ value: String) {
-        if let index = firstIndex(where: { $0.key == key }) {
-            self[index].value = value
-        } else {
-            append((key, value))
-        }
+    /// These pairs with `pairs` on top: a key already here keeps its position and takes the
+    /// new value, a new key is appended. Linear: a Procfile or a dotenv file of 100,000 lines
+    /// must not cost 100,000² comparisons.
+    func upserting(_ pairs: some Sequence<(key: String, value: String)>) -> Self {
+        var result = self
+        var index: [String: Int] = [:]
+        for (position, pair) in enumerated() where index[pair.key] == nil { index[pair.key] = position }
+        for (key, value) in pairs { result.upsert(key, value, index: &index) }
+        return result
     }
 }

@@ -27,7 +27,7 @@ enum Files {
     /// The text of the regular file at `relative` under `root`, no link followed on the way: for
     /// what multipack reads, as root, of what a build wrote (a link there may name any file on
     /// this machine).
-    static func read(_ relative: String, beneath root: String) throws -> String {
+    static func read(_ relative: String, beneath root: String, limit: Int = .max) throws -> String {
         var directory = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard directory >= 0 else { throw FileError(path: root, action: "read", errno: errno) }
         defer { close(directory) }
@@ -45,7 +45,10 @@ enum Files {
         guard fstat(descriptor, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
             throw FileError(path: root + "/" + relative, action: "read", errno: EINVAL, detail: kindName(info.st_mode))
         }
-        return String(decoding: try readToEnd(descriptor, path: root + "/" + relative, chunk: 65_536), as: UTF8.self)
+        guard info.st_size <= limit else { throw tooLarge(root + "/" + relative, limit: limit) }
+        return String(
+            decoding: try readToEnd(descriptor, path: root + "/" + relative, chunk: 65_536, limit: limit), as: UTF8.self
+        )
     }
 
     /// A file the user named on the command line (`--env-file`): a regular file, or a pipe

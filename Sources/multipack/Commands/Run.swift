@@ -35,18 +35,14 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var root: StackRootOptions
     @OptionGroup var mount: MountOptions
 
-    /// argument-parser allows no positional argument after an array of them, and gives what
-    /// follows `--` to that array, last: the one-off command is the tail that followed the first
-    /// `--` of the command line. With no positional word before the first `--` (`multipack run -- make`), argument-parser
-    /// gives the command's first word to `target`: there is no app then.
+    /// The one-off command is what followed the first `--` of the command line, which
+    /// argument-parser is never given (see `Multipack.main`): `target` and `words` are what came
+    /// before (no target: `multipack run -- make`, with no app).
     static func split(target: String?, words: [String], commandLine: [String]) -> (
         target: String?, processes: [String], command: [String]
     ) {
-        let positional = (target.map { [$0] } ?? []) + words
         guard let terminator = commandLine.firstIndex(of: "--") else { return (target, words, []) }
-        let count = min(positional.count, commandLine.count - terminator - 1)
-        let before = positional.dropLast(count)
-        return (before.first, Array(before.dropFirst()), Array(positional.suffix(count)))
+        return (target, words, Array(commandLine[(terminator + 1)...]))
     }
 
     func run() throws {
