@@ -58,26 +58,34 @@ struct SlugDirectory {
         }
     }
 
-    /// `source` at `target`, whole or not at all.
+    /// `source` at `target`, whole or not at all: a hard link where both are on one file system,
+    /// a copy otherwise.
     private static func place(_ source: String, at target: String) throws {
-        // The link is locked until it is renamed into place: a sweep of partials in this
-        // directory (another commit's build) takes only what nobody holds.
-        var held: Int32 = -1
-        defer { if held >= 0 { close(held) } }
+        // A sweep of partials in this directory (another commit's build) takes only what nobody
+        // holds: the source is locked before a link to it appears beside the target, since a
+        // link made first and locked after could be taken in between. A copy is written into the
+        // partial `replaceWhole` made, which is locked from its start.
+        let held = open(source, O_RDONLY | O_CLOEXEC)
+        guard held >= 0 else { throw FileError(path: source, action: "read", errno: errno) }
+        defer { close(held) }
+        var sourceInfo = stat()
+        var directoryInfo = stat()
+        let linkable =
+            fstat(held, &sourceInfo) == 0 && stat(Files.parent(of: target), &directoryInfo) == 0
+            && sourceInfo.st_dev == directoryInfo.st_dev && flock(held, LOCK_EX | LOCK_NB) == 0
         try Files.replaceWhole(target) { temporary in
-            unlink(temporary)
-            if link(source, temporary) == 0 {
-                held = open(temporary, O_RDONLY | O_CLOEXEC)
-            } else {
-                let input = open(source, O_RDONLY | O_CLOEXEC)
-                guard input >= 0 else { throw FileError(path: source, action: "read", errno: errno) }
-                defer { close(input) }
-                held = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-                guard held >= 0 else { throw FileError(path: target, action: "write", errno: errno) }
-                var buffer = [UInt8](repeating: 0, count: 1 << 16)
-                try Files.copyBytes(input, from: source, to: held, named: target, through: &buffer)
+            if linkable {
+                unlink(temporary)
+                if link(source, temporary) == 0 { return }
             }
-            if held >= 0 { flock(held, LOCK_EX | LOCK_NB) }
+            // Not linked: the partial, made again if the link's attempt removed it, and locked
+            // at once.
+            let output = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard output >= 0 else { throw FileError(path: target, action: "write", errno: errno) }
+            defer { close(output) }
+            flock(output, LOCK_EX | LOCK_NB)
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            try Files.copyBytes(held, from: source, to: output, named: target, through: &buffer)
         }
     }
 }
