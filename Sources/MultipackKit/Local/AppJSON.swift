@@ -206,16 +206,11 @@ struct BuildpackChoice {
                 entries += listed
                 continue
             }
-            do {
-                let parsed = try BuildpackList.parse(url, directory: appDir)
-                guard parsed.count == 1, var entry = parsed.first else {
-                    throw BuildpackListError(line: index + 1, text: url, reason: "it is empty")
-                }
-                entry.line = index + 1
-                entries.append(entry)
+            do throws(BuildpackListError) {
+                entries.append(try BuildpackList.entry(url, line: index + 1, directory: appDir))
             } catch {
                 throw MultipackError.usage(
-                    "app.json's \(key)[\(index)] `\(BuildpackList.shown(url))` is not a buildpack reference: \((error as? BuildpackListError)?.reason ?? "\(error)").",
+                    "app.json's \(key)[\(index)] `\(BuildpackList.shown(url))` is not a buildpack reference: \(error.reason).",
                     hint:
                         "Give a URL (heroku/nodejs, https://github.com/heroku/heroku-buildpack-python, an archive URL) as Heroku reads it."
                 )

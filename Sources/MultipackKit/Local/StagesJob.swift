@@ -90,17 +90,12 @@ public struct StagesJob: Codable, Sendable {
     static func entries(_ buildpacks: [String], directory: String) throws -> [BuildpackEntry] {
         var entries: [BuildpackEntry] = []
         for (index, text) in buildpacks.enumerated() {
-            do {
+            do throws(BuildpackListError) {
                 // Paths given on the command line are relative to where multipack was started.
-                let parsed = try BuildpackList.parse(text, directory: directory)
-                guard parsed.count == 1, var entry = parsed.first else {
-                    throw BuildpackListError(line: 1, text: text, reason: "it is empty")
-                }
-                entry.line = index + 1
-                entries.append(entry)
+                entries.append(try BuildpackList.entry(text, line: index + 1, directory: directory))
             } catch {
                 throw MultipackError.usage(
-                    "--buildpack `\(Masking.url(text))` is not a buildpack reference: \((error as? BuildpackListError)?.reason ?? "\(error)").",
+                    "--buildpack `\(Masking.url(text))` is not a buildpack reference: \(error.reason).",
                     hint:
                         "Give a git URL (optionally with #ref), an archive URL, a registry name (namespace/name) or a local directory."
                 )
@@ -177,5 +172,18 @@ public struct StagesJob: Codable, Sendable {
             try stages.test()
         }
         log.step("Tests passed")
+    }
+}
+
+extension BuildpackList {
+    /// One value read as a `.buildpacks` line is (a `--buildpack`, an app.json URL): exactly one
+    /// entry, numbered `line`.
+    static func entry(_ text: String, line: Int, directory: String) throws(BuildpackListError) -> BuildpackEntry {
+        let parsed = try parse(text, directory: directory)
+        guard parsed.count == 1, var entry = parsed.first else {
+            throw BuildpackListError(line: line, text: text, reason: "it is empty")
+        }
+        entry.line = line
+        return entry
     }
 }
