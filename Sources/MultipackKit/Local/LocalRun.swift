@@ -120,9 +120,13 @@ public struct LocalRun {
         let launch = DynoLaunch(
             sandbox: sandbox, tmp: scratch + "/tmp", context: invocation.context, log: log,
             grace: .seconds(graceSeconds), runAs: sandbox == nil && user.isIsolated ? user : nil)
-        func member(_ name: String, port: Int, script: String, arguments: [String] = []) throws -> Formation.Member {
-            var environment = try dynoEnvironment(name: name, port: port, source: source)
+        func member(
+            _ name: String, port: Int, script: String, arguments: [String] = [], environment: [String: String]
+        ) -> Formation.Member {
+            var environment = environment
             environment["HOME"] = app
+            environment["PORT"] = String(port)
+            environment["DYNO"] = name + ".1"
             if self.target == nil { environment["STACK"] = root.stack ?? choice.stack }
             return Formation.Member(
                 name: name + ".1", executable: "bash",
@@ -131,7 +135,9 @@ public struct LocalRun {
         }
 
         if !command.isEmpty {
-            let oneOff = try member("run", port: port, script: "exec \"$@\"", arguments: ["bash"] + command)
+            let oneOff = member(
+                "run", port: port, script: "exec \"$@\"", arguments: ["bash"] + command,
+                environment: try dynoEnvironment(source))
             log.step("Starting run: \(command.joined(separator: " "))")
             log.detail("HOME=\(app) PORT=\(port) DYNO=run.1")
             // A terminal of its own whenever the caller's input is one, as `heroku run` gives.
@@ -145,7 +151,8 @@ public struct LocalRun {
         if processes.count == 1, let (name, line) = types.first {
             log.step("Starting \(name): \(line)")
             log.detail("HOME=\(app) PORT=\(port) DYNO=\(name).1")
-            let code = try launch.single(try member(name, port: port, script: line), stdin: .null)
+            let dyno = member(name, port: port, script: line, environment: try dynoEnvironment(source))
+            let code = try launch.single(dyno, stdin: .null)
             log.step("\(name) ended with \(Self.describe(code))")
             return code
         }
@@ -156,10 +163,12 @@ public struct LocalRun {
         }
         var members: [Formation.Member] = []
         log.step("Starting \(types.map(\.key).joined(separator: ", ")) together, as heroku local does")
+        // Read once for all of them: an --env-file may be a pipe.
+        let environment = try dynoEnvironment(source)
         for (index, (name, line)) in types.enumerated() {
             let typePort = port + 100 * index
             log.detail("\(name).1: \(line) (PORT=\(typePort))")
-            members.append(try member(name, port: typePort, script: line))
+            members.append(member(name, port: typePort, script: line, environment: environment))
         }
         let code = try launch.formation(members, colors: isatty(1) == 1)
         log.step("Every process ended; run ends with \(Self.describe(code))")
@@ -321,10 +330,10 @@ public struct LocalRun {
         }
     }
 
-    /// A dyno's environment: HOME, PORT, DYNO, PATH and LANG (TERM when there is one); then, each
-    /// winning over the one before, the release's config vars, the build's, the app's `.env` (as
-    /// `heroku local` reads it), `--env-file` and `--env`.
-    func dynoEnvironment(name: String, port: Int, source: Source) throws -> [String: String] {
+    /// A dyno's environment but what each process has of its own (HOME, PORT, DYNO): PATH and LANG
+    /// (TERM when there is one); then, each winning over the one before, the release's config vars,
+    /// the build's, the app's `.env` (as `heroku local` reads it), `--env-file` and `--env`.
+    func dynoEnvironment(_ source: Source) throws -> [String: String] {
         var env: [String: String] = [:]
         for (key, value) in source.release.configVars { env[key] = value }
         for (key, value) in source.buildConfig { env[key] = value }
@@ -344,9 +353,6 @@ public struct LocalRun {
             for (key, value) in try DotEnv.parse(text, file: dotenv) { env[key] = value }
         }
         for (key, value) in try configArguments.resolve(environment: invocation.environment) { env[key] = value }
-        env["HOME"] = "/app"
-        env["PORT"] = String(port)
-        env["DYNO"] = name + ".1"
         env["PATH"] = HerokuEnvironment.path
         env["LANG"] = env["LANG"] ?? HerokuEnvironment.lang
         if let term = invocation.environment["TERM"] { env["TERM"] = term }
