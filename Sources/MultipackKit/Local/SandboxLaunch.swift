@@ -110,24 +110,7 @@ struct SandboxLaunch {
             in: inside ? "/app" : state.work + "/home",
             environment: try environment(sourceVersion: sourceVersion, localPaths: localPaths),
             stdout: .inherit, stderr: .inherit)
-        var sandbox = sandbox
-        if var configured = sandbox {
-            let multipack = configured.bindMultipack(at: workDir + "/multipack")
-            command.executable = multipack[0]
-            command.arguments = multipack.dropFirst() + command.arguments
-            if let own = options.cacheDir {
-                configured.bind(Files.absolute(own), at: job.cache, writable: true, owned: true)
-            }
-            configured.bind(state.next.env, at: job.env, owned: true)
-            configured.bind(options.appDir)
-            for path in localPaths { configured.bind(path) }
-            if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") {
-                configured.bind(socket, at: Sandbox.sshAgent, writable: true, owned: true)
-                command.environment["SSH_AUTH_SOCK"] = Sandbox.sshAgent
-            }
-            configured.bind(options.mounts)
-            sandbox = configured
-        }
+        var sandbox = sandbox.map { bindings(in: $0, job: job, localPaths: localPaths, command: &command) }
         command.stopsItself = true
         // Without a PID namespace, what the build leaves running is stopped before anything of
         // it is read or handed back.
@@ -148,6 +131,29 @@ struct SandboxLaunch {
         let text = try? Files.read("multipack/outcome.json", beneath: state.work + "/tmp", limit: 64 << 20)
         let outcome = text.flatMap { try? JSONDecoder().decode(StagesJob.Outcome.self, from: Data($0.utf8)) }
         return (result, outcome)
+    }
+
+    /// `sandbox` with what the stages read bound in: multipack itself (which `command` then runs),
+    /// the cache, the config vars, the app, the local buildpacks, the SSH agent and `--mount`'s.
+    private func bindings(
+        in sandbox: Sandbox, job: StagesJob, localPaths: [String], command: inout Command
+    ) -> Sandbox {
+        var sandbox = sandbox
+        let multipack = sandbox.bindMultipack(at: workDir + "/multipack")
+        command.executable = multipack[0]
+        command.arguments = multipack.dropFirst() + command.arguments
+        if let own = options.cacheDir {
+            sandbox.bind(Files.absolute(own), at: job.cache, writable: true, owned: true)
+        }
+        sandbox.bind(state.next.env, at: job.env, owned: true)
+        sandbox.bind(options.appDir)
+        for path in localPaths { sandbox.bind(path) }
+        if let socket = caller["SSH_AUTH_SOCK"], socket.hasPrefix("/") {
+            sandbox.bind(socket, at: Sandbox.sshAgent, writable: true, owned: true)
+            command.environment["SSH_AUTH_SOCK"] = Sandbox.sshAgent
+        }
+        sandbox.bind(options.mounts)
+        return sandbox
     }
 
     /// The caller's directories as the build's user reaches them (SPEC §15, "Not root, for
