@@ -128,6 +128,15 @@ struct BuildRoot {
             }
             return .machine(stack: choice.stack, fallback: false)
         }
+        return try pulled(choice, role: role, strict: strict, caller: caller, log: log, doing: doing)
+    }
+
+    /// The image `choice` names, or the stack's own for `role`, pulled (or found in the cache);
+    /// this machine instead when the stack's own cannot be reached and `strict` is false.
+    private static func pulled(
+        _ choice: StackChoice, role: ImageReference.StackRole, strict: Bool, caller: [String: String], log: Log,
+        doing: String
+    ) throws -> BuildRoot {
         let named = try choice.image.map { text throws(MultipackError) in
             try ImageReference(parsing: text, environment: caller)
         }
