@@ -220,28 +220,27 @@ public struct LocalBuild {
             workspace, choice: choice, listed: listed ?? [], sourceVersion: sourceVersion, in: context)
         summary.add(outcome?.record)
         workspace.finish()
-        guard let outcome, result.termination.succeeded else {
-            summary.failure = outcome?.failure
+        guard let outcome else {
             // The multipack inside had no time to say where it stopped (it always says it otherwise).
-            if outcome == nil, let signal = context.stop.signal {
+            if let signal = context.stop.signal {
                 throw MultipackError.interrupted(
                     signal, "while the buildpacks ran (stopped before they could say where)")
             }
-            if outcome == nil, !result.termination.succeeded {
+            if !result.termination.succeeded {
                 throw MultipackError.build(
                     "The build's namespace could not be set up or ended early (\(result.termination)).",
                     details: launch.sandbox.map { ["namespace: \($0.backend)"] } ?? [],
                     hint: "The message above says why; set MULTIPACK_SANDBOX=off to build without namespaces.")
             }
             // The buildpacks share the stages' user: one can remove or block what they report.
-            if outcome == nil {
-                throw MultipackError.build(
-                    "The build ended without saying how it went: multipack's record of it (/tmp/multipack/outcome.json "
-                        + "as the buildpacks see it) is missing or unreadable.",
-                    hint:
-                        "A buildpack changed /tmp/multipack, which is multipack's own: look for one that writes there.")
-            }
-            throw MultipackError.printedBefore(exitCode: outcome?.code ?? result.termination.exitCode, headline: nil)
+            throw MultipackError.build(
+                "The build ended without saying how it went: multipack's record of it (/tmp/multipack/outcome.json "
+                    + "as the buildpacks see it) is missing or unreadable.",
+                hint: "A buildpack changed /tmp/multipack, which is multipack's own: look for one that writes there.")
+        }
+        guard result.termination.succeeded else {
+            summary.failure = outcome.failure
+            throw MultipackError.printedBefore(exitCode: outcome.code, headline: nil)
         }
         // Stopped once the stages were done: the build did not finish, as a compile says at its end.
         try context.stop.check()
