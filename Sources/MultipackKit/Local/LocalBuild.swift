@@ -119,8 +119,14 @@ public struct LocalBuild {
     /// Runs the build; its failure is thrown for the caller to print. With `--json` the log goes
     /// to stderr and stdout gets one JSON object, whatever the outcome.
     public func run() throws {
-        let jsonOutput = options.json ? StandardOutput.divertToStandardError() : nil
-        let (summary, failure) = summarized { try perform(&$0) }
+        try Self.printingSummary(json: options.json) { summarized { try perform(&$0) } }
+    }
+
+    /// Runs `build` (a build summed up by `summarized`) and throws its failure; with `json` the
+    /// log goes to stderr meanwhile and stdout gets the summary, whatever the outcome.
+    static func printingSummary(json: Bool, _ build: () -> (LocalBuildSummary, MultipackError?)) throws {
+        let jsonOutput = json ? StandardOutput.divertToStandardError() : nil
+        let (summary, failure) = build()
         if let jsonOutput {
             Log.writeToDescriptor(summary.json + "\n", jsonOutput)
             close(jsonOutput)

@@ -57,26 +57,22 @@ public struct AppBuild {
         guard repository != nil || slugDirectory != nil else {
             return try LocalBuild(options: options, invocation: invocation, mode: mode).run()
         }
-        let jsonOutput = options.json ? StandardOutput.divertToStandardError() : nil
         var quiet = options
         quiet.json = false
-        let (summary, failure) = LocalBuild(options: quiet, invocation: invocation, mode: mode).summarized { summary in
-            try checkOptions(repository)
-            // Read once: an --env-file may be a pipe.
-            var options = quiet
-            let configVars = try options.configArguments.resolve(environment: caller)
-            options.configArguments = ConfigVarArguments(pairs: configVars.map { "\($0.key)=\($0.value)" })
-            if let repository {
-                try build(repository, options: options, configVars: configVars, &summary)
-            } else {
-                try buildCheckout(options: options, configVars: configVars, &summary)
+        try LocalBuild.printingSummary(json: options.json) {
+            LocalBuild(options: quiet, invocation: invocation, mode: mode).summarized { summary in
+                try checkOptions(repository)
+                // Read once: an --env-file may be a pipe.
+                var options = quiet
+                let configVars = try options.configArguments.resolve(environment: caller)
+                options.configArguments = ConfigVarArguments(pairs: configVars.map { "\($0.key)=\($0.value)" })
+                if let repository {
+                    try build(repository, options: options, configVars: configVars, &summary)
+                } else {
+                    try buildCheckout(options: options, configVars: configVars, &summary)
+                }
             }
         }
-        if let jsonOutput {
-            Log.writeToDescriptor(summary.json + "\n", jsonOutput)
-            close(jsonOutput)
-        }
-        if let failure { throw failure }
     }
 
     /// Usage errors (exit 2) before anything is fetched or run.
