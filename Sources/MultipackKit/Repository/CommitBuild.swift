@@ -75,6 +75,14 @@ public struct AppBuild {
         }
     }
 
+    /// multipack's own settings, from the config vars (the last of a name wins) and the caller's
+    /// environment.
+    private func settings(_ configVars: [(key: String, value: String)]) throws -> Settings {
+        try Settings(
+            configVars: Dictionary(configVars.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }),
+            environment: caller)
+    }
+
     /// Usage errors (exit 2) before anything is fetched or run.
     private func checkOptions(_ repository: AppRepository?) throws {
         try options.validate()
@@ -99,9 +107,7 @@ public struct AppBuild {
     ) throws {
         let context = invocation.context
         summary.app = repository.masked
-        let settings = try Settings(
-            configVars: Dictionary(configVars.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }),
-            environment: caller)
+        let settings = try self.settings(configVars)
         log.step("Building \(repository.masked)\(repository.shownRef)")
         let mirror = AppMirror(repository, environment: caller, settings: settings, context: context)
         let commit = try mirror.resolve(log: log)
@@ -175,15 +181,12 @@ public struct AppBuild {
             context: invocation.context)
         if head.dirty {
             log.step("\(appDir) has changes HEAD (\(head.commit.prefix(12))) does not hold: built as \(version)")
-        } else {
-            let settings = try Settings(
-                configVars: Dictionary(configVars.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }),
-                environment: caller)
-            if try alreadyBuilt(target, inputs: inputs, configVars: configVars, settings: settings, &summary) {
-                commitSummary.slugDirectory = SlugFiles(target, built: false)
-                summary.commit = commitSummary
-                return
-            }
+        } else if try alreadyBuilt(
+            target, inputs: inputs, configVars: configVars, settings: settings(configVars), &summary)
+        {
+            commitSummary.slugDirectory = SlugFiles(target, built: false)
+            summary.commit = commitSummary
+            return
         }
         try LocalBuild(options: options, invocation: invocation, mode: mode).perform(&summary)
         try file(summary, in: target, inputs: inputs, configVars: configVars, repository: nil, dirty: head.dirty)
