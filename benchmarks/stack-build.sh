@@ -20,12 +20,12 @@ for tool in docker-registry umoci skopeo busybox; do
     command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install docker-registry umoci skopeo busybox-static)" >&2; exit 1; }
 done
 source "$root/benchmarks/release-binary.sh"
+source "$root/scripts/lib/registry.sh"
 work=$(mktemp -d /tmp/multipack-stack-build-bench-XXXXXX)
 # Root's builds without a namespace run as an id that owns nothing: it must reach the app.
 chmod 755 "$work"
-registry_pid=
 cleanup() {
-    if [[ -n $registry_pid ]]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi
+    stop_registry
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -54,20 +54,8 @@ printf 'ID=bench-stack\nVERSION_ID="24.04"\n' >"$rootfs/etc/os-release"
 umoci repack --image layout:stack bundle
 rm -rf bundle
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >registry.yml <<EOF
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $work/storage
-http:
-  addr: 127.0.0.1:$port
-EOF
-docker-registry serve registry.yml >registry.log 2>&1 &
-registry_pid=$!
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.05; done
+start_registry "$work/storage"
+port=$registry_port
 skopeo copy --quiet --dest-tls-verify=false oci:layout:stack "docker://127.0.0.1:$port/bench/stack:24-build"
 
 mkdir -p app tmp home bp/bin

@@ -15,12 +15,12 @@ bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 for tool in docker-registry umoci skopeo /usr/bin/time; do
     command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install docker-registry umoci skopeo time)" >&2; exit 1; }
 done
+source "$(dirname "$0")/../scripts/lib/registry.sh"
 mkdir -p "$work"
 cd "$work"
 
-registry_pid=
 cleanup() {
-    if [[ -n $registry_pid ]]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi
+    stop_registry
     rm -rf "$work"/mp-cache-* "$work"/ref-* "$work/bundle"
 }
 trap cleanup EXIT
@@ -49,24 +49,9 @@ if [[ ! -f layout/index.json ]]; then
 fi
 umoci stat --image layout:big | sed 's/^/  /'
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >registry.yml <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-EOF
-docker-registry serve registry.yml >registry.log 2>&1 &
-registry_pid=$!
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
-skopeo copy --quiet --dest-tls-verify=false oci:layout:big "docker://127.0.0.1:$port/bench/big:1"
-image=127.0.0.1:$port/bench/big:1
+start_registry "$work/registry" quiet
+image=127.0.0.1:$registry_port/bench/big:1
+skopeo copy --quiet --dest-tls-verify=false oci:layout:big "docker://$image"
 
 # Prints "SECONDS PEAK_RSS_KB" for one command.
 measure() {

@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checkout=$(pwd)
+source scripts/lib/registry.sh
 for tool in docker-registry umoci skopeo python3; do
   command -v "$tool" >/dev/null || { echo " !     needs $tool: apt-get install docker-registry umoci skopeo python3" >&2; exit 1; }
 done
@@ -61,12 +62,8 @@ umoci unpack --rootless --image layout:1 bundle >/dev/null
 timed "umoci repack (the root as one layer)" bash -c 'cp -a rootfs/. bundle/rootfs/ && umoci repack --image layout:1 bundle'
 rm -rf bundle rootfs
 umoci config --image layout:1 --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-registry_port=$(free_port)
-printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
-  "$scratch/storage" "$registry_port" >registry.yml
-docker-registry serve registry.yml >registry.log 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$registry_port/v2/" && break; sleep 0.05; done
+start_registry "$scratch/storage"
+pids+=("$registry_pid")
 image="127.0.0.1:$registry_port/try/builder:1"
 timed "skopeo copy to the loopback registry" skopeo copy --quiet --dest-tls-verify=false oci:layout:1 "docker://$image"
 figures+=("image layer: $(du -h "$(ls -S layout/blobs/sha256/* | head -1)" | cut -f1) compressed")

@@ -16,15 +16,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checkout=$(pwd)
+source scripts/lib/registry.sh
 root="${MULTIPACK_CHROOT:-/var/tmp/multipack-chroot}"
 for tool in docker-registry umoci skopeo; do
   command -v "$tool" >/dev/null || { echo " !     needs $tool: apt-get install docker-registry umoci skopeo" >&2; exit 1; }
 done
 scratch=$(mktemp -d /var/tmp/multipack-verify-image-XXXXXX)
 chmod 755 "$scratch"
-registry_pid=
 cleanup() {
-  if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi
+  stop_registry
   rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -74,20 +74,8 @@ umoci unpack --rootless --image layout:bookworm bundle >/dev/null
 timed "umoci repack (the root as a layer)" bash -c 'cp -a "$0/." bundle/rootfs/ && umoci repack --image layout:bookworm bundle' "$root"
 rm -rf bundle
 umoci config --image layout:bookworm --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >registry.yml <<EOF
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $scratch/storage
-http:
-  addr: 127.0.0.1:$port
-EOF
-docker-registry serve registry.yml >registry.log 2>&1 &
-registry_pid=$!
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.05; done
+start_registry "$scratch/storage"
+port=$registry_port
 image="127.0.0.1:$port/verify/stack:bookworm"
 timed "skopeo copy to the loopback registry" skopeo copy --quiet --dest-tls-verify=false oci:layout:bookworm "docker://$image"
 figures+=("image layer: $(du -h "$(ls -S layout/blobs/sha256/* | head -1)" | cut -f1) compressed")

@@ -283,14 +283,9 @@ struct Extractor {
     /// the nearest open ancestor down, one component at a time, never through a symlink.
     private mutating func descriptor(_ node: Int, member: String) throws -> ArchiveDirectory {
         if let cached = directories[node] { return cached }
-        var chain: [Int] = []
-        var top = node
-        while top != PathTree.root, directories[top] == nil {
-            chain.append(top)
-            top = tree.parents[top]
-        }
-        var dir = top == PathTree.root ? root : directories[top]!
-        for next in chain.reversed() {
+        let (top, below) = tree.way(to: node) { directories[$0] != nil }
+        var dir = directories[top] ?? root
+        for next in below {
             let name = tree.name(of: next)
             dir = try Self.system(member) { try openDirectory(name, in: dir, node: next, member: member) }
         }

@@ -46,6 +46,18 @@ struct PathTree {
 
     func name(of node: Int) -> String { names[node] }
 
+    /// The way down to the directory `node` from its nearest ancestor that `isOpen` (or the
+    /// root): that ancestor, and the nodes below it to open in turn, top first.
+    func way(to node: Int, from isOpen: (Int) -> Bool) -> (top: Int, below: [Int]) {
+        var below: [Int] = []
+        var top = node
+        while top != Self.root, !isOpen(top) {
+            below.append(top)
+            top = parents[top]
+        }
+        return (top, below.reversed())
+    }
+
     func child(of node: Int, named name: String) -> Int? {
         children[Key(parent: node, name: name)]
     }

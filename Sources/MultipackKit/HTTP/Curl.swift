@@ -254,7 +254,7 @@ final class CurlTransfer {
             guard Self.isSuccess(status) else {
                 return .failure(TransferFailure(kind: .status(status)))
             }
-            if request.expectsArchive, let page = HTMLPage(head: head, contentType: header("content-type")) {
+            if request.expectsArchive, let page = HTMLPage(head: head, contentType: response.header("content-type")) {
                 return .failure(TransferFailure(kind: .html(status: status, title: page.title)))
             }
             if request.method == .get && announced >= 0 && announced != received {
@@ -336,10 +336,6 @@ final class CurlTransfer {
         guard responseHeaders.count < 256, let colon = line.firstIndex(of: ":") else { return }
         let value = String(line[line.index(after: colon)...].trimming(while: \.isWhitespace))
         responseHeaders.append(HTTPHeader(name: String(line[..<colon]), value: value))
-    }
-
-    private func header(_ name: String) -> String? {
-        responseHeaders.first { $0.name == name }?.value.lowercased()
     }
 
     /// The periodic check; false ends the transfer.

@@ -8,7 +8,7 @@ struct HTMLPage {
         let text = String(decoding: head, as: UTF8.self)
         let start = text.drop(while: { $0.isWhitespace || $0 == "\u{FEFF}" }).prefix(15).lowercased()
         let looksLikeHTML = start.hasPrefix("<!doctype html") || start.hasPrefix("<html") || start.hasPrefix("<head")
-        let saysHTML = contentType?.hasPrefix("text/html") == true
+        let saysHTML = contentType?.lowercased().hasPrefix("text/html") == true
         // Archives start with binary magic, never with '<'.
         guard looksLikeHTML || (saysHTML && start.hasPrefix("<")) else { return nil }
         title = Self.title(in: text)

@@ -137,11 +137,7 @@ public struct ImageReference: Sendable, Equatable, Hashable, CustomStringConvert
     /// `sha256:` and 64 lowercase hex digits, or nil: a digest names files in the cache, so no
     /// other shape is ever used.
     static func validDigest(_ text: String) -> String? {
-        let hex = text.utf8.dropFirst(7)
-        guard text.hasPrefix("sha256:"), hex.count == 64,
-            hex.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
-        else { return nil }
-        return text
+        text.hasPrefix("sha256:") && CacheStore.isDigest(String(text.dropFirst(7))) ? text : nil
     }
 
     /// 127.0.0.0/8, `::1` and `localhost`, with or without a port: the registries plain HTTP is

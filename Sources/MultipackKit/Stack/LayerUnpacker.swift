@@ -269,14 +269,9 @@ struct LayerUnpacker {
     private mutating func descriptor(_ node: Int, member: String) throws -> ArchiveDirectory {
         if node == PathTree.root { return root }
         if let open = directories[node] { return open }
-        var chain: [Int] = []
-        var top = node
-        while top != PathTree.root, directories[top] == nil {
-            chain.append(top)
-            top = tree.parents[top]
-        }
-        var directory = top == PathTree.root ? root : directories[top]!
-        for next in chain.reversed() {
+        let (top, below) = tree.way(to: node) { directories[$0] != nil }
+        var directory = directories[top] ?? root
+        for next in below {
             let name = tree.name(of: next)
             directory = try Self.system(member) {
                 try openDirectory(name, in: directory, node: next, replacing: false, member: member)

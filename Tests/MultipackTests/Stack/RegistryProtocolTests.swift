@@ -326,18 +326,7 @@ import Testing
     }
 
     @Test func aPullKilledMidDownloadLeavesNothingALaterPullTrusts() throws {
-        let manifest = self.manifest
-        var routes: [String: LoopbackHTTPServer.Behaviour] = [
-            "/v2/test/small/manifests/1": .reply(
-                status: 200, headers: [("Docker-Content-Digest", manifest.digest)], body: manifest.bytes)
-        ]
-        for (digest, bytes) in blobs {
-            routes["/v2/test/small/blobs/\(digest)"] =
-                bytes.count > 100_000
-                ? .sequence([.trickle(body: bytes, chunk: 16_384, pause: .milliseconds(100)), .serve(body: bytes)])
-                : .serve(body: bytes)
-        }
-        let front = try LoopbackHTTPServer(routes: routes)
+        let front = try slowFront()
         defer { front.stop() }
         let environment = Multipack.environment([
             "HOME": temp.sub("home"), "XDG_CACHE_HOME": temp.path + "/cache", "TMPDIR": temp.sub("tmp"),
