@@ -116,14 +116,8 @@ import Testing
         var found: [(pid: Int32, line: String)] = []
         for attempt in 0..<3 {
             if attempt > 0 { usleep(100_000) }
-            found = []
-            let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
-            for pid in pids {
-                guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-                let words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-                if words.contains(where: { $0.hasSuffix("." + mark) }) {
-                    found.append((pid, words.joined(separator: " ")))
-                }
+            found = commandLines().filter { $0.words.contains { $0.hasSuffix("." + mark) } }.map {
+                ($0.pid, $0.words.joined(separator: " "))
             }
             if found.isEmpty { return [] }
         }
