@@ -26,6 +26,19 @@ import Testing
         return headers
     }
 
+    /// `.ci/run` installs the list; its opening comment says why each package is there, and may
+    /// not fall behind the list.
+    @Test func ciRunNamesEveryPackageOfTheListWithItsReason() throws {
+        let run = try String(contentsOfFile: Repo.root + "/.ci/run", encoding: .utf8)
+        #expect(run.contains("$(cat .ci/debian-packages)"))
+        let comment = run.split(separator: "\n").prefix { $0.hasPrefix("#") }.joined(separator: "\n")
+        let named = Set(comment.split(whereSeparator: { !$0.isLetter && !$0.isNumber && $0 != "-" }).map(String.init))
+        #expect(!Self.packages.isEmpty)
+        for package in Self.packages.sorted() {
+            #expect(named.contains(package), "`.ci/run` does not say why it installs \(package)")
+        }
+    }
+
     @Test func theListHoldsThePackageOfEveryHeaderTheCTargetsInclude() throws {
         let headers = try Self.systemHeaders()
         #expect(headers.count >= 5, "\(headers)")
