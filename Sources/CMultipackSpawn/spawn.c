@@ -132,6 +132,22 @@ int multipack_children_contains(pid_t pid) {
     return 0;
 }
 
+/// Waits for the child `pid` to end, through interruptions (how it ended does not matter).
+static void reap(pid_t pid) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+}
+
+/// Reads one byte, through interruptions: 1, 0 at end of file, or -1.
+static ssize_t read_byte(int fd, char *byte) {
+    ssize_t count;
+    do {
+        count = read(fd, byte, 1);
+    } while (count < 0 && errno == EINTR);
+    return count;
+}
+
 // MARK: The watchdog
 
 static int watchdog_end = -1;
@@ -234,9 +250,7 @@ int multipack_watchdog_start(void) {
         close(done_fds[0]);
         return fork_errno;
     }
-    int status;
-    while (waitpid(middle, &status, 0) < 0 && errno == EINTR) {
-    }
+    reap(middle);
     pid_t watchdog = 0;
     ssize_t got;
     do {
@@ -309,13 +323,17 @@ struct mount_attributes {
     unsigned long long set, clear, propagation, userns;
 };
 
-static int write_file(const char *path, const char *text) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+/// Writes `text` whole to `fd` (-1: its open failed) and closes it. No allocation, no stdio.
+static int write_whole(int fd, const char *text) {
     if (fd < 0) return -1;
     ssize_t length = (ssize_t)strlen(text);
     ssize_t written = write(fd, text, (size_t)length);
     close(fd);
     return written == length ? 0 : -1;
+}
+
+static int write_file(const char *path, const char *text) {
+    return write_whole(open(path, O_WRONLY | O_CLOEXEC), text);
 }
 
 /// `/proc/<pid>/<name>` relative to a descriptor of /proc, written whole. No allocation, no stdio.
@@ -330,12 +348,7 @@ static int write_proc_file(int proc, pid_t pid, const char *name, const char *te
     path[length++] = '/';
     for (const char *cursor = name; *cursor != '\0' && length < (int)sizeof path - 1; cursor++) path[length++] = *cursor;
     path[length] = '\0';
-    int fd = openat(proc, path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t size = (ssize_t)strlen(text);
-    ssize_t written = write(fd, text, (size_t)size);
-    close(fd);
-    return written == size ? 0 : -1;
+    return write_whole(openat(proc, path, O_WRONLY | O_CLOEXEC), text);
 }
 
 /// mkdir -p, in a forked child (no allocation). `last` says whether the last component is made
@@ -491,10 +504,7 @@ static int relay_gone(int alive) {
 /// command, and is pending here, where every signal is blocked. It is passed on, once.
 static void pass_early_stops(int started) {
     char byte;
-    ssize_t count;
-    do {
-        count = read(started, &byte, 1);
-    } while (count < 0 && errno == EINTR);
+    ssize_t count = read_byte(started, &byte);
     close(started);
     if (count != 1) return;
     sigset_t pending;
@@ -508,11 +518,7 @@ static void pass_early_stops(int started) {
 /// root hid it) and answers on `answer`; a closed `ask` means the first process failed.
 static void map_first(pid_t first, int proc, int ask, int answer, const char *uid_map, const char *gid_map) {
     char byte = 0;
-    ssize_t count;
-    do {
-        count = read(ask, &byte, 1);
-    } while (count < 0 && errno == EINTR);
-    if (count == 1 && write_proc_file(proc, first, "uid_map", uid_map) == 0 &&
+    if (read_byte(ask, &byte) == 1 && write_proc_file(proc, first, "uid_map", uid_map) == 0 &&
         write_proc_file(proc, first, "gid_map", gid_map) == 0) {
         ssize_t ignored = write(answer, &byte, 1);
         (void)ignored;
@@ -648,11 +654,7 @@ static int enter_sandbox(char *const plan[], pid_t parent, const struct identity
         if (unshare(CLONE_NEWUSER) != 0) FAIL(0);
         char byte = 1;
         if (write(ask, &byte, 1) != 1) FAIL(0);
-        ssize_t count;
-        do {
-            count = read(answer, &byte, 1);
-        } while (count < 0 && errno == EINTR);
-        if (count != 1) {
+        if (read_byte(answer, &byte) != 1) {
             errno = EPERM;
             FAIL(0);
         }
@@ -703,8 +705,7 @@ int multipack_idmap_namespace(uid_t from_uid, uid_t to_uid, gid_t from_gid, gid_
     if (pid == 0) {
         char byte;
         close(hold[1]);
-        while (read(hold[0], &byte, 1) < 0 && errno == EINTR) {
-        }
+        read_byte(hold[0], &byte);
         _exit(0);
     }
     int code = pid < 0 ? errno : 0;
@@ -720,11 +721,7 @@ int multipack_idmap_namespace(uid_t from_uid, uid_t to_uid, gid_t from_gid, gid_
     }
     close(hold[1]);
     close(proc);
-    if (pid > 0) {
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
-    }
+    if (pid > 0) reap(pid);
     errno = code;
     return code == 0 ? userns : -1;
 }
@@ -842,9 +839,7 @@ static int spawn_forked(pid_t *pid_out, const char *file, char *const argv[], ch
     } while (count < 0 && errno == EINTR);
     close(report[0]);
     if (count == (ssize_t)sizeof child_errno) {
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
+        reap(pid);
         multipack_children_remove(pid);
         return child_errno != 0 ? child_errno : ENOEXEC;
     }
@@ -899,9 +894,7 @@ int multipack_spawn(pid_t *pid_out, const char *file, char *const argv[], char *
     munmap(stack, size);
     if (pid < 0) return clone_errno;
     if (request.error != 0) {
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
+        reap(pid);
         return request.error;
     }
     *pid_out = pid;

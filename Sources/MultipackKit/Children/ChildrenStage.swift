@@ -43,7 +43,7 @@ struct ChildrenStage: BuildStage {
         for index in output.children.indices {
             defer { if runsHooks { hooks.restore() } }
             if runsHooks {
-                if hooks.preCompilePending && hooks.present("pre_compile") { try runHook("pre_compile") }
+                if hooks.preCompileDue { try runHook("pre_compile") }
                 try hooks.hide()
             }
             var child = output.children[index]
@@ -63,7 +63,7 @@ struct ChildrenStage: BuildStage {
         }
         if runsHooks {
             // A pre_compile the last child brought in still runs once, before post_compile.
-            if hooks.preCompilePending && hooks.present("pre_compile") { try runHook("pre_compile") }
+            if hooks.preCompileDue { try runHook("pre_compile") }
             if hooks.present("post_compile") { try runHook("post_compile") }
         }
         return output

@@ -46,6 +46,9 @@ struct AppHooks {
 
     func present(_ name: String) -> Bool { Files.isRegularFile(path(name)) }
 
+    /// Whether a `bin/pre_compile` is in BUILD_DIR and has not run yet.
+    var preCompileDue: Bool { preCompilePending && present("pre_compile") }
+
     /// Hides the hooks from the next child: renamed inside `bin/`, just before its detect.
     mutating func hide() throws {
         for name in Self.names where Files.lexists(path(name)) {

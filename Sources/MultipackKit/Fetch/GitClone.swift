@@ -11,18 +11,11 @@ extension GitFetch {
 
     func clone(into checkout: String, knownCommit: String?) throws {
         let submodules = ["-c", "protocol.file.allow=" + (isLocal ? "always" : "user")] + Self.checkoutConfig
-        let isBranchOrTag = ref != nil && knownCommit != nil && !(ref!.allSatisfy(\.isHexDigit) && ref!.count >= 4)
+        let isBranchOrTag = ref != nil && knownCommit != nil && !Self.mayBeCommit(ref!)
         if ref == nil || isBranchOrTag {
             let branch = ref.map { ["--branch", $0] } ?? []
-            let shallow = ["--depth", "1", "--shallow-submodules"]
             let clone = submodules + ["clone", "--quiet", Self.noTemplates, "--recurse-submodules"] + branch
-            do {
-                _ = try git(clone + shallow + ["--", gitURL, checkout], stage: "cloning")
-            } catch let problem as FetchProblem where problem.output?.contains("shallow") == true {
-                // Dumb HTTP servers cannot serve a shallow clone; a full one works everywhere.
-                Files.remove(checkout)
-                _ = try git(clone + ["--", gitURL, checkout], stage: "cloning")
-            }
+            try cloneShallow(clone, depth: ["--depth", "1", "--shallow-submodules"], into: checkout)
             return
         }
         if let lockedRef, let target = knownCommit ?? ref,
@@ -36,9 +29,7 @@ extension GitFetch {
             stage: "cloning")
         let target = knownCommit ?? ref!
         do {
-            _ = try git(
-                Self.checkoutConfig + ["-C", checkout, "checkout", "--quiet", "--detach", target],
-                stage: "checking out \(target)")
+            try detach(checkout, at: target)
         } catch {
             throw FetchProblem(
                 "there is no commit `\(target)` in the repository",
@@ -48,9 +39,7 @@ extension GitFetch {
                         + "resolves to now, and commit \(LockFile.name)."
                     : "Check the #ref (or the commit= pin) after the URL in .buildpacks.")
         }
-        _ = try git(
-            submodules + ["-C", checkout, "submodule", "update", "--quiet", "--init", "--recursive"],
-            stage: "initialising submodules")
+        try initialiseSubmodules(checkout, submodules: submodules)
     }
 
     /// A commit locked from a branch or tag: the ref usually still points at it, and a shallow
@@ -59,26 +48,43 @@ extension GitFetch {
     private func cloneLocked(_ target: String, from lockedRef: String, into checkout: String, submodules: [String])
         throws -> Bool
     {
-        guard !(lockedRef.allSatisfy(\.isHexDigit) && lockedRef.count >= 4) else { return false }
+        guard !Self.mayBeCommit(lockedRef) else { return false }
         let clone = submodules + ["clone", "--quiet", Self.noTemplates, "--no-checkout", "--branch", lockedRef]
         do {
-            do {
-                _ = try git(clone + ["--depth", "1", "--", gitURL, checkout], stage: "cloning")
-            } catch let problem as FetchProblem where problem.output?.contains("shallow") == true {
-                // Dumb HTTP servers cannot serve a shallow clone; a full clone of the ref holds its history.
-                Files.remove(checkout)
-                _ = try git(clone + ["--", gitURL, checkout], stage: "cloning")
-            }
-            _ = try git(
-                Self.checkoutConfig + ["-C", checkout, "checkout", "--quiet", "--detach", target],
-                stage: "checking out \(target)")
+            try cloneShallow(clone, depth: ["--depth", "1"], into: checkout)
+            try detach(checkout, at: target)
         } catch is FetchProblem {
             Files.remove(checkout)
             return false
         }
+        try initialiseSubmodules(checkout, submodules: submodules)
+        return true
+    }
+
+    /// Whether `ref` may name a commit (four hex digits or more) rather than a branch or tag.
+    private static func mayBeCommit(_ ref: String) -> Bool { ref.allSatisfy(\.isHexDigit) && ref.count >= 4 }
+
+    /// `clone` with `depth` (shallow); without it where the server cannot serve a shallow clone
+    /// (dumb HTTP): a full clone works everywhere, and one of a ref holds its history.
+    private func cloneShallow(_ clone: [String], depth: [String], into checkout: String) throws {
+        do {
+            _ = try git(clone + depth + ["--", gitURL, checkout], stage: "cloning")
+        } catch let problem as FetchProblem where problem.output?.contains("shallow") == true {
+            Files.remove(checkout)
+            _ = try git(clone + ["--", gitURL, checkout], stage: "cloning")
+        }
+    }
+
+    /// Checks `target` out in `checkout`, detached, files exactly as the commit has them.
+    private func detach(_ checkout: String, at target: String) throws {
+        _ = try git(
+            Self.checkoutConfig + ["-C", checkout, "checkout", "--quiet", "--detach", target],
+            stage: "checking out \(target)")
+    }
+
+    private func initialiseSubmodules(_ checkout: String, submodules: [String]) throws {
         _ = try git(
             submodules + ["-C", checkout, "submodule", "update", "--quiet", "--init", "--recursive"],
             stage: "initialising submodules")
-        return true
     }
 }

@@ -24,8 +24,8 @@ import Testing
 
     @Test(arguments: ["bubblewrap", "direct", "off"])
     func everyTypeRunsTogetherPrefixedAndTheOthersStopWhenOneExits(backend: String) throws {
-        var sandbox = try SandboxWorld("dyno-formation-\(backend)", runner: .caller)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend]
+        let sandbox = try SandboxWorld(
+            "dyno-formation-\(backend)", runner: .caller, caller: ["MULTIPACK_SANDBOX": backend])
         let mark = "3007\(getpid())\(backend.count)"
         let app = try Self.builtApp(
             sandbox,
@@ -66,8 +66,7 @@ import Testing
     /// A type that ignores SIGTERM gets SIGKILL after the grace; its daemon goes with it.
     @Test(arguments: ["bubblewrap", "off"])
     func aTypeThatIgnoresSIGTERMIsKilledAfterTheGrace(backend: String) throws {
-        var sandbox = try SandboxWorld("dyno-grace-\(backend)", runner: .caller)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend]
+        let sandbox = try SandboxWorld("dyno-grace-\(backend)", runner: .caller, caller: ["MULTIPACK_SANDBOX": backend])
         let mark = "3008\(getpid())\(backend.count)"
         let app = try Self.builtApp(
             sandbox,
@@ -86,8 +85,7 @@ import Testing
     /// Ctrl-C (SIGINT to multipack run) stops every type; run exits 130, nothing left.
     @Test(arguments: ["bubblewrap", "direct", "off"])
     func ctrlCStopsEveryType(backend: String) throws {
-        var sandbox = try SandboxWorld("dyno-int-\(backend)", runner: .caller)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend]
+        let sandbox = try SandboxWorld("dyno-int-\(backend)", runner: .caller, caller: ["MULTIPACK_SANDBOX": backend])
         let mark = "3009\(getpid())\(backend.count)"
         let app = try Self.builtApp(
             sandbox,
@@ -115,8 +113,7 @@ import Testing
 
     @Test(arguments: ["bubblewrap", "direct", "off"])
     func aOneOffCommandReadsTheCallersInput(backend: String) throws {
-        var sandbox = try SandboxWorld("dyno-stdin-\(backend)", runner: .caller)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend]
+        let sandbox = try SandboxWorld("dyno-stdin-\(backend)", runner: .caller, caller: ["MULTIPACK_SANDBOX": backend])
         let app = try Self.builtApp(sandbox, procfile: "web: true\n")
         let run = try Shell.run(
             "bash", ["-c", "printf 'hi\\nthere\\n' | \"$0\" run \"$1\" -- cat", Repo.binary, app],
@@ -140,8 +137,7 @@ import Testing
     /// reaches it; the exit code is run's; the caller's terminal is restored.
     @Test(arguments: ["bubblewrap", "direct", "off"])
     func aOneOffCommandOnATerminalGetsATerminalOfItsOwn(backend: String) throws {
-        var sandbox = try SandboxWorld("dyno-pty-\(backend)", runner: .caller)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend]
+        let sandbox = try SandboxWorld("dyno-pty-\(backend)", runner: .caller, caller: ["MULTIPACK_SANDBOX": backend])
         let app = try Self.builtApp(sandbox, procfile: "web: true\n")
         let driver = sandbox.world.temp.path + "/drive_pty.py"
         try Self.ptyDriver.write(toFile: driver, atomically: true, encoding: .utf8)
@@ -211,8 +207,7 @@ import Testing
     /// `run SLUG` keeps a slug's links as they are: an absolute link into /app is followed inside.
     @Test(arguments: ["bubblewrap", "direct"])
     func aSlugsAbsoluteLinksIntoAppWork(backend: String) throws {
-        var sandbox = try SandboxWorld("dyno-slug-\(backend)", runner: .caller)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend]
+        let sandbox = try SandboxWorld("dyno-slug-\(backend)", runner: .caller, caller: ["MULTIPACK_SANDBOX": backend])
         let temp = sandbox.world.temp
         try temp.write("slug/app/.heroku/python/bin/python3", "the venv's python\n")
         try temp.write("slug/app/Procfile", "web: cat /app/link\n")
@@ -287,8 +282,9 @@ import Testing
     /// multipack's own.
     @Test(arguments: ["bubblewrap", "off"])
     func configVarsComeFromTheBuildThenDotEnvThenFlags(backend: String) throws {
-        var sandbox = try SandboxWorld("dyno-config-\(backend)", runner: .caller)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend, "MULTIPACK_FETCH_PARALLELISM": "2"]
+        let sandbox = try SandboxWorld(
+            "dyno-config-\(backend)", runner: .caller,
+            caller: ["MULTIPACK_SANDBOX": backend, "MULTIPACK_FETCH_PARALLELISM": "2"])
         let app = try sandbox.app(["probe"], files: [".env": "B=dotenv\nC=dotenv\n"])
         let build = try sandbox.multipack(["build", app, "-e", "A=build", "-e", "B=build", "-e", "C=build"])
         #expect(build.status == 0, "\(build.all)")

@@ -241,13 +241,8 @@ import Testing
         var seen: [String] = []
         let deadline = Date().addingTimeInterval(20)
         while seen.isEmpty && Date() < deadline {
-            for pid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap({ Int32($0) }) ?? []
-            {
-                guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-                let words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-                if words.contains(where: { $0.contains("127.0.0.1:\(server.port)") }) {
-                    seen.append(words.joined(separator: " "))
-                }
+            for (_, words) in commandLines() where words.contains(where: { $0.contains("127.0.0.1:\(server.port)") }) {
+                seen.append(words.joined(separator: " "))
             }
             usleep(20_000)
         }

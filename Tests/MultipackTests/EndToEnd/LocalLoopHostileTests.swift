@@ -68,8 +68,7 @@ import Testing
     /// config vars: a sparse file of gigabytes there was read whole. A file larger than config
     /// vars take is no config var.
     @Test func runReadsNoHugeConfigVarABuildpackLeft() throws {
-        var sandbox = try SandboxWorld("hostile-env-dir", runner: .caller)
-        sandbox.caller = ["MULTIPACK_SANDBOX": "off"]
+        let sandbox = try SandboxWorld("hostile-env-dir", runner: .caller, caller: ["MULTIPACK_SANDBOX": "off"])
         let app = try Self.inlineApp(sandbox, compile: "truncate -s 3G \"$3/HUGE\"; echo -n small > \"$3/SMALL\"")
         let build = try sandbox.multipack(["build", app])
         #expect(build.status == 0, "\(build.all)")
@@ -166,8 +165,8 @@ import Testing
     /// the command had ended too; SIGTERM and Ctrl-C could not end `run`.
     @Test(arguments: ["bubblewrap", "off"])
     func aCommandThatReadsNoKeysDuringAPasteStillEnds(backend: String) throws {
-        var sandbox = try SandboxWorld("hostile-pty-paste-\(backend)", runner: .caller)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend]
+        let sandbox = try SandboxWorld(
+            "hostile-pty-paste-\(backend)", runner: .caller, caller: ["MULTIPACK_SANDBOX": backend])
         let app = try Self.inlineApp(sandbox, compile: "true")
         #expect(try sandbox.multipack(["build", app]).status == 0)
         let driver = sandbox.world.temp.path + "/paste.py"

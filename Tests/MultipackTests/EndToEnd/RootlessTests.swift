@@ -298,8 +298,8 @@ import Testing
 @Suite struct UnprivilegedIsolationTests {
     @Test(arguments: Backend.allCases)
     func anOrdinaryUsersBuildIsUid1000WithNoNewPrivileges(backend: Backend) throws {
-        var sandbox = try SandboxWorld("unprivileged-isolation", runner: .unprivileged)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend.rawValue]
+        let sandbox = try SandboxWorld(
+            "unprivileged-isolation", runner: .unprivileged, caller: ["MULTIPACK_SANDBOX": backend.rawValue])
         try sandbox.world.temp.write(
             "children/probe/bin/detect", "#!/usr/bin/env bash\necho Probe\n", executable: true)
         try sandbox.world.temp.write(

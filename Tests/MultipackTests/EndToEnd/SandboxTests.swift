@@ -46,14 +46,16 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible {
 struct SandboxWorld {
     let world: LocalWorld
     let runner: Runner
-    var caller: [String: String] = [:]
+    var caller: [String: String]
 
-    init(_ name: String, runner: Runner) throws {
+    /// `caller`: the environment the caller adds to every run (`MULTIPACK_SANDBOX`).
+    init(_ name: String, runner: Runner, caller: [String: String] = [:]) throws {
         if runner == .unprivileged, !Runner.unprivilegedReady {
             try Test.cancel("Skipped: the unprivileged case runs as \(Runner.user), which only root can switch to.")
         }
         world = try LocalWorld(name)
         self.runner = runner
+        self.caller = caller
     }
 
     @discardableResult
@@ -110,11 +112,12 @@ struct SandboxWorld {
 @Suite struct SandboxTests {
     @Test(arguments: Runner.allCases, Backend.allCases)
     func aChildSeesHerokusLayoutAndNothingOfTheCallers(runner: Runner, backend: Backend) throws {
-        var sandbox = try SandboxWorld("sandbox-probe", runner: runner)
-        sandbox.caller = [
-            "LEAKY_SECRET": "from-the-caller", "https_proxy": "http://127.0.0.1:9", "no_proxy": "127.0.0.1",
-            "EDITOR": "vi", "MULTIPACK_SANDBOX": backend.rawValue,
-        ]
+        let sandbox = try SandboxWorld(
+            "sandbox-probe", runner: runner,
+            caller: [
+                "LEAKY_SECRET": "from-the-caller", "https_proxy": "http://127.0.0.1:9", "no_proxy": "127.0.0.1",
+                "EDITOR": "vi", "MULTIPACK_SANDBOX": backend.rawValue,
+            ])
         let app = try sandbox.app(["probe"])
         let (before, _) = try tmpEntries()
         let build = try sandbox.multipack(["build", app, "--json"])
@@ -157,8 +160,8 @@ struct SandboxWorld {
 
     @Test(arguments: Runner.allCases, Backend.allCases)
     func aPythonLikeChildsToolIsTheOneTheHooksAndTheDynoFind(runner: Runner, backend: Backend) throws {
-        var sandbox = try SandboxWorld("sandbox-python", runner: runner)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend.rawValue]
+        let sandbox = try SandboxWorld(
+            "sandbox-python", runner: runner, caller: ["MULTIPACK_SANDBOX": backend.rawValue])
         let app = try sandbox.app(
             ["python-home"],
             files: [
@@ -350,8 +353,8 @@ struct SandboxWorld {
     /// Whoever uid 1000 is outside, the machine's directories are read-only inside.
     @Test(arguments: Backend.allCases)
     func theSystemDirectoriesAreReadOnlyInside(backend: Backend) throws {
-        var sandbox = try SandboxWorld("sandbox-readonly", runner: .caller)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend.rawValue]
+        let sandbox = try SandboxWorld(
+            "sandbox-readonly", runner: .caller, caller: ["MULTIPACK_SANDBOX": backend.rawValue])
         let app = try sandbox.app(["probe"])
         #expect(try sandbox.multipack(["build", app]).status == 0)
         let name = "multipack-readonly-probe-\(getpid())-\(backend.rawValue)"
@@ -372,8 +375,7 @@ struct SandboxWorld {
     /// As on a dyno, each run starts from the build and what it writes is gone afterwards.
     @Test(arguments: ["bubblewrap", "direct", "off"])
     func runStartsFromAFreshCopyOfTheLastBuild(backend: String) throws {
-        var sandbox = try SandboxWorld("sandbox-fresh", runner: .caller)
-        sandbox.caller = ["MULTIPACK_SANDBOX": backend]
+        let sandbox = try SandboxWorld("sandbox-fresh", runner: .caller, caller: ["MULTIPACK_SANDBOX": backend])
         let app = try sandbox.app(["probe"], files: ["Procfile": "web: cat Procfile\n"])
         let build = try sandbox.multipack(["build", app, "--json"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(build.stdout.utf8)) as? [String: Any])

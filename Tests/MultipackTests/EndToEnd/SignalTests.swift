@@ -48,10 +48,7 @@ func survivingSleeps(listedIn file: String, kill killing: Bool = true) -> [Strin
     usleep(100_000)
     guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return ["\(file) was not written"] }
     let arguments = Set(text.split(separator: "\n").map(String.init))
-    let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
-    return pids.compactMap { pid in
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
-        let words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+    return commandLines().compactMap { pid, words in
         guard words.count == 2, words[0].hasSuffix("sleep"), arguments.contains(words[1]) else { return nil }
         if killing { kill(pid, SIGKILL) }
         return "sleep \(words[1]) (pid \(pid))"

@@ -39,6 +39,15 @@ import Testing
         return temp.path + "/child"
     }
 
+    /// Trial `index`'s own directory under `base`, with `subdirectories` in it.
+    static func trialDirectory(_ base: String, _ index: Int, _ subdirectories: [String]) throws -> String {
+        let dir = base + "/trial-\(index)"
+        for sub in subdirectories {
+            try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
+        }
+        return dir
+    }
+
     /// Runs `trials` stops of the command `prepare` makes for each (its arguments, environment and
     /// TMPDIR), `width` at a time.
     static func stopAtRandomMoments(
@@ -107,14 +116,8 @@ import Testing
         var found: [(pid: Int32, line: String)] = []
         for attempt in 0..<3 {
             if attempt > 0 { usleep(100_000) }
-            found = []
-            let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
-            for pid in pids {
-                guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-                let words = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-                if words.contains(where: { $0.hasSuffix("." + mark) }) {
-                    found.append((pid, words.joined(separator: " ")))
-                }
+            found = commandLines().filter { $0.words.contains { $0.hasSuffix("." + mark) } }.map {
+                ($0.pid, $0.words.joined(separator: " "))
             }
             if found.isEmpty { return [] }
         }
@@ -141,15 +144,11 @@ import Testing
         let child = try Self.child(in: temp)
         let base = temp.path
         let trials = try Self.stopAtRandomMoments("compile") { index, mark in
-            let dir = base + "/trial-\(index)"
-            for sub in ["build", "cache", "env", "tmp"] {
-                try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
-            }
+            let dir = try Self.trialDirectory(base, index, ["build", "cache", "env", "tmp", "buildpack"])
             try (child + "\n").write(toFile: dir + "/build/.buildpacks", atomically: true, encoding: .utf8)
             try mark.write(toFile: dir + "/env/TRIAL_MARK", atomically: true, encoding: .utf8)
             var environment = Multipack.environment(["TMPDIR": dir + "/tmp"])
             environment["MULTIPACK_BUILDPACK_DIR"] = dir + "/buildpack"
-            try FileManager.default.createDirectory(atPath: dir + "/buildpack", withIntermediateDirectories: true)
             return (["compile", dir + "/build", dir + "/cache", dir + "/env"], environment, dir + "/tmp")
         }
         Self.check("compile", trials)
@@ -160,10 +159,7 @@ import Testing
         let child = try Self.child(in: temp)
         let base = temp.path
         let trials = try Self.stopAtRandomMoments("build") { index, mark in
-            let dir = base + "/trial-\(index)"
-            for sub in ["app", "home", "xdg", "tmp"] {
-                try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
-            }
+            let dir = try Self.trialDirectory(base, index, ["app", "home", "xdg", "tmp"])
             try (child + "\n").write(toFile: dir + "/app/.buildpacks", atomically: true, encoding: .utf8)
             let environment = Multipack.environment([
                 "HOME": dir + "/home", "XDG_CACHE_HOME": dir + "/xdg", "TMPDIR": dir + "/tmp",
@@ -186,8 +182,7 @@ import Testing
         let base = world.temp.path
         let home = world.environment["HOME"] ?? base
         let trials = try Self.stopAtRandomMoments("run") { index, mark in
-            let dir = base + "/trial-\(index)"
-            try FileManager.default.createDirectory(atPath: dir + "/tmp", withIntermediateDirectories: true)
+            let dir = try Self.trialDirectory(base, index, ["tmp"])
             let environment = Multipack.environment(["HOME": home, "TMPDIR": dir + "/tmp"])
             return (["run", slug, "--", "sleep", "5." + mark], environment, dir + "/tmp")
         }

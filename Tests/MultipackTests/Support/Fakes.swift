@@ -98,3 +98,18 @@ final class FakeProcesses: ProcessRunner {
             termination: .exited(code), stdout: Array(stdout.utf8), stderr: Array(stderr.utf8), seconds: seconds)
     }
 }
+
+extension TempDir {
+    /// BUILD_DIR, CACHE_DIR and ENV_DIR made in this directory, as `build`, `cache` and `env`.
+    func buildDirectories() -> BuildDirectories {
+        BuildDirectories(build: sub("build"), cache: sub("cache"), env: sub("env"))
+    }
+
+    /// A buildpack at `relative` whose bin/detect, bin/compile and bin/release exist but are never
+    /// run (a `FakeProcesses` plays them).
+    func writePlayedBuildpack(_ relative: String) throws {
+        for name in ["detect", "compile", "release"] {
+            try write("\(relative)/bin/\(name)", "#!/bin/sh\nexit 99\n", executable: true)
+        }
+    }
+}

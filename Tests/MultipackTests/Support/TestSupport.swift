@@ -226,3 +226,13 @@ func expectUsageError(
         error?.kind == .usage && error?.exitCode == 2, "\(String(describing: error))", sourceLocation: sourceLocation)
     return error
 }
+
+/// Every process on this machine, with the words of its command line (read from /proc, so that it
+/// sees a process in any PID namespace; one that ended meanwhile is left out).
+func commandLines() -> [(pid: Int32, words: [String])] {
+    let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
+    return pids.compactMap { pid in
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+        return (pid, data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) })
+    }
+}

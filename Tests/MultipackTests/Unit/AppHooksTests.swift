@@ -15,7 +15,7 @@ import Testing
 
         init(hooks: [String: String]) throws {
             temp = try TempDir("hooks")
-            dirs = BuildDirectories(build: temp.sub("build"), cache: temp.sub("cache"), env: temp.sub("env"))
+            dirs = temp.buildDirectories()
             for (name, text) in hooks { try temp.write("build/bin/\(name)", text) }
         }
 

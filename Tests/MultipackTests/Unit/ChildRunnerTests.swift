@@ -17,10 +17,8 @@ import Testing
 
         init() throws {
             temp = try TempDir("runner")
-            for name in ["detect", "compile", "release"] {
-                try temp.write("child/bin/\(name)", "#!/bin/sh\nexit 99\n", executable: true)
-            }
-            dirs = BuildDirectories(build: temp.sub("build"), cache: temp.sub("cache"), env: temp.sub("env"))
+            try temp.writePlayedBuildpack("child")
+            dirs = temp.buildDirectories()
             let entry = BuildpackEntry(
                 line: 1, text: "https://user:secret@example.com/bp.git", reference: .git(url: "x", ref: nil))
             child = ChildRun(

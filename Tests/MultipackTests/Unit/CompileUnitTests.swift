@@ -20,13 +20,11 @@ import Testing
         /// An app listing `children` local buildpack directories, with the given hooks.
         init(children: Int, hooks: [String] = []) throws {
             temp = try TempDir("compile-unit")
-            dirs = BuildDirectories(build: temp.sub("build"), cache: temp.sub("cache"), env: temp.sub("env"))
+            dirs = temp.buildDirectories()
             buildpackDir = temp.sub("multipack")
             var list = ""
             for index in 1...children {
-                for name in ["detect", "compile", "release"] {
-                    try temp.write("build/bp\(index)/bin/\(name)", "#!/bin/sh\nexit 99\n", executable: true)
-                }
+                try temp.writePlayedBuildpack("build/bp\(index)")
                 list += "./bp\(index)\n"
                 processes.on("/\(index)/bin/detect") { _ in FakeProcesses.exited(stdout: "Child \(index)\n") }
                 processes.on("/\(index)/bin/compile") { _ in FakeProcesses.exited(seconds: Double(index)) }
