@@ -24,7 +24,7 @@ enum Runner: String, CaseIterable, CustomTestStringConvertible {
     static let unprivilegedReady: Bool = {
         guard getuid() == 0 else { return false }
         if (try? Shell.run("id", ["-u", user]))?.status == 0 { return true }
-        _ = try? Shell.run("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
+        _ = try? Shell.run("/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
         return (try? Shell.run("id", ["-u", user]))?.status == 0
     }()
 }

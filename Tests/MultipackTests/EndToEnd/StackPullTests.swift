@@ -72,7 +72,7 @@ import Testing
         let b = try FileManager.default.attributesOfItem(atPath: root + "/data/b")[.systemFileNumber] as? Int
         #expect(a != nil && a == b)
         // Inside the image, its absolute symlink leads to the image's file, not the host's.
-        let inside = try Shell.run("unshare", ["-r", "chroot", root, "/bin/cat", "/etc/alias"])
+        let inside = try Shell.run("unshare", ["-r", "/usr/sbin/chroot", root, "/bin/cat", "/etc/alias"])
         #expect(inside.stdout.contains("ID=multipack-test"), "\(inside.all)")
         let blobsAfterCold = registry.requests().filter { $0.contains("/blobs/") }
         #expect(blobsAfterCold.count == 3)  // config and two layers
